@@ -1,0 +1,37 @@
+# All set-up is done by the targets themselves, on a fresh machine too.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-out
+
+.PHONY: setup test demo bench tools clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch first, pinned: 2.13.0 is the CPU build on this machine's disk (an unpinned torch pulls CUDA).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) tools
+
+# External DICOM tools used by tests (dcmtk, dicom3tools); installed when missing and possible.
+tools:
+	@bash scripts/ensure-tools.sh
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	rm -rf $(DEMO_OUT)
+	$(BIN)/followup synth --out $(DEMO_OUT)/pair --scenario residual --seed 1
+	$(BIN)/followup inspect $(DEMO_OUT)/pair/followup --nifti $(DEMO_OUT)/nifti
+
+bench: setup
+	$(BIN)/python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,115 @@
+"""Ingestion benchmark: `followup inspect` on a full-size synthetic pair against its peers.
+
+Peers measured in the same run, on the same files:
+* floor: reading every byte of every file (the I/O limit, page cache warm);
+* naive: pydicom ``dcmread`` + ``pixel_array`` of every file, the usual script.
+
+Usage: .venv/bin/python benchmarks/bench_ingest.py [--pair DIR] [--repeats N]
+Writes benchmarks/results/ingest.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("FOLLOWUP_BENCH_CACHE", "/tmp/followup-bench"))
+
+
+def ensure_pair(pair: Path) -> Path:
+    if not (pair / "truth.json").exists():
+        from followup.synth import generate_pair
+
+        print(f"generating a full-size pair in {pair} (about a minute)...", flush=True)
+        generate_pair(pair, "residual", 5, "single-series", "full")
+    return pair
+
+
+def files_of(pair: Path) -> list[Path]:
+    return sorted(p for p in pair.rglob("*.dcm"))
+
+
+def read_floor(files: list[Path]) -> None:
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+
+
+def naive_pydicom(files: list[Path]) -> None:
+    for f in files:
+        ds = pydicom.dcmread(f)
+        _ = ds.pixel_array
+
+
+def inspect_in_process(pair: Path) -> None:
+    from followup.dicom import inspect_directory
+
+    inspect_directory(pair)
+
+
+def inspect_cli(pair: Path) -> None:
+    exe = Path(sys.executable).with_name("followup")
+    subprocess.run([str(exe), "inspect", str(pair), "--json"], check=True, stdout=subprocess.DEVNULL)
+
+
+def timed(fn, *args, repeats: int) -> float:
+    fn(*args)  # warm-up: page cache, imports
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pair", type=Path, default=CACHE / "full-residual-5-single-series")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    pair = ensure_pair(args.pair)
+    files = files_of(pair)
+    size_mb = sum(f.stat().st_size for f in files) / 1e6
+    t_floor = timed(read_floor, files, repeats=args.repeats)
+    t_naive = timed(naive_pydicom, files, repeats=args.repeats)
+    t_inproc = timed(inspect_in_process, pair, repeats=args.repeats)
+    t_cli = timed(inspect_cli, pair, repeats=args.repeats)
+    rows = [
+        ("read every byte (I/O floor)", t_floor),
+        ("pydicom dcmread + pixel_array, every file", t_naive),
+        ("followup inspect, in process", t_inproc),
+        ("followup inspect, CLI (process start included)", t_cli),
+    ]
+    lines = [
+        f"# Ingestion benchmark ({dt.date.today().isoformat()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores)",
+        "",
+        f"Full-size pair: {len(files)} files, {size_mb:.0f} MB (baseline + follow-up, "
+        "448 x 448 x 160, 1 pre + 5 post phases each, single-series layout).",
+        f"Median of {args.repeats} runs after one warm-up (page cache warm).",
+        "",
+        "| step | seconds | ratio to I/O floor | ratio to naive pydicom |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, t in rows:
+        lines.append(f"| {name} | {t:.2f} | {t / t_floor:.1f} | {t / t_naive:.2f} |")
+    lines += ["", "Command: `.venv/bin/python benchmarks/bench_ingest.py`", ""]
+    text = "\n".join(lines)
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "ingest.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Public entry point: ``load_dce_study(path)`` -> :class:`DCEStudy` (ordered DCE phases)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from followup.dicom.dce import IgnoredSeries, Selection, contrast_flags, select_dynamic
+from followup.dicom.scan import (
+    InstanceHeader,
+    RejectedFile,
+    ScanResult,
+    check_single_patient,
+    patient_ref,
+    scan_directory,
+)
+from followup.dicom.stack import build_volume
+from followup.errors import IngestError
+from followup.volume import Volume
+
+PHASE_AFFINE_TOL_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One time point of the dynamic as a volume."""
+
+    index: int
+    volume: Volume
+    time_s: float
+    series_uid: str
+    sop_instance_uids: list[str]
+    contrast: bool | None
+
+
+@dataclass(frozen=True)
+class DCEStudy:
+    """A patient's DCE-MRI study: ordered phases (phases[0] = pre-contrast) plus provenance.
+
+    ``patient_id`` is kept only to match the procedure record; never log or print it.
+    """
+
+    patient_id: str
+    patient_ref: str
+    study_uid: str
+    study_date: _dt.date | None
+    study_time: str
+    accession_number: str
+    modality: str
+    manufacturer: str
+    laterality: str | None
+    frame_of_reference_uid: str
+    series_uids: list[str]
+    series_description: str
+    phases: list[Phase]
+    ordering: str
+    ignored_series: list[IgnoredSeries]
+    rejected_files: list[RejectedFile]
+    warnings: list[str]
+
+    def __repr__(self) -> str:  # keep the PatientID out of reprs/logs
+        return (f"DCEStudy(patient_ref={self.patient_ref!r}, study_uid={self.study_uid!r}, "
+                f"phases={len(self.phases)}, ordering={self.ordering!r})")
+
+
+def studies_in(scan: ScanResult) -> dict[str, list[InstanceHeader]]:
+    """Instances grouped by StudyInstanceUID (insertion order = first seen)."""
+    out: dict[str, list[InstanceHeader]] = {}
+    for inst in scan.instances:
+        out.setdefault(inst.study_uid, []).append(inst)
+    return out
+
+
+def raise_if_nothing_usable(scan: ScanResult) -> None:
+    """``truncated`` if only truncated DICOM was found, ``no-dicom`` if no image at all."""
+    if scan.instances:
+        return
+    trunc = [r for r in scan.rejected if r.reason.startswith("truncated")]
+    if trunc:
+        raise IngestError(f"{trunc[0].path}: {trunc[0].reason}", code="truncated")
+    reasons = sorted({r.reason for r in scan.rejected})
+    raise IngestError(
+        f"no DICOM images found in {scan.root} ({scan.n_files} file(s) rejected: "
+        f"{'; '.join(reasons[:5])})",
+        code="no-dicom",
+    )
+
+
+def build_phases(sel: Selection, rejected: list[RejectedFile], where: str) -> list[Phase]:
+    """Decode the chosen dynamic's phases and check they share one geometry."""
+    uids = {s.uid for s in sel.dynamic.series}
+    bad = [r for r in rejected if r.series_uid in uids]
+    if bad:
+        raise IngestError(f"{bad[0].path} (DCE series {bad[0].series_uid}): {bad[0].reason}",
+                          code="truncated")
+    flags, _ = contrast_flags(sel.dynamic.units)
+    cache: dict = {}
+    phases: list[Phase] = []
+    for idx, (unit, t, c) in enumerate(zip(sel.dynamic.units, sel.dynamic.times_s, flags)):
+        label = f"{where}, phase {idx} (series {unit.series_uid} '{unit.description}')"
+        vol, sops = build_volume(unit.frames, label, cache)
+        phases.append(Phase(idx, vol, float(t), unit.series_uid, sops, c))
+    ref = phases[0].volume
+    for p in phases[1:]:
+        v = p.volume
+        if v.shape != ref.shape or not np.allclose(v.affine, ref.affine, atol=PHASE_AFFINE_TOL_MM):
+            raise IngestError(
+                f"{where}: phase {p.index} (series {p.series_uid}) has shape {v.shape} and origin "
+                f"{np.round(v.affine[:3, 3], 3).tolist()}, phase 0 has shape {ref.shape} and "
+                f"origin {np.round(ref.affine[:3, 3], 3).tolist()}; all phases must share one "
+                "geometry",
+                code="inconsistent-phase-geometry",
+            )
+    return phases
+
+
+def study_from_instances(instances: list[InstanceHeader], rejected: list[RejectedFile],
+                         where: str) -> DCEStudy:
+    """Select, order and decode the DCE dynamic of one study's instances."""
+    sel = select_dynamic(instances, where)
+    phases = build_phases(sel, rejected, where)
+    _, cwarn = contrast_flags(sel.dynamic.units)
+    dyn_insts = [f.inst for f in sel.dynamic.units[0].frames]
+    first = dyn_insts[0]
+    lat = next((i.laterality for s in sel.dynamic.series for i in s.instances if i.laterality),
+               None)
+    return DCEStudy(
+        patient_id=first.patient_id,
+        patient_ref=patient_ref(first.patient_id),
+        study_uid=first.study_uid,
+        study_date=first.study_date,
+        study_time=first.study_time,
+        accession_number=first.accession_number,
+        modality=first.modality,
+        manufacturer=first.manufacturer,
+        laterality=lat,
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        series_uids=[s.uid for s in sel.dynamic.series],
+        series_description=first.series_description,
+        phases=phases,
+        ordering=sel.dynamic.ordering,
+        ignored_series=sel.ignored,
+        rejected_files=rejected,
+        warnings=sel.warnings + cwarn,
+    )
+
+
+def load_dce_study(path: str | os.PathLike[str]) -> DCEStudy:
+    """Load the DCE dynamic of the ONE study of ONE patient found under ``path``."""
+    scan = scan_directory(path)
+    check_single_patient(scan)
+    raise_if_nothing_usable(scan)
+    studies = studies_in(scan)
+    if len(studies) > 1:
+        desc = ", ".join(f"{uid} ({insts[0].study_date or 'no date'})"
+                         for uid, insts in studies.items())
+        raise IngestError(
+            f"{Path(path)} holds {len(studies)} studies ({desc}); give the folder of one study",
+            code="multiple-studies",
+        )
+    return study_from_instances(scan.instances, list(scan.rejected), str(Path(path)))

@@ -1,0 +1,105 @@
+"""Semi-quantitative DCE-MRI maps: percent enhancement, SER and BI-RADS curve type per voxel.
+
+Conventions (../shared/clinical-evidence.md, "DCE-MRI conventions"):
+* PE = 100 * (S1 - S0) / S0 at the first post-contrast phase (S0 pre-contrast, S1 first post);
+  initial phase slow < 50 %, medium 50-100 %, fast > 100 %.
+* Delayed phase, from the first post-contrast to the last phase: washout < -10 %,
+  plateau within +-10 %, persistent > +10 % (BI-RADS; Kuhl et al., Radiology 1999).
+* SER = (S1 - S0) / (S2 - S0) with S2 the last phase (I-SPY / UCSF functional tumour volume);
+  bands <= 0.9, 0.9-1.0, 1.0-1.3, 1.3-1.75, > 1.75 (higher = washout-like).
+Pure numpy: arrays in, arrays out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SLOW_BELOW_PE = 50.0
+FAST_ABOVE_PE = 100.0
+DELAYED_CHANGE_PCT = 10.0
+SER_BANDS = (0.9, 1.0, 1.3, 1.75)
+
+CURVE_PERSISTENT, CURVE_PLATEAU, CURVE_WASHOUT = 1, 2, 3
+CURVE_NAMES = {0: "none", CURVE_PERSISTENT: "persistent", CURVE_PLATEAU: "plateau",
+               CURVE_WASHOUT: "washout"}
+
+
+@dataclass(frozen=True)
+class EnhancementMaps:
+    pe: np.ndarray  # percent enhancement at the first post-contrast phase
+    pe_peak: np.ndarray  # largest percent enhancement over the post-contrast phases
+    delayed_change: np.ndarray  # percent change from the first post-contrast to the last phase
+    ser: np.ndarray  # signal enhancement ratio (NaN where S2 - S0 is ~0)
+    curve: np.ndarray  # uint8: 0 none, 1 persistent, 2 plateau, 3 washout
+    valid: np.ndarray  # bool: S0 high enough for a ratio to mean something
+
+
+def enhancement_maps(phases: list[np.ndarray], s0_floor: float) -> EnhancementMaps:
+    """Maps from aligned phases (phases[0] pre-contrast, then the post-contrast phases in time).
+
+    ``s0_floor``: pre-contrast signal below which ratios are noise (air, suppressed fat).
+    """
+    if len(phases) < 2:
+        raise ValueError("enhancement needs a pre-contrast and at least one post-contrast phase")
+    s0 = phases[0].astype(np.float32)
+    s1 = phases[1].astype(np.float32)
+    s2 = phases[-1].astype(np.float32)
+    valid = s0 >= s0_floor
+    denom = np.maximum(s0, s0_floor)
+    pe = 100.0 * (s1 - s0) / denom
+    pe_peak = np.max(np.stack([100.0 * (p.astype(np.float32) - s0) / denom for p in phases[1:]]), axis=0)
+    delayed = 100.0 * (s2 - s1) / np.maximum(s1, s0_floor)
+    late = s2 - s0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ser = np.where(np.abs(late) > 1e-3 * denom, (s1 - s0) / late, np.nan)
+    curve = np.zeros(s0.shape, dtype=np.uint8)
+    if len(phases) >= 3:
+        curve[delayed > DELAYED_CHANGE_PCT] = CURVE_PERSISTENT
+        curve[np.abs(delayed) <= DELAYED_CHANGE_PCT] = CURVE_PLATEAU
+        curve[delayed < -DELAYED_CHANGE_PCT] = CURVE_WASHOUT
+    curve[~valid] = 0
+    return EnhancementMaps(pe.astype(np.float32), pe_peak.astype(np.float32),
+                           delayed.astype(np.float32), ser.astype(np.float32), curve, valid)
+
+
+def curve_type_of_signal(signal: np.ndarray) -> tuple[str, float, float]:
+    """Curve type of a mean time-signal curve (pre, post1, ..., postN).
+
+    Returns (type, initial PE %, delayed change %)."""
+    s = np.asarray(signal, dtype=float)
+    pe = 100.0 * (s[1] - s[0]) / max(s[0], 1e-6)
+    change = 100.0 * (s[-1] - s[1]) / max(s[1], 1e-6)
+    if len(s) < 3:
+        return "none", pe, 0.0
+    if change < -DELAYED_CHANGE_PCT:
+        kind = "washout"
+    elif change > DELAYED_CHANGE_PCT:
+        kind = "persistent"
+    else:
+        kind = "plateau"
+    return kind, pe, change
+
+
+def initial_phase_class(pe: float) -> str:
+    if pe < SLOW_BELOW_PE:
+        return "slow"
+    if pe > FAST_ABOVE_PE:
+        return "fast"
+    return "medium"
+
+
+def ser_band(ser: float) -> str:
+    if not np.isfinite(ser):
+        return "undefined"
+    b = SER_BANDS
+    if ser <= b[0]:
+        return "<=0.9"
+    if ser <= b[1]:
+        return "0.9-1.0"
+    if ser <= b[2]:
+        return "1.0-1.3"
+    if ser <= b[3]:
+        return "1.3-1.75"
+    return ">1.75"

@@ -1,0 +1,228 @@
+"""Synthetic fat-suppressed T1 DCE-MRI of the breasts, evaluated on a voxel grid.
+
+Pure numpy/scipy: a ``Case`` (see scenario.py) and a grid (shape + voxel-to-LPS affine) in,
+one float32 image per phase out. Anatomy is analytic in the body frame (baseline LPS), so the
+follow-up shows the same gland pattern deformed by the case's transform. Partial volume comes
+from a one-voxel linear ramp across every boundary.
+
+Painter's model: layers are laid from the bottom (air) to the top (lesion); the signal of a layer
+at time t is S0 * (1 + E(t)). Layers that share an enhancement curve are summed into one basis
+image, so every phase is a linear combination of a few bases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from followup.synth import kinetics
+from followup.synth.scenario import (
+    BREAST_CENTRE_X, BREAST_RADII, CHEST_WALL_Y, MUSCLE_THICKNESS, SKIN_THICKNESS,
+    Case, Ellipsoid, PhaseMotion,
+)
+from followup.synth.motion import rotation_matrix
+
+# Baseline signal S0 (arbitrary scanner units) on fat-suppressed T1 gradient echo.
+S0 = {
+    "fat": 55.0, "gland": 210.0, "skin": 230.0, "muscle": 190.0, "lung": 12.0, "blood": 240.0,
+    "tumour": 230.0, "zone": 115.0, "rim": 200.0, "nodule": 230.0, "benign": 210.0,
+}
+# T2-weighted distractor series: a different contrast (no fat suppression, fluid bright).
+S0_T2 = {
+    "fat": 180.0, "gland": 110.0, "skin": 140.0, "muscle": 60.0, "lung": 10.0, "blood": 40.0,
+    "tumour": 150.0, "zone": 320.0, "rim": 160.0, "nodule": 150.0, "benign": 130.0,
+}
+NOISE_SIGMA = 6.0
+
+GLAND_BOX_MIN = np.array([-185.0, -145.0, -95.0])
+GLAND_BOX_STEP = 2.0
+GLAND_BOX_SHAPE = (186, 86, 96)
+
+
+@dataclass(frozen=True)
+class Grid:
+    shape: tuple[int, int, int]
+    affine: np.ndarray  # voxel (i, j, k) -> scanner LPS mm
+
+    @property
+    def voxel_mm(self) -> float:
+        return float(np.mean(np.linalg.norm(self.affine[:3, :3], axis=0)))
+
+
+class GlandTexture:
+    """Two smooth random fields on a coarse body-frame grid: gland layout and gland brightness."""
+
+    def __init__(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        fields = []
+        for sigma in (2.5, 1.5):
+            f = ndimage.gaussian_filter(rng.standard_normal(GLAND_BOX_SHAPE).astype(np.float32), sigma)
+            fields.append((f - f.mean()) / f.std())
+        self.layout, self.brightness = fields
+
+    def sample(self, field: np.ndarray, bx, by, bz) -> np.ndarray:
+        coords = [(c - m) / GLAND_BOX_STEP for c, m in zip((bx, by, bz), GLAND_BOX_MIN)]
+        return ndimage.map_coordinates(field, coords, order=1, mode="nearest").astype(np.float32)
+
+
+def _ramp(signed_distance: np.ndarray, width: float) -> np.ndarray:
+    """Partial-volume fraction inside a boundary: 1 inside, 0 outside, linear over one voxel."""
+    return np.clip(0.5 - signed_distance / width, 0.0, 1.0).astype(np.float32)
+
+
+def ellipsoid_distance(e: Ellipsoid, bx, by, bz) -> np.ndarray:
+    """Signed radial distance (mm) to an ellipsoid's surface; negative inside."""
+    rel = [bx - e.centre[0], by - e.centre[1], bz - e.centre[2]]
+    rot = e.rotation.astype(np.float32)
+    local = [rot[0, a] * rel[0] + rot[1, a] * rel[1] + rot[2, a] * rel[2] for a in range(3)]
+    rho = np.sqrt(sum((l / r) ** 2 for l, r in zip(local, e.radii))).astype(np.float32)
+    dist = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(rho > 1e-6, dist * (1.0 - 1.0 / rho), -1e6)
+    return d.astype(np.float32)
+
+
+def _sphere_distance(centre: np.ndarray, radius: float, bx, by, bz) -> np.ndarray:
+    return np.sqrt((bx - centre[0]) ** 2 + (by - centre[1]) ** 2 + (bz - centre[2]) ** 2) - radius
+
+
+def _body_distance(bx, by, bz) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed distance to the skin surface, plus each breast's normalised radius (for gland)."""
+    d_breasts, rhos = [], []
+    for side in (1.0, -1.0):
+        e = Ellipsoid(np.array([side * BREAST_CENTRE_X, CHEST_WALL_Y, 0.0]), np.array(BREAST_RADII))
+        d = ellipsoid_distance(e, bx, by, bz)
+        # The breast continues 15 mm behind the chest-wall plane so the union with the torso
+        # has no skin seam at the junction.
+        d_breasts.append(np.maximum(d, by - (CHEST_WALL_Y + 15.0)))
+        rhos.append(d)
+    torso = Ellipsoid(np.array([0.0, CHEST_WALL_Y + 80.0, 0.0]), np.array([155.0, 140.0, 1e4]))
+    d_torso = np.maximum(ellipsoid_distance(torso, bx, by, bz), CHEST_WALL_Y - by)
+    d_body = np.minimum(np.minimum(d_breasts[0], d_breasts[1]), d_torso)
+    d_breast = np.minimum(d_breasts[0], d_breasts[1])
+    return d_body, d_breast, np.minimum(rhos[0], rhos[1])
+
+
+def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTexture,
+                 s0: dict[str, float] = S0) -> dict[kinetics.Curve, np.ndarray]:
+    """Basis image per enhancement curve for points given in body coordinates."""
+    layers: list[tuple[np.ndarray, np.ndarray | float, kinetics.Curve]] = []
+    d_body, d_breast, d_breast_shape = _body_distance(bx, by, bz)
+    f_body = _ramp(d_body, width)
+    f_inner = _ramp(d_body + SKIN_THICKNESS, width)
+    layers.append((f_body, s0["skin"], kinetics.SKIN))
+    # Torso: lungs, then chest-wall muscle, then the heart's blood pool.
+    layers.append((f_inner * _ramp(CHEST_WALL_Y - by, width), s0["lung"], kinetics.NONE))
+    muscle = np.maximum(CHEST_WALL_Y - by, by - (CHEST_WALL_Y + MUSCLE_THICKNESS))
+    layers.append((f_inner * _ramp(muscle, width), s0["muscle"], kinetics.MUSCLE))
+    heart = Ellipsoid(np.array([15.0, CHEST_WALL_Y + 80.0, -10.0]), np.array([55.0, 48.0, 60.0]))
+    layers.append((f_inner * _ramp(ellipsoid_distance(heart, bx, by, bz), width), s0["blood"],
+                   kinetics.BLOOD_POOL))
+    # Breast: fat, then fibroglandular tissue (denser centrally), anterior to the chest wall.
+    f_breast = f_inner * _ramp(np.maximum(d_breast, by - CHEST_WALL_Y), width)
+    layers.append((f_breast, s0["fat"], kinetics.FAT))
+    depth = np.clip(-d_breast_shape / 60.0, 0.0, 1.0)  # 0 at the surface, 1 deep inside
+    layout = tex.sample(tex.layout, bx, by, bz)
+    threshold = 1.2 - 1.4 * depth
+    f_gland = f_breast * np.clip((layout - threshold) / 0.35 + 0.5, 0.0, 1.0)
+    bright = tex.sample(tex.brightness, bx, by, bz)
+    layers.append((f_gland, s0["gland"] * (1.0 + 0.08 * bright), kinetics.GLAND))
+
+    if study == "baseline":
+        f_t = _ramp(ellipsoid_distance(case.tumour, bx, by, bz), width)
+        layers.append((f_t, s0["tumour"] * (1.0 + 0.06 * bright),
+                       kinetics.TUMOUR_CURVES[case.tumour_kinetics]))
+    else:
+        if case.benign_focus is not None:
+            layers.append((_ramp(ellipsoid_distance(case.benign_focus, bx, by, bz), width),
+                           s0["benign"], kinetics.GLAND_BENIGN_FOCUS))
+        d_zone = ellipsoid_distance(case.zone, bx, by, bz)
+        thickness = case.rim_thickness_mm
+        if case.rim_kind == "early-hyperaemic":  # irregular early rim
+            thickness = thickness * (1.0 + 0.35 * np.clip(bright, -1.5, 1.5))
+        layers.append((_ramp(d_zone - thickness, width), s0["rim"], case.rim_curve))
+        layers.append((_ramp(d_zone, width), s0["zone"] * (1.0 + 0.05 * bright), kinetics.NONE))
+        for nod in case.nodules:
+            f_n = _ramp(_sphere_distance(nod.centre, nod.diameter_mm / 2, bx, by, bz), width)
+            layers.append((f_n, s0["nodule"], kinetics.TUMOUR_CURVES[nod.kinetics]))
+
+    # Painter's composition: weight of a layer = its fraction times what the layers above leave.
+    bases: dict[kinetics.Curve, np.ndarray] = {}
+    remaining = np.ones_like(bx, dtype=np.float32)
+    for frac, s, curve in reversed(layers):
+        contrib = remaining * frac * s
+        bases[curve] = bases[curve] + contrib if curve in bases else contrib
+        remaining *= 1.0 - frac
+    return bases
+
+
+def grid_points(grid: Grid, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LPS coordinates (float32) of the voxel centres of slices k0..k1-1."""
+    i = np.arange(grid.shape[0], dtype=np.float32)[:, None, None]
+    j = np.arange(grid.shape[1], dtype=np.float32)[None, :, None]
+    k = np.arange(k0, k1, dtype=np.float32)[None, None, :]
+    a = grid.affine.astype(np.float32)
+    return tuple(a[r, 0] * i + a[r, 1] * j + a[r, 2] * k + a[r, 3] for r in range(3))  # type: ignore
+
+
+def bias_field(x, y, z, coeffs: np.ndarray) -> np.ndarray:
+    """Smooth multiplicative coil-sensitivity field (scanner frame), within about +-25 %."""
+    u, v, w = x / 160.0, y / 160.0, z / 100.0
+    return np.exp(coeffs[0] * u + coeffs[1] * v + coeffs[2] * w + coeffs[3] * u * u
+                  + coeffs[4] * v * v + coeffs[5] * u * v).astype(np.float32)
+
+
+def render_phases(case: Case, study: str, grid: Grid, times_s: tuple[float, ...],
+                  motion: tuple[PhaseMotion, ...], rng: np.random.Generator,
+                  s0: dict[str, float] = S0, noise_sigma: float = NOISE_SIGMA,
+                  slab: int = 16) -> list[np.ndarray]:
+    """Noisy float32 images, one per time point (seconds after injection; < 0 = pre-contrast)."""
+    tex = GlandTexture(case.gland_seed)
+    coeffs = rng.uniform(-0.12, 0.12, size=6)
+    out = [np.empty(grid.shape, dtype=np.float32, order="F") for _ in times_s]
+    width = grid.voxel_mm
+    for k0 in range(0, grid.shape[2], slab):
+        k1 = min(k0 + slab, grid.shape[2])
+        x, y, z = grid_points(grid, k0, k1)
+        bx, by, bz = (x, y, z) if study == "baseline" else case.transform.apply(x, y, z)
+        bases = basis_images(case, study, bx, by, bz, width, tex, s0)
+        bias = bias_field(x, y, z, coeffs)
+        for img, t in zip(out, times_s):
+            acc = np.zeros(x.shape, dtype=np.float32)
+            for curve, b in bases.items():
+                acc += b * np.float32(1.0 + curve(t))
+            img[:, :, k0:k1] = acc * bias
+    for n, (img, m) in enumerate(zip(out, motion)):
+        if np.any(m.translation_mm) or np.any(m.rotation_deg):
+            out[n] = apply_phase_motion(img, grid.affine, m)
+    return [add_rician_noise(img, noise_sigma, rng) for img in out]
+
+
+def phase_motion_centre(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    return affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0) + affine[:3, 3]
+
+
+def apply_phase_motion(img: np.ndarray, affine: np.ndarray, m: PhaseMotion) -> np.ndarray:
+    """Image of a phase in which the patient moved: the output at LPS x shows what the reference
+    phase shows at R (x - c) + c + t, c the grid centre."""
+    c = phase_motion_centre(affine, img.shape)
+    r = rotation_matrix(m.rotation_deg)
+    a, a_inv = affine[:3, :3], np.linalg.inv(affine[:3, :3])
+    matrix = a_inv @ r @ a
+    offset = a_inv @ (r @ (affine[:3, 3] - c) + c + m.translation_mm - affine[:3, 3])
+    moved = ndimage.affine_transform(img, matrix, offset=offset, order=1, mode="nearest")
+    return np.asfortranarray(moved.astype(np.float32))
+
+
+def add_rician_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    n1 = rng.standard_normal(img.shape, dtype=np.float32)
+    n2 = rng.standard_normal(img.shape, dtype=np.float32)
+    n1 *= sigma
+    n1 += img
+    n2 *= sigma
+    np.multiply(n1, n1, out=n1)
+    np.multiply(n2, n2, out=n2)
+    n1 += n2
+    return np.asfortranarray(np.sqrt(n1, out=n1))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the DICOM command-line tools the tests use (dcmtk: storescu/dsrdump; dicom3tools:
+# dciodvfy) when they are missing. Never fails the build: tests that need a missing tool skip
+# with a loud reason.
+set -u
+need=()
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+[ ${#need[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"
+if command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${need[*]} (apt-get)" >&2
+  $SUDO apt-get install -y -q "${need[@]}" >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q "${need[@]}" >/dev/null 2>&1; } \
+    || echo "warning: could not install ${need[*]}; tests needing them will be skipped" >&2
+else
+  echo "warning: no apt-get; ${need[*]} missing; tests needing them will be skipped" >&2
+fi
+exit 0
