@@ -25,13 +25,17 @@ tools:
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The main job on an embedded default: a synthetic study pair analysed end to end (no Redis).
 demo: setup
 	rm -rf $(DEMO_OUT)
 	$(BIN)/followup synth --out $(DEMO_OUT)/pair --scenario residual --seed 1
-	$(BIN)/followup inspect $(DEMO_OUT)/pair/followup --nifti $(DEMO_OUT)/nifti
+	$(BIN)/followup analyze --baseline $(DEMO_OUT)/pair/baseline --followup $(DEMO_OUT)/pair/followup \
+		--procedure $(DEMO_OUT)/pair/procedure.json --out $(DEMO_OUT)/report
+	@echo "open $(DEMO_OUT)/report/report.html in a browser (ground truth: $(DEMO_OUT)/pair/truth.json)"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/accuracy.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

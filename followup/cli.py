@@ -103,6 +103,40 @@ def inspect(
     typer.echo(format_inspect_summary(summary))
 
 
+@app.command()
+def analyze(
+    baseline: Path = typer.Option(..., "--baseline", help="Folder of the baseline (pre-procedure) MRI study."),
+    followup: Path = typer.Option(..., "--followup", help="Folder of the follow-up MRI study."),
+    procedure: Path = typer.Option(..., "--procedure", help="procedure.json (the procedure record)."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.json and report.html."),
+) -> None:
+    """Assess residual tumour on a follow-up study: registration, enhancement, probability, reports.
+
+    Exit status 0 whenever a report was written (deferred and failed analyses included);
+    2 when no report could be made.
+    """
+    from followup.analyze import run_analysis
+
+    try:
+        result = run_analysis(baseline, followup, procedure, out)
+    except FollowupError as err:
+        _fail(err)
+        return
+    r = result.report
+    if r["status"] == "complete":
+        lo, hi = r["probability_interval"]
+        conf = " (LOW CONFIDENCE)" if r["confidence"] == "low" else ""
+        typer.echo(f"residual-tumour probability {r['residual_probability']:.0%} "
+                   f"(95% interval {lo:.0%}-{hi:.0%}){conf}; "
+                   f"{len(r['findings']['suspicious_foci'])} suspicious focus/foci")
+    else:
+        typer.secho(f"{r['status']}: {r['reason']}", err=True, fg=typer.colors.YELLOW)
+    for rec in r["recommendations"]:
+        typer.echo(f"  recommendation [{rec['code']}]: {rec['text']}")
+    typer.echo(f"report: {result.paths['html']} (data: {result.paths['json']}); "
+               f"{result.timings_s['total']:.1f} s")
+
+
 def format_inspect_summary(summary: dict) -> str:
     """Readable text of ``inspect_directory``'s summary (no patient identifiers)."""
     lines = [f"{summary['path']}: {summary['n_files']} files, {summary['n_instances']} DICOM instances"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,7 @@ class DCEStudy:
     ignored_series: list[IgnoredSeries]
     rejected_files: list[RejectedFile]
     warnings: list[str]
+    source_paths: list[Path] = field(default_factory=list)  # every file of the DCE dynamic
 
     def __repr__(self) -> str:  # keep the PatientID out of reprs/logs
         return (f"DCEStudy(patient_ref={self.patient_ref!r}, study_uid={self.study_uid!r}, "
@@ -146,6 +147,7 @@ def study_from_instances(instances: list[InstanceHeader], rejected: list[Rejecte
         ignored_series=sel.ignored,
         rejected_files=rejected,
         warnings=sel.warnings + cwarn,
+        source_paths=sorted({f.inst.path for u in sel.dynamic.units for f in u.frames}),
     )
 
 

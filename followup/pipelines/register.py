@@ -19,8 +19,8 @@ from monai.losses import GlobalMutualInformationLoss
 from followup.volume import Volume
 
 # Levels: (voxel size in mm for the pyramid, iterations, sampled voxels per iteration).
-GLOBAL_LEVELS = ((6.0, 120, 20000), (3.0, 80, 30000))
-LOCAL_LEVEL = (1.5, 80, 30000)
+GLOBAL_LEVELS = ((6.0, 80, 6000), (3.0, 50, 8000))
+LOCAL_LEVEL = (1.5, 50, 8000)
 LOCAL_HALF_BOX_MM = 35.0
 # Quality limits (checked on the synthetic set; see benchmarks/accuracy.py).
 MIN_LOCAL_NCC = 0.55
@@ -191,6 +191,33 @@ def _ncc(matrix: np.ndarray, fixed_pts, fixed_vals, moving: _Level) -> float:
     return float((a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()).clamp(min=1e-9))
 
 
+def rigid_in_box(fixed: Volume, moving: Volume, centre_lps: np.ndarray, half_box_mm: float,
+                 level: tuple[float, int, int], base: np.ndarray | None = None,
+                 gen: torch.Generator | None = None,
+                 images: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 ) -> tuple[np.ndarray, float, float, float] | None:
+    """Rigid alignment (MI) of ``moving`` to ``fixed`` inside a box around ``centre_lps``.
+
+    Starts from ``base`` (fixed LPS -> moving LPS). Returns (matrix, NCC at identity, NCC at
+    ``base``, NCC after), or None when the box holds too little tissue to align on.
+    """
+    gen = gen or torch.Generator().manual_seed(0)
+    f_img, m_img = images or (_normalise(_tensor(fixed)), _normalise(_tensor(moving)))
+    base = np.eye(4) if base is None else base
+    voxel_mm, iters, n_sample = level
+    f_lvl, m_lvl = _pool(fixed, f_img, voxel_mm), _pool(moving, m_img, voxel_mm)
+    centre = np.asarray(centre_lps, dtype=float)
+    pts, vals = _level_points(f_lvl, 0.02, (centre - half_box_mm, centre + half_box_mm))
+    if pts.shape[0] < 500:
+        return None
+    ncc_identity = _ncc(np.eye(4), pts, vals, m_lvl)
+    ncc_base = _ncc(base, pts, vals, m_lvl)
+    model = _Transform(centre, affine=False, base=base)
+    _optimise(model, pts, vals, m_lvl, iters, n_sample, gen, lr=0.03)
+    matrix = model.matrix().detach().numpy().astype(float)
+    return matrix, ncc_identity, ncc_base, _ncc(matrix, pts, vals, m_lvl)
+
+
 def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
              seed: int = 0) -> RegistrationResult:
     """Register follow-up (``fixed``) to baseline (``moving``) pre-contrast volumes.
@@ -222,22 +249,14 @@ def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
     # Local rigid refinement in a box around the lesion's position in the follow-up.
     inv = np.linalg.inv(global_m)
     lesion_fu = inv[:3, :3] @ np.asarray(lesion_baseline_lps, float) + inv[:3, 3]
-    box = (lesion_fu - LOCAL_HALF_BOX_MM, lesion_fu + LOCAL_HALF_BOX_MM)
-    voxel_mm, iters, n_sample = LOCAL_LEVEL
-    f_lvl, m_lvl = _pool(fixed, f_img, voxel_mm), _pool(moving, m_img, voxel_mm)
-    pts, vals = _level_points(f_lvl, 0.02, box)
     reasons: list[str] = []
-    local_m = global_m
-    ncc_before = ncc_after = float("nan")
-    if pts.shape[0] < 500:
+    local = rigid_in_box(fixed, moving, lesion_fu, LOCAL_HALF_BOX_MM, LOCAL_LEVEL, base=global_m,
+                         gen=gen, images=(f_img, m_img))
+    local_m, ncc_before, ncc_after = global_m, float("nan"), float("nan")
+    if local is None:
         reasons.append("too little tissue around the lesion's mapped position for a local check")
     else:
-        ncc_before = _ncc(np.eye(4), pts, vals, m_lvl)
-        local = _Transform(lesion_fu, affine=False, base=global_m)
-        _optimise(local, pts, vals, m_lvl, iters, n_sample, gen, lr=0.03)
-        local_m = local.matrix().detach().numpy().astype(float)
-        ncc_global = _ncc(global_m, pts, vals, m_lvl)
-        ncc_after = _ncc(local_m, pts, vals, m_lvl)
+        local_m, ncc_before, ncc_global, ncc_after = local
         if ncc_after < ncc_global:  # keep the better of the two around the lesion
             local_m, ncc_after = global_m, ncc_global
         if ncc_after < MIN_LOCAL_NCC:

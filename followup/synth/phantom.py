@@ -183,37 +183,41 @@ def render_phases(case: Case, study: str, grid: Grid, times_s: tuple[float, ...]
     coeffs = rng.uniform(-0.12, 0.12, size=6)
     out = [np.empty(grid.shape, dtype=np.float32, order="F") for _ in times_s]
     width = grid.voxel_mm
+    centre = phase_motion_centre(grid.affine, grid.shape)
+    # Phases that share a pose share their basis images; a phase in which the patient moved is
+    # rendered at its own coordinates (as a scanner acquires it), never resampled.
+    poses: dict[tuple, list[int]] = {}
+    for n, m in enumerate(motion):
+        poses.setdefault(tuple(np.round(np.r_[m.rotation_deg, m.translation_mm], 9)), []).append(n)
     for k0 in range(0, grid.shape[2], slab):
         k1 = min(k0 + slab, grid.shape[2])
         x, y, z = grid_points(grid, k0, k1)
-        bx, by, bz = (x, y, z) if study == "baseline" else case.transform.apply(x, y, z)
-        bases = basis_images(case, study, bx, by, bz, width, tex, s0)
         bias = bias_field(x, y, z, coeffs)
-        for img, t in zip(out, times_s):
-            acc = np.zeros(x.shape, dtype=np.float32)
-            for curve, b in bases.items():
-                acc += b * np.float32(1.0 + curve(t))
-            img[:, :, k0:k1] = acc * bias
-    for n, (img, m) in enumerate(zip(out, motion)):
-        if np.any(m.translation_mm) or np.any(m.rotation_deg):
-            out[n] = apply_phase_motion(img, grid.affine, m)
+        for indices in poses.values():
+            mx, my, mz = _moved(x, y, z, motion[indices[0]], centre)
+            bx, by, bz = (mx, my, mz) if study == "baseline" else case.transform.apply(mx, my, mz)
+            bases = basis_images(case, study, bx, by, bz, width, tex, s0)
+            for n in indices:
+                acc = np.zeros(x.shape, dtype=np.float32)
+                for curve, b in bases.items():
+                    acc += b * np.float32(1.0 + curve(times_s[n]))
+                out[n][:, :, k0:k1] = acc * bias
     return [add_rician_noise(img, noise_sigma, rng) for img in out]
+
+
+def _moved(x, y, z, m: PhaseMotion, centre: np.ndarray):
+    """Where the reference pose's anatomy is for scanner point x in a moved phase:
+    R (x - c) + c + t (identity for the reference pose)."""
+    if not (np.any(m.translation_mm) or np.any(m.rotation_deg)):
+        return x, y, z
+    r = rotation_matrix(m.rotation_deg).astype(np.float32)
+    d = [x - np.float32(centre[0]), y - np.float32(centre[1]), z - np.float32(centre[2])]
+    return tuple(r[a, 0] * d[0] + r[a, 1] * d[1] + r[a, 2] * d[2] + np.float32(centre[a] + m.translation_mm[a])
+                 for a in range(3))
 
 
 def phase_motion_centre(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0) + affine[:3, 3]
-
-
-def apply_phase_motion(img: np.ndarray, affine: np.ndarray, m: PhaseMotion) -> np.ndarray:
-    """Image of a phase in which the patient moved: the output at LPS x shows what the reference
-    phase shows at R (x - c) + c + t, c the grid centre."""
-    c = phase_motion_centre(affine, img.shape)
-    r = rotation_matrix(m.rotation_deg)
-    a, a_inv = affine[:3, :3], np.linalg.inv(affine[:3, :3])
-    matrix = a_inv @ r @ a
-    offset = a_inv @ (r @ (affine[:3, 3] - c) + c + m.translation_mm - affine[:3, 3])
-    moved = ndimage.affine_transform(img, matrix, offset=offset, order=1, mode="nearest")
-    return np.asfortranarray(moved.astype(np.float32))
 
 
 def add_rician_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

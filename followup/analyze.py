@@ -1,0 +1,111 @@
+"""``followup analyze``: read the studies and the procedure record, assess, write the reports.
+
+The I/O edge around ``followup.pipelines.assess``. Writes ``OUT/report.json`` and
+``OUT/report.html`` (atomically: temp file + rename). A report is written for every analysable
+follow-up, deferred and failed ones included; when no report can be made (unreadable follow-up,
+invalid record, record of another patient) a ``FollowupError`` says why and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from followup.dicom import load_dce_study
+from followup.dicom.study import DCEStudy
+from followup.errors import FollowupError
+from followup.pipelines.assess import Assessment, assess, check_inputs
+from followup.procedure import load_procedure
+from followup.reporting.html_report import render_html
+from followup.reporting.json_report import PatientIdentity, build_report
+from followup.reporting import key_images
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisOutput:
+    report: dict
+    paths: dict[str, Path]
+    assessment: Assessment
+    timings_s: dict[str, float]
+
+
+def read_patient_identity(path: Path) -> PatientIdentity:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return PatientIdentity(str(ds.get("PatientID", "")), str(ds.get("PatientName", "")),
+                           str(ds.get("PatientBirthDate", "")), str(ds.get("PatientSex", "")))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _images(a: Assessment, baseline: DCEStudy | None, followup: DCEStudy, radius: float,
+            margin: float, centre_b) -> list[tuple[str, bytes]]:
+    if a.status != "complete" or a.segmentation is None:
+        return []
+    out = []
+    if baseline is not None and len(baseline.phases) > 1:
+        out.append(("Baseline: the treated tumour (subtraction, 1st post-contrast minus pre-contrast); "
+                    "orange: tumour, dashed blue: tumour + margin",
+                    key_images.baseline_image(baseline.phases[0].volume, baseline.phases[1].volume,
+                                              centre_b, radius, margin)))
+    for title, png in key_images.followup_images(a, radius, margin):
+        out.append((title + "; green: ablation zone, red: suspicious foci", png))
+    curves = key_images.curves_image(a, [p.time_s for p in followup.phases])
+    if curves is not None:
+        out.append(("Enhancement over time of the rim and of each suspicious focus", curves))
+    return out
+
+
+def run_analysis(baseline_dir: Path, followup_dir: Path, procedure_file: Path,
+                 out_dir: Path) -> AnalysisOutput:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    record = load_procedure(procedure_file)
+    followup = load_dce_study(followup_dir)
+    timings["read_followup"] = time.perf_counter() - t0
+    patient = read_patient_identity(followup.source_paths[0])
+    check_inputs(None, followup, record)
+    days = (followup.study_date - record.procedure_date).days  # type: ignore[operator]
+    baseline, problem = None, None
+    if days >= 21:
+        t = time.perf_counter()
+        try:
+            baseline = load_dce_study(baseline_dir)
+        except FollowupError as err:
+            problem = f"baseline study unusable [{err.code}]: {err.message}"
+            log.warning("baseline unusable for study %s: %s", followup.study_uid, err.code)
+        timings["read_baseline"] = time.perf_counter() - t
+    t = time.perf_counter()
+    a = assess(baseline, followup, record, problem)
+    timings["analysis"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report = build_report(a, record, followup, baseline, patient)
+    radius = record.lesion.diameter_mm / 2.0
+    images = _images(a, baseline, followup, radius, record.margin_mm, record.lesion.center_lps_mm)
+    paths = {"json": out_dir / "report.json", "html": out_dir / "report.html"}
+    write_atomic(paths["json"], (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    write_atomic(paths["html"], render_html(report, images).encode("utf-8"))
+    timings["reports"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    log.info("study %s: %s in %.1f s", followup.study_uid, a.status, timings["total"])
+    return AnalysisOutput(report, paths, a, timings)

@@ -1,0 +1,279 @@
+"""The analysis of one follow-up study against its baseline and procedure record.
+
+Steps: timing rule (>= 21 days) -> registration (follow-up to baseline, pre-contrast phases) ->
+the baseline tumour and its margin mapped into follow-up space -> within-study motion
+correction in a box around it -> enhancement maps -> ablation zone, rim, foci -> Bayes model ->
+caveats and recommendations. Pure: studies (already in memory) and the record in, an
+``Assessment`` out; reading DICOM and writing reports happen elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from followup import __version__
+from followup import evidence as ev
+from followup.dicom.study import DCEStudy
+from followup.errors import FollowupError
+from followup.pipelines.enhancement import EnhancementMaps, enhancement_maps, ser_band
+from followup.pipelines.motion import AlignedRoi, realign_phases
+from followup.pipelines.probability import (
+    FocusEvidence, ImagingEvidence, ProbabilityResult, residual_probability, site_foci,
+)
+from followup.pipelines.register import RegistrationResult, register
+from followup.pipelines.segment import Focus, Segmentation, segment
+from followup.procedure import (
+    CR_HALVED_ABOVE_DIAMETER_MM, EXTENSIVE_DCIS_PCT, INDICATION_MAX_DIAMETER_MM, ProcedureRecord,
+)
+
+ALGORITHM_NAME = "followup-residual"
+ALGORITHM_VERSION = __version__
+ROI_HALF_MM = 55.0
+S0_FLOOR_FRACTION = 0.25  # pre-contrast signal below 25 % of the ROI's 95th percentile: no ratio
+
+
+@dataclass(frozen=True)
+class Note:
+    code: str
+    text: str
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "text": self.text}
+
+
+@dataclass
+class Assessment:
+    status: str  # complete | deferred | failed
+    reason: str | None
+    days_since_procedure: int | None
+    analysable_from: dt.date | None = None
+    probability: ProbabilityResult | None = None
+    registration: RegistrationResult | None = None
+    tumour_centre_followup: np.ndarray | None = None
+    roi: AlignedRoi | None = None
+    maps: EnhancementMaps | None = None
+    segmentation: Segmentation | None = None
+    caveats: list[Note] = field(default_factory=list)
+    recommendations: list[Note] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def suspicious_foci(self) -> list[Focus]:
+        return [f for f in (self.segmentation.foci if self.segmentation else []) if f.suspicious]
+
+
+class AnalysisError(FollowupError):
+    code = "analysis"
+
+
+def check_inputs(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecord) -> None:
+    """Refuse a follow-up that does not belong to the record (no report may be written for it)."""
+    if followup.patient_id.strip() != record.patient_id.strip():
+        raise AnalysisError("the follow-up study's Patient ID does not match the procedure record's "
+                            "patient_id: the record belongs to another patient", code="patient-mismatch")
+    if followup.study_date is None:
+        raise AnalysisError("the follow-up study has no StudyDate: days since the procedure unknown",
+                            code="no-study-date")
+    if followup.study_date < record.procedure_date:
+        raise AnalysisError(
+            f"the follow-up study ({followup.study_date}) is dated before the procedure "
+            f"({record.procedure_date}): it is a baseline candidate, not a follow-up",
+            code="before-procedure")
+
+
+def _always_caveats() -> list[Note]:
+    lo, hi = ev.MRI_NPV_Z1072[1], ev.MRI_NPV_Z1072[2]
+    return [
+        Note("mri-npv", f"MRI's negative predictive value for residual invasive tumour after "
+             f"cryoablation is only {ev.MRI_NPV_INVASIVE:.0%} (published: {ev.MRI_NPV_Z1072[0]:.1%}, "
+             f"90% CI {lo:.1%}-{hi:.1%}, ACOSOG Z1072; 15/18 = 83%, Poplack 2015): a negative MRI "
+             "does not exclude residual disease."),
+        Note("insitu-invisible", f"{ev.INSITU_LOWGRADE_MRI_INVISIBLE:.0%} of low-grade in-situ lesions "
+             "are not visible on MRI: MRI cannot exclude an in-situ component; peripheral biopsies "
+             "exclude an extensive in-situ component."),
+    ]
+
+
+def _record_caveats(record: ProcedureRecord) -> list[Note]:
+    les = record.lesion
+    notes = []
+    if les.diameter_mm > CR_HALVED_ABOVE_DIAMETER_MM:
+        notes.append(Note("tumour-over-2cm", f"Tumour {les.diameter_mm:g} mm: above 2 cm the "
+                          "complete-response rate of cryoablation is about halved."))
+    elif les.diameter_mm >= INDICATION_MAX_DIAMETER_MM:
+        notes.append(Note("outside-indication-size", f"Tumour {les.diameter_mm:g} mm: outside the "
+                          "indication (unifocal cancer < 15 mm, 95-100% complete response)."))
+    if les.histology == "ILC":
+        notes.append(Note("lobular", "Lobular carcinoma is a contraindication to cryoablation; "
+                          "MRI also tends to underestimate lobular disease."))
+    if les.dcis_component_pct > EXTENSIVE_DCIS_PCT:
+        notes.append(Note("extensive-dcis", f"Extensive in-situ component ({les.dcis_component_pct:g}% "
+                          "> 25% of the biopsy) is a contraindication to cryoablation."))
+    if les.dcis_component_pct > 0 or les.histology in ("DCIS", "mixed") or les.insitu_grade:
+        grade = f", {les.insitu_grade} grade" if les.insitu_grade else ""
+        notes.append(Note("insitu-component", f"In-situ component recorded ({les.dcis_component_pct:g}% "
+                          f"of the biopsy{grade}): in-situ disease is the main blind spot of MRI."))
+    if record.freeze_thaw_cycles < 2:
+        notes.append(Note("single-freeze", f"{record.freeze_thaw_cycles} freeze-thaw cycle recorded; "
+                          "the technique calls for at least 2."))
+    return notes
+
+
+def _biopsy_reasons(record: ProcedureRecord, a: Assessment) -> list[str]:
+    les = record.lesion
+    reasons = []
+    if les.dcis_component_pct > 0 or les.histology in ("DCIS", "mixed"):
+        reasons.append("an in-situ component is recorded")
+    if les.insitu_grade == "low":
+        reasons.append("low-grade in situ is recorded (31% are not visible on MRI)")
+    if a.suspicious_foci:
+        reasons.append("suspicious enhancement at the ablation site")
+    if a.probability is not None and a.probability.probability >= ev.BIOPSY_PROBABILITY_THRESHOLD:
+        reasons.append(f"the residual-tumour probability stays high "
+                       f"({a.probability.probability:.0%} >= {ev.BIOPSY_PROBABILITY_THRESHOLD:.0%})")
+    if a.probability is not None and a.probability.confidence == "low" and \
+            a.probability.interval[1] >= ev.BIOPSY_PROBABILITY_THRESHOLD:
+        reasons.append("the imaging could not be trusted and a high probability is not excluded")
+    return reasons
+
+
+def _recommendations(record: ProcedureRecord, a: Assessment) -> list[Note]:
+    out = []
+    reasons = _biopsy_reasons(record, a)
+    if reasons:
+        out.append(Note("peripheral-biopsy", "Peripheral biopsies around the ablation zone are "
+                        "recommended: " + "; ".join(reasons) + "."))
+    for f in a.suspicious_foci:
+        if f.distance_to_zone_edge_mm <= 10.0:
+            out.append(Note("targeted-biopsy",
+                            f"Targeted biopsy (second-look ultrasound or MRI-guided) of the "
+                            f"{f.curve_type} focus of {f.largest_diameter_mm:.0f} mm at LPS "
+                            f"({', '.join(f'{v:.0f}' for v in f.centre_lps)}) mm."))
+    remote = [f for f in (a.segmentation.foci if a.segmentation else [])
+              if f.suspicious and f.distance_to_zone_edge_mm > 10.0]
+    if remote:
+        out.append(Note("remote-finding", f"{len(remote)} suspicious enhancing finding(s) more than "
+                        "10 mm from the ablation zone: assess on their own (BI-RADS)."))
+    if a.registration is not None and a.registration.quality == "poor":
+        out.append(Note("review-registration", "Check the mapped tumour position on the images: "
+                        "automatic registration to the baseline was poor."))
+    if not reasons:
+        out.append(Note("imaging-follow-up", "No biopsy indication from this study: continue imaging "
+                        "surveillance (follow-up breast MRI at about 6 months, per local protocol)."))
+    return out
+
+
+def deferred(record: ProcedureRecord, days: int) -> Assessment:
+    start = record.procedure_date + dt.timedelta(days=ev.MIN_DAYS_AFTER_PROCEDURE)
+    reason = (f"study taken {days} days after the procedure: enhancement before 3 weeks "
+              f"(21 days) gives false positives; analysable from {start.isoformat()}")
+    a = Assessment("deferred", reason, days, analysable_from=start)
+    a.caveats = _always_caveats() + [Note("early-timing", "Early post-procedure enhancement "
+                                          "(hyperaemia, inflammation) mimics residual tumour before 3 weeks.")]
+    a.caveats += _record_caveats(record)
+    a.recommendations = [Note("repeat-after", f"Repeat the MRI on or after {start.isoformat()} "
+                              f"(>= {ev.MIN_DAYS_AFTER_PROCEDURE} days after the procedure).")]
+    return a
+
+
+def failed(record: ProcedureRecord, days: int | None, reason: str) -> Assessment:
+    a = Assessment("failed", reason, days)
+    a.caveats = _always_caveats() + _record_caveats(record)
+    a.recommendations = [Note("radiologist-review", "No automatic assessment: the radiologist reads "
+                              "the study; " + reason + ".")]
+    return a
+
+
+def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecord,
+           baseline_problem: str | None = None) -> Assessment:
+    """Assess one follow-up. ``baseline`` None (with ``baseline_problem``) gives a failed analysis."""
+    check_inputs(baseline, followup, record)
+    days = (followup.study_date - record.procedure_date).days  # type: ignore[operator]
+    if days < ev.MIN_DAYS_AFTER_PROCEDURE:
+        return deferred(record, days)
+    if baseline is None:
+        return failed(record, days, baseline_problem or "no baseline study")
+    if baseline.patient_id.strip() != record.patient_id.strip():
+        return failed(record, days, "the baseline study belongs to another patient")
+    if baseline.study_date and baseline.study_date > record.procedure_date:
+        return failed(record, days, f"the baseline study ({baseline.study_date}) is dated after the "
+                      f"procedure ({record.procedure_date})")
+    if len(followup.phases) < 2:
+        return failed(record, days, "the follow-up dynamic has no post-contrast phase")
+    centre_b = np.asarray(record.lesion.center_lps_mm, dtype=float)
+    base_pre = baseline.phases[0].volume
+    ijk = base_pre.world_to_voxel(centre_b)
+    if np.any(ijk < -0.5) or np.any(ijk > np.asarray(base_pre.shape) - 0.5):
+        return failed(record, days, f"the lesion centre {centre_b.round(1).tolist()} (LPS mm) lies "
+                      "outside the baseline volume: check center_lps_mm and the baseline study")
+
+    a = Assessment("complete", None, days)
+    a.warnings = list(followup.warnings) + list(baseline.warnings)
+    reg = register(followup.phases[0].volume, base_pre, centre_b)
+    a.registration = reg
+    centre_f = reg.baseline_to_followup(centre_b)[0]
+    a.tumour_centre_followup = centre_f
+    roi = realign_phases([p.volume for p in followup.phases], centre_f, ROI_HALF_MM)
+    a.roi = roi
+    s0 = roi.phases[0]
+    maps = enhancement_maps(roi.phases, S0_FLOOR_FRACTION * float(np.percentile(s0, 95)))
+    a.maps = maps
+    seg = segment(roi.phases, maps, roi.grid.affine, centre_f, record.lesion.diameter_mm / 2.0,
+                  record.margin_mm)
+    a.segmentation = seg
+    reliable = reg.quality == "good" and not seg.zone.leaked
+    imaging = ImagingEvidence(
+        foci=tuple(FocusEvidence(f.curve_type, f.largest_diameter_mm, f.distance_to_zone_edge_mm)
+                   for f in seg.foci if f.suspicious),
+        margin_covered=seg.zone.covers_margin, reliable=reliable)
+    a.probability = residual_probability(record, imaging)
+    a.caveats = _always_caveats() + _record_caveats(record)
+    if reg.quality == "poor":
+        a.caveats.append(Note("poor-registration", "Registration to the baseline was poor ("
+                              + "; ".join(reg.reasons) + "): the imaging findings are not used and "
+                              "the interval spans every imaging outcome."))
+    if seg.zone.leaked:
+        a.caveats.append(Note("zone-edge-not-found", "The edge of the ablation zone was not found in "
+                              "every direction: zone size and margin are uncertain."))
+    if not seg.zone.covers_margin:
+        a.caveats.append(Note("margin-not-covered", f"The ablation zone does not cover the tumour plus "
+                              f"its {record.margin_mm:g} mm margin everywhere (smallest margin "
+                              f"{seg.zone.smallest_margin_mm:.1f} mm)."))
+    if len(followup.phases) < 3:
+        a.caveats.append(Note("no-delayed-phase", "Only one post-contrast phase: no curve type."))
+    if any("description" in w.lower() for w in followup.warnings):
+        a.caveats.append(Note("phase-order-uncertain", "Phases were ordered by series description "
+                              "only; check the order."))
+    a.recommendations = _recommendations(record, a)
+    return a
+
+
+def focus_evidence_rows(a: Assessment) -> list[dict]:
+    """Every focus as a report row (suspicious ones first)."""
+    rows = []
+    for f in (a.segmentation.foci if a.segmentation else []):
+        rows.append({
+            "centre_lps_mm": np.round(f.centre_lps, 1).tolist(),
+            "volume_mm3": round(f.volume_mm3, 1),
+            "largest_diameter_mm": round(f.largest_diameter_mm, 1),
+            "thickness_mm": round(f.thickness_mm, 1),
+            "peak_enhancement_pct": round(f.peak_pe, 1),
+            "initial_enhancement_pct": round(f.initial_pe, 1),
+            "initial_phase": f.initial_phase,
+            "ser": None if not np.isfinite(f.ser) else round(f.ser, 2),
+            "ser_band": ser_band(f.ser),
+            "delayed_change_pct": round(f.delayed_change_pct, 1),
+            "curve_type": f.curve_type,
+            "distance_to_zone_edge_mm": round(f.distance_to_zone_edge_mm, 1),
+            "at_ablation_site": f.distance_to_zone_edge_mm <= 10.0,
+            "suspicious": f.suspicious,
+            "why": list(f.reasons),
+        })
+    return rows
+
+
+__all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "AnalysisError", "Assessment", "Note", "assess",
+           "check_inputs", "deferred", "failed", "focus_evidence_rows", "site_foci"]

@@ -1,0 +1,286 @@
+"""Segment the ablation zone, its rim and nodular enhancing foci in the follow-up ROI.
+
+* Ablation zone: the non-enhancing "black hole" around the mapped tumour. Rays are cast from the
+  mapped tumour centre; each stops where enhancement starts (the rim) or where the pre-contrast
+  signal leaves the zone's own level; the zone is the star-shaped region inside the (median-
+  filtered) ray lengths. The same rays give the smallest margin around the mapped tumour.
+* Rim: the enhancing shell just outside the zone: its thickness along each ray and its kinetics.
+  The benign "cryohalo" is thin, smooth, slow and persistent.
+* Foci: connected enhancing regions in or at the edge of the zone (from 5 mm inside to 10 mm
+  outside its edge) with a medium or fast initial enhancement that are thicker than the rim
+  (nodular, not part of a thin uniform rim); each with volume, largest diameter, peak
+  enhancement, SER, curve type and distance to the zone's edge.
+Pure numpy/scipy: ROI arrays, their affine and the mapped lesion in; masks and numbers out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from followup.pipelines.enhancement import EnhancementMaps, curve_type_of_signal, initial_phase_class
+
+N_RAYS = 642
+RAY_STEP_MM = 0.5
+MAX_ZONE_RADIUS_MM = 45.0
+ZONE_ENHANCEMENT_STOP_PE = 30.0  # peak percent enhancement that ends the non-enhancing zone
+ZONE_SIGNAL_DEVIATION = 0.35  # relative pre-contrast deviation from the zone core that ends it
+RIM_SEARCH_MM = 8.0
+RIM_ENHANCEMENT_PE = 45.0
+FOCUS_MIN_PE = 50.0  # medium or fast initial enhancement (clinical-evidence.md)
+# I-SPY / UCSF FTV conventions (clinical-evidence.md): background mask S0 >= 0.60 x the 95th
+# percentile of S0 in the region; a voxel needs >= 4 of its 26 neighbours in the mask.
+ISPY_S0_FRACTION = 0.60
+ISPY_MIN_NEIGHBOURS = 4
+FOCUS_BAND_INSIDE_MM = 5.0
+FOCUS_BAND_OUTSIDE_MM = 10.0
+FOCUS_MIN_VOLUME_MM3 = 30.0
+NODULAR_MIN_COMPACTNESS = 0.25  # volume / volume of the sphere of the largest diameter
+NODULAR_MIN_THICKNESS_MM = 3.0
+
+
+@dataclass(frozen=True)
+class Zone:
+    mask: np.ndarray  # bool, ROI grid
+    centre_lps: np.ndarray
+    volume_ml: float
+    axes_mm: np.ndarray  # diameters along the principal axes, largest first
+    axis_directions: np.ndarray  # rows: unit vectors (LPS)
+    ray_radius_mm: np.ndarray  # zone radius along each ray from the mapped tumour centre
+    smallest_margin_mm: float  # zone radius minus tumour radius, smallest over all rays
+    covers_margin: bool
+    leaked: bool  # rays that ran to the search limit: the zone's edge was not found there
+
+
+@dataclass(frozen=True)
+class Rim:
+    mask: np.ndarray
+    thickness_mm: float  # median over rays
+    thickness_p90_mm: float
+    initial_pe: float
+    delayed_change_pct: float
+    curve_type: str
+    initial_phase: str
+    uniform: bool
+
+
+@dataclass(frozen=True)
+class Focus:
+    label: int
+    mask: np.ndarray
+    centre_lps: np.ndarray
+    volume_mm3: float
+    largest_diameter_mm: float
+    thickness_mm: float
+    peak_pe: float
+    initial_pe: float
+    ser: float
+    delayed_change_pct: float
+    curve_type: str
+    initial_phase: str
+    distance_to_zone_edge_mm: float
+    suspicious: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    zone: Zone
+    rim: Rim
+    foci: list[Focus]
+
+
+def fibonacci_sphere(n: int) -> np.ndarray:
+    k = np.arange(n) + 0.5
+    phi = np.arccos(1 - 2 * k / n)
+    theta = np.pi * (1 + 5 ** 0.5) * k
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], 1)
+
+
+def _voxel_lps(shape, affine) -> np.ndarray:
+    ii, jj, kk = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
+    ijk = np.stack([ii, jj, kk], -1).reshape(-1, 3)
+    return ijk @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
+
+
+def _sample(img: np.ndarray, affine: np.ndarray, pts_lps: np.ndarray, cval: float) -> np.ndarray:
+    inv = np.linalg.inv(affine)
+    ijk = pts_lps @ inv[:3, :3].T + inv[:3, 3]
+    return ndimage.map_coordinates(img, ijk.reshape(-1, 3).T, order=1, mode="constant",
+                                   cval=cval).reshape(pts_lps.shape[:-1])
+
+
+def _circular_median(values: np.ndarray, dirs: np.ndarray, k: int = 15) -> np.ndarray:
+    """Median of each ray's value with its k nearest neighbouring rays (removes stray rays)."""
+    _, idx = cKDTree(dirs).query(dirs, k=k)
+    return np.median(values[idx], axis=1)
+
+
+def _first_true(flags: np.ndarray) -> np.ndarray:
+    """Index of the first True along the last axis (length when none)."""
+    any_ = flags.any(axis=-1)
+    return np.where(any_, flags.argmax(axis=-1), flags.shape[-1])
+
+
+def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
+                 tumour_centre_lps: np.ndarray, tumour_radius_mm: float,
+                 margin_mm: float) -> Zone:
+    dirs = fibonacci_sphere(N_RAYS)
+    radii = np.arange(0.0, MAX_ZONE_RADIUS_MM + RAY_STEP_MM, RAY_STEP_MM)
+    pts = tumour_centre_lps[None, None, :] + dirs[:, None, :] * radii[None, :, None]
+    pe_smooth = ndimage.gaussian_filter(maps.pe_peak, 0.5)
+    s0_smooth = ndimage.gaussian_filter(s0, 0.7)
+    pe_ray = _sample(pe_smooth, affine, pts, cval=np.inf)
+    s0_ray = _sample(s0_smooth, affine, pts, cval=0.0)
+    core = float(np.median(s0_ray[:, : max(2, int(3.0 / RAY_STEP_MM))]))
+    enhancing = pe_ray > ZONE_ENHANCEMENT_STOP_PE
+    deviates = np.abs(s0_ray - core) > ZONE_SIGNAL_DEVIATION * max(core, 1e-6)
+    # a signal change must persist for 2 mm to end the zone (noise does not)
+    n_persist = int(round(2.0 / RAY_STEP_MM)) + 1
+    persist = ndimage.minimum_filter1d(deviates.astype(np.uint8), n_persist, axis=1,
+                                       origin=-(n_persist // 2)).astype(bool)
+    stop = _first_true(enhancing | persist)
+    raw = radii[np.minimum(stop, len(radii) - 1)]
+    leaked = bool(np.mean(stop >= len(radii) - 1) > 0.1)
+    ray_r = _circular_median(raw, dirs)
+
+    # Zone mask: voxels closer to the centre than the radius along their own direction.
+    lps = _voxel_lps(s0.shape, affine)
+    rel = lps - tumour_centre_lps.astype(np.float32)
+    dist = np.linalg.norm(rel, axis=1)
+    near = dist <= MAX_ZONE_RADIUS_MM
+    _, nearest = cKDTree(dirs).query(rel[near] / np.maximum(dist[near, None], 1e-6))
+    inside = np.zeros(dist.shape, dtype=bool)
+    inside[np.flatnonzero(near)] = dist[near] <= ray_r[nearest]
+    mask = inside.reshape(s0.shape)
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    pts_in = lps[inside]
+    centre = pts_in.mean(axis=0) if len(pts_in) else tumour_centre_lps.copy()
+    if len(pts_in) >= 4:
+        evals, evecs = np.linalg.eigh(np.cov((pts_in - centre).T))
+        order = np.argsort(evals)[::-1]
+        axes = 2.0 * np.sqrt(5.0 * np.maximum(evals[order], 0))
+        axis_dirs = evecs[:, order].T
+    else:
+        axes, axis_dirs = np.zeros(3), np.eye(3)
+    smallest = float(np.min(ray_r) - tumour_radius_mm)
+    return Zone(mask, centre.astype(float), float(inside.sum() * voxel_ml), axes, axis_dirs,
+                ray_r, smallest, smallest >= margin_mm, leaked)
+
+
+def _mean_curve(phases: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    return np.array([float(p[mask].mean()) for p in phases])
+
+
+def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
+                zone: Zone, tumour_centre_lps: np.ndarray) -> Rim:
+    dirs = fibonacci_sphere(N_RAYS)
+    steps = np.arange(0.0, RIM_SEARCH_MM + RAY_STEP_MM, RAY_STEP_MM)
+    start = zone.ray_radius_mm[:, None] + steps[None, :]
+    pts = tumour_centre_lps[None, None, :] + dirs[:, None, :] * start[:, :, None]
+    pe_ray = _sample(ndimage.gaussian_filter(maps.pe_peak, 0.5), affine, pts, cval=0.0)
+    on = pe_ray > RIM_ENHANCEMENT_PE
+    # thickness: the enhancing run that starts within 2 mm of the zone's edge
+    first = _first_true(on)
+    after_first = np.arange(len(steps))[None, :] >= first[:, None]
+    end = _first_true(~on & after_first)
+    thickness = np.where((first * RAY_STEP_MM <= 2.0) & (first < len(steps)),
+                         (end - first) * RAY_STEP_MM, 0.0)
+    # rim mask: enhancing voxels within RIM_SEARCH_MM outside the zone
+    dist_out = ndimage.distance_transform_edt(~zone.mask, sampling=np.linalg.norm(affine[:3, :3], axis=0))
+    mask = (~zone.mask) & (dist_out <= RIM_SEARCH_MM) & (maps.pe_peak > RIM_ENHANCEMENT_PE) & maps.valid
+    if mask.sum() >= 5:
+        kind, pe, change = curve_type_of_signal(_mean_curve(phases, mask))
+    else:
+        kind, pe, change = "none", 0.0, 0.0
+    med = float(np.median(thickness))
+    p90 = float(np.percentile(thickness, 90))
+    uniform = bool(p90 <= max(2.0 * med, med + 2.0))
+    return Rim(mask, med, p90, pe, change, kind, initial_phase_class(pe), uniform)
+
+
+def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray, zone: Zone,
+              rim: Rim, tumour_centre_lps: np.ndarray) -> list[Focus]:
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    d_out = ndimage.distance_transform_edt(~zone.mask, sampling=spacing)
+    d_in = ndimage.distance_transform_edt(zone.mask, sampling=spacing)
+    signed = np.where(zone.mask, -d_in, d_out)
+    band = (signed >= -FOCUS_BAND_INSIDE_MM) & (signed <= FOCUS_BAND_OUTSIDE_MM)
+    pe_s = ndimage.gaussian_filter(maps.pe, 0.5)
+    s0 = phases[0]
+    tissue = s0 >= ISPY_S0_FRACTION * float(np.percentile(s0, 95))
+    candidate = band & maps.valid & tissue & (pe_s >= FOCUS_MIN_PE)
+    neighbours = ndimage.convolve(candidate.astype(np.uint8), np.ones((3, 3, 3), np.uint8),
+                                  mode="constant") - candidate
+    candidate &= neighbours >= ISPY_MIN_NEIGHBOURS
+    labels, n = ndimage.label(candidate, structure=np.ones((3, 3, 3)))
+    foci: list[Focus] = []
+    if n == 0:
+        return foci
+    lps = _voxel_lps(zone.mask.shape, affine).reshape(*zone.mask.shape, 3)
+    rim_thickness = max(rim.thickness_mm, 1.0)
+    for lab in range(1, n + 1):
+        m = labels == lab
+        vol = float(m.sum() * voxel_mm3)
+        if vol < FOCUS_MIN_VOLUME_MM3:
+            continue
+        # size at half the focus's peak enhancement (partial-volume voxels do not inflate it)
+        size_mask = m & (maps.pe >= 0.5 * float(maps.pe[m].max()))
+        pts = lps[size_mask]
+        centre = lps[m].mean(axis=0)
+        largest = _largest_diameter(pts) + float(np.mean(spacing))
+        vol = float(size_mask.sum() * voxel_mm3)
+        # EDT at a voxel centre reaches the next background centre: half a voxel past the edge
+        thickness = 2.0 * float(ndimage.distance_transform_edt(np.pad(m, 1), sampling=spacing).max()) \
+            - float(spacing.min())
+        compactness = vol / (np.pi / 6.0 * largest ** 3)
+        # kinetics from the most enhancing half of the focus (as a radiologist's small ROI)
+        pe_vals = maps.pe[m]
+        core = m.copy()
+        core[m] = pe_vals >= np.median(pe_vals)
+        kind, pe, change = curve_type_of_signal(_mean_curve(phases, core))
+        s = _mean_curve(phases, core)
+        ser = float((s[1] - s[0]) / (s[-1] - s[0])) if abs(s[-1] - s[0]) > 1e-6 else float("nan")
+        # distance from the focus's nearest voxel to the zone edge (<= 0: touches or inside)
+        edge = float(np.min(signed[m]))
+        thick = thickness >= max(NODULAR_MIN_THICKNESS_MM, 1.5 * rim_thickness)
+        nodular = thick or compactness >= NODULAR_MIN_COMPACTNESS
+        reasons = []
+        if nodular:
+            reasons.append(f"nodular ({thickness:.1f} mm thick, compactness {compactness:.2f}; "
+                           f"rim {rim.thickness_mm:.1f} mm)")
+        if kind in ("plateau", "washout"):
+            reasons.append(f"{kind} kinetics")
+        if pe > 100:
+            reasons.append(f"fast initial enhancement ({pe:.0f}%)")
+        suspicious = nodular and (kind in ("plateau", "washout") or pe > 100)
+        foci.append(Focus(lab, m, centre.astype(float), vol, largest, thickness,
+                          float(maps.pe_peak[m].max()), pe, ser, change, kind,
+                          initial_phase_class(pe), edge, suspicious, reasons))
+    foci.sort(key=lambda f: (not f.suspicious, -f.peak_pe))
+    return foci
+
+
+def _largest_diameter(pts: np.ndarray) -> float:
+    if len(pts) < 2:
+        return 0.0
+    if len(pts) > 400:
+        # extreme points along many directions bound the diameter closely
+        dirs = fibonacci_sphere(64)
+        proj = pts @ dirs.T
+        pts = pts[np.unique(np.concatenate([proj.argmax(0), proj.argmin(0)]))]
+    d = np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=-1)
+    return float(d.max())
+
+
+def segment(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
+            tumour_centre_lps: np.ndarray, tumour_radius_mm: float, margin_mm: float) -> Segmentation:
+    c = np.asarray(tumour_centre_lps, dtype=float)
+    zone = segment_zone(phases[0], maps, affine, c, tumour_radius_mm, margin_mm)
+    rim = segment_rim(phases, maps, affine, zone, c)
+    foci = find_foci(phases, maps, affine, zone, rim, c)
+    return Segmentation(zone, rim, foci)
