@@ -143,10 +143,12 @@ def curves_image(a: Assessment, times_s: list[float]) -> bytes | None:
     if seg.rim.mask.any():
         s = np.array([p[seg.rim.mask].mean() for p in roi.phases])
         ax.plot(t / 60, 100 * (s - s[0]) / s[0], "-o", color=ZONE_COLOUR, label="rim")
+    colours = [FOCUS_COLOUR, "#d000d0", "#ff8c00", "#8000ff"]
     for n, f in enumerate(seg.foci, start=1):
         if f.suspicious:
             s = np.array([p[f.mask].mean() for p in roi.phases])
-            ax.plot(t / 60, 100 * (s - s[0]) / s[0], "-o", color=FOCUS_COLOUR, label=f"focus {n} ({f.curve_type})")
+            ax.plot(t / 60, 100 * (s - s[0]) / s[0], "-o", color=colours[(n - 1) % len(colours)],
+                    label=f"focus {n} ({f.curve_type})")
     ax.axhline(0, color="#999", lw=0.8)
     ax.set_xlabel("minutes after the pre-contrast phase")
     ax.set_ylabel("enhancement (%)")
