@@ -8,6 +8,7 @@ invalid record, record of another patient) a ``FollowupError`` says why and noth
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -23,9 +24,12 @@ from followup.dicom.study import DCEStudy
 from followup.errors import FollowupError
 from followup.pipelines.assess import Assessment, assess, check_inputs
 from followup.procedure import load_procedure
+from followup.reporting import key_images
 from followup.reporting.html_report import render_html
 from followup.reporting.json_report import PatientIdentity, build_report
-from followup.reporting import key_images
+from followup.reporting.seg import build_seg
+from followup.reporting.sr import build_sr
+from followup.reporting.uids import derived_uid
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o640)  # reports carry patient identity: owner and group only
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -73,6 +78,40 @@ def _images(a: Assessment, baseline: DCEStudy | None, followup: DCEStudy, radius
     curves = key_images.curves_image(a, [p.time_s for p in followup.phases])
     if curves is not None:
         out.append(("Enhancement over time of the rim and of each suspicious focus", curves))
+    return out
+
+
+def _dicom_bytes(ds) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def dicom_outputs(report: dict, a: Assessment, followup: DCEStudy, tumour_radius_mm: float,
+                  margin_mm: float) -> dict:
+    """The DICOM objects that go back to PACS: SEG (complete analyses on single-frame sources)
+    and SR (always), with UIDs derived from the study and the algorithm version."""
+    headers = {}
+    for path in followup.source_paths:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        headers[str(ds.SOPInstanceUID)] = ds
+    evidence = list(headers.values())
+    study_uid = followup.study_uid
+    out: dict = {}
+    pre = followup.phases[0]
+    single_frame = len(set(pre.sop_instance_uids)) == len(pre.sop_instance_uids)
+    if a.status == "complete" and a.segmentation is not None:
+        if single_frame:
+            out["seg"] = build_seg(a, pre.volume, [headers[u] for u in pre.sop_instance_uids],
+                                   tumour_radius_mm=tumour_radius_mm, margin_mm=margin_mm,
+                                   series_uid=derived_uid(study_uid, "seg-series"),
+                                   sop_uid=derived_uid(study_uid, "seg"))
+        else:
+            a.warnings.append("no DICOM SEG: the follow-up's pre-contrast phase is part of a "
+                              "multi-frame object (SEG of multi-frame sources not supported yet)")
+            report["warnings"] = list(a.warnings)
+    out["sr"] = build_sr(report, evidence, out.get("seg"),
+                         series_uid=derived_uid(study_uid, "sr-series"), sop_uid=derived_uid(study_uid, "sr"))
     return out
 
 
@@ -103,6 +142,15 @@ def run_analysis(baseline_dir: Path, followup_dir: Path, procedure_file: Path,
     radius = record.lesion.diameter_mm / 2.0
     images = _images(a, baseline, followup, radius, record.margin_mm, record.lesion.center_lps_mm)
     paths = {"json": out_dir / "report.json", "html": out_dir / "report.html"}
+    dicom_objects = dicom_outputs(report, a, followup, record.lesion.diameter_mm / 2.0, record.margin_mm)
+    report["outputs"] = {name: {"file": f"{name}.dcm" if name != "pdf" else "report-pdf.dcm",
+                                "series_instance_uid": str(ds.SeriesInstanceUID),
+                                "sop_instance_uid": str(ds.SOPInstanceUID),
+                                "sop_class_uid": str(ds.SOPClassUID)}
+                         for name, ds in dicom_objects.items()}
+    for name, ds in dicom_objects.items():
+        paths[name] = out_dir / report["outputs"][name]["file"]
+        write_atomic(paths[name], _dicom_bytes(ds))
     write_atomic(paths["json"], (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     write_atomic(paths["html"], render_html(report, images).encode("utf-8"))
     timings["reports"] = time.perf_counter() - t

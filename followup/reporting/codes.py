@@ -1,0 +1,80 @@
+"""Coded concepts of the DICOM objects: standard codes (DCM, SCT, UCUM) where they exist,
+private codes under the coding scheme ``99FOLLOWUP`` where they do not.
+
+The private scheme is declared in each object's Coding Scheme Identification Sequence.
+"""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from highdicom.sr import CodedConcept
+
+from followup import __version__
+
+PRIVATE_SCHEME = "99FOLLOWUP"
+PRIVATE_SCHEME_NAME = "followup residual-tumour assessment codes"
+
+
+def private(value: str, meaning: str) -> CodedConcept:
+    return CodedConcept(value=value, scheme_designator=PRIVATE_SCHEME, meaning=meaning)
+
+
+def coding_scheme_identification() -> Dataset:
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = PRIVATE_SCHEME_NAME
+    item.CodingSchemeVersion = __version__
+    item.CodingSchemeResponsibleOrganization = "followup"
+    return item
+
+
+# --- standard codes ---------------------------------------------------------------------------
+BREAST = codes.SCT.Breast
+LATERALITY = {"L": codes.SCT.Left, "R": codes.SCT.Right}
+MRI_OF_BREAST = codes.SCT.MagneticResonanceImagingOfBreast
+VOLUME = codes.SCT.Volume
+LONG_AXIS = codes.SCT.LongAxis
+DIAMETER = codes.SCT.Diameter
+PROBABILITY_OF_CANCER = codes.DCM.ProbabilityOfCancer
+RECOMMENDATION = codes.DCM.Recommendation
+COMMENT = codes.DCM.Comment
+YES, NO = codes.SCT.Yes, codes.SCT.No
+NECROSIS = codes.SCT.Necrosis
+LESION = codes.SCT.Lesion
+NEOPLASM = codes.SCT.Neoplasm
+MORPHOLOGICALLY_ALTERED = codes.SCT.MorphologicallyAbnormalStructure
+SPATIAL_CONCEPT = codes.SCT.SpatialAndRelationalConcept
+CURVE_TYPE_VALUES = {
+    "persistent": codes.DCM.PersistentDelayedPhaseType1Curve,
+    "plateau": codes.DCM.PlateauDelayedPhaseType2Curve,
+    "washout": codes.DCM.WashoutDelayedPhaseType3Curve,
+}
+UNIT_ML = CodedConcept("ml", "UCUM", "milliliter")
+UNIT_MM = CodedConcept("mm", "UCUM", "millimeter")
+UNIT_PERCENT = codes.UCUM.Percent
+UNIT_RATIO = codes.UCUM.Ratio
+
+# --- private codes ----------------------------------------------------------------------------
+ABLATION_ZONE = private("FU001", "Cryoablation zone")
+ENHANCING_RIM = private("FU002", "Peri-ablational enhancing rim")
+SUSPICIOUS_FOCUS = private("FU003", "Suspicious enhancing focus at the ablation site")
+ABLATION_TARGET = private("FU004", "Treated tumour plus target margin (mapped from baseline)")
+SMALLEST_MARGIN = private("FU010", "Smallest ablative margin around the mapped tumour")
+COVERS_TARGET = private("FU011", "Ablation zone covers tumour plus target margin")
+RIM_THICKNESS = private("FU012", "Rim thickness (median)")
+INITIAL_ENHANCEMENT = private("FU013", "Initial-phase percent enhancement")
+PEAK_ENHANCEMENT = private("FU014", "Peak percent enhancement")
+SER = private("FU015", "Signal enhancement ratio")
+DISTANCE_TO_EDGE = private("FU016", "Distance to the ablation zone edge")
+KINETIC_CURVE_TYPE = private("FU017", "Kinetic curve type (delayed phase)")
+PROBABILITY_LOWER = private("FU020", "Residual tumour probability, 95% interval lower bound")
+PROBABILITY_UPPER = private("FU021", "Residual tumour probability, 95% interval upper bound")
+RESIDUAL_ASSESSMENT = private("FU022", "Residual tumour assessment after cryoablation")
+ANALYSIS_STATUS = private("FU023", "Analysis status")
+CAVEAT = private("FU024", "Caveat")
+REGISTRATION_QUALITY = private("FU025", "Registration to baseline quality")
+GOOD, POOR = private("FU030", "Good"), private("FU031", "Poor")
+STATUS_VALUES = {"complete": private("FU034", "Complete"),
+                 "deferred": private("FU032", "Deferred: not analysed yet"),
+                 "failed": private("FU033", "Failed: no automatic assessment")}

@@ -1,0 +1,111 @@
+"""``seg.dcm``: binary DICOM Segmentation of the analysis on the follow-up DCE geometry (highdicom).
+
+Segments: 1 ablation zone, 2 enhancing rim, 3 treated tumour + margin mapped from the baseline,
+then one per suspicious focus. Frames follow the pre-contrast phase's source images (single-frame
+MR) that the analysis box covers; the SEG is derived from them and shares their frame of
+reference, patient and study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
+from followup.reporting import codes
+from followup.reporting.uids import derived_uid
+from followup.volume import Volume
+
+MANUFACTURER = "followup"
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    number: int
+    label: str
+    category: object
+    type: object
+    mask: np.ndarray  # bool on the ROI grid
+
+
+def algorithm_identification() -> hd.AlgorithmIdentificationSequence:
+    return hd.AlgorithmIdentificationSequence(
+        name=ALGORITHM_NAME, version=ALGORITHM_VERSION,
+        family=hd.sr.CodedConcept("113067", "DCM", "Quantitative Image Analysis"))
+
+
+def tracking_uid(seg_sop_uid: str, segment_number: int) -> str:
+    """Deterministic tracking UID of a segment (the SR's measurement group uses the same)."""
+    return derived_uid(seg_sop_uid, f"segment-{segment_number}")
+
+
+def target_mask(grid: Volume, centre_lps: np.ndarray, radius_mm: float) -> np.ndarray:
+    ii, jj, kk = np.meshgrid(*[np.arange(s) for s in grid.shape], indexing="ij")
+    ijk = np.stack([ii, jj, kk], -1).reshape(-1, 3)
+    lps = grid.voxel_to_world(ijk)
+    return (np.linalg.norm(lps - centre_lps, axis=1) <= radius_mm).reshape(grid.shape)
+
+
+def segment_specs(a: Assessment, tumour_radius_mm: float, margin_mm: float) -> list[SegmentSpec]:
+    seg, roi = a.segmentation, a.roi
+    assert seg is not None and roi is not None and a.tumour_centre_followup is not None
+    specs = [
+        SegmentSpec(1, "Ablation zone", codes.MORPHOLOGICALLY_ALTERED, codes.ABLATION_ZONE, seg.zone.mask),
+        SegmentSpec(2, "Enhancing rim", codes.MORPHOLOGICALLY_ALTERED, codes.ENHANCING_RIM, seg.rim.mask),
+        SegmentSpec(3, "Tumour + margin (mapped)", codes.SPATIAL_CONCEPT, codes.ABLATION_TARGET,
+                    target_mask(roi.grid, a.tumour_centre_followup, tumour_radius_mm + margin_mm)),
+    ]
+    for n, f in enumerate([f for f in seg.foci if f.suspicious], start=1):
+        specs.append(SegmentSpec(3 + n, f"Suspicious focus {n}", codes.MORPHOLOGICALLY_ALTERED,
+                                 codes.SUSPICIOUS_FOCUS, f.mask))
+    return specs
+
+
+def roi_offset(full: Volume, roi: Volume) -> np.ndarray:
+    """Integer voxel offset of the ROI grid inside the full pre-contrast grid."""
+    off = np.linalg.inv(full.affine) @ roi.affine[:, 3]
+    rounded = np.round(off[:3]).astype(int)
+    if not np.allclose(off[:3], rounded, atol=1e-3):
+        raise ValueError("the analysis box is not aligned with the source voxel grid")
+    return rounded
+
+
+def build_seg(a: Assessment, pre_contrast: Volume, source_by_k: list[Dataset], *,
+              tumour_radius_mm: float, margin_mm: float, series_uid: str, sop_uid: str,
+              series_number: int = 9001) -> hd.seg.Segmentation:
+    """``source_by_k``: the pre-contrast phase's single-frame source datasets in slice (k) order."""
+    roi = a.roi
+    assert roi is not None
+    specs = segment_specs(a, tumour_radius_mm, margin_mm)
+    i0, j0, k0 = roi_offset(pre_contrast, roi.grid)
+    ni, nj, nk = roi.grid.shape
+    rows, cols = pre_contrast.shape[1], pre_contrast.shape[0]
+    pixels = np.zeros((nk, rows, cols, len(specs)), dtype=bool)
+    for s, spec in enumerate(specs):
+        # ROI mask [i, j, k] -> frames [k, row=j, column=i] of the full image
+        pixels[:, j0:j0 + nj, i0:i0 + ni, s] = np.transpose(spec.mask, (2, 1, 0))
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=spec.number, segment_label=spec.label,
+            segmented_property_category=spec.category, segmented_property_type=spec.type,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm_identification(),
+            tracking_uid=tracking_uid(sop_uid, spec.number), tracking_id=spec.label,
+        ) for spec in specs
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=source_by_k[k0:k0 + nk],
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=series_uid, series_number=series_number,
+        sop_instance_uid=sop_uid, instance_number=1,
+        manufacturer=MANUFACTURER, manufacturer_model_name=ALGORITHM_NAME,
+        software_versions=ALGORITHM_VERSION, device_serial_number="0",
+        series_description="followup: ablation zone, rim, foci",
+    )
+    seg.CodingSchemeIdentificationSequence = [codes.coding_scheme_identification()]
+    return seg
