@@ -22,16 +22,21 @@ import pydicom
 from followup.dicom import load_dce_study
 from followup.dicom.study import DCEStudy
 from followup.errors import FollowupError
-from followup.pipelines.assess import Assessment, assess, check_inputs
+from followup.pipelines.assess import ALGORITHM_VERSION, Assessment, assess, check_inputs
 from followup.procedure import load_procedure
 from followup.reporting import key_images
+from followup.reporting.encapsulated_pdf import encapsulated_pdf
+from followup.reporting.fhir_report import build_fhir_bundle
 from followup.reporting.html_report import render_html
+from followup.reporting.pdf_report import render_pdf
 from followup.reporting.json_report import PatientIdentity, build_report
 from followup.reporting.seg import build_seg
 from followup.reporting.sr import build_sr
 from followup.reporting.uids import derived_uid
 
 log = logging.getLogger(__name__)
+# The DICOM objects that go back to PACS, by name -> file in the output folder.
+DICOM_FILES = {"sr": "sr.dcm", "seg": "seg.dcm", "pdf": "report-pdf.dcm"}
 
 
 @dataclass(frozen=True)
@@ -141,16 +146,24 @@ def run_analysis(baseline_dir: Path, followup_dir: Path, procedure_file: Path,
     report = build_report(a, record, followup, baseline, patient)
     radius = record.lesion.diameter_mm / 2.0
     images = _images(a, baseline, followup, radius, record.margin_mm, record.lesion.center_lps_mm)
-    paths = {"json": out_dir / "report.json", "html": out_dir / "report.html"}
+    paths = {"json": out_dir / "report.json", "html": out_dir / "report.html",
+             "pdf": out_dir / "report.pdf", "fhir": out_dir / "report.fhir.json"}
+    pdf = render_pdf(report, images)
     dicom_objects = dicom_outputs(report, a, followup, record.lesion.diameter_mm / 2.0, record.margin_mm)
-    report["outputs"] = {name: {"file": f"{name}.dcm" if name != "pdf" else "report-pdf.dcm",
+    dicom_objects["pdf"] = encapsulated_pdf(
+        pdf, pydicom.dcmread(followup.source_paths[0], stop_before_pixels=True),
+        series_uid=derived_uid(followup.study_uid, "pdf-series"), sop_uid=derived_uid(followup.study_uid, "pdf"),
+        software_version=ALGORITHM_VERSION)
+    report["outputs"] = {name: {"file": DICOM_FILES[name],
                                 "series_instance_uid": str(ds.SeriesInstanceUID),
                                 "sop_instance_uid": str(ds.SOPInstanceUID),
                                 "sop_class_uid": str(ds.SOPClassUID)}
                          for name, ds in dicom_objects.items()}
     for name, ds in dicom_objects.items():
-        paths[name] = out_dir / report["outputs"][name]["file"]
-        write_atomic(paths[name], _dicom_bytes(ds))
+        paths[f"{name}_dcm" if name == "pdf" else name] = out_dir / DICOM_FILES[name]
+        write_atomic(out_dir / DICOM_FILES[name], _dicom_bytes(ds))
+    write_atomic(paths["pdf"], pdf)
+    write_atomic(paths["fhir"], (json.dumps(build_fhir_bundle(report, pdf=pdf), indent=2) + "\n").encode())
     write_atomic(paths["json"], (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     write_atomic(paths["html"], render_html(report, images).encode("utf-8"))
     timings["reports"] = time.perf_counter() - t

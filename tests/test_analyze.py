@@ -71,6 +71,9 @@ def test_residual_case_end_to_end(synth_pair, tmp_path):
     assert f"{100 * p:.0f}%" in html and "data:image/png;base64," in html and "86%" in html
     assert html.count("<img") >= 3  # baseline, follow-up, curves
     assert "report.html" in res.stdout
+    for name in ("report.pdf", "report.fhir.json", "sr.dcm", "seg.dcm", "report-pdf.dcm"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert set(r["outputs"]) == {"sr", "seg", "pdf"}
 
 
 def test_complete_case_end_to_end(synth_pair, tmp_path):

@@ -1,0 +1,264 @@
+"""The report as a FHIR R5 Bundle (type ``collection``), validated with ``fhir.resources``.
+
+Contents:
+
+* ``Patient``: identifier = the follow-up's PatientID, name (DICOM PN -> HumanName), birthDate,
+  gender (DICOM M/F/O -> male/female/other; anything else non-empty -> unknown; empty -> absent).
+* ``ImagingStudy`` of the follow-up (identifier ``urn:dicom:uid`` / ``urn:oid:<StudyInstanceUID>``).
+* ``Observation`` s (complete analyses only; status final, category imaging, subject, derivedFrom
+  the ImagingStudy, effective = follow-up study date, bodySite = the treated breast):
+  residual-tumour probability (% with its 95% interval as two components, the confidence and
+  prior as components, the drivers and caveats as notes), ablation-zone volume (mL), smallest
+  margin (mm), zone covers tumour + margin (boolean), and one per suspicious focus (components:
+  largest diameter, peak enhancement, SER, curve type, distance to the zone edge).
+* ``DiagnosticReport`` (LOINC 18748-4 "Diagnostic imaging study"): conclusion with the
+  probability and interval, or the reason there is none; result -> every Observation; notes =
+  caveats, then recommendations; presentedForm = the PDF when given.
+
+DiagnosticReport.status by report status (a documented choice):
+
+* ``complete`` -> ``final``;
+* ``deferred`` -> ``partial`` (the study was read in, no probability yet: a later study completes it);
+* ``failed`` -> ``final`` with a conclusion saying that the analysis failed and why (the
+  analysis ran to its end; "cancelled" would claim it was never done, and the failure reason is
+  itself the final result of this run). No Observation is made for deferred or failed reports.
+
+Codes without a LOINC/SNOMED CT equivalent come from the private code system ``CODE_SYSTEM``.
+Ids are UUID5 from the follow-up StudyInstanceUID and the resource kind, and every value comes
+from the report, so the same report gives the same bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+
+from fhir.resources.bundle import Bundle
+
+CODE_SYSTEM = "https://followup.example/fhir/CodeSystem/followup"
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+DICOM_DCM = "http://dicom.nema.org/resources/ontology/DCM"
+NAMESPACE = uuid.UUID("6f1d7c1e-3b0a-5b2e-9a57-4d8f2f0c9e11")  # this product's UUID5 namespace
+
+GENDER = {"M": "male", "F": "female", "O": "other"}
+BREAST = {"L": ("80248007", "Left breast structure"), "R": ("73056007", "Right breast structure")}
+CURVE = {"persistent": "Persistent (type I) enhancement curve", "plateau": "Plateau (type II) enhancement curve",
+         "washout": "Washout (type III) enhancement curve"}
+
+
+def _code(code: str, display: str, system: str = CODE_SYSTEM, text: str | None = None) -> dict:
+    return {"coding": [{"system": system, "code": code, "display": display}], "text": text or display}
+
+
+def _qty(value: float, unit: str, code: str) -> dict:
+    return {"value": value, "unit": unit, "system": UCUM, "code": code}
+
+
+def _pct(p: float | None) -> str:
+    return "-" if p is None else f"{100 * p:.0f}%"
+
+
+def _date(dicom_or_iso: str | None) -> str | None:
+    """``YYYYMMDD`` or ``YYYY-MM-DD`` -> ``YYYY-MM-DD``; anything else -> None (never guessed)."""
+    s = (dicom_or_iso or "").strip()
+    if len(s) == 8 and s.isdigit():
+        s = f"{s[:4]}-{s[4:6]}-{s[6:]}"
+    if len(s) == 10 and s[4] == "-" and s[7] == "-" and (s[:4] + s[5:7] + s[8:]).isdigit():
+        return s
+    return None
+
+
+def _human_name(pn: str) -> dict | None:
+    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` (alphabetic group) -> HumanName."""
+    alpha = (pn or "").split("=")[0].strip()
+    if not alpha:
+        return None
+    parts = (alpha.split("^") + [""] * 5)[:5]
+    family, given, middle, prefix, suffix = (p.strip() for p in parts)
+    name: dict = {"text": " ".join(p for p in (prefix, given, middle, family, suffix) if p)}
+    if family:
+        name["family"] = family
+    if given or middle:
+        name["given"] = [p for p in (given, middle) if p]
+    if prefix:
+        name["prefix"] = [prefix]
+    if suffix:
+        name["suffix"] = [suffix]
+    return name
+
+
+def _conclusion(r: dict) -> str:
+    if r["status"] == "complete":
+        p, (lo, hi) = r["residual_probability"], r["probability_interval"]
+        level = r.get("interval_level") or 0.95
+        text = (f"Probability of residual tumour after cryoablation: {_pct(p)} ({100 * level:.0f}% interval "
+                f"{_pct(lo)} - {_pct(hi)}); confidence {r['confidence']}.")
+        if r["confidence"] == "low":
+            text += (" Low confidence: the imaging could not be trusted (see the caveats); the interval spans "
+                     "every imaging outcome.")
+    elif r["status"] == "deferred":
+        text = f"Deferred: no probability yet. {r['reason']}"
+    else:
+        text = f"Analysis failed: no probability. {r['reason']}"
+    return text + " Clinical decision support, not a diagnosis."
+
+
+def build_fhir_bundle(report: dict, *, pdf: bytes | None = None) -> dict:
+    """The report as a validated FHIR R5 ``collection`` Bundle (a JSON-ready dict)."""
+    r = report
+    fu = r["studies"].get("followup") or {}
+    pt = r["patient"]
+    seed = fu.get("study_instance_uid") or f"patient:{pt['id']}|created:{r['created']}"
+
+    def ref_of(kind: str) -> tuple[str, str]:
+        rid = str(uuid.uuid5(NAMESPACE, f"{seed}|{kind}"))
+        return rid, f"urn:uuid:{rid}"
+
+    entries: list[dict] = []
+
+    def add(kind: str, resource: dict) -> str:
+        rid, full = ref_of(kind)
+        resource = {"resourceType": resource.pop("resourceType"), "id": rid, **resource}
+        entries.append({"fullUrl": full, "resource": resource})
+        return full
+
+    # Patient
+    patient: dict = {"resourceType": "Patient", "identifier": [{"value": pt["id"]}]}
+    name = _human_name(pt["name"])
+    if name:
+        patient["name"] = [name]
+    if pt.get("sex"):
+        patient["gender"] = GENDER.get(pt["sex"].strip().upper(), "unknown")
+    if _date(pt.get("birth_date")):
+        patient["birthDate"] = _date(pt["birth_date"])
+    subject = {"reference": add("Patient", patient)}
+
+    # ImagingStudy (the follow-up)
+    study_date = _date(fu.get("study_date"))
+    study: dict = {"resourceType": "ImagingStudy", "status": "available", "subject": subject,
+                   "modality": [_code("MR", "Magnetic Resonance", DICOM_DCM)],
+                   "description": "Follow-up breast DCE-MRI after cryoablation"}
+    if fu.get("study_instance_uid"):
+        study["identifier"] = [{"system": "urn:dicom:uid", "value": f"urn:oid:{fu['study_instance_uid']}"}]
+    if fu.get("accession_number"):
+        study["identifier"] = study.get("identifier", []) + [{
+            "type": _code("ACSN", "Accession ID", "http://terminology.hl7.org/CodeSystem/v2-0203"),
+            "value": fu["accession_number"]}]
+    if study_date:
+        study["started"] = study_date
+    study_ref = {"reference": add("ImagingStudy", study)}
+
+    lat = r["procedure"].get("laterality")
+    body_site = _code(BREAST[lat][0], BREAST[lat][1], SNOMED) if lat in BREAST else None
+    caveat_notes = [{"text": f"Caveat [{c['code']}]: {c['text']}"} for c in r["caveats"]]
+
+    def observation(kind: str, code: dict, **value) -> str:
+        obs: dict = {"resourceType": "Observation", "status": "final",
+                     "category": [_code("imaging", "Imaging", OBS_CATEGORY)], "code": code,
+                     "subject": subject, "derivedFrom": [study_ref]}
+        if study_date:
+            obs["effectiveDateTime"] = study_date
+        obs["issued"] = r["created"]
+        if body_site:
+            obs["bodySite"] = body_site
+        obs.update(value)
+        return add(kind, obs)
+
+    results: list[str] = []
+    if r["status"] == "complete":
+        p, (lo, hi) = r["residual_probability"], r["probability_interval"]
+        level = r.get("interval_level") or 0.95
+        components = [
+            {"code": _code("probability-interval-lower", f"{100 * level:.0f}% interval lower bound"),
+             "valueQuantity": _qty(round(100 * lo, 2), "%", "%")},
+            {"code": _code("probability-interval-upper", f"{100 * level:.0f}% interval upper bound"),
+             "valueQuantity": _qty(round(100 * hi, 2), "%", "%")},
+        ]
+        if r.get("confidence"):
+            components.append({"code": _code("confidence", "Confidence of the estimate"),
+                               "valueString": str(r["confidence"])})
+        if r.get("prior_probability") is not None:
+            components.append({"code": _code("prior-probability", "Prior probability from the procedure record"),
+                               "valueQuantity": _qty(round(100 * r["prior_probability"], 2), "%", "%")})
+        drivers = [{"text": (f"Driver: {d['name']}: odds x {d['odds_factor']:.2f}, "
+                             f"{_pct(d['probability_before'])} -> {_pct(d['probability_after'])}; source: "
+                             f"{d['source']}" + (" [assumption]" if d["assumption"] else ""))}
+                   for d in r["drivers"]]
+        results.append(observation(
+            "Observation/residual-probability",
+            _code("residual-tumour-probability", "Probability of residual tumour after cryoablation"),
+            valueQuantity=_qty(round(100 * p, 2), "%", "%"), component=components,
+            note=drivers + caveat_notes))
+        f = r["findings"]
+        if f:
+            z = f["ablation_zone"]
+            results.append(observation(
+                "Observation/ablation-zone-volume", _code("ablation-zone-volume", "Ablation zone volume"),
+                valueQuantity=_qty(round(float(z["volume_ml"]), 2), "mL", "mL")))
+            results.append(observation(
+                "Observation/smallest-margin",
+                _code("ablation-smallest-margin", "Smallest margin of the ablation zone around the tumour"),
+                valueQuantity=_qty(round(float(z["smallest_margin_mm"]), 1), "mm", "mm"),
+                note=[{"text": f"Target margin {z['margin_mm']:g} mm."}]))
+            results.append(observation(
+                "Observation/covers-margin",
+                _code("ablation-zone-covers-margin", "Ablation zone covers tumour plus margin"),
+                valueBoolean=bool(z["covers_tumour_plus_margin"])))
+            for n, x in enumerate(f["suspicious_foci"], start=1):
+                comps = [
+                    {"code": _code("largest-diameter", "Largest diameter"),
+                     "valueQuantity": _qty(round(float(x["largest_diameter_mm"]), 1), "mm", "mm")},
+                    {"code": _code("peak-enhancement", "Peak enhancement"),
+                     "valueQuantity": _qty(round(float(x["peak_enhancement_pct"]), 1), "%", "%")},
+                    {"code": _code("signal-enhancement-ratio", "Signal enhancement ratio (SER)"),
+                     "valueQuantity": _qty(round(float(x["ser"]), 2), "ratio", "1")},
+                    {"code": _code("distance-to-zone-edge", "Distance to the ablation zone edge"),
+                     "valueQuantity": _qty(round(float(x["distance_to_zone_edge_mm"]), 1), "mm", "mm")},
+                ]
+                if x.get("curve_type") in CURVE:
+                    comps.insert(3, {"code": _code("curve-type", "Enhancement curve type"),
+                                     "valueCodeableConcept": _code(x["curve_type"], CURVE[x["curve_type"]])})
+                centre = ", ".join(f"{v:.0f}" for v in x["centre_lps_mm"])
+                results.append(observation(
+                    f"Observation/focus-{n}",
+                    _code("suspicious-focus", "Suspicious enhancing focus at the ablation site",
+                          text=f"Suspicious focus {n} at LPS ({centre}) mm"),
+                    component=comps, note=[{"text": "Why suspicious: " + "; ".join(x["why"])}]))
+
+    # DiagnosticReport
+    status = {"complete": "final", "deferred": "partial"}.get(r["status"], "final")
+    dr: dict = {"resourceType": "DiagnosticReport", "status": status,
+                "category": [_code("RAD", "Radiology", "http://terminology.hl7.org/CodeSystem/v2-0074")],
+                "code": _code("18748-4", "Diagnostic imaging study", LOINC,
+                              text="Residual tumour assessment after cryoablation (breast DCE-MRI)"),
+                "subject": subject}
+    if study_date:
+        dr["effectiveDateTime"] = study_date
+    dr["issued"] = r["created"]
+    dr["study"] = [study_ref]
+    if results:
+        dr["result"] = [{"reference": ref} for ref in results]
+    dr["conclusion"] = _conclusion(r)
+    dr["note"] = caveat_notes + [{"text": f"Recommendation [{c['code']}]: {c['text']}"}
+                                 for c in r["recommendations"]]
+    if not dr["note"]:
+        del dr["note"]
+    if pdf is not None:
+        dr["presentedForm"] = [{"contentType": "application/pdf", "language": "en",
+                                "data": base64.b64encode(pdf).decode("ascii"),
+                                "hash": base64.b64encode(hashlib.sha1(pdf).digest()).decode("ascii"),
+                                "title": "Residual tumour assessment after cryoablation (PDF)"}]
+    add("DiagnosticReport", dr)
+
+    bundle = {"resourceType": "Bundle", "id": ref_of("Bundle")[0], "type": "collection",
+              "timestamp": r["created"], "entry": entries}
+    model = Bundle.model_validate(bundle)  # raises pydantic.ValidationError when invalid
+    return json.loads(model.model_dump_json())
+
+
+__all__ = ["CODE_SYSTEM", "build_fhir_bundle"]

@@ -1,0 +1,413 @@
+"""``report.pdf``: the readable report as an A4 PDF (reportlab platypus).
+
+Rendered from ``report.json``'s dictionary plus the key images, like ``report.html``, with the
+same content in the same order: title, identity, the answer (probability with its 95% interval
+and confidence, or why there is none), recommendations, key images, findings, what drove the
+number, caveats, technical details, and the closing note. Every page carries the patient's
+identity in its header and, in its footer, the algorithm's name and version, "decision support,
+not a diagnosis" and "page n of N".
+
+All text goes through :func:`_e` (reportlab's paragraph mini-markup is XML-like: ``&``, ``<``
+and ``>`` in names or reasons would otherwise break or inject markup). The document is built
+with ``invariant=1``, so the same report and images give byte-identical PDFs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from xml.sax.saxutils import escape
+
+from reportlab.graphics.shapes import Drawing, Line
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_LEFT
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen import canvas as rl_canvas
+from reportlab.platypus import (Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
+                                TableStyle)
+
+PAGE_W, PAGE_H = A4
+MARGIN = 16 * mm
+FRAME_W = PAGE_W - 2 * MARGIN
+
+INK = colors.HexColor("#1d2733")
+GREY = colors.HexColor("#5a6b7c")
+RULE = colors.HexColor("#d8dee6")
+SHADE = colors.HexColor("#f4f6f9")
+TAG_BG = "#e4e8ee"
+ANSWER_COLOURS = {  # background, border (as report.html's .low/.mid/.high/.none)
+    "low": ("#eef8ef", "#5aa65f"), "mid": ("#fff6e5", "#e0a020"),
+    "high": ("#fdecec", "#d04040"), "none": ("#f1f1f4", "#8890a0"),
+}
+LEGEND = [("#ffb000", False, "tumour (mapped from baseline)"), ("#00c8ff", True, "tumour + margin (dashed)"),
+          ("#7CFC00", False, "ablation zone"), ("#ff3030", False, "suspicious focus")]
+
+
+# ---------------------------------------------------------------------------------------------
+# fonts: DejaVu Sans (shipped with matplotlib, a dependency) covers accented and non-Latin names;
+# Helvetica (no embedding, Latin-1 only) is the fallback when it cannot be found.
+
+def _fonts() -> tuple[str, str]:
+    if "FollowupSans" in pdfmetrics.getRegisteredFontNames():
+        return "FollowupSans", "FollowupSans-Bold"
+    try:
+        import matplotlib
+
+        d = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+        pdfmetrics.registerFont(TTFont("FollowupSans", os.path.join(d, "DejaVuSans.ttf")))
+        pdfmetrics.registerFont(TTFont("FollowupSans-Bold", os.path.join(d, "DejaVuSans-Bold.ttf")))
+        pdfmetrics.registerFontFamily("FollowupSans", normal="FollowupSans", bold="FollowupSans-Bold",
+                                      italic="FollowupSans", boldItalic="FollowupSans-Bold")
+        return "FollowupSans", "FollowupSans-Bold"
+    except Exception:  # noqa: BLE001 - any failure: the built-in font still gives a readable report
+        return "Helvetica", "Helvetica-Bold"
+
+
+class _Styles:
+    def __init__(self) -> None:
+        f, fb = _fonts()
+        self.font, self.bold = f, fb
+        base = ParagraphStyle("base", fontName=f, fontSize=9.5, leading=12.5, textColor=INK, alignment=TA_LEFT)
+        self.body = base
+        self.title = ParagraphStyle("title", base, fontName=fb, fontSize=17, leading=21, spaceAfter=1)
+        self.sub = ParagraphStyle("sub", base, fontSize=8.5, leading=11, textColor=GREY)
+        self.h2 = ParagraphStyle("h2", base, fontName=fb, fontSize=12.5, leading=15, spaceBefore=10,
+                                 spaceAfter=4, keepWithNext=1)
+        self.label = ParagraphStyle("label", base, fontSize=7.5, leading=9, textColor=GREY)
+        self.cell = ParagraphStyle("cell", base, fontSize=8.5, leading=10.5)
+        self.cell_b = ParagraphStyle("cell_b", self.cell, fontName=fb)
+        self.small = ParagraphStyle("small", base, fontSize=7.5, leading=9.5)
+        self.small_b = ParagraphStyle("small_b", self.small, fontName=fb)
+        self.caption = ParagraphStyle("caption", base, fontSize=7.5, leading=9.5, textColor=GREY)
+        self.big = ParagraphStyle("big", base, fontName=fb, fontSize=22, leading=27)
+        self.bullet = ParagraphStyle("bullet", base, leftIndent=11, bulletIndent=2, spaceAfter=3)
+        self.foot = ParagraphStyle("foot", base, fontSize=8, leading=10.5, textColor=GREY)
+
+
+def _e(v) -> str:
+    """Text -> paragraph markup (escaped; None as empty)."""
+    return escape("" if v is None else str(v))
+
+
+def _pct(p: float | None) -> str:
+    return "-" if p is None else f"{100 * p:.0f}%"
+
+
+def _tag(text: str) -> str:
+    return f' <font size="7" color="#4a5868" backColor="{TAG_BG}">&nbsp;{_e(text)}&nbsp;</font>'
+
+
+def _grid_style(header_row: bool = False, header_col: bool = False) -> TableStyle:
+    cmds = [("GRID", (0, 0), (-1, -1), 0.5, RULE), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 4), ("RIGHTPADDING", (0, 0), (-1, -1), 4),
+            ("TOPPADDING", (0, 0), (-1, -1), 2.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]
+    if header_row:
+        cmds.append(("BACKGROUND", (0, 0), (-1, 0), SHADE))
+    if header_col:
+        cmds.append(("BACKGROUND", (0, 0), (0, -1), SHADE))
+    return TableStyle(cmds)
+
+
+def _kv_table(rows: list[tuple[str, str]], st: _Styles) -> Table:
+    data = [[Paragraph(_e(k), st.cell_b), Paragraph(_e(v), st.cell)] for k, v in rows]
+    t = Table(data, colWidths=[44 * mm, FRAME_W - 44 * mm], hAlign="LEFT")
+    t.setStyle(_grid_style(header_col=True))
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# sections (same content and order as html_report)
+
+def _identity(r: dict, st: _Styles) -> Table:
+    pt, fu, proc = r["patient"], r["studies"]["followup"], r["procedure"]
+    bl = r["studies"]["baseline"]
+    lesion = proc["lesion"]
+    cells = [
+        ("Patient", pt["name"]), ("Patient ID", pt["id"]), ("Birth date", pt["birth_date"]),
+        ("Sex", pt["sex"]),
+        ("Follow-up study", fu["study_date"] if fu else "-"),
+        ("Accession", fu["accession_number"] if fu else "-"),
+        ("Procedure", f"{proc['procedure_date']} ({r['days_since_procedure']} days before)"
+         if r["days_since_procedure"] is not None else proc["procedure_date"]),
+        ("Baseline study", bl["study_date"] if bl else "not available"),
+        ("Side", {"L": "left", "R": "right"}.get(proc["laterality"], proc["laterality"])),
+        ("Tumour", f"{lesion['diameter_mm']:g} mm {lesion['histology']}, grade {lesion['grade']}"),
+        ("In-situ component", f"{lesion['dcis_component_pct']:g}%"
+         + (f" ({lesion['insitu_grade']} grade)" if lesion["insitu_grade"] else "")),
+        ("Freeze-thaw cycles / margin", f"{proc['freeze_thaw_cycles']} / {proc['margin_mm']:g} mm"),
+    ]
+    paras = [[Paragraph(_e(k), st.label), Paragraph(_e(v), st.cell_b if k == "Patient" else st.cell)]
+             for k, v in cells]
+    rows = [paras[i:i + 3] for i in range(0, len(paras), 3)]  # 3 columns: values rarely wrap
+    t = Table(rows, colWidths=[FRAME_W / 3] * 3, hAlign="LEFT")
+    t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), SHADE), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                           ("LEFTPADDING", (0, 0), (-1, -1), 7), ("RIGHTPADDING", (0, 0), (-1, -1), 5),
+                           ("TOPPADDING", (0, 0), (-1, -1), 3), ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
+                           ("TOPPADDING", (0, 0), (-1, 0), 7), ("BOTTOMPADDING", (0, -1), (-1, -1), 7)]))
+    return t
+
+
+def _answer(r: dict, st: _Styles) -> Table:
+    if r["status"] != "complete":
+        title = "Deferred: no probability yet" if r["status"] == "deferred" else "Analysis failed: no probability"
+        content = [Paragraph(_e(title), ParagraphStyle("bigx", st.big, fontSize=16, leading=20)),
+                   Spacer(1, 3), Paragraph(_e(r["reason"]), st.body)]
+        cls = "none"
+    else:
+        p = r["residual_probability"]
+        lo, hi = r["probability_interval"]
+        cls = "low" if p < 0.15 else ("mid" if p < 0.5 else "high")
+        level = r.get("interval_level") or 0.95
+        content = [Paragraph("Probability of residual tumour", st.body),
+                   Paragraph(f"{_e(_pct(p))} <font size=\"12\" name=\"{st.font}\">({100 * level:.0f}% interval "
+                             f"{_e(_pct(lo))} - {_e(_pct(hi))})</font>", st.big)]
+        if r["confidence"] == "low":
+            content.append(Paragraph(
+                "<font color=\"#a05a00\"><b>Low confidence: the imaging could not be trusted (see caveats); "
+                "the interval spans every imaging outcome.</b></font>", st.body))
+        else:
+            content.append(Paragraph(f"Confidence: {_e(r['confidence'])}", st.body))
+        content.append(Spacer(1, 2))
+        content.append(Paragraph(
+            f"Prior from the procedure record: {_e(_pct(r['prior_probability']))}. The interval comes from the "
+            "uncertainty of the published figures the model uses.", st.sub))
+    bg, border = ANSWER_COLOURS[cls]
+    t = Table([[content]], colWidths=[FRAME_W], hAlign="LEFT")
+    t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(bg)),
+                           ("BOX", (0, 0), (-1, -1), 2, colors.HexColor(border)),
+                           ("LEFTPADDING", (0, 0), (-1, -1), 12), ("RIGHTPADDING", (0, 0), (-1, -1), 12),
+                           ("TOPPADDING", (0, 0), (-1, -1), 8), ("BOTTOMPADDING", (0, 0), (-1, -1), 10)]))
+    return t
+
+
+def _recommendations(r: dict, st: _Styles) -> list:
+    if not r["recommendations"]:
+        return [Paragraph("None.", st.body)]
+    return [Paragraph(f"<b>{_e(c['code'])}</b>: {_e(c['text'])}", st.bullet, bulletText="\u2022")
+            for c in r["recommendations"]]
+
+
+def _legend(st: _Styles) -> Table:
+    cells = []
+    for colour, dashed, text in LEGEND:
+        d = Drawing(16, 8)
+        d.add(Line(0, 4, 16, 4, strokeColor=colors.HexColor(colour), strokeWidth=2.5,
+                   strokeDashArray=[3, 2] if dashed else None))
+        cells += [d, Paragraph(_e(text), st.small)]
+    t = Table([cells], colWidths=[6 * mm, 50 * mm, 6 * mm, 42 * mm, 6 * mm, 28 * mm, 6 * mm, 32 * mm],
+              hAlign="LEFT")
+    t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("LEFTPADDING", (0, 0), (-1, -1), 1),
+                           ("RIGHTPADDING", (0, 0), (-1, -1), 2), ("TOPPADDING", (0, 0), (-1, -1), 0),
+                           ("BOTTOMPADDING", (0, 0), (-1, -1), 4)]))
+    return t
+
+
+def _figure(png: bytes, caption: str, max_w: float, max_h: float, st: _Styles) -> list:
+    w, h = ImageReader(io.BytesIO(png)).getSize()
+    s = min(max_w / w, max_h / h)
+    img = Image(io.BytesIO(png), width=w * s, height=h * s)
+    img.hAlign = "LEFT"
+    return [img, Spacer(1, 2), Paragraph(_e(caption), st.caption)]
+
+
+def _images(images: list[tuple[str, bytes]], st: _Styles) -> list:
+    """Two per row (each scaled to fit half the width, 88 mm high at most)."""
+    gap = 6 * mm
+    col_w = (FRAME_W - gap) / 2
+    out: list = []
+    for i in range(0, len(images), 2):
+        pair = images[i:i + 2]
+        row = [_figure(png, cap, col_w - 2, 88 * mm, st) for cap, png in pair]
+        if len(row) == 1:
+            row.append("")
+        t = Table([row], colWidths=[col_w + gap, col_w], hAlign="LEFT")
+        t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                               ("RIGHTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 0),
+                               ("BOTTOMPADDING", (0, 0), (-1, -1), 8)]))
+        out.append(t)
+    out[0] = KeepTogether([_legend(st), out[0]])  # the legend never stands alone at a page end
+    return out
+
+
+def _findings(r: dict, st: _Styles) -> list:
+    f = r["findings"]
+    if not f:
+        return [Paragraph("No imaging analysis (see status).", st.body)]
+    z, rim = f["ablation_zone"], f["rim"]
+    rows = [
+        ("Ablation zone", f"{z['volume_ml']:.1f} ml; axes {' x '.join(f'{a:.0f}' for a in z['axes_mm'])} mm; "
+                          f"centre LPS ({', '.join(f'{v:.0f}' for v in z['centre_lps_mm'])}) mm"),
+        ("Covers tumour + margin", ("yes" if z["covers_tumour_plus_margin"] else "NO")
+         + f" (smallest margin {z['smallest_margin_mm']:.1f} mm; target {z['margin_mm']:g} mm)"),
+        ("Rim", f"{rim['thickness_mm']:.1f} mm (90th percentile {rim['thickness_p90_mm']:.1f} mm), "
+                f"{'uniform' if rim['uniform'] else 'irregular'}; {rim['initial_phase']} initial enhancement "
+                f"({rim['initial_enhancement_pct']:.0f}%), {rim['curve_type']} "
+                f"({rim['delayed_change_pct']:+.0f}%)"
+         + (" - benign pattern (thin, slow, persistent)" if rim["benign_pattern"] else "")),
+    ]
+    out: list = [_kv_table(rows, st)]
+    foci = f["suspicious_foci"]
+    if foci:
+        out.append(Spacer(1, 6))
+        out.append(Paragraph("<b>Suspicious foci</b> (nodular enhancement in or at the edge of the zone)", st.body))
+        out.append(Spacer(1, 3))
+        head = ["#", "centre LPS (mm)", "largest diameter", "volume", "initial / peak enhancement", "SER",
+                "curve", "to zone edge"]
+        data = [[Paragraph(_e(h), st.small_b) for h in head]]
+        spans = []
+        for n, x in enumerate(foci, start=1):
+            cells = [str(n), ", ".join(f"{v:.0f}" for v in x["centre_lps_mm"]),
+                     f"{x['largest_diameter_mm']:.1f} mm", f"{x['volume_mm3']:.0f} mm\u00b3",
+                     f"{x['initial_enhancement_pct']:.0f}% ({x['initial_phase']}) / {x['peak_enhancement_pct']:.0f}%",
+                     f"{x['ser']} ({x['ser_band']})", f"{x['curve_type']} ({x['delayed_change_pct']:+.0f}%)",
+                     f"{x['distance_to_zone_edge_mm']:+.1f} mm"]
+            data.append([Paragraph(_e(c), st.small) for c in cells])
+            row = len(data)
+            data.append([""] + [Paragraph(f"<b>why:</b> {_e('; '.join(x['why']))}", st.small)] + [""] * 6)
+            spans.append(("SPAN", (1, row), (-1, row)))
+        widths = [7, 25, 20, 19, 35, 24, 25, 19]
+        widths = [w * FRAME_W / sum(widths) for w in widths]
+        t = Table(data, colWidths=widths, hAlign="LEFT", repeatRows=1)
+        t.setStyle(_grid_style(header_row=True))
+        t.setStyle(TableStyle(spans))
+        out.append(t)
+    else:
+        out.append(Spacer(1, 4))
+        out.append(Paragraph("<b>No suspicious focus</b> in or at the edge of the ablation zone.", st.body))
+    other = f["other_enhancement"]
+    if other:
+        out.append(Spacer(1, 3))
+        out.append(Paragraph(f"{len(other)} other enhancing region(s) near the zone were judged not suspicious "
+                             "(not nodular, or slow persistent kinetics); listed in report.json.", st.sub))
+    return out
+
+
+def _drivers(r: dict, st: _Styles) -> list:
+    if not r["drivers"]:
+        return [Paragraph("No probability was computed.", st.body)]
+    data = [[Paragraph(h, st.small_b) for h in ("what", "odds factor", "probability", "source")]]
+    for d in r["drivers"]:
+        tag = _tag("assumption") if d["assumption"] else ""
+        data.append([Paragraph(_e(d["name"]) + tag, st.small), Paragraph(f"x {d['odds_factor']:.2f}", st.small),
+                     Paragraph(f"{_e(_pct(d['probability_before']))} \u2192 {_e(_pct(d['probability_after']))}",
+                               st.small),
+                     Paragraph(_e(d["source"]), st.small)])
+    widths = [58 * mm, 18 * mm, 24 * mm]
+    widths.append(FRAME_W - sum(widths))
+    t = Table(data, colWidths=widths, hAlign="LEFT", repeatRows=1)
+    t.setStyle(_grid_style(header_row=True))
+    return [t]
+
+
+def _technical(r: dict, st: _Styles) -> Table:
+    reg = r["registration"]
+    rows = []
+    if reg:
+        rows.append(("Registration", f"{reg['method']}; quality {reg['quality'].upper()}"
+                     + (f" ({'; '.join(reg['quality_reasons'])})" if reg["quality_reasons"] else "")))
+        rows.append(("Similarity before / after", f"MI {reg['similarity_before']['mutual_information']:.2f} / "
+                     f"{reg['similarity_after']['mutual_information']:.2f}; NCC around the lesion "
+                     f"{reg['similarity_before']['local_ncc']:.2f} / {reg['similarity_after']['local_ncc']:.2f}"))
+        rows.append(("Tumour centre", f"baseline LPS {reg['tumour_center_baseline_lps_mm']} mm -> follow-up "
+                     f"LPS {reg['tumour_center_followup_lps_mm']} mm"))
+    f = r["findings"]
+    if f and f["motion_correction"]:
+        moved = [m for m in f["motion_correction"] if m["realigned"]]
+        rows.append(("Within-study motion", ", ".join(
+            f"phase {m['phase']}: {m['shift_mm']:.1f} mm" for m in moved) + " realigned" if moved
+            else "no phase moved by more than 0.5 mm"))
+    for name in ("followup", "baseline"):
+        s = r["studies"][name]
+        if s:
+            rows.append((f"{name.capitalize()} DCE", f"{s['series_description']!s}: {s['phases']} phases "
+                         f"ordered by {s['phase_ordering']}; study {s['study_instance_uid']}"))
+    for w in r["warnings"]:
+        rows.append(("Warning", w))
+    rows.append(("Algorithm", f"{r['algorithm']['name']} {r['algorithm']['version']}; report created "
+                 f"{r['created']}"))
+    return _kv_table(rows, st)
+
+
+# ---------------------------------------------------------------------------------------------
+# page furniture
+
+def _numbered_canvas(header: str, footer: str, font: str):
+    class NumberedCanvas(rl_canvas.Canvas):
+        """Defers each page until the total page count is known ("page n of N")."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._saved: list[dict] = []
+
+        def showPage(self):  # noqa: N802 - reportlab's name
+            self._saved.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self):
+            total = len(self._saved)
+            for state in self._saved:
+                self.__dict__.update(state)
+                self._furniture(total)
+                super().showPage()
+            super().save()
+
+        def _furniture(self, total: int) -> None:
+            self.saveState()
+            self.setStrokeColor(RULE)
+            self.setLineWidth(0.6)
+            self.line(MARGIN, PAGE_H - MARGIN + 3 * mm, PAGE_W - MARGIN, PAGE_H - MARGIN + 3 * mm)
+            self.line(MARGIN, MARGIN - 4 * mm, PAGE_W - MARGIN, MARGIN - 4 * mm)
+            self.setFillColor(GREY)
+            self.setFont(font, 7.5)
+            self.drawString(MARGIN, PAGE_H - MARGIN + 4.5 * mm, "Residual-tumour assessment after cryoablation")
+            self.drawRightString(PAGE_W - MARGIN, PAGE_H - MARGIN + 4.5 * mm, header)
+            self.drawString(MARGIN, MARGIN - 8 * mm, footer)
+            self.drawRightString(PAGE_W - MARGIN, MARGIN - 8 * mm, f"page {self._pageNumber} of {total}")
+            self.restoreState()
+
+    return NumberedCanvas
+
+
+def render_pdf(report: dict, images: list[tuple[str, bytes]]) -> bytes:
+    """The report as PDF bytes (A4); same content and order as ``render_html``."""
+    r = report
+    st = _Styles()
+    alg = f"{r['algorithm']['name']} {r['algorithm']['version']}"
+    pt, fu = r["patient"], r["studies"]["followup"]
+    header = f"{pt['name']} | ID {pt['id']}" + (f" | follow-up {fu['study_date']}" if fu and fu["study_date"] else "")
+    footer = f"{alg} - clinical decision support, not a diagnosis"
+
+    story: list = [
+        Paragraph("Follow-up breast MRI after cryoablation", st.title),
+        Paragraph(f"Residual-tumour assessment - clinical decision support, not a diagnosis. "
+                  f"Status: <b>{_e(r['status'])}</b>", st.sub),
+        Spacer(1, 7), _identity(r, st), Spacer(1, 8), _answer(r, st),
+        Paragraph("Recommendations", st.h2), *_recommendations(r, st),
+    ]
+    if images:
+        story += [Paragraph("Key images", st.h2), *_images(images, st)]
+    story += [Paragraph("Findings", st.h2), *_findings(r, st)]
+    story += [Paragraph("What drove the number", st.h2), *_drivers(r, st)]
+    caveats = [Paragraph(_e(c["text"]), st.bullet, bulletText="\u2022") for c in r["caveats"]]
+    story += [Paragraph("Caveats", st.h2), *(caveats or [Paragraph("None.", st.body)])]
+    story += [Paragraph("Technical details", st.h2), _technical(r, st), Spacer(1, 12)]
+    story.append(KeepTogether([Paragraph(
+        f"Generated by {_e(alg)}. The probability combines published figures (cited above) with this study's "
+        "findings; it does not replace the radiologist's reading or a biopsy. Figures marked \"assumption\" are "
+        "modelling choices no cited study gives as a number.", st.foot)]))
+
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN, bottomMargin=MARGIN,
+        title="Follow-up breast MRI after cryoablation: residual-tumour assessment",
+        author=alg, subject="Clinical decision support, not a diagnosis", creator=alg, invariant=1)
+    doc.build(story, canvasmaker=_numbered_canvas(header, footer, st.font))
+    return buf.getvalue()
+
+
+__all__ = ["render_pdf"]
