@@ -93,7 +93,7 @@ def _dicom_bytes(ds) -> bytes:
 
 
 def dicom_outputs(report: dict, a: Assessment, followup: DCEStudy, tumour_radius_mm: float,
-                  margin_mm: float) -> dict:
+                  margin_mm: float, revision: int = 1) -> dict:
     """The DICOM objects that go back to PACS: SEG (complete analyses on single-frame sources)
     and SR (always), with UIDs derived from the study and the algorithm version."""
     headers = {}
@@ -109,19 +109,22 @@ def dicom_outputs(report: dict, a: Assessment, followup: DCEStudy, tumour_radius
         if single_frame:
             out["seg"] = build_seg(a, pre.volume, [headers[u] for u in pre.sop_instance_uids],
                                    tumour_radius_mm=tumour_radius_mm, margin_mm=margin_mm,
-                                   series_uid=derived_uid(study_uid, "seg-series"),
-                                   sop_uid=derived_uid(study_uid, "seg"))
+                                   series_uid=derived_uid(study_uid, "seg-series", f"r{revision}"),
+                                   sop_uid=derived_uid(study_uid, "seg", f"r{revision}"))
         else:
             a.warnings.append("no DICOM SEG: the follow-up's pre-contrast phase is part of a "
                               "multi-frame object (SEG of multi-frame sources not supported yet)")
             report["warnings"] = list(a.warnings)
     out["sr"] = build_sr(report, evidence, out.get("seg"),
-                         series_uid=derived_uid(study_uid, "sr-series"), sop_uid=derived_uid(study_uid, "sr"))
+                         series_uid=derived_uid(study_uid, "sr-series", f"r{revision}"),
+                         sop_uid=derived_uid(study_uid, "sr", f"r{revision}"))
     return out
 
 
 def run_analysis(baseline_dir: Path, followup_dir: Path, procedure_file: Path,
-                 out_dir: Path) -> AnalysisOutput:
+                 out_dir: Path, revision: int = 1) -> AnalysisOutput:
+    """Analyse and write every report. ``revision`` numbers re-analyses of the same study with the
+    same algorithm version: each revision gets its own DICOM UIDs (a new version in PACS)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     record = load_procedure(procedure_file)
@@ -149,10 +152,13 @@ def run_analysis(baseline_dir: Path, followup_dir: Path, procedure_file: Path,
     paths = {"json": out_dir / "report.json", "html": out_dir / "report.html",
              "pdf": out_dir / "report.pdf", "fhir": out_dir / "report.fhir.json"}
     pdf = render_pdf(report, images)
-    dicom_objects = dicom_outputs(report, a, followup, record.lesion.diameter_mm / 2.0, record.margin_mm)
+    report["revision"] = revision
+    dicom_objects = dicom_outputs(report, a, followup, record.lesion.diameter_mm / 2.0, record.margin_mm,
+                                  revision)
     dicom_objects["pdf"] = encapsulated_pdf(
         pdf, pydicom.dcmread(followup.source_paths[0], stop_before_pixels=True),
-        series_uid=derived_uid(followup.study_uid, "pdf-series"), sop_uid=derived_uid(followup.study_uid, "pdf"),
+        series_uid=derived_uid(followup.study_uid, "pdf-series", f"r{revision}"),
+        sop_uid=derived_uid(followup.study_uid, "pdf", f"r{revision}"),
         software_version=ALGORITHM_VERSION)
     report["outputs"] = {name: {"file": DICOM_FILES[name],
                                 "series_instance_uid": str(ds.SeriesInstanceUID),

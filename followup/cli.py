@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import os
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 
@@ -44,9 +47,38 @@ def _fail(err: FollowupError) -> None:
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="FOLLOWUP_DATA_DIR",
+                                         help="Spool, store, quarantine, reports, SQLite file."),
+    db_url: str | None = typer.Option(None, "--db-url", envvar="FOLLOWUP_DB_URL",
+                                      help="SQLAlchemy URL (default: SQLite in the data dir)."),
+    redis_url: str | None = typer.Option(None, "--redis-url", envvar="FOLLOWUP_REDIS_URL",
+                                         help="Celery broker (default redis://127.0.0.1:6379/0)."),
+    api_token: str | None = typer.Option(None, "--api-token", envvar="FOLLOWUP_API_TOKEN",
+                                         help="Bearer token of the API.", show_default=False),
+) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Each option is also an environment variable; child processes (workers) inherit them.
+    for name, value in (("FOLLOWUP_DATA_DIR", data_dir), ("FOLLOWUP_DB_URL", db_url),
+                        ("FOLLOWUP_REDIS_URL", redis_url), ("FOLLOWUP_API_TOKEN", api_token)):
+        if value is not None:
+            os.environ[name] = str(value)
+
+
+def _settings(**overrides):
+    from followup.config import Settings
+
+    s = Settings.from_env(**overrides)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    return s
+
+
+def _registry(settings):
+    from followup.service.registry import Registry
+
+    return Registry(settings.database_url)
 
 
 @app.command()
@@ -135,6 +167,192 @@ def analyze(
         typer.echo(f"  recommendation [{rec['code']}]: {rec['text']}")
     typer.echo(f"report: {result.paths['html']} (data: {result.paths['json']}); "
                f"{result.timings_s['total']:.1f} s")
+
+
+procedures_app = typer.Typer(help="The procedure registry (procedure.json records).", no_args_is_help=True)
+app.add_typer(procedures_app, name="procedures")
+
+
+@procedures_app.command("add")
+def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json file(s).")) -> None:
+    """Add (or update) procedure records; analyses waiting for them resume."""
+    from followup.procedure import load_procedure
+
+    settings = _settings()
+    reg = _registry(settings)
+    for f in files:
+        try:
+            rec = load_procedure(f)
+        except FollowupError as err:
+            _fail(err)
+            return
+        p = reg.add_procedure(rec)
+        waiting = [s.study_uid for s in reg.patient_studies(rec.patient_id)
+                   if s.state == "deferred" and s.reason and "procedure record" in s.reason]
+        typer.echo(f"procedure {p.id}: {rec.procedure_date} ({rec.laterality}) added from {f.name}"
+                   + (f"; resuming {len(waiting)} deferred study/studies" if waiting else ""))
+        if waiting:
+            from workers.tasks import enqueue_study
+
+            for uid in waiting:
+                enqueue_study(uid)
+
+
+@procedures_app.command("list")
+def procedures_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List procedure records (patient shown by pseudonymous reference)."""
+    from followup.dicom.scan import patient_ref
+
+    rows = [{"id": p.id, "patient_ref": patient_ref(p.patient_id), "procedure_date": p.procedure_date.isoformat(),
+             "laterality": p.laterality, "diameter_mm": p.record["lesion"]["diameter_mm"],
+             "histology": p.record["lesion"]["histology"]} for p in _registry(_settings()).procedures()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:5d}  {r['procedure_date']}  {r['laterality']}  patient {r['patient_ref']}  "
+                   f"{r['diameter_mm']:g} mm {r['histology']}")
+
+
+@app.command("serve-dicom")
+def serve_dicom_cmd(
+    ae_title: str = typer.Option("FOLLOWUP", "--ae-title", help="Our AE title."),
+    port: int = typer.Option(11112, "--port"),
+    allow: list[str] = typer.Option(..., "--allow", help="Calling AE title allowed to send (repeat)."),
+    destination: str | None = typer.Option(None, "--destination", envvar="FOLLOWUP_DESTINATION",
+                                           help="PACS receiving SR/SEG/PDF: AET@HOST:PORT."),
+    quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="Stable-study quiet period."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Interface to listen on."),
+) -> None:
+    """The DICOM node PACS auto-routes to: C-ECHO, C-STORE; stable studies go to the workers."""
+    from followup.config import DicomNode
+    from followup.service.listener import serve_dicom
+
+    try:
+        dest = DicomNode.parse(destination) if destination else None
+    except ValueError as exc:
+        typer.secho(f"error [config]: --destination: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    settings = _settings(destination=dest, ae_title=ae_title)
+    reg = _registry(settings)
+    if dest is not None:
+        reg.put_setting("destination", str(dest))
+    from workers.tasks import enqueue_study
+
+    typer.echo(f"listening as {ae_title} on {host}:{port}; allowed callers: {', '.join(allow)}; "
+               f"results to {dest or 'nowhere (no --destination)'}")
+    serve_dicom(settings, ae_title=ae_title, port=port, allow=list(allow), quiet_seconds=quiet_seconds,
+                on_stable=lambda uid: enqueue_study(uid), host=host)
+
+
+@app.command("worker")
+def worker_cmd(
+    queues: str = typer.Option("realtime,batch", "--queues"),
+    concurrency: int = typer.Option(1, "--concurrency"),
+    hostname: str | None = typer.Option(None, "--hostname"),
+) -> None:
+    """A Celery worker (thin wrapper over `celery -A workers.celery_app worker`)."""
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
+           "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-l", "INFO"]
+    if hostname:
+        cmd += ["--hostname", hostname]
+    os.execv(sys.executable, cmd)
+
+
+@app.command("serve-api")
+def serve_api_cmd(port: int = typer.Option(8080, "--port"),
+                  host: str = typer.Option("127.0.0.1", "--host")) -> None:
+    """The HTTP API and web page (token authentication)."""
+    from followup.api.app import serve_api
+
+    settings = _settings()
+    if not settings.api_token:
+        typer.secho("error [config]: set FOLLOWUP_API_TOKEN (or --api-token)", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    serve_api(settings, port=port, host=host)
+
+
+@app.command("reanalyze")
+def reanalyze_cmd(
+    since: str | None = typer.Option(None, "--since", help="Studies dated on or after YYYY-MM-DD."),
+    study: list[str] = typer.Option([], "--study", help="Study Instance UID (repeat)."),
+    all_studies: bool = typer.Option(False, "--all", help="Every analysed follow-up study."),
+    reason: str = typer.Option("", "--reason"),
+    resume: int | None = typer.Option(None, "--resume", help="Resume batch N (re-send its queued analyses)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Show progress until the batch is done."),
+) -> None:
+    """Re-run stored studies on the batch queue (new report versions; real-time work keeps priority)."""
+    from followup.service.batch import resume_batch, start_reanalysis
+
+    settings = _settings()
+    reg = _registry(settings)
+    if resume is not None:
+        if reg.batch(resume) is None:
+            typer.secho(f"error [batch]: no batch {resume}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=2)
+        n = resume_batch(reg, resume)
+        typer.echo(f"batch {resume}: {n} queued analyses sent again")
+        batch_id = resume
+    else:
+        try:
+            day = dt.date.fromisoformat(since) if since else None
+            batch = start_reanalysis(settings, reg, since=day, study_uids=list(study) or None,
+                                     all_studies=all_studies, reason=reason)
+        except ValueError as exc:
+            typer.secho(f"error [batch]: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=2)
+        batch_id = batch.id
+        typer.echo(f"batch {batch_id}: {batch.total} studies enqueued on 'batch' "
+                   f"(resume with: followup reanalyze --resume {batch_id})")
+    if not wait:
+        return
+    with typer.progressbar(length=max(reg.batch_progress(batch_id)["total"], 1), label=f"batch {batch_id}") as bar:
+        done = 0
+        while True:
+            prog = reg.batch_progress(batch_id)
+            bar.update(prog["done"] - done)
+            done = prog["done"]
+            if prog["remaining"] == 0:
+                break
+            time.sleep(1.0)
+    typer.echo(json.dumps(reg.batch_progress(batch_id)["by_status"]))
+
+
+@app.command("status")
+def status_cmd(study_uid: str | None = typer.Argument(None),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Studies and their analyses (one study in detail when a UID is given)."""
+    reg = _registry(_settings())
+    if study_uid is None:
+        rows = []
+        for s in reg.studies():
+            a = reg.latest_analysis(s.study_uid)
+            rows.append({"study_uid": s.study_uid, "study_date": str(s.study_date), "state": s.state,
+                         "role": s.role, "instances": s.n_instances,
+                         "probability": a.probability if a else None,
+                         "analysis": f"{a.algorithm_version}-r{a.revision} {a.status}" if a else None})
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                p = "" if r["probability"] is None else f" p={r['probability']:.2f}"
+                typer.echo(f"{r['study_uid']}  {r['study_date']}  {r['state']:10s} {r['role']:9s} "
+                           f"{r['instances']:5d} instances  {r['analysis'] or '-'}{p}")
+        return
+    s = reg.study(study_uid)
+    if s is None:
+        typer.secho(f"error [not-found]: no study {study_uid}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    detail = {"study_uid": s.study_uid, "state": s.state, "role": s.role, "reason": s.reason,
+              "instances": s.n_instances,
+              "analyses": [{"id": a.id, "version": a.algorithm_version, "revision": a.revision,
+                            "status": a.status, "reason": a.reason, "probability": a.probability,
+                            "interval": [a.interval_low, a.interval_high], "queue": a.queue,
+                            "duration_s": a.duration_s, "report_dir": a.report_dir,
+                            "deliveries": [{"kind": d.kind, "status": d.status, "attempts": d.attempts,
+                                            "last_error": d.last_error} for d in reg.deliveries(analysis_id=a.id)]}
+                           for a in reg.analyses(study_uid=study_uid)]}
+    typer.echo(json.dumps(detail, indent=2, default=str))
 
 
 def format_inspect_summary(summary: dict) -> str:

@@ -1,0 +1,1 @@
+"""The service around the analysis: store, registry, DICOM listener, workers' pipeline, PACS I/O."""

@@ -1,0 +1,127 @@
+"""Talking to the PACS as an SCU (pynetdicom): send results (C-STORE), fetch a baseline (C-FIND +
+C-GET). Retries and backoff live in the Celery tasks; these functions do one attempt and raise
+``PacsError`` with a reason a PACS administrator can act on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom.sop_class import (
+    EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage, MRImageStorage,
+    StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelGet,
+)
+
+from followup.config import DicomNode
+from followup.service.store import Store, checked_uid
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 30
+
+
+class PacsError(RuntimeError):
+    pass
+
+
+def send_files(paths: list[Path], destination: DicomNode, calling_ae: str) -> None:
+    """C-STORE every file to ``destination`` in one association; raise on any failure."""
+    datasets = [pydicom.dcmread(p) for p in paths]
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
+    for ds in datasets:
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        raise PacsError(f"association with {destination} refused or not reachable")
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            code = getattr(status, "Status", None)
+            if code is None:
+                raise PacsError(f"no C-STORE response from {destination} (connection lost?)")
+            if code not in (0x0000, 0xB000, 0xB007, 0xB006):
+                raise PacsError(f"{destination} answered C-STORE status 0x{code:04X} for {ds.SOPInstanceUID}")
+    finally:
+        assoc.release()
+
+
+@dataclass(frozen=True)
+class StudyMatch:
+    study_uid: str
+    study_date: dt.date | None
+
+
+def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt.date) -> list[StudyMatch]:
+    """C-FIND (study root) the patient's MR studies dated before ``before``."""
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.PatientID = patient_id
+    q.StudyDate = f"-{(before - dt.timedelta(days=1)).strftime('%Y%m%d')}"
+    q.ModalitiesInStudy = "MR"
+    q.StudyInstanceUID = ""
+    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title)
+    if not assoc.is_established:
+        raise PacsError(f"association with {source} for C-FIND refused or not reachable")
+    out = []
+    try:
+        for status, ident in assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind):
+            if status and status.Status in (0xFF00, 0xFF01) and ident is not None:
+                uid = str(ident.get("StudyInstanceUID", ""))
+                date = str(ident.get("StudyDate", ""))
+                d = dt.date(int(date[:4]), int(date[4:6]), int(date[6:8])) if len(date) >= 8 else None
+                out.append(StudyMatch(checked_uid(uid, "Study Instance UID"), d))
+    finally:
+        assoc.release()
+    return out
+
+
+def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, on_instance) -> int:
+    """C-GET a whole study into the store; ``on_instance(path, ds)`` registers each one."""
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    roles = []
+    for cx in (MRImageStorage, EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage):
+        ae.add_requested_context(cx)
+        roles.append(build_role(cx, scp_role=True))
+    count = 0
+
+    def handle_store(event):
+        nonlocal count
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        path = store.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        import io
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        store.write_atomic(path, buf.getvalue())
+        on_instance(path, ds)
+        count += 1
+        return 0x0000
+
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = checked_uid(study_uid, "Study Instance UID")
+    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title, ext_neg=roles,
+                         evt_handlers=[(evt.EVT_C_STORE, handle_store)])
+    if not assoc.is_established:
+        raise PacsError(f"association with {source} for C-GET refused or not reachable")
+    try:
+        for status, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet):
+            if status and status.Status not in (0x0000, 0xFF00, 0xFF01, 0xB000):
+                raise PacsError(f"C-GET of study {study_uid} from {source}: status 0x{status.Status:04X}")
+    finally:
+        assoc.release()
+    return count
+
+
+__all__ = ["PacsError", "StoragePresentationContexts", "find_studies", "get_study", "send_files"]

@@ -1,0 +1,371 @@
+"""The registry (SQLAlchemy 2): procedures, studies, instances, analyses, deliveries, batches.
+
+SQLite file by default, PostgreSQL through ``FOLLOWUP_DB_URL``. The registry and the store are
+the source of truth; Redis only carries work. States:
+
+* Study.state: ``receiving`` -> ``stable`` (quiet period over, task enqueued) -> ``baseline`` |
+  ``analysing`` -> ``complete`` | ``deferred`` | ``failed``. New instances after ``stable`` put it
+  back to ``receiving`` (the study changed).
+* Analysis.status: ``queued`` -> ``running`` -> ``complete`` | ``deferred`` | ``failed``.
+  One row per (study, algorithm version, revision); a reanalysis is a new revision.
+* Delivery.status: ``pending`` -> ``sent`` | ``failed`` (after the last retry).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import (
+    JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
+    event, func, select, update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Procedure(Base):
+    __tablename__ = "procedures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    procedure_date: Mapped[dt.date] = mapped_column(Date)
+    laterality: Mapped[str] = mapped_column(String(1))
+    record: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("patient_id", "procedure_date", "laterality"),)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    study_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True, default="")
+    study_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    accession_number: Mapped[str] = mapped_column(String(64), default="")
+    calling_ae: Mapped[str] = mapped_column(String(16), default="")
+    n_instances: Mapped[int] = mapped_column(Integer, default=0)
+    first_received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    state: Mapped[str] = mapped_column(String(16), default="receiving", index=True)
+    role: Mapped[str] = mapped_column(String(16), default="unknown")  # baseline | followup | unknown
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    sop_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.study_uid"), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.study_uid"), index=True)
+    algorithm_version: Mapped[str] = mapped_column(String(40))
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    queue: Mapped[str] = mapped_column(String(16), default="realtime")
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    probability: Mapped[float | None] = mapped_column(Float, nullable=True)
+    interval_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    interval_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    baseline_study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    report_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (UniqueConstraint("study_uid", "algorithm_version", "revision"),)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # sr | seg | pdf
+    sop_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    destination: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    __table_args__ = (UniqueConstraint("analysis_id", "kind", "destination"),)
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    selector: Mapped[dict] = mapped_column(JSON)
+    algorithm_version: Mapped[str] = mapped_column(String(40))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ServiceSetting(Base):
+    """Settings one process publishes for the others (e.g. the PACS destination of serve-dicom)."""
+    __tablename__ = "service_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn, _record):  # WAL: readers never block the writer
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Registry:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    # --- settings ------------------------------------------------------------------------------
+    def put_setting(self, key: str, value: str) -> None:
+        with self.session() as s:
+            row = s.get(ServiceSetting, key)
+            if row is None:
+                s.add(ServiceSetting(key=key, value=value))
+            else:
+                row.value = value
+
+    def get_setting(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(ServiceSetting, key)
+            return None if row is None else row.value
+
+    # --- procedures ----------------------------------------------------------------------------
+    def add_procedure(self, record) -> Procedure:
+        """Insert (or replace the same patient/date/side) from a validated ProcedureRecord."""
+        data = json.loads(record.model_dump_json())
+        with self.session() as s:
+            existing = s.scalar(select(Procedure).where(
+                Procedure.patient_id == record.patient_id,
+                Procedure.procedure_date == record.procedure_date,
+                Procedure.laterality == record.laterality))
+            if existing is not None:
+                existing.record = data
+                return existing
+            p = Procedure(patient_id=record.patient_id, procedure_date=record.procedure_date,
+                          laterality=record.laterality, record=data)
+            s.add(p)
+            s.flush()
+            return p
+
+    def procedures(self, patient_id: str | None = None) -> list[Procedure]:
+        with self.session() as s:
+            q = select(Procedure).order_by(Procedure.procedure_date)
+            if patient_id is not None:
+                q = q.where(Procedure.patient_id == patient_id)
+            return list(s.scalars(q))
+
+    def procedure_for(self, patient_id: str, study_date: dt.date | None) -> Procedure | None:
+        """The latest procedure of the patient on or before the study date (a follow-up's),
+        or the first after it (a baseline's) when none precedes."""
+        procs = self.procedures(patient_id)
+        if not procs:
+            return None
+        if study_date is None:
+            return procs[-1]
+        before = [p for p in procs if p.procedure_date <= study_date]
+        return before[-1] if before else procs[0]
+
+    # --- studies and instances -------------------------------------------------------------------
+    def record_instance(self, *, study_uid: str, series_uid: str, sop_uid: str, sop_class_uid: str,
+                        path: str, size: int, patient_id: str, study_date: dt.date | None,
+                        modality: str, accession_number: str, calling_ae: str) -> bool:
+        """Register a stored instance; False when its SOP Instance UID was already there."""
+        now = utcnow()
+        with self.session() as s:
+            if s.get(Instance, sop_uid) is not None:
+                return False
+            study = s.get(Study, study_uid)
+            if study is None:
+                study = Study(study_uid=study_uid, patient_id=patient_id, study_date=study_date,
+                              modality=modality, accession_number=accession_number,
+                              calling_ae=calling_ae, n_instances=0, first_received_at=now)
+                s.add(study)
+                s.flush()
+            elif study.state not in ("receiving",):
+                study.state = "receiving"  # the study changed after it was declared stable
+            study.n_instances = (study.n_instances or 0) + 1
+            study.last_received_at = now
+            s.add(Instance(sop_uid=sop_uid, study_uid=study_uid, series_uid=series_uid,
+                           sop_class_uid=sop_class_uid, path=path, size=size, received_at=now))
+            return True
+
+    def claim_stable_studies(self, quiet_seconds: float) -> list[str]:
+        """Atomically move studies quiet for ``quiet_seconds`` from receiving to stable.
+
+        The conditional UPDATE makes the claim exclusive: of two monitors, one wins."""
+        cutoff = utcnow() - dt.timedelta(seconds=quiet_seconds)
+        claimed = []
+        with self.session() as s:
+            candidates = list(s.scalars(select(Study.study_uid).where(
+                Study.state == "receiving", Study.last_received_at <= cutoff)))
+            for uid in candidates:
+                res = s.execute(update(Study).where(
+                    Study.study_uid == uid, Study.state == "receiving",
+                    Study.last_received_at <= cutoff).values(state="stable", enqueued_at=utcnow()))
+                if res.rowcount == 1:
+                    claimed.append(uid)
+        return claimed
+
+    def study(self, study_uid: str) -> Study | None:
+        with self.session() as s:
+            return s.get(Study, study_uid)
+
+    def studies(self, state: str | None = None, limit: int = 500) -> list[Study]:
+        with self.session() as s:
+            q = select(Study).order_by(Study.last_received_at.desc()).limit(limit)
+            if state:
+                q = q.where(Study.state == state)
+            return list(s.scalars(q))
+
+    def set_study(self, study_uid: str, **values) -> None:
+        with self.session() as s:
+            s.execute(update(Study).where(Study.study_uid == study_uid).values(**values))
+
+    def instance_paths(self, study_uid: str) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Instance.path).where(Instance.study_uid == study_uid)))
+
+    def patient_studies(self, patient_id: str) -> list[Study]:
+        with self.session() as s:
+            return list(s.scalars(select(Study).where(Study.patient_id == patient_id)
+                                  .order_by(Study.study_date)))
+
+    # --- analyses --------------------------------------------------------------------------------
+    def next_revision(self, study_uid: str, version: str) -> int:
+        with self.session() as s:
+            current = s.scalar(select(func.max(Analysis.revision)).where(
+                Analysis.study_uid == study_uid, Analysis.algorithm_version == version))
+            return (current or 0) + 1
+
+    def get_or_create_analysis(self, study_uid: str, version: str, revision: int, queue: str,
+                               batch_id: int | None = None) -> Analysis:
+        with self.session() as s:
+            a = s.scalar(select(Analysis).where(Analysis.study_uid == study_uid,
+                                                Analysis.algorithm_version == version,
+                                                Analysis.revision == revision))
+            if a is None:
+                a = Analysis(study_uid=study_uid, algorithm_version=version, revision=revision,
+                             queue=queue, batch_id=batch_id)
+                s.add(a)
+                s.flush()
+            return a
+
+    def analysis(self, analysis_id: int) -> Analysis | None:
+        with self.session() as s:
+            return s.get(Analysis, analysis_id)
+
+    def update_analysis(self, analysis_id: int, **values) -> None:
+        with self.session() as s:
+            s.execute(update(Analysis).where(Analysis.id == analysis_id).values(**values))
+
+    def analyses(self, study_uid: str | None = None, batch_id: int | None = None) -> list[Analysis]:
+        with self.session() as s:
+            q = select(Analysis).order_by(Analysis.id)
+            if study_uid:
+                q = q.where(Analysis.study_uid == study_uid)
+            if batch_id is not None:
+                q = q.where(Analysis.batch_id == batch_id)
+            return list(s.scalars(q))
+
+    def latest_analysis(self, study_uid: str) -> Analysis | None:
+        with self.session() as s:
+            return s.scalar(select(Analysis).where(Analysis.study_uid == study_uid)
+                            .order_by(Analysis.id.desc()).limit(1))
+
+    # --- deliveries ------------------------------------------------------------------------------
+    def add_delivery(self, analysis_id: int, kind: str, sop_uid: str, path: str, destination: str) -> Delivery:
+        with self.session() as s:
+            d = s.scalar(select(Delivery).where(Delivery.analysis_id == analysis_id, Delivery.kind == kind,
+                                                Delivery.destination == destination))
+            if d is None:
+                d = Delivery(analysis_id=analysis_id, kind=kind, sop_uid=sop_uid, path=path,
+                             destination=destination)
+                s.add(d)
+                s.flush()
+            return d
+
+    def deliveries(self, analysis_id: int | None = None, status: str | None = None) -> list[Delivery]:
+        with self.session() as s:
+            q = select(Delivery).order_by(Delivery.id)
+            if analysis_id is not None:
+                q = q.where(Delivery.analysis_id == analysis_id)
+            if status:
+                q = q.where(Delivery.status == status)
+            return list(s.scalars(q))
+
+    def update_delivery(self, delivery_id: int, **values) -> None:
+        with self.session() as s:
+            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+    # --- batches ---------------------------------------------------------------------------------
+    def create_batch(self, reason: str, selector: dict, version: str, total: int) -> Batch:
+        with self.session() as s:
+            b = Batch(reason=reason, selector=selector, algorithm_version=version, total=total)
+            s.add(b)
+            s.flush()
+            return b
+
+    def batch(self, batch_id: int) -> Batch | None:
+        with self.session() as s:
+            return s.get(Batch, batch_id)
+
+    def batches(self) -> list[Batch]:
+        with self.session() as s:
+            return list(s.scalars(select(Batch).order_by(Batch.id.desc())))
+
+    def batch_progress(self, batch_id: int) -> dict:
+        with self.session() as s:
+            rows = s.execute(select(Analysis.status, func.count()).where(Analysis.batch_id == batch_id)
+                             .group_by(Analysis.status)).all()
+            b = s.get(Batch, batch_id)
+        counts = {status: n for status, n in rows}
+        done = sum(counts.get(k, 0) for k in ("complete", "deferred", "failed"))
+        total = b.total if b else 0
+        return {"batch_id": batch_id, "total": total, "done": done, "by_status": counts,
+                "remaining": max(total - done, 0)}

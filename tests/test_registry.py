@@ -1,0 +1,78 @@
+"""The registry on SQLite and, where a server is reachable, PostgreSQL; and docker-compose.yml."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+import sqlalchemy
+
+from followup.service.registry import Registry
+
+PG_ADMIN_URL = os.environ.get("FOLLOWUP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request, tmp_path):
+    if request.param == "sqlite":
+        yield Registry(f"sqlite:///{tmp_path}/r.db")
+        return
+    name = f"followup_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({type(exc).__name__}): PostgreSQL NOT tested")
+    reg = Registry(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        yield reg
+    finally:
+        reg.engine.dispose()
+        with admin.connect() as c:
+            c.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _instance(reg, sop, study="1.2.3"):
+    return reg.record_instance(study_uid=study, series_uid="1.2.3.4", sop_uid=sop, sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+                               path=f"/x/{sop}", size=10, patient_id="P1", study_date=dt.date(2026, 3, 1),
+                               modality="MR", accession_number="A1", calling_ae="PACS")
+
+
+def test_duplicates_stability_and_revisions(registry):
+    assert _instance(registry, "1.2.3.4.1") is True
+    assert _instance(registry, "1.2.3.4.1") is False  # same SOP Instance UID: a duplicate
+    assert _instance(registry, "1.2.3.4.2") is True
+    assert registry.study("1.2.3").n_instances == 2
+    assert registry.claim_stable_studies(3600) == []  # not quiet long enough
+    assert registry.claim_stable_studies(0) == ["1.2.3"]
+    assert registry.claim_stable_studies(0) == []  # claimed once, never twice
+    _instance(registry, "1.2.3.4.3")  # the study changed: receiving again
+    assert registry.study("1.2.3").state == "receiving"
+    a1 = registry.get_or_create_analysis("1.2.3", "0.1.0", 1, "realtime")
+    assert registry.get_or_create_analysis("1.2.3", "0.1.0", 1, "realtime").id == a1.id
+    assert registry.next_revision("1.2.3", "0.1.0") == 2
+    d1 = registry.add_delivery(a1.id, "sr", "1.2.9", "/r/sr.dcm", "PACS@h:1")
+    assert registry.add_delivery(a1.id, "sr", "1.2.9", "/r/sr.dcm", "PACS@h:1").id == d1.id
+    registry.put_setting("destination", "PACS@h:1")
+    assert registry.get_setting("destination") == "PACS@h:1"
+
+
+def test_docker_compose_config_validates(tmp_path):
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        cmd = ["docker", "compose"]
+    elif shutil.which("docker-compose"):
+        cmd = ["docker-compose"]
+    else:
+        pytest.skip("neither `docker compose` nor docker-compose is installed: docker-compose.yml NOT validated")
+    env = dict(os.environ, FOLLOWUP_API_TOKEN="x")
+    res = subprocess.run(cmd + ["-f", "docker-compose.yml", "config", "--services"], capture_output=True,
+                         text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert res.returncode == 0, res.stderr
+    assert set(res.stdout.split()) >= {"redis", "postgres", "dicom", "worker-realtime", "worker-batch", "api",
+                                       "flower", "orthanc"}
