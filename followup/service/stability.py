@@ -1,0 +1,102 @@
+"""Hand stable studies to the workers: a study is stable once no instance arrived for
+``quiet_seconds``.
+
+The claim ``receiving -> stable`` is an atomic conditional UPDATE in the registry, so any number
+of monitors (threads, processes, hosts sharing a PostgreSQL registry) can run side by side and a
+study is still handed over exactly once per quiet period. When the hand-over itself fails (for
+example the Celery broker is down), the study is put back to ``receiving`` and is claimed again
+after the next quiet period; nothing is lost.
+
+Logs carry Study Instance UIDs and counts only, never patient identifiers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+
+class StabilityMonitor:
+    """A daemon thread that polls ``registry.claim_stable_studies`` every ``poll_seconds``."""
+
+    def __init__(self, registry, quiet_seconds: float, on_stable: Callable[[str], None],
+                 poll_seconds: float = 1.0) -> None:
+        if quiet_seconds < 0:
+            raise ValueError("quiet_seconds must be >= 0")
+        if poll_seconds <= 0:
+            raise ValueError("poll_seconds must be > 0")
+        self.registry = registry
+        self.quiet_seconds = float(quiet_seconds)
+        self.on_stable = on_stable
+        self.poll_seconds = float(poll_seconds)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.handed_over = 0  # studies passed to on_stable successfully
+        self.failed = 0  # hand-overs that raised (study put back to receiving)
+
+    # --- one round ---------------------------------------------------------------------------
+    def run_once(self) -> list[str]:
+        """Claim the studies that became stable and hand each over; return the ones handed over."""
+        try:
+            claimed = self.registry.claim_stable_studies(self.quiet_seconds)
+        except Exception as exc:  # database unavailable: try again at the next poll
+            log.error("stability: claiming stable studies failed: %s", type(exc).__name__)
+            return []
+        done = []
+        for uid in claimed:
+            try:
+                self.on_stable(uid)
+            except Exception as exc:
+                self.failed += 1
+                # The exception text could in principle carry anything; log its type only.
+                log.error("stability: hand-over of study %s failed (%s); back to receiving",
+                          uid, type(exc).__name__)
+                try:
+                    self.registry.set_study(uid, state="receiving")
+                except Exception as exc2:
+                    log.critical("stability: could not put study %s back to receiving (%s)",
+                                 uid, type(exc2).__name__)
+                continue
+            self.handed_over += 1
+            done.append(uid)
+            log.info("stability: study %s stable and handed over", uid)
+        return done
+
+    # --- thread ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # never let the monitor die
+                log.exception("stability: unexpected error")
+            self._stop.wait(self.poll_seconds)
+
+    def start(self) -> "StabilityMonitor":
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return self
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="followup-stability", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> "StabilityMonitor":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
