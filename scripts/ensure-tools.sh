@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the command-line tools the tests use (dcmtk: storescu/dsrdump; dicom3tools: dciodvfy;
 # poppler-utils: pdftoppm to look at PDF reports; redis-server: the service tests start their
-# own broker; docker-compose: validates docker-compose.yml) when they are missing. Never fails the build: tests that need a missing tool skip
+# own broker; docker-compose: validates docker-compose.yml;
+# orthanc: the demo PACS of the auto-routing test) when they are missing. Never fails the build: tests that need a missing tool skip
 # with a loud reason.
 set -u
 need=()
@@ -9,6 +10,7 @@ command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need+=(docker-compose)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from followup.config import Settings
 
@@ -33,7 +33,11 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
     result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
     broker_connection_retry_on_startup=True,
-    task_queues=(Queue("realtime"), Queue("batch")),
+    # Each queue its own exchange and routing key: a task sent to one queue lands in that queue only.
+    task_queues=(Queue("realtime", Exchange("realtime", type="direct"), routing_key="realtime"),
+                 Queue("batch", Exchange("batch", type="direct"), routing_key="batch")),
+    task_default_exchange="realtime",
+    task_default_routing_key="realtime",
     task_default_queue="realtime",
     task_serializer="json",
     accept_content=["json"],

@@ -1,5 +1,5 @@
 -- Auto-route stable MR studies to the followup DICOM listener (modality "followup"),
--- skipping the objects followup itself sends back (SR, SEG, DOC).
+-- skipping studies without MR series (e.g. only the SR/SEG/DOC objects followup sends back).
 function OnStableStudy(studyId, tags, metadata)
   local study = ParseJson(RestApiGet('/studies/' .. studyId))
   local mr = false
@@ -9,6 +9,7 @@ function OnStableStudy(studyId, tags, metadata)
   end
   if mr then
     print('followup: routing stable MR study ' .. studyId)
-    SendToModality(studyId, 'followup')
+    -- C-STORE of the whole study through the REST API (synchronous; Orthanc logs failures)
+    RestApiPost('/modalities/followup/store', studyId)
   end
 end
