@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: setup test demo bench tools clean
+.PHONY: setup test demo bench tools clean serve
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,9 +33,14 @@ demo: setup
 		--procedure $(DEMO_OUT)/pair/procedure.json --out $(DEMO_OUT)/report
 	@echo "open $(DEMO_OUT)/report/report.html in a browser (ground truth: $(DEMO_OUT)/pair/truth.json)"
 
+# The service without Docker (listener, realtime and batch workers, API) on a local Redis.
+serve: setup
+	bash scripts/serve.sh
+
 bench: setup
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/bench_service.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -65,8 +65,11 @@ def analyze_study(self, analysis_id: int) -> dict:
         raise self.retry(exc=exc, countdown=5 * (self.request.retries + 1))
     for study_uid in outcome.resume:
         enqueue_study(study_uid)
+    # Deliveries ride on the analysis's own queue: a batch's results never crowd a new study's.
+    analysis = reg.analysis(analysis_id)
+    queue = analysis.queue if analysis is not None else "realtime"
     for delivery_id in outcome.deliveries:
-        send_delivery.apply_async(args=[delivery_id], queue="realtime")
+        send_delivery.apply_async(args=[delivery_id], queue=queue)
     return {"analysis_id": outcome.analysis_id, "status": outcome.status}
 
 
