@@ -1,7 +1,8 @@
 """Celery tasks. Each is idempotent: running it twice has the effect of running it once.
 
 * ``analyze_study(analysis_id)``: one analysis row (study + algorithm version + revision).
-* ``send_delivery(delivery_id)``: one DICOM object to the PACS, retried with exponential backoff.
+* ``send_results(analysis_id)``: the analysis's DICOM objects not yet at the PACS, retried with
+  exponential backoff (the first attempt is made at the end of ``analyze_study``).
 """
 
 from __future__ import annotations
@@ -65,33 +66,49 @@ def analyze_study(self, analysis_id: int) -> dict:
         raise self.retry(exc=exc, countdown=5 * (self.request.retries + 1))
     for study_uid in outcome.resume:
         enqueue_study(study_uid)
-    # Deliveries ride on the analysis's own queue: a batch's results never crowd a new study's.
-    analysis = reg.analysis(analysis_id)
-    queue = analysis.queue if analysis is not None else "realtime"
-    for delivery_id in outcome.deliveries:
-        send_delivery.apply_async(args=[delivery_id], queue=queue)
+    if outcome.deliveries:
+        # First attempt right away (the radiologist is waiting); retries go to the analysis's own
+        # queue, so a batch's results never crowd a new study's.
+        analysis = reg.analysis(analysis_id)
+        queue = analysis.queue if analysis is not None else "realtime"
+        if not deliver_pending(analysis_id):
+            send_results.apply_async(args=[analysis_id], queue=queue, countdown=5)
     return {"analysis_id": outcome.analysis_id, "status": outcome.status}
 
 
-@app.task(bind=True, name="followup.send_delivery", max_retries=DELIVERY_MAX_RETRIES)
-def send_delivery(self, delivery_id: int) -> dict:
+def deliver_pending(analysis_id: int, final: bool = False) -> bool:
+    """C-STORE the analysis's pending objects, one association per destination.
+
+    Returns True when nothing is left pending. Each failure is recorded on its delivery row
+    (attempts, last error; ``failed`` when ``final``), visible in the API and `followup status`."""
     from followup.service.pacs import send_files
 
     reg = registry()
-    d = next((x for x in reg.deliveries() if x.id == delivery_id), None)
-    if d is None or d.status == "sent":
-        return {"delivery_id": delivery_id, "status": "sent" if d else "unknown"}
-    try:
-        send_files([Path(d.path)], DicomNode.parse(d.destination), settings.ae_title)
-    except Exception as exc:
-        attempts = (d.attempts or 0) + 1
-        final = self.request.retries >= DELIVERY_MAX_RETRIES
-        reg.update_delivery(delivery_id, attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:500],
-                            status="failed" if final else "pending")
-        if final:
-            log.error("delivery %d to %s failed for good", delivery_id, d.destination)
-            return {"delivery_id": delivery_id, "status": "failed"}
-        raise self.retry(exc=exc, countdown=min(600, 5 * 2 ** self.request.retries))
-    reg.update_delivery(delivery_id, status="sent", sent_at=utcnow(), attempts=(d.attempts or 0) + 1,
-                        last_error=None)
-    return {"delivery_id": delivery_id, "status": "sent"}
+    pending = [d for d in reg.deliveries(analysis_id=analysis_id) if d.status == "pending"]
+    by_destination: dict[str, list] = {}
+    for d in pending:
+        by_destination.setdefault(d.destination, []).append(d)
+    ok = True
+    for destination, items in by_destination.items():
+        try:
+            send_files([Path(d.path) for d in items], DicomNode.parse(destination), settings.ae_title)
+        except Exception as exc:
+            ok = False
+            for d in items:
+                reg.update_delivery(d.id, attempts=(d.attempts or 0) + 1, status="failed" if final else "pending",
+                                    last_error=f"{type(exc).__name__}: {exc}"[:500])
+            log.warning("delivery of analysis %d to %s failed (%s)", analysis_id, destination, type(exc).__name__)
+            continue
+        for d in items:
+            reg.update_delivery(d.id, status="sent", sent_at=utcnow(), attempts=(d.attempts or 0) + 1,
+                                last_error=None)
+    return ok
+
+
+@app.task(bind=True, name="followup.send_results", max_retries=DELIVERY_MAX_RETRIES)
+def send_results(self, analysis_id: int) -> dict:
+    """Retry the pending deliveries of an analysis with exponential backoff (5 s .. 10 min)."""
+    final = self.request.retries >= DELIVERY_MAX_RETRIES
+    if deliver_pending(analysis_id, final=final) or final:
+        return {"analysis_id": analysis_id, "delivered": not final}
+    raise self.retry(countdown=min(600, 5 * 2 ** self.request.retries))

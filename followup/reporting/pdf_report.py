@@ -31,6 +31,8 @@ from reportlab.pdfgen import canvas as rl_canvas
 from reportlab.platypus import (Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
                                 TableStyle)
 
+from followup.reporting.report_text import identity_cells, technical_rows, zone_and_rim_rows
+
 PAGE_W, PAGE_H = A4
 MARGIN = 16 * mm
 FRAME_W = PAGE_W - 2 * MARGIN
@@ -124,23 +126,7 @@ def _kv_table(rows: list[tuple[str, str]], st: _Styles) -> Table:
 # sections (same content and order as html_report)
 
 def _identity(r: dict, st: _Styles) -> Table:
-    pt, fu, proc = r["patient"], r["studies"]["followup"], r["procedure"]
-    bl = r["studies"]["baseline"]
-    lesion = proc["lesion"]
-    cells = [
-        ("Patient", pt["name"]), ("Patient ID", pt["id"]), ("Birth date", pt["birth_date"]),
-        ("Sex", pt["sex"]),
-        ("Follow-up study", fu["study_date"] if fu else "-"),
-        ("Accession", fu["accession_number"] if fu else "-"),
-        ("Procedure", f"{proc['procedure_date']} ({r['days_since_procedure']} days before)"
-         if r["days_since_procedure"] is not None else proc["procedure_date"]),
-        ("Baseline study", bl["study_date"] if bl else "not available"),
-        ("Side", {"L": "left", "R": "right"}.get(proc["laterality"], proc["laterality"])),
-        ("Tumour", f"{lesion['diameter_mm']:g} mm {lesion['histology']}, grade {lesion['grade']}"),
-        ("In-situ component", f"{lesion['dcis_component_pct']:g}%"
-         + (f" ({lesion['insitu_grade']} grade)" if lesion["insitu_grade"] else "")),
-        ("Freeze-thaw cycles / margin", f"{proc['freeze_thaw_cycles']} / {proc['margin_mm']:g} mm"),
-    ]
+    cells = identity_cells(r)
     paras = [[Paragraph(_e(k), st.label), Paragraph(_e(v), st.cell_b if k == "Patient" else st.cell)]
              for k, v in cells]
     rows = [paras[i:i + 3] for i in range(0, len(paras), 3)]  # 3 columns: values rarely wrap
@@ -238,18 +224,7 @@ def _findings(r: dict, st: _Styles) -> list:
     f = r["findings"]
     if not f:
         return [Paragraph("No imaging analysis (see status).", st.body)]
-    z, rim = f["ablation_zone"], f["rim"]
-    rows = [
-        ("Ablation zone", f"{z['volume_ml']:.1f} ml; axes {' x '.join(f'{a:.0f}' for a in z['axes_mm'])} mm; "
-                          f"centre LPS ({', '.join(f'{v:.0f}' for v in z['centre_lps_mm'])}) mm"),
-        ("Covers tumour + margin", ("yes" if z["covers_tumour_plus_margin"] else "NO")
-         + f" (smallest margin {z['smallest_margin_mm']:.1f} mm; target {z['margin_mm']:g} mm)"),
-        ("Rim", f"{rim['thickness_mm']:.1f} mm (90th percentile {rim['thickness_p90_mm']:.1f} mm), "
-                f"{'uniform' if rim['uniform'] else 'irregular'}; {rim['initial_phase']} initial enhancement "
-                f"({rim['initial_enhancement_pct']:.0f}%), {rim['curve_type']} "
-                f"({rim['delayed_change_pct']:+.0f}%)"
-         + (" - benign pattern (thin, slow, persistent)" if rim["benign_pattern"] else "")),
-    ]
+    rows = zone_and_rim_rows(f)
     out: list = [_kv_table(rows, st)]
     foci = f["suspicious_foci"]
     if foci:
@@ -305,32 +280,7 @@ def _drivers(r: dict, st: _Styles) -> list:
 
 
 def _technical(r: dict, st: _Styles) -> Table:
-    reg = r["registration"]
-    rows = []
-    if reg:
-        rows.append(("Registration", f"{reg['method']}; quality {reg['quality'].upper()}"
-                     + (f" ({'; '.join(reg['quality_reasons'])})" if reg["quality_reasons"] else "")))
-        rows.append(("Similarity before / after", f"MI {reg['similarity_before']['mutual_information']:.2f} / "
-                     f"{reg['similarity_after']['mutual_information']:.2f}; NCC around the lesion "
-                     f"{reg['similarity_before']['local_ncc']:.2f} / {reg['similarity_after']['local_ncc']:.2f}"))
-        rows.append(("Tumour centre", f"baseline LPS {reg['tumour_center_baseline_lps_mm']} mm -> follow-up "
-                     f"LPS {reg['tumour_center_followup_lps_mm']} mm"))
-    f = r["findings"]
-    if f and f["motion_correction"]:
-        moved = [m for m in f["motion_correction"] if m["realigned"]]
-        rows.append(("Within-study motion", ", ".join(
-            f"phase {m['phase']}: {m['shift_mm']:.1f} mm" for m in moved) + " realigned" if moved
-            else "no phase moved by more than 0.5 mm"))
-    for name in ("followup", "baseline"):
-        s = r["studies"][name]
-        if s:
-            rows.append((f"{name.capitalize()} DCE", f"{s['series_description']!s}: {s['phases']} phases "
-                         f"ordered by {s['phase_ordering']}; study {s['study_instance_uid']}"))
-    for w in r["warnings"]:
-        rows.append(("Warning", w))
-    rows.append(("Algorithm", f"{r['algorithm']['name']} {r['algorithm']['version']}; report created "
-                 f"{r['created']}"))
-    return _kv_table(rows, st)
+    return _kv_table(technical_rows(r), st)
 
 
 # ---------------------------------------------------------------------------------------------
