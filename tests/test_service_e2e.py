@@ -71,6 +71,18 @@ def test_pacs_to_listener_to_worker_to_pacs(tmp_path, synth_pair):
             classes = wait_for(lambda: sorted({pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID.name
                                                for f in received.rglob("*") if f.is_file()}) if len(
                 [f for f in received.rglob("*") if f.is_file()]) >= 3 else None, 60, "SR, SEG and PDF at PACS")
+            # Batch reanalysis from the CLI: progress until done, a new revision, the first kept.
+            re = subprocess.run([FOLLOWUP, "reanalyze", "--all", "--reason", "algorithm change"], env=env,
+                                capture_output=True, text=True, timeout=300)
+            assert re.returncode == 0, re.stderr
+            assert "batch 1: 1 studies enqueued" in re.stdout and '"complete": 1' in re.stdout
+            status = json.loads(subprocess.run([FOLLOWUP, "status", fu_uid], env=env, capture_output=True,
+                                               text=True).stdout)
+            assert [(x["revision"], x["queue"], x["status"]) for x in status["analyses"]] == [
+                (1, "realtime", "complete"), (2, "batch", "complete")]
+            assert all(d["status"] == "sent" for x in status["analyses"] for d in x["deliveries"])
+            listed = subprocess.run([FOLLOWUP, "procedures", "list", "--json"], env=env, capture_output=True, text=True)
+            assert len(json.loads(listed.stdout)) == 1 and "SYN" not in listed.stdout
     assert "Comprehensive 3D SR Storage" in classes and "Segmentation Storage" in classes
     assert "Encapsulated PDF Storage" in classes
     sr = pydicom.dcmread(sr_file)
