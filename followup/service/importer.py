@@ -4,7 +4,6 @@ files are quarantined with their reason, duplicates (same SOP Instance UID) are 
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,4 +63,4 @@ def import_folder(folder: Path, store: Store, registry: Registry, calling_ae: st
     return res
 
 
-__all__ = ["ImportResult", "import_folder", "store_instance", "dt"]
+__all__ = ["ImportResult", "import_folder", "store_instance"]

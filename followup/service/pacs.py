@@ -6,13 +6,14 @@ C-GET). Retries and backoff live in the Celery tasks; these functions do one att
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
-from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (
     EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage, MRImageStorage,
     StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelGet,
@@ -100,7 +101,6 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
         ds = event.dataset
         ds.file_meta = event.file_meta
         path = store.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        import io
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         store.write_atomic(path, buf.getvalue())
@@ -124,4 +124,4 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     return count
 
 
-__all__ = ["PacsError", "StoragePresentationContexts", "find_studies", "get_study", "send_files"]
+__all__ = ["PacsError", "find_studies", "get_study", "send_files"]

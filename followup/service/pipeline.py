@@ -43,10 +43,6 @@ def new_analysis(registry: Registry, study_uid: str, queue: str, batch_id: int |
     return registry.get_or_create_analysis(study_uid, ALGORITHM_VERSION, revision, queue, batch_id)
 
 
-def _study_folder(store: Store, study: Study) -> Path:
-    return store.study_dir(study.study_uid)
-
-
 def find_baseline(registry: Registry, study: Study, procedure_date: dt.date) -> Study | None:
     """The patient's latest MRI study dated before the procedure, already in the store."""
     candidates = [s for s in registry.patient_studies(study.patient_id)
@@ -60,7 +56,6 @@ def retrieve_baseline(settings: Settings, registry: Registry, store: Store, stud
                       procedure_date: dt.date) -> Study | None:
     """C-FIND + C-GET the latest MR study before the procedure from the configured PACS."""
     from followup.service import pacs
-    import pydicom  # noqa: F401
 
     if settings.retrieve_from is None:
         return None
@@ -140,9 +135,9 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
     with tempfile.TemporaryDirectory() as tmp:
         proc_file = Path(tmp) / "procedure.json"
         proc_file.write_text(json.dumps(proc.record))
-        baseline_dir = _study_folder(store, baseline) if baseline is not None else Path(tmp) / "no-baseline"
+        baseline_dir = store.study_dir(baseline.study_uid) if baseline is not None else Path(tmp) / "no-baseline"
         try:
-            result = run_analysis(baseline_dir, _study_folder(store, study), proc_file, out_dir,
+            result = run_analysis(baseline_dir, store.study_dir(study.study_uid), proc_file, out_dir,
                                   revision=analysis.revision)
         except FollowupError as err:
             reason = f"[{err.code}] {err.message}"
