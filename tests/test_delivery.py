@@ -20,16 +20,22 @@ def report(synth_pair, tmp_path_factory):
     return run_analysis(pair / "baseline", pair / "followup", pair / "procedure.json", out), out
 
 
-def test_pacs_down_then_back(report, tmp_path, monkeypatch):
+def _analysis(report, tmp_path, monkeypatch):
+    """A registry (used by the tasks) holding one analysis of the report's study."""
     import workers.tasks as tasks
 
-    result, out = report
+    result, _ = report
     reg = Registry(f"sqlite:///{tmp_path}/r.db")
     monkeypatch.setattr(tasks, "_registry", reg)
     study = result.report["studies"]["followup"]["study_instance_uid"]
     reg.record_instance(study_uid=study, series_uid="1.2", sop_uid="1.2.3", sop_class_uid="1.2", path="/x", size=1,
                         patient_id="P", study_date=None, modality="MR", accession_number="", calling_ae="PACS")
-    a = reg.get_or_create_analysis(study, "t", 1, "realtime")
+    return tasks, reg, reg.get_or_create_analysis(study, "t", 1, "realtime")
+
+
+def test_pacs_down_then_back(report, tmp_path, monkeypatch):
+    tasks, reg, a = _analysis(report, tmp_path, monkeypatch)
+    result, out = report
     port = free_port()
     for kind, info in result.report["outputs"].items():
         reg.add_delivery(a.id, kind, info["sop_instance_uid"], str(out / info["file"]), f"PACS@127.0.0.1:{port}")
@@ -55,15 +61,8 @@ def test_pacs_down_then_back(report, tmp_path, monkeypatch):
 
 
 def test_last_retry_marks_failed(report, tmp_path, monkeypatch):
-    import workers.tasks as tasks
-
+    tasks, reg, a = _analysis(report, tmp_path, monkeypatch)
     result, out = report
-    reg = Registry(f"sqlite:///{tmp_path}/r.db")
-    monkeypatch.setattr(tasks, "_registry", reg)
-    study = result.report["studies"]["followup"]["study_instance_uid"]
-    reg.record_instance(study_uid=study, series_uid="1.2", sop_uid="1.2.3", sop_class_uid="1.2", path="/x", size=1,
-                        patient_id="P", study_date=None, modality="MR", accession_number="", calling_ae="PACS")
-    a = reg.get_or_create_analysis(study, "t", 1, "realtime")
     info = result.report["outputs"]["sr"]
     reg.add_delivery(a.id, "sr", info["sop_instance_uid"], str(out / info["file"]), f"PACS@127.0.0.1:{free_port()}")
     assert tasks.deliver_pending(a.id, final=True) is False

@@ -27,6 +27,14 @@ def _study_uid(pair, name):
     return json.loads((pair / "truth.json").read_text())["studies"][name]["study_uid"]
 
 
+def _stored_pair(reg, store, pair):
+    """Procedure record, baseline and follow-up in the store; the baseline classified."""
+    reg.add_procedure(load_procedure(pair / "procedure.json"))
+    for name in ("baseline", "followup"):
+        import_folder(pair / name, store, reg)
+    reg.claim_stable_studies(0)
+
+
 def _run(settings, reg, store, uid, queue="realtime"):
     a = new_analysis(reg, uid, queue)
     return process_analysis(settings, reg, store, a.id)
@@ -61,10 +69,7 @@ def test_analysis_is_idempotent_and_deliveries_are_unique(service, synth_pair, t
     settings, reg, store = service
     settings = Settings(data_dir=settings.data_dir, destination=DicomNode("PACS", "127.0.0.1", 11113))
     pair = synth_pair("complete", 3, "single-series")
-    reg.add_procedure(load_procedure(pair / "procedure.json"))
-    for name in ("baseline", "followup"):
-        import_folder(pair / name, store, reg)
-    reg.claim_stable_studies(0)
+    _stored_pair(reg, store, pair)
     _run(settings, reg, store, _study_uid(pair, "baseline"))
     a = new_analysis(reg, _study_uid(pair, "followup"), "realtime")
     first = process_analysis(settings, reg, store, a.id)
@@ -79,10 +84,7 @@ def test_analysis_is_idempotent_and_deliveries_are_unique(service, synth_pair, t
 def test_batch_reanalysis_makes_new_versions(service, synth_pair):
     settings, reg, store = service
     pair = synth_pair("complete", 3, "single-series")
-    reg.add_procedure(load_procedure(pair / "procedure.json"))
-    for name in ("baseline", "followup"):
-        import_folder(pair / name, store, reg)
-    reg.claim_stable_studies(0)
+    _stored_pair(reg, store, pair)
     _run(settings, reg, store, _study_uid(pair, "baseline"))
     _run(settings, reg, store, _study_uid(pair, "followup"))
     sent = []
