@@ -318,6 +318,18 @@ def reanalyze_cmd(
     typer.echo(json.dumps(reg.batch_progress(batch_id)["by_status"]))
 
 
+@app.command("reconcile")
+def reconcile_cmd(older_than: float = typer.Option(600.0, "--older-than",
+                                                   help="Seconds an analysis may stay queued/running.")) -> None:
+    """Re-send work lost by the broker (after a Redis restart): the registry is the source of truth."""
+    from followup.service.reconcile import sweep
+    from workers.tasks import enqueue_analysis, enqueue_study
+
+    res = sweep(_registry(_settings()), enqueue_study, enqueue_analysis, older_than_s=older_than)
+    typer.echo(f"{len(res.studies_enqueued)} stable study/studies enqueued, "
+               f"{len(res.analyses_resent)} analysis/analyses re-sent")
+
+
 @app.command("status")
 def status_cmd(study_uid: str | None = typer.Argument(None),
                as_json: bool = typer.Option(False, "--json")) -> None:

@@ -83,6 +83,12 @@ def test_pacs_to_listener_to_worker_to_pacs(tmp_path, synth_pair):
             assert all(d["status"] == "sent" for x in status["analyses"] for d in x["deliveries"])
             listed = subprocess.run([FOLLOWUP, "procedures", "list", "--json"], env=env, capture_output=True, text=True)
             assert len(json.loads(listed.stdout)) == 1 and "SYN" not in listed.stdout
+    # No patient identifiers in any service log (name, ID, birth date of the synthetic patient).
+    src = pydicom.dcmread(next((pair / "followup").glob("*.dcm")), stop_before_pixels=True)
+    for log in ("listener.log", "worker.log", "api.log"):
+        text = (tmp_path / log).read_text(errors="replace")
+        for phi in (str(src.PatientName), str(src.PatientName).split("^")[0], src.PatientID, src.PatientBirthDate):
+            assert phi not in text, f"{phi!r} found in {log}"
     assert "Comprehensive 3D SR Storage" in classes and "Segmentation Storage" in classes
     assert "Encapsulated PDF Storage" in classes
     sr = pydicom.dcmread(sr_file)

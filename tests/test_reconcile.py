@@ -1,0 +1,31 @@
+import datetime as dt
+
+from followup.service.reconcile import sweep
+from followup.service.registry import Registry, utcnow
+
+
+def _study(reg, uid):
+    reg.record_instance(study_uid=uid, series_uid=uid + ".1", sop_uid=uid + ".1.1", sop_class_uid="1.2", path="/x",
+                        size=1, patient_id="P", study_date=dt.date(2026, 1, 1), modality="MR",
+                        accession_number="", calling_ae="PACS")
+
+
+def test_sweep_resends_what_the_broker_lost(tmp_path):
+    reg = Registry(f"sqlite:///{tmp_path}/r.db")
+    for uid in ("1.1", "1.2", "1.3", "1.4"):
+        _study(reg, uid)
+    assert sorted(reg.claim_stable_studies(0)) == ["1.1", "1.2", "1.3", "1.4"]
+    old = utcnow() - dt.timedelta(hours=1)
+    reg.set_study("1.1", enqueued_at=old)  # claimed, hand-over lost: no analysis row
+    queued = reg.get_or_create_analysis("1.2", "v", 1, "batch")  # queued, message lost
+    reg.update_analysis(queued.id, created_at=old)
+    running = reg.get_or_create_analysis("1.3", "v", 1, "realtime")  # worker and message gone
+    reg.update_analysis(running.id, status="running", started_at=old)
+    done = reg.get_or_create_analysis("1.4", "v", 1, "realtime")
+    reg.update_analysis(done.id, status="complete", created_at=old)
+    fresh = reg.get_or_create_analysis("1.4", "v", 2, "realtime")  # just queued: leave it
+    studies, analyses = [], []
+    res = sweep(reg, studies.append, lambda aid, q: analyses.append((aid, q)), older_than_s=600)
+    assert studies == ["1.1"] and res.studies_enqueued == ["1.1"]
+    assert sorted(analyses) == sorted([(queued.id, "batch"), (running.id, "realtime")])
+    assert fresh.id not in res.analyses_resent and done.id not in res.analyses_resent
