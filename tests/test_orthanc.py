@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -71,5 +72,11 @@ def test_orthanc_routes_to_the_listener_and_receives_the_sr(tmp_path, synth_pair
                 raise
             study = wait_for(lambda: _orthanc_get(http_port, f"/studies/{series[0]['ParentStudy']}"), 60,
                              "Orthanc's study record")
+            # Orthanc re-routes the study once our objects made it stable again: they are stored,
+            # but no second analysis starts (no loop).
+            time.sleep(8)
+            status = json.loads(subprocess.run([FOLLOWUP, "status", fu_uid], env=env, capture_output=True,
+                                               text=True).stdout)
+            assert len(status["analyses"]) == 1, status["analyses"]
     assert study["MainDicomTags"]["StudyInstanceUID"] == fu_uid  # the SR sits in the follow-up study
     assert "routing stable MR study" in (tmp_path / "orthanc.log").read_text(errors="replace")

@@ -36,6 +36,8 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 NATIVE_LE = {IMPLICIT_LE, EXPLICIT_LE}
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _UNDEFINED = 0xFFFFFFFF
+MAX_MATRIX = 4096  # rows or columns of one frame
+MAX_FRAMES = 8192  # frames in one object
 
 
 def patient_ref(patient_id: str) -> str:
@@ -421,6 +423,16 @@ def read_header(path: Path) -> InstanceHeader | RejectedFile:
             n_frames = _int(_fast(ds, "NumberOfFrames")) or 1
             spp = int(_fast(ds, "SamplesPerPixel") or 1)
             bits = int(_fast(ds, "BitsAllocated") or 16)
+            # Absurd headers are refused before anything is sized from them (memory bombs,
+            # zero-size frames that would pass the truncation check).
+            if not (0 < rows <= MAX_MATRIX and 0 < cols <= MAX_MATRIX):
+                return RejectedFile(name, f"invalid image dimensions {rows} x {cols}", series_uid)
+            if not (0 < n_frames <= MAX_FRAMES):
+                return RejectedFile(name, f"invalid number of frames {n_frames} (at most {MAX_FRAMES})",
+                                    series_uid)
+            if bits not in (8, 16, 32) or spp not in (1, 3):
+                return RejectedFile(name, f"unsupported pixel layout (BitsAllocated {bits}, "
+                                    f"SamplesPerPixel {spp})", series_uid)
             value_offset: int | None = None
             if ts in NATIVE_LE:
                 expected = rows * cols * n_frames * spp * bits // 8

@@ -4,8 +4,9 @@ SQLite file by default, PostgreSQL through ``FOLLOWUP_DB_URL``. The registry and
 the source of truth; Redis only carries work. States:
 
 * Study.state: ``receiving`` -> ``stable`` (quiet period over, task enqueued) -> ``baseline`` |
-  ``analysing`` -> ``complete`` | ``deferred`` | ``failed``. New instances after ``stable`` put it
-  back to ``receiving`` (the study changed).
+  ``analysing`` -> ``complete`` | ``deferred`` | ``failed``. New MR images after ``stable`` put it
+  back to ``receiving`` (the study changed); other objects never do (``objects-only`` for a study
+  holding no image).
 * Analysis.status: ``queued`` -> ``running`` -> ``complete`` | ``deferred`` | ``failed``.
   One row per (study, algorithm version, revision); a reanalysis is a new revision.
 * Delivery.status: ``pending`` -> ``sent`` | ``failed`` (after the last retry).
@@ -24,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from followup.dicom.scan import MR_SOP_CLASSES
 
 
 def utcnow() -> dt.datetime:
@@ -215,8 +218,12 @@ class Registry:
     def record_instance(self, *, study_uid: str, series_uid: str, sop_uid: str, sop_class_uid: str,
                         path: str, size: int, patient_id: str, study_date: dt.date | None,
                         modality: str, accession_number: str, calling_ae: str) -> bool:
-        """Register a stored instance; False when its SOP Instance UID was already there."""
+        """Register a stored instance; False when its SOP Instance UID was already there.
+
+        Only MR images (re)open a study for analysis. SR, SEG and PDF objects (ours, routed back
+        by a PACS that forwards whole studies) are kept but change nothing: no analysis loop."""
         now = utcnow()
+        is_image = sop_class_uid in MR_SOP_CLASSES
         with self.session() as s:
             if s.get(Instance, sop_uid) is not None:
                 return False
@@ -224,13 +231,15 @@ class Registry:
             if study is None:
                 study = Study(study_uid=study_uid, patient_id=patient_id, study_date=study_date,
                               modality=modality, accession_number=accession_number,
-                              calling_ae=calling_ae, n_instances=0, first_received_at=now)
+                              calling_ae=calling_ae, n_instances=0, first_received_at=now,
+                              state="receiving" if is_image else "objects-only")
                 s.add(study)
                 s.flush()
-            elif study.state not in ("receiving",):
-                study.state = "receiving"  # the study changed after it was declared stable
+            elif is_image and study.state != "receiving":
+                study.state = "receiving"  # new images after it was declared stable: it changed
             study.n_instances = (study.n_instances or 0) + 1
-            study.last_received_at = now
+            if is_image:
+                study.last_received_at = now
             s.add(Instance(sop_uid=sop_uid, study_uid=study_uid, series_uid=series_uid,
                            sop_class_uid=sop_class_uid, path=path, size=size, received_at=now))
             return True
