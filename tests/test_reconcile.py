@@ -5,7 +5,7 @@ from followup.service.registry import Registry, utcnow
 
 
 def _study(reg, uid):
-    reg.record_instance(study_uid=uid, series_uid=uid + ".1", sop_uid=uid + ".1.1", sop_class_uid="1.2", path="/x",
+    reg.record_instance(study_uid=uid, series_uid=uid + ".1", sop_uid=uid + ".1.1", sop_class_uid="1.2.840.10008.5.1.4.1.1.4", path="/x",
                         size=1, patient_id="P", study_date=dt.date(2026, 1, 1), modality="MR",
                         accession_number="", calling_ae="PACS")
 
