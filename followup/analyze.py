@@ -47,8 +47,8 @@ class AnalysisOutput:
     timings_s: dict[str, float]
 
 
-def read_patient_identity(path: Path) -> PatientIdentity:
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+def patient_identity(ds: pydicom.Dataset) -> PatientIdentity:
+    """Identity from a follow-up image header (never invented)."""
     return PatientIdentity(str(ds.get("PatientID", "")), str(ds.get("PatientName", "")),
                            str(ds.get("PatientBirthDate", "")), str(ds.get("PatientSex", "")))
 
@@ -130,7 +130,8 @@ def run_analysis(baseline_dir: Path, followup_dir: Path, procedure_file: Path,
     record = load_procedure(procedure_file)
     followup = load_dce_study(followup_dir)
     timings["read_followup"] = time.perf_counter() - t0
-    patient = read_patient_identity(followup.source_paths[0])
+    source_header = pydicom.dcmread(followup.source_paths[0], stop_before_pixels=True)
+    patient = patient_identity(source_header)
     check_inputs(None, followup, record)
     days = (followup.study_date - record.procedure_date).days  # type: ignore[operator]
     baseline, problem = None, None
@@ -156,7 +157,7 @@ def run_analysis(baseline_dir: Path, followup_dir: Path, procedure_file: Path,
     dicom_objects = dicom_outputs(report, a, followup, record.lesion.diameter_mm / 2.0, record.margin_mm,
                                   revision)
     dicom_objects["pdf"] = encapsulated_pdf(
-        pdf, pydicom.dcmread(followup.source_paths[0], stop_before_pixels=True),
+        pdf, source_header,
         series_uid=derived_uid(followup.study_uid, "pdf-series", f"r{revision}"),
         sop_uid=derived_uid(followup.study_uid, "pdf", f"r{revision}"),
         software_version=ALGORITHM_VERSION)

@@ -177,6 +177,7 @@ app.add_typer(procedures_app, name="procedures")
 def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json file(s).")) -> None:
     """Add (or update) procedure records; analyses waiting for them resume."""
     from followup.procedure import load_procedure
+    from followup.service.pipeline import waiting_followups
 
     settings = _settings()
     reg = _registry(settings)
@@ -187,8 +188,7 @@ def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json 
             _fail(err)
             return
         p = reg.add_procedure(rec)
-        waiting = [s.study_uid for s in reg.patient_studies(rec.patient_id)
-                   if s.state == "deferred" and s.reason and "procedure record" in s.reason]
+        waiting = waiting_followups(reg, rec.patient_id, ("procedure record",))
         typer.echo(f"procedure {p.id}: {rec.procedure_date} ({rec.laterality}) added from {f.name}"
                    + (f"; resuming {len(waiting)} deferred study/studies" if waiting else ""))
         if waiting:

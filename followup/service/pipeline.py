@@ -79,9 +79,11 @@ def retrieve_baseline(settings: Settings, registry: Registry, store: Store, stud
     return registry.study(best.study_uid)
 
 
-def _waiting_followups(registry: Registry, patient_id: str) -> list[str]:
+def waiting_followups(registry: Registry, patient_id: str,
+                      waiting_for: tuple[str, ...] = ("baseline", "procedure")) -> list[str]:
+    """The patient's deferred studies whose reason names one of ``waiting_for``."""
     return [s.study_uid for s in registry.patient_studies(patient_id)
-            if s.state == "deferred" and s.reason and ("baseline" in s.reason or "procedure" in s.reason)]
+            if s.state == "deferred" and s.reason and any(w in s.reason for w in waiting_for)]
 
 
 def _defer(registry: Registry, analysis: Analysis, study: Study, reason: str) -> Outcome:
@@ -111,7 +113,7 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
         registry.update_analysis(analysis.id, status="complete", reason="baseline study (before the "
                                  "procedure): stored as baseline, not analysed", finished_at=utcnow())
         registry.set_study(study.study_uid, state="baseline", role="baseline", reason=None)
-        return Outcome(analysis.id, "baseline", None, [], _waiting_followups(registry, study.patient_id))
+        return Outcome(analysis.id, "baseline", None, [], waiting_followups(registry, study.patient_id))
 
     baseline = find_baseline(registry, study, proc.procedure_date)
     days = (study.study_date - proc.procedure_date).days if study.study_date else None
