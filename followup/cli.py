@@ -177,7 +177,7 @@ app.add_typer(procedures_app, name="procedures")
 def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json file(s).")) -> None:
     """Add (or update) procedure records; analyses waiting for them resume."""
     from followup.procedure import load_procedure
-    from followup.service.pipeline import waiting_followups
+    from followup.service.pipeline import resume_for_procedure
 
     settings = _settings()
     reg = _registry(settings)
@@ -188,14 +188,9 @@ def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json 
             _fail(err)
             return
         p = reg.add_procedure(rec)
-        waiting = waiting_followups(reg, rec.patient_id, ("procedure record",))
+        waiting = resume_for_procedure(reg, rec.patient_id)
         typer.echo(f"procedure {p.id}: {rec.procedure_date} ({rec.laterality}) added from {f.name}"
-                   + (f"; resuming {len(waiting)} deferred study/studies" if waiting else ""))
-        if waiting:
-            from workers.tasks import enqueue_study
-
-            for uid in waiting:
-                enqueue_study(uid)
+                   + (f"; resumed {len(waiting)} deferred study/studies" if waiting else ""))
 
 
 @procedures_app.command("list")

@@ -103,3 +103,40 @@ def test_batch_reanalysis_makes_new_versions(service, synth_pair):
                                             "by_status": {"complete": 1}, "remaining": 0}
     with pytest.raises(ValueError):
         start_reanalysis(settings, reg)
+
+
+def test_adding_the_procedure_resumes_the_deferred_study(service, synth_pair):
+    from followup.service.pipeline import resume_for_procedure
+
+    settings, reg, store = service
+    pair = synth_pair("complete", 3, "single-series")
+    fu = _study_uid(pair, "followup")
+    import_folder(pair / "followup", store, reg)
+    reg.claim_stable_studies(0)
+    assert _run(settings, reg, store, fu).status == "deferred"
+    rec = load_procedure(pair / "procedure.json")
+    reg.add_procedure(rec)
+    sent = []
+    assert resume_for_procedure(reg, rec.patient_id, enqueue=sent.append) == [fu] and sent == [fu]
+
+
+def test_api_procedure_post_resumes_deferred_studies(service, synth_pair, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import workers.tasks as tasks
+    from followup.api.app import create_app
+
+    settings, reg, store = service
+    settings = Settings(data_dir=settings.data_dir, api_token="t" * 20)
+    pair = synth_pair("complete", 3, "single-series")
+    fu = _study_uid(pair, "followup")
+    import_folder(pair / "followup", store, reg)
+    reg.claim_stable_studies(0)
+    assert _run(settings, reg, store, fu).status == "deferred"
+    sent = []
+    monkeypatch.setattr(tasks, "enqueue_study", sent.append)
+    client = TestClient(create_app(settings, reg))
+    res = client.post("/procedures", content=(pair / "procedure.json").read_bytes(),
+                      headers={"Authorization": "Bearer " + "t" * 20, "Content-Type": "application/json"})
+    assert res.status_code == 201, res.text
+    assert sent == [fu]

@@ -373,6 +373,15 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             return reg.add_procedure(record), existed
 
         proc, existed = await run_in_threadpool(store)
+        try:  # studies deferred for want of this record resume, as with `followup procedures add`
+            from followup.service.pipeline import resume_for_procedure
+
+            resumed = await run_in_threadpool(resume_for_procedure, reg, record.patient_id)
+            if resumed:
+                log.info("procedure %d: resumed %d deferred study/studies", proc.id, len(resumed))
+        except Exception as exc:  # the broker may be down: the record is kept, say so in the log
+            log.error("procedure %d stored, but deferred studies could not be resumed (%s)",
+                      proc.id, type(exc).__name__)
         if existed:
             response.status_code = status.HTTP_200_OK
         log.info("procedure %d %s", proc.id, "replaced" if existed else "added")

@@ -86,6 +86,16 @@ def waiting_followups(registry: Registry, patient_id: str,
             if s.state == "deferred" and s.reason and any(w in s.reason for w in waiting_for)]
 
 
+def resume_for_procedure(registry: Registry, patient_id: str, enqueue=None) -> list[str]:
+    """A procedure record was added: re-enqueue the patient's studies deferred for want of one."""
+    waiting = waiting_followups(registry, patient_id, ("procedure record",))
+    if enqueue is None:
+        from workers.tasks import enqueue_study as enqueue
+    for uid in waiting:
+        enqueue(uid)
+    return waiting
+
+
 def _defer(registry: Registry, analysis: Analysis, study: Study, reason: str) -> Outcome:
     now = utcnow()
     registry.update_analysis(analysis.id, status="deferred", reason=reason, finished_at=now)
