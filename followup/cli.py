@@ -215,27 +215,59 @@ def serve_dicom_cmd(
     port: int = typer.Option(11112, "--port"),
     allow: list[str] = typer.Option(..., "--allow", help="Calling AE title allowed to send (repeat)."),
     destination: str | None = typer.Option(None, "--destination", envvar="FOLLOWUP_DESTINATION",
-                                           help="PACS receiving SR/SEG/PDF: AET@HOST:PORT."),
+                                           help="PACS receiving SR/SEG/PDF: AET@HOST:PORT, or AET@HOST:PORT/tls."),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="Stable-study quiet period."),
     host: str = typer.Option("0.0.0.0", "--host", help="Interface to listen on."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", envvar="FOLLOWUP_TLS_CERT",
+                                         help="Our certificate (PEM): the listener speaks DICOM TLS."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", envvar="FOLLOWUP_TLS_KEY",
+                                        help="The certificate's private key (PEM)."),
+    tls_ca: Path | None = typer.Option(None, "--tls-ca", envvar="FOLLOWUP_TLS_CA",
+                                       help="CA bundle (PEM): callers need a certificate it signed "
+                                            "(mutual TLS); also verifies the PACS when sending."),
+    tls_destination: bool = typer.Option(False, "--tls-destination", envvar="FOLLOWUP_TLS_DESTINATION",
+                                         help="Send results to the destination over TLS."),
+    max_instance_bytes: int | None = typer.Option(
+        None, "--max-instance-bytes", envvar="FOLLOWUP_MAX_INSTANCE_BYTES", min=1,
+        help="Largest instance accepted (default 512 MiB); larger ones are refused (0xA701)."),
+    max_study_instances: int | None = typer.Option(
+        None, "--max-study-instances", envvar="FOLLOWUP_MAX_STUDY_INSTANCES", min=1,
+        help="Most instances kept for one study (default 10000); more are refused (0xA702)."),
+    max_associations: int | None = typer.Option(
+        None, "--max-associations", envvar="FOLLOWUP_MAX_ASSOCIATIONS", min=1,
+        help="Most concurrent associations (default 8); more are rejected."),
 ) -> None:
     """The DICOM node PACS auto-routes to: C-ECHO, C-STORE; stable studies go to the workers."""
+    from dataclasses import replace
+
     from followup.config import DicomNode
-    from followup.service.listener import serve_dicom
+    from followup.service.listener import listener_ssl_context, serve_dicom
 
     try:
         dest = DicomNode.parse(destination) if destination else None
-    except ValueError as exc:
-        typer.secho(f"error [config]: --destination: {exc}", err=True, fg=typer.colors.RED)
+        if dest is not None and tls_destination:
+            dest = replace(dest, tls=True)
+        settings = _settings(destination=dest, ae_title=ae_title, tls_cert=tls_cert, tls_key=tls_key,
+                             tls_ca=tls_ca, max_instance_bytes=max_instance_bytes,
+                             max_study_instances=max_study_instances, max_associations=max_associations)
+        listener_ssl_context(settings)  # unreadable certificate or key: say so now, in one line
+    except (ValueError, OSError) as exc:
+        typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
-    settings = _settings(destination=dest, ae_title=ae_title)
     reg = _registry(settings)
     if dest is not None:
         reg.put_setting("destination", str(dest))
     from workers.tasks import enqueue_study
 
-    typer.echo(f"listening as {ae_title} on {host}:{port}; allowed callers: {', '.join(allow)}; "
-               f"results to {dest or 'nowhere (no --destination)'}")
+    mode = ("TLS, client certificates required" if settings.tls_ca else "TLS") if settings.listener_tls \
+        else "no TLS"
+    typer.echo(f"listening as {ae_title} on {host}:{port} ({mode}); allowed callers: {', '.join(allow)}; "
+               f"results to {dest or 'nowhere (no --destination)'}; at most {settings.max_associations} "
+               f"associations, {settings.max_instance_bytes} bytes an instance, "
+               f"{settings.max_study_instances} instances a study")
+    from followup.service.reconcile import start_periodic_sweep
+
+    start_periodic_sweep()  # re-sends what a broker restart lost (FOLLOWUP_RECONCILE_SECONDS)
     serve_dicom(settings, ae_title=ae_title, port=port, allow=list(allow), quiet_seconds=quiet_seconds,
                 on_stable=lambda uid: enqueue_study(uid), host=host)
 
@@ -317,12 +349,15 @@ def reanalyze_cmd(
 def reconcile_cmd(older_than: float = typer.Option(600.0, "--older-than",
                                                    help="Seconds an analysis may stay queued/running.")) -> None:
     """Re-send work lost by the broker (after a Redis restart): the registry is the source of truth."""
-    from followup.service.reconcile import sweep
-    from workers.tasks import enqueue_analysis, enqueue_study
+    from workers.tasks import reconcile
 
-    res = sweep(_registry(_settings()), enqueue_study, enqueue_analysis, older_than_s=older_than)
+    res = reconcile(older_than)  # analyses whose message is still in Redis are left alone
     typer.echo(f"{len(res.studies_enqueued)} stable study/studies enqueued, "
                f"{len(res.analyses_resent)} analysis/analyses re-sent")
+    if res.broker_unreadable or res.errors:
+        typer.secho("error [broker]: Redis could not be read or written; nothing lost, run again once it is up",
+                    err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
 
 
 @app.command("status")

@@ -8,17 +8,36 @@
 | FOLLOWUP_API_TOKEN | bearer token of the API | (none: the API refuses to start) |
 | FOLLOWUP_DESTINATION | PACS that receives SR/SEG/PDF, AET@HOST:PORT | (none: nothing is sent) |
 | FOLLOWUP_AE_TITLE | our AE title (listener and SCU) | FOLLOWUP |
-| FOLLOWUP_RETRIEVE | PACS to C-FIND/C-MOVE baselines from, AET@HOST:PORT | (none) |
+| FOLLOWUP_RETRIEVE | PACS to C-FIND + C-GET baselines from, AET@HOST:PORT | (none) |
+| FOLLOWUP_RECONCILE_SECONDS | serve-dicom re-sends work a broker restart lost, this often (0: never) | 60 |
+| FOLLOWUP_RECONCILE_OLDER_THAN | ... for work queued/running longer than this (s), no longer in Redis | 300 |
+| FOLLOWUP_VISIBILITY_TIMEOUT | Redis gives a dead worker's task to another after this (s); > longest analysis | 3600 |
+| FOLLOWUP_TLS_CERT | our certificate (PEM): the listener's, and our client certificate as SCU | (none: no TLS) |
+| FOLLOWUP_TLS_KEY | the private key (PEM) of FOLLOWUP_TLS_CERT | (none) |
+| FOLLOWUP_TLS_CA | CA bundle (PEM) that peers' certificates must chain to; set on the listener, it requires client certificates (mutual TLS) | (none: listener asks no client certificate; SCU uses the system CAs) |
+| FOLLOWUP_TLS_DESTINATION | 1: send results to FOLLOWUP_DESTINATION over TLS (same as writing it AET@HOST:PORT/tls) | 0 |
+| FOLLOWUP_TLS_RETRIEVE | 1: C-FIND/C-GET from FOLLOWUP_RETRIEVE over TLS | 0 |
+| FOLLOWUP_MAX_INSTANCE_BYTES | largest instance the listener accepts (bytes); larger ones are refused with 0xA701 | 536870912 (512 MiB) |
+| FOLLOWUP_MAX_STUDY_INSTANCES | most instances the listener keeps for one study; more are refused with 0xA702 | 10000 |
+| FOLLOWUP_MAX_ASSOCIATIONS | most concurrent associations of the listener; more are rejected (A-ASSOCIATE-RJ, transient) | 8 |
+
+A node is written ``AET@HOST:PORT``; ``AET@HOST:PORT/tls`` marks it as reached over TLS.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash
+
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+DEFAULT_MAX_INSTANCE_BYTES = 512 * 1024 * 1024  # an Enhanced MR of a full DCE study is ~400 MB
+DEFAULT_MAX_STUDY_INSTANCES = 10_000  # a full-size DCE study is ~1,000 instances
+DEFAULT_MAX_ASSOCIATIONS = 8
 
 
 @dataclass(frozen=True)
@@ -26,17 +45,42 @@ class DicomNode:
     ae_title: str
     host: str
     port: int
+    tls: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> "DicomNode":
-        """``AET@HOST:PORT``."""
-        m = re.fullmatch(r"([^@]{1,16})@([^:]+):(\d{1,5})", text.strip())
+    def parse(cls, text: str) -> DicomNode:
+        """``AET@HOST:PORT``, or ``AET@HOST:PORT/tls`` for a node reached over TLS."""
+        m = re.fullmatch(r"([^@]{1,16})@([^:/]+):(\d{1,5})(/tls)?", text.strip())
         if not m or not AE_TITLE_RE.match(m.group(1)) or not (0 < int(m.group(3)) < 65536):
-            raise ValueError(f"expected AET@HOST:PORT, got {text!r}")
-        return cls(m.group(1).strip(), m.group(2), int(m.group(3)))
+            raise ValueError(f"expected AET@HOST:PORT or AET@HOST:PORT/tls, got {text!r}")
+        return cls(m.group(1).strip(), m.group(2), int(m.group(3)), tls=m.group(4) is not None)
 
     def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        # The TLS mark travels with the text (registry setting, delivery rows), so a worker that
+        # parses it back talks TLS too.
+        return f"{self.ae_title}@{self.host}:{self.port}" + ("/tls" if self.tls else "")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in TRUE_WORDS
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}: expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"{name}: must be at least 1, got {value}")
+    return value
+
+
+def _env_path(name: str) -> Path | None:
+    text = os.environ.get(name, "").strip()
+    return Path(text) if text else None
 
 
 @dataclass(frozen=True)
@@ -48,13 +92,32 @@ class Settings:
     destination: DicomNode | None = None
     retrieve_from: DicomNode | None = None
     ae_title: str = "FOLLOWUP"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES
+    max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES
+    max_associations: int = DEFAULT_MAX_ASSOCIATIONS
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS: give both a certificate (FOLLOWUP_TLS_CERT) and its key "
+                             "(FOLLOWUP_TLS_KEY), or neither")
+        for name in ("max_instance_bytes", "max_study_instances", "max_associations"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    @property
+    def listener_tls(self) -> bool:
+        """The listener speaks TLS when it has a certificate and key."""
+        return self.tls_cert is not None
 
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.data_dir / 'followup.db').resolve()}"
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         env = os.environ
         values = {
             "data_dir": Path(env.get("FOLLOWUP_DATA_DIR", "followup-data")),
@@ -64,11 +127,23 @@ class Settings:
             "destination": DicomNode.parse(env["FOLLOWUP_DESTINATION"]) if env.get("FOLLOWUP_DESTINATION") else None,
             "retrieve_from": DicomNode.parse(env["FOLLOWUP_RETRIEVE"]) if env.get("FOLLOWUP_RETRIEVE") else None,
             "ae_title": env.get("FOLLOWUP_AE_TITLE", "FOLLOWUP"),
+            "tls_cert": _env_path("FOLLOWUP_TLS_CERT"),
+            "tls_key": _env_path("FOLLOWUP_TLS_KEY"),
+            "tls_ca": _env_path("FOLLOWUP_TLS_CA"),
+            "max_instance_bytes": _env_int("FOLLOWUP_MAX_INSTANCE_BYTES", DEFAULT_MAX_INSTANCE_BYTES),
+            "max_study_instances": _env_int("FOLLOWUP_MAX_STUDY_INSTANCES", DEFAULT_MAX_STUDY_INSTANCES),
+            "max_associations": _env_int("FOLLOWUP_MAX_ASSOCIATIONS", DEFAULT_MAX_ASSOCIATIONS),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["data_dir"], str):
             values["data_dir"] = Path(values["data_dir"])
-        for key in ("destination", "retrieve_from"):
+        for key in ("tls_cert", "tls_key", "tls_ca"):
+            if isinstance(values[key], str):
+                values[key] = Path(values[key])
+        tls_flags = {"destination": "FOLLOWUP_TLS_DESTINATION", "retrieve_from": "FOLLOWUP_TLS_RETRIEVE"}
+        for key, flag in tls_flags.items():
             if isinstance(values[key], str):
                 values[key] = DicomNode.parse(values[key])
+            if values[key] is not None and env_flag(flag) and not values[key].tls:
+                values[key] = replace(values[key], tls=True)
         return cls(**values)

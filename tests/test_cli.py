@@ -67,3 +67,28 @@ def test_inspect_bad_input_is_one_clear_line(tmp_path, make_input, code):
 def test_unknown_option_values_are_refused(tmp_path):
     res = run("synth", "--out", tmp_path / "o", "--scenario", "nonsense")
     assert res.returncode != 0 and "nonsense" in res.stderr
+
+
+def test_every_command_has_working_help():
+    """`--help` renders for every command and sub-command (rich markup in a help text, e.g. a
+    literal `[/tls]`, once made `serve-dicom --help` crash)."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from followup.cli import app
+
+    root = typer.main.get_command(app)
+    runner = CliRunner()
+    paths: list[list[str]] = []
+
+    def walk(cmd, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            walk(sub, path + [name])
+
+    walk(root, [])
+    assert len(paths) > 10
+    for path in paths:
+        result = runner.invoke(app, path + ["--help"])
+        assert result.exit_code == 0, (path, result.output[-500:], result.exception)
+        assert "Usage" in result.output, path

@@ -29,3 +29,28 @@ def test_sweep_resends_what_the_broker_lost(tmp_path):
     assert studies == ["1.1"] and res.studies_enqueued == ["1.1"]
     assert sorted(analyses) == sorted([(queued.id, "batch"), (running.id, "realtime")])
     assert fresh.id not in res.analyses_resent and done.id not in res.analyses_resent
+
+
+def test_sweep_leaves_work_whose_message_is_in_the_broker(tmp_path):
+    """With ``in_broker`` only analyses absent from the broker are re-sent; an unreadable broker
+    re-sends nothing; two sweeps enqueue a forgotten stable study once."""
+    reg = Registry(f"sqlite:///{tmp_path}/r.db")
+    for uid in ("2.1", "2.2", "2.3"):
+        _study(reg, uid)
+    reg.claim_stable_studies(0)
+    old = utcnow() - dt.timedelta(hours=1)
+    waiting = reg.get_or_create_analysis("2.1", "v", 1, "batch")  # long queue: still in Redis
+    lost = reg.get_or_create_analysis("2.2", "v", 1, "realtime")  # Redis restarted: gone
+    for a in (waiting, lost):
+        reg.update_analysis(a.id, created_at=old)
+    reg.set_study("2.3", enqueued_at=old)  # hand-over lost, no analysis row
+
+    def unreadable() -> set[int]:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    sent = []
+    res = sweep(reg, sent.append, lambda aid, q: sent.append(aid), older_than_s=600, in_broker=unreadable)
+    assert res.broker_unreadable and res.analyses_resent == [] and sent == ["2.3"]
+    res = sweep(reg, sent.append, lambda aid, q: sent.append(aid), older_than_s=600, in_broker=lambda: {waiting.id})
+    assert res.analyses_resent == [lost.id] and res.studies_enqueued == []  # 2.3 claimed by the first sweep
+    assert sent == ["2.3", lost.id]

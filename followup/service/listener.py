@@ -11,9 +11,20 @@
   If the write or the registry insert fails, the answer is 0xA700 (out of resources) so the PACS
   retries, and no file is left behind.
 * Refused input (header that cannot be parsed, missing or invalid UIDs, SOP Instance/Class UID
-  differing from the C-STORE request, a modality that does not fit the SOP class) is kept in the
-  quarantine with its reason and answered with a failure status (0xC000 cannot understand or
-  0xA900 data set does not match SOP class): never silently dropped.
+  differing from the C-STORE request, a modality that does not fit the SOP class; for images: no
+  pixel data, pixel data shorter than the header declares, an empty or absurd matrix, non-finite
+  geometry; an instance whose Patient ID differs from its study's) is kept in the quarantine with
+  its reason and answered with a failure status (0xC000 cannot understand or 0xA900 data set does
+  not match SOP class): never silently dropped. A study that receives a second patient's instance
+  is marked ``quarantined`` with that reason and is never analysed.
+* Resource bounds (``Settings``): an instance larger than ``max_instance_bytes`` is answered
+  0xA701 and one beyond ``max_study_instances`` of its study 0xA702; of those the quarantine
+  keeps only the first 64 KiB (the header) with the reason, so it cannot be filled through them.
+  While an instance arrives, the bytes beyond the maximum are dropped as they come (a guard on
+  the received P-DATA PDUs), so an oversized instance never takes more memory than the maximum.
+  ``max_associations`` concurrent associations at most (more are rejected, transient).
+* DICOM TLS when the settings name a certificate and key, mutual TLS with a CA bundle
+  (``followup.service.tls``).
 * A duplicate SOP Instance UID keeps the first file and is answered with success (logged).
 * Logs carry UIDs, AE titles, addresses and counts; never patient identifiers.
 """
@@ -22,24 +33,32 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import socket
 import threading
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
-from typing import Callable
 
 from pydicom import dcmread
+from pydicom import uid as U
 from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom import uid as U
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from followup.config import AE_TITLE_RE, Settings
+from followup.config import (
+    AE_TITLE_RE,
+    DEFAULT_MAX_INSTANCE_BYTES,
+    DEFAULT_MAX_STUDY_INSTANCES,
+    Settings,
+)
+from followup.dicom.scan import MR_SOP_CLASSES
+from followup.service import tls
 from followup.service.registry import Instance, Registry
 from followup.service.stability import StabilityMonitor
 from followup.service.store import InvalidUID, Store, checked_uid
@@ -77,22 +96,39 @@ TRANSFER_SYNTAXES: list[str] = [
     U.RLELossless,
 ]
 
+# Uncompressed transfer syntaxes: the Pixel Data element's length is the pixel bytes' length.
+NATIVE_SYNTAXES = frozenset({U.ExplicitVRLittleEndian, U.ImplicitVRLittleEndian,
+                             U.DeflatedExplicitVRLittleEndian, U.ExplicitVRBigEndian})
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float / Double Float Pixel Data
+GEOMETRY_KEYWORDS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                     "SliceThickness", "SpacingBetweenSlices")
+# The most an image may decode to: far above a whole full-size DCE study in one Enhanced MR
+# (~400 MB), far below what a forged header (65535 x 65535 x 2^31 frames) asks for.
+MAX_DECODED_BYTES = 4 << 30
+DEFER_BYTES = 4096  # elements larger than this are not read while validating (pixel data)
+
 # C-STORE statuses
 SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
+OUT_OF_RESOURCES = 0xA700  # transient: the PACS should retry
+INSTANCE_TOO_LARGE = 0xA701  # refused: out of resources (a configured bound), retrying will not help
+STUDY_TOO_LARGE = 0xA702
 DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
 DEFAULT_MAX_PDU = 262_144
+QUARANTINE_KEEP_BYTES = 64 * 1024  # of input refused for its size: the header, not the bulk
 
 
 class Refused(Exception):
-    """Input we will not store: quarantined and answered with ``status``."""
+    """Input we will not store: quarantined and answered with ``status``.
 
-    def __init__(self, status: int, reason: str) -> None:
+    ``keep_bytes``: how much of the data the quarantine keeps (None: all of it)."""
+
+    def __init__(self, status: int, reason: str, keep_bytes: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.keep_bytes = keep_bytes
 
 
 def _status(code: int, comment: str | None = None) -> Dataset:
@@ -129,12 +165,63 @@ def _date(value: str) -> dt.date | None:
         return None
 
 
+class MessageSizeGuard:
+    """Counts the data-set bytes of the message each association is receiving and empties the
+    P-DATA fragments beyond ``limit`` before pynetdicom accumulates them (EVT_PDU_RECV runs in
+    the association's DUL thread, before the PDU becomes a primitive). The message still
+    completes, holding its first ``limit`` bytes; ``take()`` then says how many were sent."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self._lock = threading.Lock()
+        self._receiving: dict[int, int] = {}
+        self._received: dict[int, int] = {}
+
+    def on_pdu_recv(self, event) -> None:
+        items = getattr(event.pdu, "presentation_data_value_items", None)
+        if not items:
+            return
+        key = id(event.assoc)
+        with self._lock:
+            for item in items:
+                value = item.presentation_data_value
+                if not value:
+                    continue
+                control = value[0]
+                if control & 1:  # a command fragment: a new message begins
+                    self._receiving[key] = 0
+                    continue
+                before = self._receiving.get(key, 0)
+                total = before + len(value) - 1
+                if total > self.limit:
+                    item.presentation_data_value = value[:1 + max(0, self.limit - before)]
+                if control & 2:  # the data set's last fragment
+                    self._received[key] = total
+                    total = 0
+                self._receiving[key] = total
+
+    def take(self, assoc) -> int | None:
+        """The size of the data set just received on ``assoc`` (None when not counted)."""
+        with self._lock:
+            return self._received.pop(id(assoc), None)
+
+    def forget(self, assoc) -> None:
+        with self._lock:
+            self._receiving.pop(id(assoc), None)
+            self._received.pop(id(assoc), None)
+
+
 class StoreHandler:
     """The EVT_C_STORE handler plus association bookkeeping (counts per association)."""
 
-    def __init__(self, store: Store, registry: Registry) -> None:
+    def __init__(self, store: Store, registry: Registry, *,
+                 max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES,
+                 max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES) -> None:
         self.store = store
         self.registry = registry
+        self.max_instance_bytes = int(max_instance_bytes)
+        self.max_study_instances = int(max_study_instances)
+        self.size_guard = MessageSizeGuard(self.max_instance_bytes)
         self._uid_locks = [threading.Lock() for _ in range(64)]
         self._stats_lock = threading.Lock()
         self._assoc_stats: dict[int, Counter] = {}
@@ -145,18 +232,29 @@ class StoreHandler:
         return [
             (evt.EVT_C_STORE, self.on_c_store),
             (evt.EVT_CONN_OPEN, self.on_conn_open),
+            (evt.EVT_PDU_RECV, self.size_guard.on_pdu_recv),
             (evt.EVT_ACCEPTED, self.on_accepted),
             (evt.EVT_REJECTED, self.on_rejected),
             (evt.EVT_RELEASED, self.on_closed),
             (evt.EVT_ABORTED, self.on_closed),
+            (evt.EVT_CONN_CLOSE, self.on_conn_close),
         ]
 
     @staticmethod
     def on_conn_open(event) -> None:
+        """Runs in the connection's own thread before any PDU is read: the TLS handshake (a
+        failed one closes the connection), then TCP_NODELAY."""
+        sock = event.assoc.dul.socket.socket
+        req = event.assoc.requestor
+        if not tls.handshake(sock, f"{req.address}:{req.port}"):
+            return
         try:  # small C-STORE-RSP PDUs must not wait for Nagle / delayed ACK
-            event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except Exception:  # pragma: no cover - best effort
             pass
+
+    def on_conn_close(self, event) -> None:
+        self.size_guard.forget(event.assoc)
 
     @staticmethod
     def _peer(event) -> tuple[str, str]:
@@ -193,6 +291,7 @@ class StoreHandler:
     def on_c_store(self, event) -> Dataset:
         req = event.request
         calling_ae = str(event.assoc.requestor.ae_title).strip()
+        received = self.size_guard.take(event.assoc)
         try:
             data = event.encoded_dataset(include_meta=True)
         except Exception as exc:  # should not happen; let the sender retry
@@ -202,7 +301,8 @@ class StoreHandler:
             return _status(OUT_OF_RESOURCES, "could not read received data set")
         try:
             status, outcome = self.handle(data, str(req.AffectedSOPClassUID or ""),
-                                          str(req.AffectedSOPInstanceUID or ""), calling_ae)
+                                          str(req.AffectedSOPInstanceUID or ""), calling_ae,
+                                          received_bytes=received)
         except Exception as exc:  # a bug: nothing acknowledged, let the sender retry
             log.error("C-STORE from %s: unexpected %s; answering out of resources",
                       calling_ae, type(exc).__name__)
@@ -211,32 +311,46 @@ class StoreHandler:
         return status
 
     # --- the work (testable without a network) -----------------------------------------------
-    def handle(self, data: bytes, req_sop_class: str, req_sop_uid: str,
-               calling_ae: str) -> tuple[Dataset, str]:
+    def handle(self, data: bytes, req_sop_class: str, req_sop_uid: str, calling_ae: str, *,
+               received_bytes: int | None = None) -> tuple[Dataset, str]:
         """Validate, store and register one received data set (``data``: DICOM file bytes).
 
-        Returns the C-STORE response status and the outcome (stored, duplicate, refused, failed).
+        ``received_bytes``: the size the sender sent when the size guard kept only the first
+        ``max_instance_bytes`` of it. Returns the C-STORE response status and the outcome
+        (stored, duplicate, refused, failed).
         """
+        size = max(len(data), received_bytes or 0)
         try:
+            if size > self.max_instance_bytes:
+                raise Refused(INSTANCE_TOO_LARGE, f"instance of {size} bytes exceeds the maximum of "
+                              f"{self.max_instance_bytes} bytes", keep_bytes=QUARANTINE_KEEP_BYTES)
             header = self._validate(data, req_sop_class, req_sop_uid)
+            return self._store(data, header, calling_ae)
         except Refused as r:
-            try:
-                qpath = self.store.quarantine(data, r.reason, status=f"0x{r.status:04X}",
-                                              calling_ae=calling_ae, sop_class_uid=req_sop_class[:64],
-                                              sop_instance_uid=req_sop_uid[:64])
-            except Exception as exc:
-                log.critical("C-STORE from %s: refused instance %r could not be quarantined (%s): "
-                             "answering out of resources", calling_ae, req_sop_uid[:64],
-                             type(exc).__name__)
-                return _status(OUT_OF_RESOURCES, "quarantine unavailable"), "failed"
-            log.warning("C-STORE from %s: refused SOP instance %r (status 0x%04X): %s; kept as %s",
-                        calling_ae, req_sop_uid[:64], r.status, r.reason, qpath.name)
-            return _status(r.status, r.reason), "refused"
-        return self._store(data, header, calling_ae)
+            return self._refuse(r, data, size, req_sop_class, req_sop_uid, calling_ae)
+
+    def _refuse(self, r: Refused, data: bytes, size: int, req_sop_class: str, req_sop_uid: str,
+                calling_ae: str) -> tuple[Dataset, str]:
+        """Quarantine (all of ``data``, or its first ``r.keep_bytes``) with the reason."""
+        kept = data if r.keep_bytes is None else data[:r.keep_bytes]
+        extra = {} if len(kept) == size else {"received_bytes": size, "truncated": "kept the first "
+                                              f"{len(kept)} bytes only"}
+        try:
+            qpath = self.store.quarantine(kept, r.reason, status=f"0x{r.status:04X}",
+                                          calling_ae=calling_ae, sop_class_uid=req_sop_class[:64],
+                                          sop_instance_uid=req_sop_uid[:64], **extra)
+        except Exception as exc:
+            log.critical("C-STORE from %s: refused instance %r could not be quarantined (%s): "
+                         "answering out of resources", calling_ae, req_sop_uid[:64],
+                         type(exc).__name__)
+            return _status(OUT_OF_RESOURCES, "quarantine unavailable"), "failed"
+        log.warning("C-STORE from %s: refused SOP instance %r (status 0x%04X): %s; kept as %s",
+                    calling_ae, req_sop_uid[:64], r.status, r.reason, qpath.name)
+        return _status(r.status, r.reason), "refused"
 
     def _validate(self, data: bytes, req_sop_class: str, req_sop_uid: str) -> dict:
         try:
-            ds = dcmread(BytesIO(data), stop_before_pixels=True)
+            ds = dcmread(BytesIO(data), defer_size=DEFER_BYTES)
             header = {k: _raw_text(ds, k) for k in (
                 "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
                 "Modality", "StudyDate")}
@@ -265,6 +379,13 @@ class StoreHandler:
         if header["Modality"] not in allowed:
             raise Refused(DATASET_DOES_NOT_MATCH,
                           f"Modality {header['Modality'][:16]!r} not allowed for this SOP class")
+        if header["SOPClassUID"] in MR_SOP_CLASSES:
+            try:
+                _check_image(ds, len(data))
+            except Refused:
+                raise
+            except Exception as exc:  # an element pydicom cannot decode: refuse, never crash
+                raise Refused(CANNOT_UNDERSTAND, f"image header could not be read ({type(exc).__name__})")
         header["path"] = path
         return header
 
@@ -275,6 +396,24 @@ class StoreHandler:
         with self.registry.session() as s:
             inst = s.get(Instance, sop_uid)
             return None if inst is None else inst.path
+
+    def _check_study(self, h: dict) -> None:
+        """Refuse an instance its study cannot take: beyond ``max_study_instances``, or of
+        another patient than the study's (the study is then quarantined: never analysed)."""
+        study = self.registry.study(h["StudyInstanceUID"])
+        if study is None:
+            return
+        if study.patient_id != h["PatientID"][:64]:
+            reason = ("mixed patients: an instance with another Patient ID than the study's "
+                      "arrived; the study is not analysed")
+            if study.state != "quarantined":
+                self.registry.set_study(study.study_uid, state="quarantined", reason=reason)
+                log.error("study %s quarantined: instances of two patients", study.study_uid)
+            raise Refused(CANNOT_UNDERSTAND, "Patient ID differs from the other instances of its "
+                          "study (two patients in one study)")
+        if (study.n_instances or 0) >= self.max_study_instances:
+            raise Refused(STUDY_TOO_LARGE, f"study already holds {study.n_instances} instances, "
+                          f"the maximum is {self.max_study_instances}", keep_bytes=QUARANTINE_KEEP_BYTES)
 
     def _store(self, data: bytes, h: dict, calling_ae: str) -> tuple[Dataset, str]:
         final: Path = h["path"]
@@ -293,6 +432,14 @@ class StoreHandler:
                                 calling_ae, sop)
                     return _status(SUCCESS), "duplicate"
                 # else: written but never registered (nor acknowledged): write it again.
+            try:
+                self._check_study(h)
+            except Refused:
+                raise
+            except Exception as exc:
+                log.error("C-STORE from %s: registry unavailable for %s (%s): out of resources",
+                          calling_ae, sop, type(exc).__name__)
+                return _status(OUT_OF_RESOURCES, "registry unavailable"), "failed"
             tmp: Path | None = None
             try:
                 fd, tmp = self.store.new_spool_file()
@@ -340,6 +487,62 @@ class StoreHandler:
             log.error("could not remove %s (%s)", path.name, type(exc).__name__)
 
 
+# --- image checks (header only; the pixels are never decoded) -----------------------------------
+def _int(ds: Dataset, keyword: str, default: int) -> int:
+    try:
+        value = ds.get(keyword)
+        return default if value is None or value == "" else int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise Refused(DATASET_DOES_NOT_MATCH, f"{keyword} is not a whole number")
+
+
+def _check_geometry(ds: Dataset) -> None:
+    for keyword in GEOMETRY_KEYWORDS:
+        text = _raw_text(ds, keyword)
+        if not text:
+            continue
+        try:
+            values = [float(v) for v in text.split("\\")]
+        except ValueError:
+            raise Refused(DATASET_DOES_NOT_MATCH, f"{keyword} is not numeric")
+        if not all(math.isfinite(v) for v in values):
+            raise Refused(DATASET_DOES_NOT_MATCH, f"{keyword} is not finite (NaN or infinity)")
+
+
+def _check_image(ds: Dataset, data_len: int) -> None:
+    """An MR image's header must describe pixels that are there: Pixel Data present, a sane
+    matrix, finite geometry and (uncompressed) as many pixel bytes as the header declares."""
+    elem = next((ds.get_item(t, keep_deferred=True) for t in PIXEL_TAGS if t in ds), None)
+    if elem is None:
+        raise Refused(DATASET_DOES_NOT_MATCH, "no pixel data")
+    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    frames, spp = _int(ds, "NumberOfFrames", 1), _int(ds, "SamplesPerPixel", 1)
+    bits = _int(ds, "BitsAllocated", 0)
+    if not (rows > 0 and cols > 0 and frames > 0 and spp > 0):
+        raise Refused(DATASET_DOES_NOT_MATCH, f"empty image: {rows} x {cols} pixels, {frames} "
+                      f"frame(s), {spp} sample(s) per pixel")
+    if bits not in (1, 8, 16, 32, 64):
+        raise Refused(DATASET_DOES_NOT_MATCH, f"BitsAllocated {bits} is not 1, 8, 16, 32 or 64")
+    expected = (rows * cols * frames * spp * bits + 7) // 8
+    if expected > MAX_DECODED_BYTES:
+        raise Refused(DATASET_DOES_NOT_MATCH, f"absurd image size: {rows} x {cols} x {frames} frames "
+                      f"would decode to {expected} bytes (at most {MAX_DECODED_BYTES})")
+    _check_geometry(ds)
+    length = getattr(elem, "length", None)
+    if length is None:  # read already (small): its value's length
+        length = len(elem.value or b"")
+    if length == 0xFFFFFFFF:  # encapsulated (compressed): its length says nothing
+        return
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    tell = getattr(elem, "value_tell", None)  # an offset in the received bytes unless deflated
+    if syntax != U.DeflatedExplicitVRLittleEndian and tell is not None and tell + length > data_len:
+        raise Refused(CANNOT_UNDERSTAND, f"truncated: the data ends {tell + length - data_len} "
+                      "bytes before the end of its pixel data")
+    if syntax in NATIVE_SYNTAXES and length < expected:
+        raise Refused(CANNOT_UNDERSTAND, f"pixel data shorter than its header says: {length} bytes, "
+                      f"{rows} x {cols} x {frames} frames x {bits} bits need {expected}")
+
+
 # --- the application entity --------------------------------------------------------------------
 def _check_aet(title: str, what: str) -> str:
     if not isinstance(title, str) or not AE_TITLE_RE.match(title) or not title.strip():
@@ -347,18 +550,41 @@ def _check_aet(title: str, what: str) -> str:
     return title.strip()
 
 
+class _ListenerAE(AE):
+    """An AE whose association limit counts the associations in use: negotiating (A-ASSOCIATE-RQ
+    received) or established, not yet released or aborted.
+
+    pynetdicom counts every acceptor thread: a TCP connection that has sent nothing (a port probe,
+    a load balancer's health check) held a slot until its ARTIM timer ran out (30 s), and a
+    released association until the peer closed the socket. Found by tests/test_load.py: with 8
+    sending lanes against the limit of 8, one port probe got PACS associations refused "local
+    limit exceeded". (The server's own shutdown still aborts every acceptor thread.)"""
+
+    _NOT_IN_USE = frozenset({"Sta1", "Sta2", "Sta13"})  # idle, awaiting A-ASSOCIATE-RQ, closing
+
+    @property
+    def active_associations(self) -> list:
+        return [a for a in super().active_associations
+                if not (a.is_released or a.is_aborted)
+                and a.dul.state_machine.current_state not in self._NOT_IN_USE]
+
+
 def build_ae(settings: Settings, *, ae_title: str | None = None, allow: list[str],
-             max_associations: int = 8, max_pdu: int = DEFAULT_MAX_PDU) -> AE:
+             max_associations: int | None = None, max_pdu: int = DEFAULT_MAX_PDU) -> AE:
     """A pynetdicom AE with our presentation contexts and the calling-AE allow-list.
 
-    ``allow`` must not be empty (pynetdicom would read an empty list as "anyone")."""
+    ``allow`` must not be empty (pynetdicom would read an empty list as "anyone").
+    ``max_associations``: default ``settings.max_associations``."""
     title = _check_aet(ae_title or settings.ae_title, "AE title")
     allowed = [_check_aet(a, "calling AE title") for a in allow]
     if not allowed:
         raise ValueError("allow: at least one calling AE title is required")
-    ae = AE(ae_title=title)
+    limit = int(max_associations if max_associations is not None else settings.max_associations)
+    if limit < 1:
+        raise ValueError("max_associations must be at least 1")
+    ae = _ListenerAE(ae_title=title)
     ae.require_calling_aet = allowed
-    ae.maximum_associations = int(max_associations)
+    ae.maximum_associations = limit
     ae.maximum_pdu_size = int(max_pdu)
     ae.add_supported_context(Verification, [U.ExplicitVRLittleEndian, U.ImplicitVRLittleEndian])
     for sop_class in STORAGE_CLASSES:
@@ -366,16 +592,25 @@ def build_ae(settings: Settings, *, ae_title: str | None = None, allow: list[str
     return ae
 
 
+def listener_ssl_context(settings: Settings):
+    """The listener's SSL context, or None when the settings name no certificate (plain DICOM)."""
+    if not settings.listener_tls:
+        return None
+    return tls.server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
+
+
 def serve_dicom(settings: Settings, *, ae_title: str | None = None, port: int, allow: list[str],
                 quiet_seconds: float, on_stable: Callable[[str], None], host: str = "127.0.0.1",
-                block: bool = True, max_associations: int = 8, max_pdu: int = DEFAULT_MAX_PDU,
-                poll_seconds: float = 1.0):
+                block: bool = True, max_associations: int | None = None,
+                max_pdu: int = DEFAULT_MAX_PDU, poll_seconds: float = 1.0):
     """Run the listener and the stability monitor.
 
-    ``block=True``: serve until interrupted, return None. ``block=False``: return the running
-    pynetdicom server; its ``shutdown()`` also stops the stability monitor. The server carries
-    ``store``, ``registry``, ``store_handler`` and ``stability_monitor`` attributes.
+    TLS, the resource bounds and (unless given here) the association limit come from
+    ``settings``. ``block=True``: serve until interrupted, return None. ``block=False``: return
+    the running pynetdicom server; its ``shutdown()`` also stops the stability monitor. The
+    server carries ``store``, ``registry``, ``store_handler`` and ``stability_monitor`` attributes.
     """
+    ssl_context = listener_ssl_context(settings)  # a bad certificate fails here, before binding
     store = Store(settings.data_dir)
     removed = store.clean_spool()
     if removed:
@@ -383,20 +618,26 @@ def serve_dicom(settings: Settings, *, ae_title: str | None = None, port: int, a
     registry = Registry(settings.database_url)
     ae = build_ae(settings, ae_title=ae_title, allow=allow, max_associations=max_associations,
                   max_pdu=max_pdu)
-    handler = StoreHandler(store, registry)
+    handler = StoreHandler(store, registry, max_instance_bytes=settings.max_instance_bytes,
+                           max_study_instances=settings.max_study_instances)
     monitor = StabilityMonitor(registry, quiet_seconds, on_stable, poll_seconds=poll_seconds)
-    log.info("DICOM listener %s on %s:%d; allowed calling AEs: %s; quiet period %.1f s",
-             ae.ae_title, host, port, ", ".join(ae.require_calling_aet), quiet_seconds)
+    log.info("DICOM listener %s on %s:%d (%s); allowed calling AEs: %s; quiet period %.1f s; at most "
+             "%d associations, %d bytes an instance, %d instances a study", ae.ae_title, host, port,
+             ("TLS, client certificates required" if settings.tls_ca else "TLS") if ssl_context
+             else "no TLS", ", ".join(ae.require_calling_aet), quiet_seconds,
+             ae.maximum_associations, settings.max_instance_bytes, settings.max_study_instances)
     monitor.start()
     if block:
         try:
-            ae.start_server((host, port), block=True, evt_handlers=handler.evt_handlers())
+            ae.start_server((host, port), block=True, evt_handlers=handler.evt_handlers(),
+                            ssl_context=ssl_context)
         finally:
             monitor.stop()
             ae.shutdown()
         return None
     try:
-        server = ae.start_server((host, port), block=False, evt_handlers=handler.evt_handlers())
+        server = ae.start_server((host, port), block=False, evt_handlers=handler.evt_handlers(),
+                                 ssl_context=ssl_context)
     except BaseException:
         monitor.stop()
         raise

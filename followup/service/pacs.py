@@ -1,6 +1,11 @@
 """Talking to the PACS as an SCU (pynetdicom): send results (C-STORE), fetch a baseline (C-FIND +
 C-GET). Retries and backoff live in the Celery tasks; these functions do one attempt and raise
 ``PacsError`` with a reason a PACS administrator can act on.
+
+A node marked TLS (``AET@HOST:PORT/tls``, or FOLLOWUP_TLS_DESTINATION / FOLLOWUP_TLS_RETRIEVE)
+is reached over DICOM TLS: the PACS's certificate must chain to FOLLOWUP_TLS_CA (the system CAs
+when unset) and name its host; FOLLOWUP_TLS_CERT/KEY are our client certificate. Callers may pass
+their own ``ssl_context`` instead.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +21,15 @@ import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (
-    EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage, MRImageStorage,
-    StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelGet,
+    EnhancedMRImageStorage,
+    LegacyConvertedEnhancedMRImageStorage,
+    MRImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
 )
 
-from followup.config import DicomNode
+from followup.config import DicomNode, Settings
+from followup.service import tls
 from followup.service.store import Store, checked_uid
 
 log = logging.getLogger(__name__)
@@ -30,16 +40,33 @@ class PacsError(RuntimeError):
     pass
 
 
-def send_files(paths: list[Path], destination: DicomNode, calling_ae: str) -> None:
+def _tls_args(node: DicomNode, ssl_context: ssl.SSLContext | None) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's ``tls_args`` for ``node``: None for plain DICOM."""
+    if not node.tls:
+        return None
+    if ssl_context is None:
+        s = Settings.from_env()
+        ssl_context = tls.client_context(s.tls_cert, s.tls_key, s.tls_ca)
+    return ssl_context, node.host
+
+
+def _refused(node: DicomNode, what: str = "") -> PacsError:
+    hint = " (TLS: check the certificates on both sides)" if node.tls else ""
+    return PacsError(f"association with {node}{what} refused or not reachable{hint}")
+
+
+def send_files(paths: list[Path], destination: DicomNode, calling_ae: str, *,
+               ssl_context: ssl.SSLContext | None = None) -> None:
     """C-STORE every file to ``destination`` in one association; raise on any failure."""
     datasets = [pydicom.dcmread(p) for p in paths]
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     for ds in datasets:
         ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
+                         tls_args=_tls_args(destination, ssl_context))
     if not assoc.is_established:
-        raise PacsError(f"association with {destination} refused or not reachable")
+        raise _refused(destination)
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)
@@ -58,7 +85,8 @@ class StudyMatch:
     study_date: dt.date | None
 
 
-def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt.date) -> list[StudyMatch]:
+def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt.date, *,
+                 ssl_context: ssl.SSLContext | None = None) -> list[StudyMatch]:
     """C-FIND (study root) the patient's MR studies dated before ``before``."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
@@ -69,9 +97,10 @@ def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt
     q.StudyDate = f"-{(before - dt.timedelta(days=1)).strftime('%Y%m%d')}"
     q.ModalitiesInStudy = "MR"
     q.StudyInstanceUID = ""
-    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title)
+    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title,
+                         tls_args=_tls_args(source, ssl_context))
     if not assoc.is_established:
-        raise PacsError(f"association with {source} for C-FIND refused or not reachable")
+        raise _refused(source, " for C-FIND")
     out = []
     try:
         for status, ident in assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind):
@@ -85,7 +114,8 @@ def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt
     return out
 
 
-def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, on_instance) -> int:
+def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, on_instance, *,
+              ssl_context: ssl.SSLContext | None = None) -> int:
     """C-GET a whole study into the store; ``on_instance(path, ds)`` registers each one."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
@@ -112,9 +142,10 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     q.QueryRetrieveLevel = "STUDY"
     q.StudyInstanceUID = checked_uid(study_uid, "Study Instance UID")
     assoc = ae.associate(source.host, source.port, ae_title=source.ae_title, ext_neg=roles,
-                         evt_handlers=[(evt.EVT_C_STORE, handle_store)])
+                         evt_handlers=[(evt.EVT_C_STORE, handle_store)],
+                         tls_args=_tls_args(source, ssl_context))
     if not assoc.is_established:
-        raise PacsError(f"association with {source} for C-GET refused or not reachable")
+        raise _refused(source, " for C-GET")
     try:
         for status, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet):
             if status and status.Status not in (0x0000, 0xFF00, 0xFF01, 0xB000):

@@ -5,6 +5,11 @@ Idempotent: an analysis that already ended is not recomputed (its report stands,
 deliveries are re-scheduled); a redelivered task for an analysis that crashed mid-way recomputes
 the same report with the same DICOM UIDs, and deliveries are unique per (analysis, object,
 destination), so PACS never receives two sets of objects for one analysis.
+
+Bounded: every start of the computation counts on the analysis row (``attempts``). A study whose
+analysis kills the worker process itself (an out-of-memory kill) is redelivered by the broker
+(``acks_late`` + ``reject_on_worker_lost``) and would otherwise be retried forever; after
+``MAX_ATTEMPTS`` starts it ends ``failed`` with that reason instead.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import func
 
 from followup.analyze import run_analysis
 from followup.config import DicomNode, Settings
@@ -26,6 +35,8 @@ from followup.service.store import Store
 
 log = logging.getLogger(__name__)
 TERMINAL = ("complete", "deferred", "failed")
+MAX_ATTEMPTS = 3  # starts of one analysis, whatever ended them (exception, killed worker)
+FAULT_INJECT_ENV = "FOLLOWUP_FAULT_INJECT"
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,10 @@ def retrieve_baseline(settings: Settings, registry: Registry, store: Store, stud
 
 
 def waiting_followups(registry: Registry, patient_id: str,
-                      waiting_for: tuple[str, ...] = ("baseline", "procedure")) -> list[str]:
-    """The patient's deferred studies whose reason names one of ``waiting_for``."""
+                      waiting_for: tuple[str, ...] = ("no baseline study", "no procedure record")) -> list[str]:
+    """The patient's deferred studies whose reason names one of ``waiting_for``. Not the ones
+    deferred for their timing ("... days after the procedure"): a new baseline changes nothing
+    for them, and re-running them would only send PACS a second, identical deferral."""
     return [s.study_uid for s in registry.patient_studies(patient_id)
             if s.state == "deferred" and s.reason and any(w in s.reason for w in waiting_for)]
 
@@ -104,6 +117,32 @@ def _defer(registry: Registry, analysis: Analysis, study: Study, reason: str) ->
     return Outcome(analysis.id, "deferred", reason, [], [])
 
 
+def _fail(registry: Registry, analysis: Analysis, reason: str, started: float | None = None) -> Outcome:
+    registry.update_analysis(analysis.id, status="failed", reason=reason, finished_at=utcnow(),
+                             duration_s=None if started is None else time.perf_counter() - started)
+    registry.set_study(analysis.study_uid, state="failed", reason=reason)
+    return Outcome(analysis.id, "failed", reason, [], [])
+
+
+def injected_fault(study_uid: str) -> None:
+    """Test support, inert in production: ``FOLLOWUP_FAULT_INJECT="raise:<Study UID>,kill:<UID>"``
+    makes the analysis of exactly those studies raise (a bug) or SIGKILL its own worker process
+    (an out-of-memory kill), so that tests/test_faults.py can make a poison study in a real worker.
+    Unset (as it is everywhere but in that test), this returns at once."""
+    spec = os.environ.get(FAULT_INJECT_ENV)
+    if not spec:
+        return
+    for item in spec.split(","):
+        kind, _, uid = item.strip().partition(":")
+        if uid != study_uid:
+            continue
+        log.warning("fault injection (%s): %s for study %s", FAULT_INJECT_ENV, kind, study_uid)
+        if kind == "raise":
+            raise RuntimeError(f"fault injected by {FAULT_INJECT_ENV}")
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def process_analysis(settings: Settings, registry: Registry, store: Store, analysis_id: int) -> Outcome:
     analysis = registry.analysis(analysis_id)
     if analysis is None:
@@ -113,6 +152,9 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
     if analysis.status in TERMINAL:
         pending = [d.id for d in registry.deliveries(analysis_id=analysis.id) if d.status == "pending"]
         return Outcome(analysis.id, analysis.status, analysis.reason, pending, [])
+    if study.state == "quarantined":  # the listener found two patients in it: never analysed
+        registry.update_analysis(analysis.id, status="failed", reason=study.reason, finished_at=utcnow())
+        return Outcome(analysis.id, "failed", study.reason, [], [])
 
     proc = registry.procedure_for(study.patient_id, study.study_date)
     if proc is None:
@@ -139,9 +181,16 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
                           + ("" if settings.retrieve_from else " and no PACS retrieval configured")
                           + ": the analysis resumes when it arrives")
 
+    if (analysis.attempts or 0) >= MAX_ATTEMPTS:
+        log.error("analysis %d of study %s: %d attempts already, failed for good", analysis.id,
+                  study.study_uid, analysis.attempts)
+        return _fail(registry, analysis, f"the analysis was started {analysis.attempts} times and never "
+                     "finished: its worker process died each time (killed, e.g. for lack of memory); "
+                     "not retried again")
     started = time.perf_counter()
+    # Counted in SQL (attempts + 1), so two starts racing each other both count.
     registry.update_analysis(analysis.id, status="running", started_at=utcnow(),
-                             attempts=(analysis.attempts or 0) + 1)
+                             attempts=func.coalesce(Analysis.attempts, 0) + 1)
     registry.set_study(study.study_uid, state="analysing", role="followup")
     out_dir = store.report_dir(study.study_uid, analysis.algorithm_version, analysis.revision)
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,14 +198,11 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
         proc_file.write_text(json.dumps(proc.record))
         baseline_dir = store.study_dir(baseline.study_uid) if baseline is not None else Path(tmp) / "no-baseline"
         try:
+            injected_fault(study.study_uid)
             result = run_analysis(baseline_dir, store.study_dir(study.study_uid), proc_file, out_dir,
                                   revision=analysis.revision)
         except FollowupError as err:
-            reason = f"[{err.code}] {err.message}"
-            registry.update_analysis(analysis.id, status="failed", reason=reason, finished_at=utcnow(),
-                                     duration_s=time.perf_counter() - started)
-            registry.set_study(study.study_uid, state="failed", reason=reason)
-            return Outcome(analysis.id, "failed", reason, [], [])
+            return _fail(registry, analysis, f"[{err.code}] {err.message}", started)
     r = result.report
     interval = r["probability_interval"] or [None, None]
     registry.update_analysis(

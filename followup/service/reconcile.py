@@ -2,39 +2,141 @@
 work. After a broker restart (or any lost message) this re-sends what was received but never
 analysed, and the analyses that were queued or running when their task vanished. Tasks are
 idempotent, so a message that was not lost after all only costs a second, identical run.
+
+``followup serve-dicom`` runs the sweep by itself every ``FOLLOWUP_RECONCILE_SECONDS`` (default
+60; 0 turns it off) for work older than ``FOLLOWUP_RECONCILE_OLDER_THAN`` seconds (default 300);
+``followup reconcile`` runs it once by hand.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from followup.service.registry import Registry, utcnow
+
+log = logging.getLogger(__name__)
+ACTIVE = ("queued", "running")
 
 
 @dataclass
 class SweepResult:
     studies_enqueued: list[str] = field(default_factory=list)
     analyses_resent: list[int] = field(default_factory=list)
+    errors: int = 0  # enqueue calls that raised (broker still down): tried again next sweep
+    broker_unreadable: bool = False  # analyses were not re-sent: their messages could not be checked
+
+    def __bool__(self) -> bool:  # something was done or went wrong (an unreadable broker is logged apart)
+        return bool(self.studies_enqueued or self.analyses_resent or self.errors)
 
 
-def sweep(registry: Registry, enqueue_study, enqueue_analysis, older_than_s: float = 600.0) -> SweepResult:
+def sweep(registry: Registry, enqueue_study, enqueue_analysis, older_than_s: float = 600.0,
+          in_broker: Callable[[], set[int]] | None = None) -> SweepResult:
     """``enqueue_study(uid)`` starts a new analysis; ``enqueue_analysis(id, queue)`` re-sends one.
 
-    * a study claimed as stable whose analysis was never created (the hand-over failed);
-    * analyses ``queued`` or ``running`` for longer than ``older_than_s`` (their message is
-      presumed lost: a worker that died mid-task has its message redelivered by Redis within the
-      visibility timeout, so set ``older_than_s`` above that timeout for running analyses).
+    * a study claimed as stable whose analysis was never created (the hand-over failed or the
+      listener died in between), taken with an atomic claim so that two sweeps enqueue it once;
+    * analyses ``queued`` or ``running`` for longer than ``older_than_s`` whose message is lost.
+      With ``in_broker`` (the analysis ids that still have a message in the broker, waiting or
+      unacknowledged) only those absent from it are re-sent: a long queue or a long analysis is
+      left alone, and the task of a dead worker is left to the broker's own redelivery. Without
+      it, age alone decides (set ``older_than_s`` above the visibility timeout and the longest
+      wait in the queue). When the broker cannot be read, no analysis is re-sent.
     """
     cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
     res = SweepResult()
     for s in registry.studies(state="stable", limit=10**9):
-        if registry.latest_analysis(s.study_uid) is None and (s.enqueued_at or s.last_received_at) <= cutoff:
+        if registry.latest_analysis(s.study_uid) is not None:
+            continue
+        if not registry.claim_for_sweep(s.study_uid, cutoff):
+            continue  # handed over recently, or another sweep took it
+        try:
             enqueue_study(s.study_uid)
-            res.studies_enqueued.append(s.study_uid)
-    for a in registry.analyses():
-        started = a.started_at or a.created_at
-        if a.status in ("queued", "running") and started <= cutoff:
+        except Exception as exc:  # noqa: BLE001 - broker down: the claim ages, the next sweep retries
+            res.errors += 1
+            log.error("reconcile: study %s could not be enqueued (%s)", s.study_uid, type(exc).__name__)
+            continue
+        res.studies_enqueued.append(s.study_uid)
+        log.warning("reconcile: study %s was stable with no analysis: enqueued", s.study_uid)
+
+    stale = [a for a in registry.analyses(statuses=ACTIVE) if (a.started_at or a.created_at) <= cutoff]
+    if stale and in_broker is not None:
+        try:
+            alive = in_broker()
+        except Exception as exc:  # noqa: BLE001 - whatever the broker client raises
+            log.error("reconcile: the broker could not be read (%s); no analysis re-sent", type(exc).__name__)
+            res.broker_unreadable = True
+            return res
+        stale = [a for a in stale if a.id not in alive]
+    for a in stale:
+        current = registry.analysis(a.id)  # it may have ended while the broker was read
+        if current is None or current.status not in ACTIVE:
+            continue
+        try:
             enqueue_analysis(a.id, a.queue)
-            res.analyses_resent.append(a.id)
+        except Exception as exc:  # noqa: BLE001
+            res.errors += 1
+            log.error("reconcile: analysis %d could not be re-sent (%s)", a.id, type(exc).__name__)
+            continue
+        res.analyses_resent.append(a.id)
+        log.warning("reconcile: analysis %d of study %s was %s with no message in the broker: re-sent to %s",
+                    a.id, a.study_uid, current.status, a.queue)
     return res
+
+
+class PeriodicSweep:
+    """A daemon thread running ``run()`` (one sweep) every ``interval_s`` seconds, the first one
+    at once: after a restart of everything, lost work resumes without anyone typing a command."""
+
+    def __init__(self, run: Callable[[], SweepResult], interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self.run = run
+        self.interval_s = float(interval_s)
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                res = self.run()
+                if res:
+                    log.info("reconcile: %d studies enqueued, %d analyses re-sent, %d errors",
+                             len(res.studies_enqueued), len(res.analyses_resent), res.errors)
+            except Exception:  # never let the sweeper die (the registry may be briefly unavailable)
+                log.exception("reconcile: sweep failed")
+            self.rounds += 1
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> PeriodicSweep:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="followup-reconcile", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+def start_periodic_sweep(environ: dict | None = None) -> PeriodicSweep | None:
+    """The listener's sweeper, configured by ``FOLLOWUP_RECONCILE_SECONDS`` (0: none) and
+    ``FOLLOWUP_RECONCILE_OLDER_THAN``; it uses the workers' Celery app and broker."""
+    env = os.environ if environ is None else environ
+    interval = float(env.get("FOLLOWUP_RECONCILE_SECONDS", "60"))
+    older_than = float(env.get("FOLLOWUP_RECONCILE_OLDER_THAN", "300"))
+    if interval <= 0:
+        log.info("reconcile: periodic sweep off (FOLLOWUP_RECONCILE_SECONDS=0)")
+        return None
+    from workers.tasks import reconcile
+
+    log.info("reconcile: sweep every %.0f s for work older than %.0f s", interval, older_than)
+    return PeriodicSweep(lambda: reconcile(older_than), interval).start()

@@ -6,7 +6,8 @@ the source of truth; Redis only carries work. States:
 * Study.state: ``receiving`` -> ``stable`` (quiet period over, task enqueued) -> ``baseline`` |
   ``analysing`` -> ``complete`` | ``deferred`` | ``failed``. New MR images after ``stable`` put it
   back to ``receiving`` (the study changed); other objects never do (``objects-only`` for a study
-  holding no image).
+  holding no image). ``quarantined``: the listener found two patients in the study; never
+  analysed, new images do not reopen it.
 * Analysis.status: ``queued`` -> ``running`` -> ``complete`` | ``deferred`` | ``failed``.
   One row per (study, algorithm version, revision); a reanalysis is a new revision.
 * Delivery.status: ``pending`` -> ``sent`` | ``failed`` (after the last retry).
@@ -21,9 +22,10 @@ from typing import Iterator
 
 from sqlalchemy import (
     JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
-    event, func, select, update,
+    and_, event, func, or_, select, update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from followup.dicom.scan import MR_SOP_CLASSES
@@ -225,7 +227,11 @@ class Registry:
         now = utcnow()
         is_image = sop_class_uid in MR_SOP_CLASSES
         with self.session() as s:
-            if s.get(Instance, sop_uid) is not None:
+            existing = s.get(Instance, sop_uid)
+            if existing is not None:
+                if is_image:  # the sender is (re)sending the study: it is not quiet yet
+                    s.execute(update(Study).where(Study.study_uid == existing.study_uid,
+                                                  Study.state == "receiving").values(last_received_at=now))
                 return False
             study = s.get(Study, study_uid)
             if study is None:
@@ -235,7 +241,7 @@ class Registry:
                               state="receiving" if is_image else "objects-only")
                 s.add(study)
                 s.flush()
-            elif is_image and study.state != "receiving":
+            elif is_image and study.state not in ("receiving", "quarantined"):  # quarantined: for good
                 study.state = "receiving"  # new images after it was declared stable: it changed
             study.n_instances = (study.n_instances or 0) + 1
             if is_image:
@@ -260,6 +266,17 @@ class Registry:
                 if res.rowcount == 1:
                     claimed.append(uid)
         return claimed
+
+    def claim_for_sweep(self, study_uid: str, cutoff: dt.datetime) -> bool:
+        """Atomically take a stable study whose hand-over is older than ``cutoff`` (or never
+        happened) for the reconciliation sweep: of two sweeps, one wins."""
+        with self.session() as s:
+            res = s.execute(update(Study).where(
+                Study.study_uid == study_uid, Study.state == "stable",
+                or_(Study.enqueued_at <= cutoff,
+                    and_(Study.enqueued_at.is_(None), Study.last_received_at <= cutoff)))
+                .values(enqueued_at=utcnow()))
+            return res.rowcount == 1
 
     def study(self, study_uid: str) -> Study | None:
         with self.session() as s:
@@ -294,16 +311,33 @@ class Registry:
 
     def get_or_create_analysis(self, study_uid: str, version: str, revision: int, queue: str,
                                batch_id: int | None = None) -> Analysis:
+        where = (Analysis.study_uid == study_uid, Analysis.algorithm_version == version,
+                 Analysis.revision == revision)
+        try:
+            with self.session() as s:
+                a = s.scalar(select(Analysis).where(*where))
+                if a is None:
+                    a = Analysis(study_uid=study_uid, algorithm_version=version, revision=revision,
+                                 queue=queue, batch_id=batch_id)
+                    s.add(a)
+                    s.flush()
+                return a
+        except IntegrityError:  # another process created the same revision just now: that one
+            with self.session() as s:
+                return s.scalars(select(Analysis).where(*where)).one()
+
+    def unstarted_analysis(self, study_uid: str, version: str, queue: str) -> Analysis | None:
+        """The study's latest analysis on ``queue`` (not part of a batch) still ``queued`` and never
+        started: a new hand-over of the study reuses it instead of making a new revision (whose
+        objects would have new UIDs: a second set at the PACS)."""
         with self.session() as s:
             a = s.scalar(select(Analysis).where(Analysis.study_uid == study_uid,
-                                                Analysis.algorithm_version == version,
-                                                Analysis.revision == revision))
-            if a is None:
-                a = Analysis(study_uid=study_uid, algorithm_version=version, revision=revision,
-                             queue=queue, batch_id=batch_id)
-                s.add(a)
-                s.flush()
-            return a
+                                                Analysis.algorithm_version == version)
+                         .order_by(Analysis.revision.desc()).limit(1))
+            if (a is not None and a.status == "queued" and a.queue == queue and a.batch_id is None
+                    and not a.attempts and a.started_at is None):
+                return a
+            return None
 
     def analysis(self, analysis_id: int) -> Analysis | None:
         with self.session() as s:
@@ -313,13 +347,16 @@ class Registry:
         with self.session() as s:
             s.execute(update(Analysis).where(Analysis.id == analysis_id).values(**values))
 
-    def analyses(self, study_uid: str | None = None, batch_id: int | None = None) -> list[Analysis]:
+    def analyses(self, study_uid: str | None = None, batch_id: int | None = None,
+                 statuses: tuple[str, ...] | None = None) -> list[Analysis]:
         with self.session() as s:
             q = select(Analysis).order_by(Analysis.id)
             if study_uid:
                 q = q.where(Analysis.study_uid == study_uid)
             if batch_id is not None:
                 q = q.where(Analysis.batch_id == batch_id)
+            if statuses is not None:
+                q = q.where(Analysis.status.in_(statuses))
             return list(s.scalars(q))
 
     def latest_analysis(self, study_uid: str) -> Analysis | None:

@@ -4,8 +4,12 @@
 The claim ``receiving -> stable`` is an atomic conditional UPDATE in the registry, so any number
 of monitors (threads, processes, hosts sharing a PostgreSQL registry) can run side by side and a
 study is still handed over exactly once per quiet period. When the hand-over itself fails (for
-example the Celery broker is down), the study is put back to ``receiving`` and is claimed again
-after the next quiet period; nothing is lost.
+example the Celery broker is down), the study is put back to ``receiving`` and claimed again at
+the next round; nothing is lost. After a round whose hand-overs all failed the monitor waits
+before the next one (2, 4, 8 .. 60 s while the failures go on), so a broker outage costs one
+error line per wait, not one per poll; the listener keeps receiving meanwhile (its store and
+registry do not need Redis). A duplicate instance counts as activity (the sender is resending),
+and a monitor just started waits one quiet period before its first round.
 
 Logs carry Study Instance UIDs and counts only, never patient identifiers.
 """
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +42,15 @@ class StabilityMonitor:
         self._lock = threading.Lock()
         self.handed_over = 0  # studies passed to on_stable successfully
         self.failed = 0  # hand-overs that raised (study put back to receiving)
+        self.max_backoff_seconds = 60.0
+        self._failures_in_a_row = 0
+        self._resume_at = 0.0  # monotonic time before which no round is made (after failures)
 
     # --- one round ---------------------------------------------------------------------------
     def run_once(self) -> list[str]:
         """Claim the studies that became stable and hand each over; return the ones handed over."""
+        if time.monotonic() < self._resume_at:
+            return []
         try:
             claimed = self.registry.claim_stable_studies(self.quiet_seconds)
         except Exception as exc:  # database unavailable: try again at the next poll
@@ -64,10 +74,23 @@ class StabilityMonitor:
             self.handed_over += 1
             done.append(uid)
             log.info("stability: study %s stable and handed over", uid)
+        if claimed and not done:
+            self._back_off()
+        elif done:
+            self._failures_in_a_row = 0
         return done
+
+    def _back_off(self) -> None:
+        self._failures_in_a_row += 1
+        wait = min(self.max_backoff_seconds, 2.0 ** self._failures_in_a_row)
+        self._resume_at = time.monotonic() + wait
+        log.warning("stability: next hand-over in %.0f s", wait)
 
     # --- thread ------------------------------------------------------------------------------
     def _loop(self) -> None:
+        # A listener just (re)started waits one quiet period first: a sender cut off by the
+        # restart gets that long to resume before a half-received study is declared stable.
+        self._stop.wait(self.quiet_seconds)
         while not self._stop.is_set():
             try:
                 self.run_once()
