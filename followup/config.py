@@ -19,6 +19,7 @@
 | FOLLOWUP_TLS_RETRIEVE | 1: C-FIND/C-GET from FOLLOWUP_RETRIEVE over TLS | 0 |
 | FOLLOWUP_MAX_INSTANCE_BYTES | largest instance the listener accepts (bytes); larger ones are refused with 0xA701 | 536870912 (512 MiB) |
 | FOLLOWUP_MAX_STUDY_INSTANCES | most instances the listener keeps for one study; more are refused with 0xA702 | 10000 |
+| FOLLOWUP_SYNC_STORAGE | 1: fsync every received instance (file and directory) and commit the registry with SQLite synchronous=FULL before answering success: survives power loss. 0: atomic rename and WAL commit only: survives a crash or restart of any process, not a power cut (like storescp; the PACS still holds the study) | 1 |
 | FOLLOWUP_MAX_ASSOCIATIONS | most concurrent associations of the listener; more are rejected (A-ASSOCIATE-RJ, transient) | 8 |
 
 A node is written ``AET@HOST:PORT``; ``AET@HOST:PORT/tls`` marks it as reached over TLS.
@@ -98,6 +99,7 @@ class Settings:
     max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES
     max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES
     max_associations: int = DEFAULT_MAX_ASSOCIATIONS
+    sync_storage: bool = True
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -133,6 +135,7 @@ class Settings:
             "max_instance_bytes": _env_int("FOLLOWUP_MAX_INSTANCE_BYTES", DEFAULT_MAX_INSTANCE_BYTES),
             "max_study_instances": _env_int("FOLLOWUP_MAX_STUDY_INSTANCES", DEFAULT_MAX_STUDY_INSTANCES),
             "max_associations": _env_int("FOLLOWUP_MAX_ASSOCIATIONS", DEFAULT_MAX_ASSOCIATIONS),
+            "sync_storage": env.get("FOLLOWUP_SYNC_STORAGE", "1").strip().lower() not in ("0", "false", "no", "off"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["data_dir"], str):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from followup.config import DicomNode
-from followup.pipelines.assess import ALGORITHM_VERSION
+from followup import ALGORITHM_VERSION
 from followup.service.pipeline import MAX_ATTEMPTS, new_analysis, process_analysis
 from followup.service.registry import Registry, utcnow
 from followup.service.store import Store

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from followup.config import Settings
-from followup.pipelines.assess import ALGORITHM_VERSION
+from followup import ALGORITHM_VERSION
 from followup.service.registry import Batch, Registry
 
 REANALYSABLE = ("complete", "deferred", "failed")

@@ -38,7 +38,7 @@ import os
 import socket
 import threading
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -116,6 +116,8 @@ DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
 DEFAULT_MAX_PDU = 262_144
+DUL_LOOP_DELAY_S = 0.0002  # see StoreHandler.on_conn_open
+STUDY_CACHE_SIZE = 4096  # studies whose Patient ID and count the listener keeps in memory
 QUARANTINE_KEEP_BYTES = 64 * 1024  # of input refused for its size: the header, not the bulk
 
 
@@ -223,6 +225,11 @@ class StoreHandler:
         self.max_study_instances = int(max_study_instances)
         self.size_guard = MessageSizeGuard(self.max_instance_bytes)
         self._uid_locks = [threading.Lock() for _ in range(64)]
+        # Study UID -> [Patient ID, instances]: what _check_study needs, without a registry
+        # query per instance. A study's Patient ID never changes; the count only grows (other
+        # writers, e.g. a C-GET of a baseline, make it a lower bound; the bound stays a bound).
+        self._studies: OrderedDict[str, list] = OrderedDict()
+        self._studies_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._assoc_stats: dict[int, Counter] = {}
         self.totals: Counter = Counter()  # stored, duplicate, refused, failed
@@ -252,6 +259,12 @@ class StoreHandler:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except Exception:  # pragma: no cover - best effort
             pass
+        # pynetdicom's DUL thread sleeps this long whenever it found nothing to do; its 1 ms
+        # default alone halves the C-STORE rate of a study sent instance by instance (2.8 s
+        # instead of 1.4 s for 960 slices on loopback). Only while an association is open.
+        dul = event.assoc.dul
+        if hasattr(dul, "_run_loop_delay"):
+            dul._run_loop_delay = DUL_LOOP_DELAY_S
 
     def on_conn_close(self, event) -> None:
         self.size_guard.forget(event.assoc)
@@ -400,9 +413,20 @@ class StoreHandler:
     def _check_study(self, h: dict) -> None:
         """Refuse an instance its study cannot take: beyond ``max_study_instances``, or of
         another patient than the study's (the study is then quarantined: never analysed)."""
-        study = self.registry.study(h["StudyInstanceUID"])
+        key = h["StudyInstanceUID"]
+        with self._studies_lock:
+            known = self._studies.get(key)
+            if known is not None:
+                self._studies.move_to_end(key)
+        if known is not None and known[0] == h["PatientID"][:64]:
+            if known[1] >= self.max_study_instances:
+                raise Refused(STUDY_TOO_LARGE, f"study already holds {known[1]} instances, the "
+                              f"maximum is {self.max_study_instances}", keep_bytes=QUARANTINE_KEEP_BYTES)
+            return
+        study = self.registry.study(key)
         if study is None:
             return
+        self._remember_study(key, study.patient_id, study.n_instances or 0)
         if study.patient_id != h["PatientID"][:64]:
             reason = ("mixed patients: an instance with another Patient ID than the study's "
                       "arrived; the study is not analysed")
@@ -414,6 +438,17 @@ class StoreHandler:
         if (study.n_instances or 0) >= self.max_study_instances:
             raise Refused(STUDY_TOO_LARGE, f"study already holds {study.n_instances} instances, "
                           f"the maximum is {self.max_study_instances}", keep_bytes=QUARANTINE_KEEP_BYTES)
+
+    def _remember_study(self, study_uid: str, patient_id: str, n_instances: int | None = None) -> None:
+        """Cache a study's Patient ID and count (``None``: one more instance than cached)."""
+        with self._studies_lock:
+            known = self._studies.get(study_uid)
+            if n_instances is None:
+                n_instances = 1 if known is None else known[1] + 1
+            self._studies[study_uid] = [patient_id, n_instances]
+            self._studies.move_to_end(study_uid)
+            while len(self._studies) > STUDY_CACHE_SIZE:
+                self._studies.popitem(last=False)
 
     def _store(self, data: bytes, h: dict, calling_ae: str) -> tuple[Dataset, str]:
         final: Path = h["path"]
@@ -462,6 +497,8 @@ class StoreHandler:
                     modality=h["Modality"][:16], accession_number=h["AccessionNumber"][:64],
                     calling_ae=calling_ae[:16])
                 other = None if added else self._registered_path(sop)
+                if added:
+                    self._remember_study(h["StudyInstanceUID"], h["PatientID"][:64])
             except Exception as exc:
                 self._remove(final)
                 log.error("C-STORE from %s: registering SOP instance %s failed (%s): out of "
@@ -611,11 +648,11 @@ def serve_dicom(settings: Settings, *, ae_title: str | None = None, port: int, a
     server carries ``store``, ``registry``, ``store_handler`` and ``stability_monitor`` attributes.
     """
     ssl_context = listener_ssl_context(settings)  # a bad certificate fails here, before binding
-    store = Store(settings.data_dir)
+    store = Store(settings.data_dir, sync=settings.sync_storage)
     removed = store.clean_spool()
     if removed:
         log.warning("removed %d partial file(s) from the spool (never acknowledged)", removed)
-    registry = Registry(settings.database_url)
+    registry = Registry(settings.database_url, sync=settings.sync_storage)
     ae = build_ae(settings, ae_title=ae_title, allow=allow, max_associations=max_associations,
                   max_pdu=max_pdu)
     handler = StoreHandler(store, registry, max_instance_bytes=settings.max_instance_bytes,

@@ -26,10 +26,9 @@ from pathlib import Path
 
 from sqlalchemy import func
 
-from followup.analyze import run_analysis
 from followup.config import DicomNode, Settings
 from followup.errors import FollowupError
-from followup.pipelines.assess import ALGORITHM_VERSION
+from followup import ALGORITHM_VERSION
 from followup.service.registry import Analysis, Registry, Study, utcnow
 from followup.service.store import Store
 
@@ -199,6 +198,8 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
         baseline_dir = store.study_dir(baseline.study_uid) if baseline is not None else Path(tmp) / "no-baseline"
         try:
             injected_fault(study.study_uid)
+            from followup.analyze import run_analysis  # torch & co.: only where an analysis runs
+
             result = run_analysis(baseline_dir, store.study_dir(study.study_uid), proc_file, out_dir,
                                   revision=analysis.revision)
         except FollowupError as err:

@@ -22,7 +22,7 @@ from typing import Iterator
 
 from sqlalchemy import (
     JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
-    and_, event, func, or_, select, update,
+    and_, case, event, func, insert, or_, select, update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -135,7 +135,9 @@ class ServiceSetting(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, sync: bool = True) -> Engine:
+    """``sync``: SQLite commits reach the disk (synchronous=FULL) before they return; without it
+    (NORMAL, in WAL mode) a commit survives a process crash but maybe not a power cut."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -143,7 +145,7 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(conn, _record):  # WAL: readers never block the writer
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
         return engine
@@ -151,8 +153,8 @@ def make_engine(url: str) -> Engine:
 
 
 class Registry:
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
+    def __init__(self, url: str, *, sync: bool = True) -> None:
+        self.engine = make_engine(url, sync=sync)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -226,29 +228,42 @@ class Registry:
         by a PACS that forwards whole studies) are kept but change nothing: no analysis loop."""
         now = utcnow()
         is_image = sop_class_uid in MR_SOP_CLASSES
-        with self.session() as s:
-            existing = s.get(Instance, sop_uid)
-            if existing is not None:
-                if is_image:  # the sender is (re)sending the study: it is not quiet yet
-                    s.execute(update(Study).where(Study.study_uid == existing.study_uid,
-                                                  Study.state == "receiving").values(last_received_at=now))
-                return False
-            study = s.get(Study, study_uid)
-            if study is None:
-                study = Study(study_uid=study_uid, patient_id=patient_id, study_date=study_date,
-                              modality=modality, accession_number=accession_number,
-                              calling_ae=calling_ae, n_instances=0, first_received_at=now,
-                              state="receiving" if is_image else "objects-only")
-                s.add(study)
-                s.flush()
-            elif is_image and study.state not in ("receiving", "quarantined"):  # quarantined: for good
-                study.state = "receiving"  # new images after it was declared stable: it changed
-            study.n_instances = (study.n_instances or 0) + 1
-            if is_image:
-                study.last_received_at = now
-            s.add(Instance(sop_uid=sop_uid, study_uid=study_uid, series_uid=series_uid,
-                           sop_class_uid=sop_class_uid, path=path, size=size, received_at=now))
-            return True
+        # SQLAlchemy Core, one transaction, no ORM unit of work: this runs once per received
+        # instance, before the C-STORE is answered (the ORM version cost ~2.5 ms an instance).
+        studies, instances = Study.__table__, Instance.__table__
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    existing = conn.execute(select(instances.c.study_uid).where(
+                        instances.c.sop_uid == sop_uid)).first()
+                    if existing is not None:
+                        if is_image:  # the sender is (re)sending the study: it is not quiet yet
+                            conn.execute(update(studies).where(
+                                studies.c.study_uid == existing.study_uid,
+                                studies.c.state == "receiving").values(last_received_at=now))
+                        return False
+                    values: dict = {"n_instances": studies.c.n_instances + 1, "updated_at": now}
+                    if is_image:  # new images after it was declared stable: it changed
+                        values["last_received_at"] = now  # (quarantined stays so: for good)
+                        values["state"] = case((studies.c.state.in_(("receiving", "quarantined")),
+                                                studies.c.state), else_="receiving")
+                    done = conn.execute(update(studies).where(studies.c.study_uid == study_uid)
+                                        .values(**values))
+                    if done.rowcount == 0:
+                        conn.execute(insert(studies).values(
+                            study_uid=study_uid, patient_id=patient_id, study_date=study_date,
+                            modality=modality, accession_number=accession_number,
+                            calling_ae=calling_ae, n_instances=1, first_received_at=now,
+                            last_received_at=now, updated_at=now, role="unknown",
+                            state="receiving" if is_image else "objects-only"))
+                    conn.execute(insert(instances).values(
+                        sop_uid=sop_uid, study_uid=study_uid, series_uid=series_uid,
+                        sop_class_uid=sop_class_uid, path=path, size=size, received_at=now))
+                    return True
+            except IntegrityError:
+                if attempt == 2:  # another writer created the same study or instance just now
+                    raise
+        return False  # pragma: no cover - the loop returns or raises
 
     def claim_stable_studies(self, quiet_seconds: float) -> list[str]:
         """Atomically move studies quiet for ``quiet_seconds`` from receiving to stable.

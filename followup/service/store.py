@@ -45,8 +45,13 @@ def fsync_dir(path: Path) -> None:
 
 
 class Store:
-    def __init__(self, data_dir: Path | str) -> None:
+    """``sync``: fsync each file and its directory before a write counts as done (survives a
+    power cut); without it a write is still atomic (temp file + rename) and survives any process
+    crash, not a power cut (``Settings.sync_storage``)."""
+
+    def __init__(self, data_dir: Path | str, *, sync: bool = True) -> None:
         self.root = Path(data_dir)
+        self.sync = bool(sync)
         self.spool = self.root / "spool"
         self.instances = self.root / "store"
         self.quarantine_dir = self.root / "quarantine"
@@ -77,16 +82,18 @@ class Store:
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data or b"")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    if self.sync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
             except BaseException:
                 src_tmp.unlink(missing_ok=True)
                 raise
-        else:
+        elif self.sync:
             with open(src_tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(src_tmp, final)
-        fsync_dir(final.parent)
+        if self.sync:
+            fsync_dir(final.parent)
         return final
 
     def new_spool_file(self) -> tuple[int, Path]:
