@@ -39,8 +39,12 @@ serve: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_analyze.py
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[bench]'
+	$(BIN)/python benchmarks/bench_register.py
 	$(BIN)/python benchmarks/accuracy.py
 	$(BIN)/python benchmarks/bench_service.py
+	$(BIN)/python benchmarks/bench_load.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -388,24 +388,185 @@ def _pixel_element(fp: Any, offset: int, file_size: int, explicit: bool) -> tupl
     return offset + 8, struct.unpack("<I", head[4:8])[0]
 
 
+# ----------------------------------------------------------------------------- fast header path
+#
+# pydicom builds a Dataset of every element of every header (~1 ms a file: most of a large study's
+# scan). The common case - Explicit VR Little Endian, single-frame, no functional groups - is read
+# here by walking the elements of the file's first bytes into pydicom ``RawDataElement``s, which the
+# same extraction code below reads exactly as it reads pydicom's (``_fast`` reads raw elements; the
+# few text values it converts are plain printable ASCII). Anything else, and any file that would
+# not give a header record (rejections and their messages), goes through pydicom as before.
+
+_FAST_BYTES = 1 << 15
+_LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+_SHORT_VRS = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH",
+              "SL", "SS", "ST", "TM", "UI", "UL", "US"}
+_STOP_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}  # pydicom's stop_before_pixels
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_TEXT_VRS = {"LO", "SH", "CS"}
+
+
+class _Fallback(Exception):
+    """The fast path does not cover this file: read it with pydicom."""
+
+
+def _tag_at(buf: bytes, pos: int) -> int:
+    group, elem = struct.unpack_from("<HH", buf, pos)
+    return (group << 16) | elem
+
+
+def _skip_undefined(buf: bytes, pos: int, depth: int = 0) -> int:
+    """Position after an undefined-length sequence's delimiter (explicit VR LE items)."""
+    if depth > 8:
+        raise _Fallback
+    while True:
+        if pos + 8 > len(buf):
+            raise _Fallback
+        tag = _tag_at(buf, pos)
+        length = struct.unpack_from("<I", buf, pos + 4)[0]
+        pos += 8
+        if tag == _SEQ_END:
+            return pos
+        if tag != _ITEM:
+            raise _Fallback
+        if length != 0xFFFFFFFF:
+            pos += length
+            continue
+        while True:  # item of undefined length: elements until the item delimiter
+            if pos + 8 > len(buf):
+                raise _Fallback
+            if _tag_at(buf, pos) == _ITEM_END:
+                pos += 8
+                break
+            pos = _skip_element(buf, pos, depth + 1)
+
+
+def _element(buf: bytes, pos: int) -> tuple[int, str, int, int]:
+    """(tag, VR, value position, value length) of the explicit VR LE element at ``pos``."""
+    if pos + 8 > len(buf):
+        raise _Fallback
+    tag = _tag_at(buf, pos)
+    vr = buf[pos + 4:pos + 6].decode("latin-1")
+    if vr in _LONG_VRS:
+        if pos + 12 > len(buf):
+            raise _Fallback
+        return tag, vr, pos + 12, struct.unpack_from("<I", buf, pos + 8)[0]
+    if vr in _SHORT_VRS:
+        return tag, vr, pos + 8, struct.unpack_from("<H", buf, pos + 6)[0]
+    raise _Fallback
+
+
+def _skip_element(buf: bytes, pos: int, depth: int) -> int:
+    _, vr, start, length = _element(buf, pos)
+    if length == 0xFFFFFFFF:
+        if vr not in ("SQ", "UN"):
+            raise _Fallback
+        return _skip_undefined(buf, start, depth)
+    return start + length
+
+
+class _RawHeader:
+    """The top-level elements of an Explicit VR LE header, answering what the extraction code asks
+    of a pydicom Dataset: membership, raw elements (``get_item``), a few ASCII text values."""
+
+    def __init__(self, elements: dict[int, RawDataElement], transfer_syntax: str) -> None:
+        self._elements = elements
+        self.file_meta = {"TransferSyntaxUID": transfer_syntax}
+
+    def __contains__(self, key: object) -> bool:
+        tag = tag_for_keyword(key) if isinstance(key, str) else key
+        return tag in self._elements
+
+    def get_item(self, tag: int) -> RawDataElement:
+        return self._elements[tag]
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        elem = self._elements.get(tag_for_keyword(keyword))  # type: ignore[arg-type]
+        if elem is None:
+            return default
+        raw = elem.value
+        if elem.VR in _TEXT_VRS and raw is not None and all(0x20 <= b < 0x7F and b != 0x5C for b in raw):
+            return raw.decode("ascii")
+        raise _Fallback  # sequences, other VRs, non-ASCII text: pydicom's conversion
+
+
+def _fast_dataset(fp: Any) -> tuple[_RawHeader, int]:
+    """(header, offset of the pixel data element) for an Explicit VR LE Part 10 file."""
+    buf = fp.read(_FAST_BYTES)
+    if len(buf) < 144 or buf[128:132] != b"DICM":
+        raise _Fallback
+    pos = 132
+    ts = None
+    while pos + 8 <= len(buf) and buf[pos:pos + 2] == b"\x02\x00":  # file meta (group 2)
+        tag, vr, start, length = _element(buf, pos)
+        if length == 0xFFFFFFFF:
+            raise _Fallback
+        if tag == 0x00020010:
+            ts = buf[start:start + length].decode("latin-1").strip(" \x00")
+        pos = start + length
+    if ts != EXPLICIT_LE:
+        raise _Fallback
+    elements: dict[int, RawDataElement] = {}
+    while True:
+        if pos + 8 > len(buf):
+            raise _Fallback  # no pixel data in the first bytes: not the common case
+        tag = _tag_at(buf, pos)
+        if tag in _STOP_TAGS:
+            break
+        if tag > 0x7FE00010:
+            raise _Fallback
+        tag, vr, start, length = _element(buf, pos)
+        if length == 0xFFFFFFFF:
+            if vr not in ("SQ", "UN"):
+                raise _Fallback
+            end = _skip_undefined(buf, start)
+            elements[tag] = RawDataElement(tag, vr, length, None, start, False, True)
+            pos = end
+            continue
+        end = start + length
+        if end > len(buf):
+            raise _Fallback
+        value = None if vr == "SQ" else buf[start:end]
+        elements[tag] = RawDataElement(tag, vr, length, value, start, False, True)
+        pos = end
+    fp.seek(pos)
+    return _RawHeader(elements, ts), pos
+
+
 def read_header(path: Path) -> InstanceHeader | RejectedFile:
     """Read one file's header; return a record or the reason it cannot be used."""
+    try:
+        rec = _read_header(path, fast=True)
+        if isinstance(rec, InstanceHeader):
+            return rec
+    except _Fallback:
+        pass
+    return _read_header(path, fast=False)
+
+
+def _read_header(path: Path, fast: bool) -> InstanceHeader | RejectedFile:
     name = str(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            except InvalidDicomError:
-                fp.seek(0)
+            if fast:
                 try:
-                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-                except Exception:
-                    return RejectedFile(name, "not a DICOM file")
-                if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
-                    return RejectedFile(name, "not a DICOM file")
-            offset = fp.tell()
+                    ds, offset = _fast_dataset(fp)
+                except (_Fallback, struct.error, UnicodeDecodeError):
+                    raise _Fallback
+            else:
+                try:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True)
+                except InvalidDicomError:
+                    fp.seek(0)
+                    try:
+                        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                    except Exception:
+                        return RejectedFile(name, "not a DICOM file")
+                    if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
+                        return RejectedFile(name, "not a DICOM file")
+                offset = fp.tell()
             meta = getattr(ds, "file_meta", None)
             ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
             if not ts:
@@ -446,6 +607,8 @@ def read_header(path: Path) -> InstanceHeader | RejectedFile:
                 value_offset = elem[0]
             sop_class = _fast(ds, "SOPClassUID") or ""
             multiframe = sop_class in MULTIFRAME_SOP_CLASSES or n_frames > 1
+            if fast and multiframe:
+                raise _Fallback
             frames = _multi_frames(ds, n_frames) if multiframe else (_single_frame(ds),)
             tr, te, fa = _sequence_params(ds)
             agent, start, administered = _contrast(ds)
@@ -488,9 +651,13 @@ def read_header(path: Path) -> InstanceHeader | RejectedFile:
                 frame_of_reference_uid=_fast(ds, "FrameOfReferenceUID") or "",
                 frames=frames,
             )
+    except _Fallback:
+        raise
     except OSError as exc:
         return RejectedFile(name, f"cannot read file ({exc.strerror or type(exc).__name__})")
     except Exception as exc:  # malformed header: never crash the scan
+        if fast:
+            raise _Fallback
         return RejectedFile(name, f"unreadable DICOM header ({type(exc).__name__})")
 
 

@@ -236,6 +236,12 @@ def alloc_float32(shape: tuple[int, ...]) -> np.ndarray:
 def build_volume(frames: list[FrameRef], label: str, cache: dict[Path, np.ndarray] | None = None
                  ) -> tuple[Volume, list[str]]:
     """Check geometry, decode pixels and return the phase Volume plus SOP UIDs in k order."""
+    geom = phase_geometry(frames, label)
+    return decode_volume(frames, geom, cache), [frames[int(i)].sop_uid for i in geom.order]
+
+
+def phase_geometry(frames: list[FrameRef], label: str) -> SliceGeometry:
+    """Check one phase's geometry from its headers (no pixel data read)."""
     missing = [f for f in frames if f.frame.ipp is None or f.frame.iop is None
                or f.frame.pixel_spacing is None]
     if missing:
@@ -253,7 +259,12 @@ def build_volume(frames: list[FrameRef], label: str, cache: dict[Path, np.ndarra
     names = [f.inst.path.name + (f"#{f.frame.index + 1}" if f.inst.n_frames > 1 else "")
              for f in frames]
     step = frames[0].inst.spacing_between_slices or frames[0].inst.slice_thickness
-    geom = slice_geometry(ipp, iop, spacing, matrix, label, step, names)
+    return slice_geometry(ipp, iop, spacing, matrix, label, step, names)
+
+
+def decode_volume(frames: list[FrameRef], geom: SliceGeometry,
+                  cache: dict[Path, np.ndarray] | None = None) -> Volume:
+    """Decode a phase's pixels (stored values, rescaled) in the slice order of ``geom``."""
     rows, cols = frames[0].inst.rows, frames[0].inst.columns
     out = alloc_float32((len(frames), rows, cols))
     cache = {} if cache is None else cache
@@ -287,5 +298,4 @@ def build_volume(frames: list[FrameRef], label: str, cache: dict[Path, np.ndarra
         fill(range(n))
     # (k, row, col) C-order -> (col, row, k) view: data[i, j, k] with i = column, j = row
     data = out.transpose(2, 1, 0)
-    uids = [frames[int(i)].sop_uid for i in geom.order]
-    return Volume(data=data, affine=geom.affine), uids
+    return Volume(data=data, affine=geom.affine)

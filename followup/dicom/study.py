@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +20,30 @@ from followup.dicom.scan import (
     patient_ref,
     scan_directory,
 )
-from followup.dicom.stack import build_volume
+from followup.dicom.stack import decode_volume, phase_geometry
 from followup.errors import IngestError
 from followup.volume import Volume
 
 PHASE_AFFINE_TOL_MM = 1e-3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Phase:
-    """One time point of the dynamic as a volume."""
+    """One time point of the dynamic as a volume.
+
+    ``source`` is the decoded volume, or the function that decodes it on first use of ``volume``
+    (phases an analysis never reads are never decoded; see ``load_dce_study(decode_phases=)``)."""
 
     index: int
-    volume: Volume
+    source: Volume | Callable[[], Volume] = field(repr=False)
     time_s: float
     series_uid: str
     sop_instance_uids: list[str]
     contrast: bool | None
+
+    @cached_property
+    def volume(self) -> Volume:
+        return self.source if isinstance(self.source, Volume) else self.source()
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class DCEStudy:
     rejected_files: list[RejectedFile]
     warnings: list[str]
     source_paths: list[Path] = field(default_factory=list)  # every file of the DCE dynamic
+    # the header record of each of those files, in the same order (no second header read needed)
+    instances: list[InstanceHeader] = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:  # keep the PatientID out of reprs/logs
         return (f"DCEStudy(patient_ref={self.patient_ref!r}, study_uid={self.study_uid!r}, "
@@ -91,8 +102,10 @@ def raise_if_nothing_usable(scan: ScanResult) -> None:
     )
 
 
-def build_phases(sel: Selection, rejected: list[RejectedFile], where: str) -> list[Phase]:
-    """Decode the chosen dynamic's phases and check they share one geometry."""
+def build_phases(sel: Selection, rejected: list[RejectedFile], where: str,
+                 decode_phases: int | None = None) -> list[Phase]:
+    """Check that the chosen dynamic's phases share one geometry and decode them: all of them, or
+    the first ``decode_phases`` now and the others when first read."""
     uids = {s.uid for s in sel.dynamic.series}
     bad = [r for r in rejected if r.series_uid in uids]
     if bad:
@@ -100,32 +113,44 @@ def build_phases(sel: Selection, rejected: list[RejectedFile], where: str) -> li
                           code="truncated")
     flags, _ = contrast_flags(sel.dynamic.units)
     cache: dict = {}
-    phases: list[Phase] = []
-    for idx, (unit, t, c) in enumerate(zip(sel.dynamic.units, sel.dynamic.times_s, flags)):
+    geoms = []
+    for idx, unit in enumerate(sel.dynamic.units):
         label = f"{where}, phase {idx} (series {unit.series_uid} '{unit.description}')"
-        vol, sops = build_volume(unit.frames, label, cache)
-        phases.append(Phase(idx, vol, float(t), unit.series_uid, sops, c))
-    ref = phases[0].volume
-    for p in phases[1:]:
-        v = p.volume
-        if v.shape != ref.shape or not np.allclose(v.affine, ref.affine, atol=PHASE_AFFINE_TOL_MM):
+        first = unit.frames[0].inst
+        geoms.append(((first.columns, first.rows, len(unit.frames)),
+                      phase_geometry(unit.frames, label)))
+    ref_shape, ref = geoms[0]
+    for idx, (shape, g) in enumerate(geoms[1:], start=1):
+        if shape != ref_shape or not np.allclose(g.affine, ref.affine, atol=PHASE_AFFINE_TOL_MM):
             raise IngestError(
-                f"{where}: phase {p.index} (series {p.series_uid}) has shape {v.shape} and origin "
-                f"{np.round(v.affine[:3, 3], 3).tolist()}, phase 0 has shape {ref.shape} and "
-                f"origin {np.round(ref.affine[:3, 3], 3).tolist()}; all phases must share one "
-                "geometry",
+                f"{where}: phase {idx} (series {sel.dynamic.units[idx].series_uid}) has shape "
+                f"{shape} and origin {np.round(g.affine[:3, 3], 3).tolist()}, phase 0 has shape "
+                f"{ref_shape} and origin {np.round(ref.affine[:3, 3], 3).tolist()}; all phases "
+                "must share one geometry",
                 code="inconsistent-phase-geometry",
             )
+    phases: list[Phase] = []
+    for idx, (unit, t, c) in enumerate(zip(sel.dynamic.units, sel.dynamic.times_s, flags)):
+        geom = geoms[idx][1]
+        sops = [unit.frames[int(i)].sop_uid for i in geom.order]
+
+        def decode(frames=unit.frames, geom=geom) -> Volume:
+            return decode_volume(frames, geom, cache)
+
+        source = decode() if decode_phases is None or idx < decode_phases else decode
+        phases.append(Phase(idx, source, float(t), unit.series_uid, sops, c))
     return phases
 
 
 def study_from_instances(instances: list[InstanceHeader], rejected: list[RejectedFile],
-                         where: str) -> DCEStudy:
+                         where: str, decode_phases: int | None = None) -> DCEStudy:
     """Select, order and decode the DCE dynamic of one study's instances."""
     sel = select_dynamic(instances, where)
-    phases = build_phases(sel, rejected, where)
+    phases = build_phases(sel, rejected, where, decode_phases)
     _, cwarn = contrast_flags(sel.dynamic.units)
     dyn_insts = [f.inst for f in sel.dynamic.units[0].frames]
+    by_path = {f.inst.path: f.inst for u in sel.dynamic.units for f in u.frames}
+    dyn_files = [by_path[p] for p in sorted(by_path)]
     first = dyn_insts[0]
     lat = next((i.laterality for s in sel.dynamic.series for i in s.instances if i.laterality),
                None)
@@ -147,12 +172,16 @@ def study_from_instances(instances: list[InstanceHeader], rejected: list[Rejecte
         ignored_series=sel.ignored,
         rejected_files=rejected,
         warnings=sel.warnings + cwarn,
-        source_paths=sorted({f.inst.path for u in sel.dynamic.units for f in u.frames}),
+        source_paths=[i.path for i in dyn_files],
+        instances=dyn_files,
     )
 
 
-def load_dce_study(path: str | os.PathLike[str]) -> DCEStudy:
-    """Load the DCE dynamic of the ONE study of ONE patient found under ``path``."""
+def load_dce_study(path: str | os.PathLike[str], decode_phases: int | None = None) -> DCEStudy:
+    """Load the DCE dynamic of the ONE study of ONE patient found under ``path``.
+
+    ``decode_phases``: decode only the first N phases now, the others when first read (an
+    analysis reads two phases of the baseline). Geometry is checked for every phase either way."""
     scan = scan_directory(path)
     check_single_patient(scan)
     raise_if_nothing_usable(scan)
@@ -164,4 +193,4 @@ def load_dce_study(path: str | os.PathLike[str]) -> DCEStudy:
             f"{Path(path)} holds {len(studies)} studies ({desc}); give the folder of one study",
             code="multiple-studies",
         )
-    return study_from_instances(scan.instances, list(scan.rejected), str(Path(path)))
+    return study_from_instances(scan.instances, list(scan.rejected), str(Path(path)), decode_phases)

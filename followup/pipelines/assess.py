@@ -10,7 +10,9 @@ caveats and recommendations. Pure: studies (already in memory) and the record in
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,7 @@ from followup.procedure import (
 )
 
 ALGORITHM_NAME = "followup-residual"
-ALGORITHM_VERSION = __version__
+ALGORITHM_VERSION = __version__  # = followup.ALGORITHM_VERSION
 ROI_HALF_MM = 55.0
 S0_FLOOR_FRACTION = 0.25  # pre-contrast signal below 25 % of the ROI's 95th percentile: no ratio
 
@@ -187,9 +189,20 @@ def failed(record: ProcedureRecord, days: int | None, reason: str) -> Assessment
     return a
 
 
+StageRunner = Callable[..., Any]
+
+
+def _call(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
 def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecord,
-           baseline_problem: str | None = None) -> Assessment:
-    """Assess one follow-up. ``baseline`` None (with ``baseline_problem``) gives a failed analysis."""
+           baseline_problem: str | None = None, run_stage: StageRunner = _call) -> Assessment:
+    """Assess one follow-up. ``baseline`` None (with ``baseline_problem``) gives a failed analysis.
+
+    Each step goes through ``run_stage(name, function, *args)`` (default: just call it), so the
+    caller can time the stages (registration, motion, enhancement, segmentation, scoring) without
+    this function knowing about clocks."""
     check_inputs(baseline, followup, record)
     days = (followup.study_date - record.procedure_date).days  # type: ignore[operator]
     if days < ev.MIN_DAYS_AFTER_PROCEDURE:
@@ -212,24 +225,19 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
 
     a = Assessment("complete", None, days)
     a.warnings = list(followup.warnings) + list(baseline.warnings)
-    reg = register(followup.phases[0].volume, base_pre, centre_b)
+    reg = run_stage("registration", register, followup.phases[0].volume, base_pre, centre_b)
     a.registration = reg
     centre_f = reg.baseline_to_followup(centre_b)[0]
     a.tumour_centre_followup = centre_f
-    roi = realign_phases([p.volume for p in followup.phases], centre_f, ROI_HALF_MM)
+    roi = run_stage("motion", realign_phases, [p.volume for p in followup.phases], centre_f,
+                    ROI_HALF_MM)
     a.roi = roi
-    s0 = roi.phases[0]
-    maps = enhancement_maps(roi.phases, S0_FLOOR_FRACTION * float(np.percentile(s0, 95)))
+    maps = run_stage("enhancement", _maps, roi)
     a.maps = maps
-    seg = segment(roi.phases, maps, roi.grid.affine, centre_f, record.lesion.diameter_mm / 2.0,
-                  record.margin_mm)
+    seg = run_stage("segmentation", segment, roi.phases, maps, roi.grid.affine, centre_f,
+                    record.lesion.diameter_mm / 2.0, record.margin_mm)
     a.segmentation = seg
-    reliable = reg.quality == "good" and not seg.zone.leaked
-    imaging = ImagingEvidence(
-        foci=tuple(FocusEvidence(f.curve_type, f.largest_diameter_mm, f.distance_to_zone_edge_mm)
-                   for f in seg.foci if f.suspicious),
-        margin_covered=seg.zone.covers_margin, reliable=reliable)
-    a.probability = residual_probability(record, imaging)
+    a.probability = run_stage("scoring", _score, record, reg, seg)
     a.caveats = _always_caveats() + _record_caveats(record)
     if reg.quality == "poor":
         a.caveats.append(Note("poor-registration", "Registration to the baseline was poor ("
@@ -249,6 +257,20 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
                               "only; check the order."))
     a.recommendations = _recommendations(record, a)
     return a
+
+
+def _maps(roi: AlignedRoi) -> EnhancementMaps:
+    s0 = roi.phases[0]
+    return enhancement_maps(roi.phases, S0_FLOOR_FRACTION * float(np.percentile(s0, 95)))
+
+
+def _score(record: ProcedureRecord, reg: RegistrationResult, seg: Segmentation) -> ProbabilityResult:
+    reliable = reg.quality == "good" and not seg.zone.leaked
+    imaging = ImagingEvidence(
+        foci=tuple(FocusEvidence(f.curve_type, f.largest_diameter_mm, f.distance_to_zone_edge_mm)
+                   for f in seg.foci if f.suspicious),
+        margin_covered=seg.zone.covers_margin, reliable=reliable)
+    return residual_probability(record, imaging)
 
 
 def focus_evidence_rows(a: Assessment) -> list[dict]:

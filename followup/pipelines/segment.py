@@ -147,11 +147,12 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
     leaked = bool(np.mean(stop >= len(radii) - 1) > 0.1)
     ray_r = _circular_median(raw, dirs)
 
-    # Zone mask: voxels closer to the centre than the radius along their own direction.
+    # Zone mask: voxels closer to the centre than the radius along their own direction (only
+    # voxels within the longest ray can be, so only they are looked up).
     lps = _voxel_lps(s0.shape, affine)
     rel = lps - tumour_centre_lps.astype(np.float32)
     dist = np.linalg.norm(rel, axis=1)
-    near = dist <= MAX_ZONE_RADIUS_MM
+    near = dist <= min(MAX_ZONE_RADIUS_MM, float(ray_r.max()))
     _, nearest = cKDTree(dirs).query(rel[near] / np.maximum(dist[near, None], 1e-6))
     inside = np.zeros(dist.shape, dtype=bool)
     inside[np.flatnonzero(near)] = dist[near] <= ray_r[nearest]
@@ -175,8 +176,39 @@ def _mean_curve(phases: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
     return np.array([float(p[mask].mean()) for p in phases])
 
 
+def _bbox(mask: np.ndarray, margin: np.ndarray) -> tuple[slice, ...]:
+    """Index box of a mask's True voxels widened by ``margin`` voxels per axis (clipped)."""
+    idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+           for ax in range(mask.ndim)]
+    return tuple(slice(max(int(i[0]) - int(m), 0), min(int(i[-1]) + int(m) + 1, n))
+                 for i, m, n in zip(idx, margin, mask.shape))
+
+
+def zone_distances(zone_mask: np.ndarray, spacing: np.ndarray,
+                   outside_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(distance outside the zone to it, distance inside it to its edge), mm, on the ROI grid.
+
+    Computed in the zone's bounding box widened by ``outside_mm`` (+1 voxel): inside that box the
+    values are exactly the whole-grid transforms' (the zone lies in it, and from inside a box the
+    nearest voxel beyond it is on its border); outside it the distance outside is set to +inf
+    (farther than ``outside_mm``, which is all the callers need to know there)."""
+    d_out = np.full(zone_mask.shape, np.inf)
+    d_in = np.zeros(zone_mask.shape)
+    if not zone_mask.any():
+        return np.full(zone_mask.shape, np.inf), d_in
+    box = _bbox(zone_mask, np.ceil(outside_mm / spacing) + 1)
+    sub = zone_mask[box]
+    d_out[box] = ndimage.distance_transform_edt(~sub, sampling=spacing)
+    inner = _bbox(sub, np.ones(3))
+    d_in_sub = np.zeros(sub.shape)
+    d_in_sub[inner] = ndimage.distance_transform_edt(sub[inner], sampling=spacing)
+    d_in[box] = d_in_sub
+    return d_out, d_in
+
+
 def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
-                zone: Zone, tumour_centre_lps: np.ndarray) -> Rim:
+                zone: Zone, tumour_centre_lps: np.ndarray,
+                distances: tuple[np.ndarray, np.ndarray] | None = None) -> Rim:
     dirs = fibonacci_sphere(N_RAYS)
     steps = np.arange(0.0, RIM_SEARCH_MM + RAY_STEP_MM, RAY_STEP_MM)
     start = zone.ray_radius_mm[:, None] + steps[None, :]
@@ -190,7 +222,9 @@ def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndar
     thickness = np.where((first * RAY_STEP_MM <= 2.0) & (first < len(steps)),
                          (end - first) * RAY_STEP_MM, 0.0)
     # rim mask: enhancing voxels within RIM_SEARCH_MM outside the zone
-    dist_out = ndimage.distance_transform_edt(~zone.mask, sampling=np.linalg.norm(affine[:3, :3], axis=0))
+    if distances is None:
+        distances = zone_distances(zone.mask, np.linalg.norm(affine[:3, :3], axis=0), RIM_SEARCH_MM)
+    dist_out = distances[0]
     mask = (~zone.mask) & (dist_out <= RIM_SEARCH_MM) & (maps.pe_peak > RIM_ENHANCEMENT_PE) & maps.valid
     if mask.sum() >= 5:
         kind, pe, change = curve_type_of_signal(_mean_curve(phases, mask))
@@ -203,11 +237,13 @@ def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndar
 
 
 def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray, zone: Zone,
-              rim: Rim, tumour_centre_lps: np.ndarray) -> list[Focus]:
+              rim: Rim, tumour_centre_lps: np.ndarray,
+              distances: tuple[np.ndarray, np.ndarray] | None = None) -> list[Focus]:
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
-    d_out = ndimage.distance_transform_edt(~zone.mask, sampling=spacing)
-    d_in = ndimage.distance_transform_edt(zone.mask, sampling=spacing)
+    if distances is None:
+        distances = zone_distances(zone.mask, spacing, FOCUS_BAND_OUTSIDE_MM)
+    d_out, d_in = distances
     signed = np.where(zone.mask, -d_in, d_out)
     band = (signed >= -FOCUS_BAND_INSIDE_MM) & (signed <= FOCUS_BAND_OUTSIDE_MM)
     pe_s = ndimage.gaussian_filter(maps.pe, 0.5)
@@ -235,7 +271,9 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
         largest = _largest_diameter(pts) + float(np.mean(spacing))
         vol = float(size_mask.sum() * voxel_mm3)
         # EDT at a voxel centre reaches the next background centre: half a voxel past the edge
-        thickness = 2.0 * float(ndimage.distance_transform_edt(np.pad(m, 1), sampling=spacing).max()) \
+        # (on the focus's box padded by 1 voxel: the same maximum as on the padded whole grid)
+        thickness = 2.0 * float(ndimage.distance_transform_edt(np.pad(m[_bbox(m, np.zeros(3))], 1),
+                                                               sampling=spacing).max()) \
             - float(spacing.min())
         compactness = vol / (np.pi / 6.0 * largest ** 3)
         # kinetics from the most enhancing half of the focus (as a radiologist's small ROI)
@@ -281,6 +319,9 @@ def segment(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
             tumour_centre_lps: np.ndarray, tumour_radius_mm: float, margin_mm: float) -> Segmentation:
     c = np.asarray(tumour_centre_lps, dtype=float)
     zone = segment_zone(phases[0], maps, affine, c, tumour_radius_mm, margin_mm)
-    rim = segment_rim(phases, maps, affine, zone, c)
-    foci = find_foci(phases, maps, affine, zone, rim, c)
+    # one pair of distance maps for the rim and the foci (the farther of their two reaches)
+    distances = zone_distances(zone.mask, np.linalg.norm(affine[:3, :3], axis=0),
+                               max(RIM_SEARCH_MM, FOCUS_BAND_OUTSIDE_MM))
+    rim = segment_rim(phases, maps, affine, zone, c, distances)
+    foci = find_foci(phases, maps, affine, zone, rim, c, distances)
     return Segmentation(zone, rim, foci)

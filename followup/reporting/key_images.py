@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from followup.pipelines.assess import Assessment  # noqa: E402
-from followup.pipelines.roi import box_indices, crop  # noqa: E402
-from followup.volume import Volume  # noqa: E402
+from followup.pipelines.assess import Assessment
+from followup.pipelines.roi import box_indices, crop
+from followup.volume import Volume
 
 CROP_HALF_MM = 45.0
 TUMOUR_COLOUR = "#ffb000"
@@ -26,10 +24,17 @@ ZONE_COLOUR = "#7CFC00"
 FOCUS_COLOUR = "#ff3030"
 
 
+def _subplots(figsize: tuple[float, float]):
+    """A figure on the Agg canvas and its axes (matplotlib's object API: no pyplot, whose import
+    and figure registry a report does not need)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -85,7 +90,7 @@ def baseline_image(pre: Volume, post: Volume, centre: np.ndarray, radius: float,
     k = min(max(k, 0), pre_c.shape[2] - 1)
     sub = _subtraction(pre_c.data[:, :, k], post_c.data[:, :, k]).T
     world = _slice_world(pre_c.affine, pre_c.shape[:2], k)
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    fig, ax = _subplots(figsize=(4.2, 4.2))
     _show(ax, sub, pre_c.affine, "Baseline: subtraction (1st post - pre)", float(np.percentile(sub, 99.7)) or 1)
     _circle(ax, world, pre_c.affine, centre, radius, TUMOUR_COLOUR, "solid")
     _circle(ax, world, pre_c.affine, centre, radius + margin, MARGIN_COLOUR, "dashed")
@@ -112,7 +117,7 @@ def followup_images(a: Assessment, radius: float, margin: float) -> list[tuple[s
         k = min(max(k, 0), grid.shape[2] - 1)
         sub = _subtraction(pre[:, :, k], post[:, :, k]).T
         world = _slice_world(grid.affine, grid.shape[:2], k)
-        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+        fig, ax = _subplots(figsize=(4.2, 4.2))
         _show(ax, sub, grid.affine, title, vmax)
         _mask_contour(ax, seg.zone.mask[:, :, k].T, grid.affine, ZONE_COLOUR)
         _circle(ax, world, grid.affine, centre, radius, TUMOUR_COLOUR, "solid")
@@ -139,7 +144,7 @@ def curves_image(a: Assessment, times_s: list[float]) -> bytes | None:
     t = np.asarray(times_s, dtype=float)
     if not np.all(np.isfinite(t)):
         t = np.arange(len(roi.phases), dtype=float) * 60.0
-    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    fig, ax = _subplots(figsize=(4.6, 3.2))
     if seg.rim.mask.any():
         s = np.array([p[seg.rim.mask].mean() for p in roi.phases])
         ax.plot(t / 60, 100 * (s - s[0]) / s[0], "-o", color=ZONE_COLOUR, label="rim")

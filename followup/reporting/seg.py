@@ -43,10 +43,23 @@ def tracking_uid(seg_sop_uid: str, segment_number: int) -> str:
 
 
 def target_mask(grid: Volume, centre_lps: np.ndarray, radius_mm: float) -> np.ndarray:
-    ii, jj, kk = np.meshgrid(*[np.arange(s) for s in grid.shape], indexing="ij")
+    """Voxels of ``grid`` within ``radius_mm`` of a point. Only the sphere's index box (+1 voxel)
+    is computed - the same arithmetic per voxel as over the whole grid, which is all False
+    outside it."""
+    shape = np.asarray(grid.shape)
+    centre_ijk = grid.world_to_voxel(np.asarray(centre_lps, float))
+    reach = radius_mm * np.linalg.norm(np.linalg.inv(grid.affine[:3, :3]), axis=1)
+    lo = np.clip(np.floor(centre_ijk - reach).astype(int) - 1, 0, shape)
+    hi = np.clip(np.ceil(centre_ijk + reach).astype(int) + 2, 0, shape)
+    out = np.zeros(grid.shape, dtype=bool)
+    if np.any(hi <= lo):
+        return out
+    ii, jj, kk = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")
     ijk = np.stack([ii, jj, kk], -1).reshape(-1, 3)
     lps = grid.voxel_to_world(ijk)
-    return (np.linalg.norm(lps - centre_lps, axis=1) <= radius_mm).reshape(grid.shape)
+    out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = \
+        (np.linalg.norm(lps - centre_lps, axis=1) <= radius_mm).reshape(hi - lo)
+    return out
 
 
 def segment_specs(a: Assessment, tumour_radius_mm: float, margin_mm: float) -> list[SegmentSpec]:
