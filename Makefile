@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python benchmarks/accuracy.py
 	$(BIN)/python benchmarks/bench_service.py
 	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_listener.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
