@@ -60,6 +60,9 @@ def main(
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # pynetdicom logs a line per DIMSE message at INFO: noise at a PACS's rate (and time on the
+    # receive path). Our listener logs one summary per association instead.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     # Each option is also an environment variable; child processes (workers) inherit them.
     for name, value in (("FOLLOWUP_DATA_DIR", data_dir), ("FOLLOWUP_DB_URL", db_url),
                         ("FOLLOWUP_REDIS_URL", redis_url), ("FOLLOWUP_API_TOKEN", api_token)):
