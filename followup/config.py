@@ -11,6 +11,7 @@
 | FOLLOWUP_RETRIEVE | PACS to C-FIND + C-GET baselines from, AET@HOST:PORT | (none) |
 | FOLLOWUP_RECONCILE_SECONDS | serve-dicom re-sends work a broker restart lost, this often (0: never) | 60 |
 | FOLLOWUP_RECONCILE_OLDER_THAN | ... for work queued/running longer than this (s), no longer in Redis | 300 |
+| FOLLOWUP_ANALYSIS_LEASE | a running analysis whose heartbeat is older than this (s) may be taken over by another worker | min(60, visibility timeout / 2) |
 | FOLLOWUP_VISIBILITY_TIMEOUT | Redis gives a dead worker's task to another after this (s); > longest analysis | 3600 |
 | FOLLOWUP_TLS_CERT | our certificate (PEM): the listener's, and our client certificate as SCU | (none: no TLS) |
 | FOLLOWUP_TLS_KEY | the private key (PEM) of FOLLOWUP_TLS_CERT | (none) |

@@ -10,6 +10,11 @@ Bounded: every start of the computation counts on the analysis row (``attempts``
 analysis kills the worker process itself (an out-of-memory kill) is redelivered by the broker
 (``acks_late`` + ``reject_on_worker_lost``) and would otherwise be retried forever; after
 ``MAX_ATTEMPTS`` starts it ends ``failed`` with that reason instead.
+
+Exclusive: the worker running an analysis holds a lease on its row (a heartbeat refreshed every
+quarter lease). A second delivery of the same task while the lease is live does nothing; one
+after the worker died finds it expired (the lease is shorter than the broker's visibility
+timeout) and takes over.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import func
 
 from followup.config import DicomNode, Settings
 from followup.errors import FollowupError
@@ -36,12 +42,50 @@ log = logging.getLogger(__name__)
 TERMINAL = ("complete", "deferred", "failed")
 MAX_ATTEMPTS = 3  # starts of one analysis, whatever ended them (exception, killed worker)
 FAULT_INJECT_ENV = "FOLLOWUP_FAULT_INJECT"
+LEASE_ENV = "FOLLOWUP_ANALYSIS_LEASE"
+
+
+def analysis_lease_s() -> float:
+    """How long a running analysis's heartbeat stays valid (s). A broker redelivers a task only
+    after its visibility timeout, so the lease is at most half of that (a redelivery after a
+    worker died always finds the lease expired) and at most a minute."""
+    if os.environ.get(LEASE_ENV):
+        return max(1.0, float(os.environ[LEASE_ENV]))
+    visibility = float(os.environ.get("FOLLOWUP_VISIBILITY_TIMEOUT", "3600"))
+    return max(1.0, min(60.0, visibility / 2))
+
+
+@contextmanager
+def heartbeat(registry: Registry, analysis_id: int, every_s: float) -> Iterator[None]:
+    """Refresh the analysis's heartbeat every ``every_s`` seconds while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                registry.beat(analysis_id)
+            except Exception as exc:  # the registry is briefly unreachable: try again next time
+                log.warning("analysis %d: heartbeat failed (%s)", analysis_id, type(exc).__name__)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{analysis_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _running_elsewhere(analysis: Analysis) -> Outcome:
+    log.warning("analysis %d is running in another worker (live heartbeat): this delivery of its "
+                "task does nothing", analysis.id)
+    return Outcome(analysis.id, "running", "running in another worker", [], [])
 
 
 @dataclass(frozen=True)
 class Outcome:
     analysis_id: int | None
-    status: str  # complete | deferred | failed | baseline
+    status: str  # complete | deferred | failed | baseline | running (in another worker: nothing done)
     reason: str | None
     deliveries: list[int]
     resume: list[str]  # studies to re-enqueue (deferred follow-ups waiting for this baseline)
@@ -180,6 +224,9 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
                           + ("" if settings.retrieve_from else " and no PACS retrieval configured")
                           + ": the analysis resumes when it arrives")
 
+    lease_s = analysis_lease_s()
+    if registry.lease_held(analysis, lease_s):
+        return _running_elsewhere(analysis)
     if (analysis.attempts or 0) >= MAX_ATTEMPTS:
         log.error("analysis %d of study %s: %d attempts already, failed for good", analysis.id,
                   study.study_uid, analysis.attempts)
@@ -187,9 +234,9 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
                      "finished: its worker process died each time (killed, e.g. for lack of memory); "
                      "not retried again")
     started = time.perf_counter()
-    # Counted in SQL (attempts + 1), so two starts racing each other both count.
-    registry.update_analysis(analysis.id, status="running", started_at=utcnow(),
-                             attempts=func.coalesce(Analysis.attempts, 0) + 1)
+    # One conditional UPDATE (attempts + 1): of two workers racing for it, one runs it.
+    if not registry.claim_analysis(analysis.id, lease_s):
+        return _running_elsewhere(analysis)
     registry.set_study(study.study_uid, state="analysing", role="followup")
     out_dir = store.report_dir(study.study_uid, analysis.algorithm_version, analysis.revision)
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,8 +247,9 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
             injected_fault(study.study_uid)
             from followup.analyze import run_analysis  # torch & co.: only where an analysis runs
 
-            result = run_analysis(baseline_dir, store.study_dir(study.study_uid), proc_file, out_dir,
-                                  revision=analysis.revision)
+            with heartbeat(registry, analysis.id, lease_s / 4):
+                result = run_analysis(baseline_dir, store.study_dir(study.study_uid), proc_file,
+                                      out_dir, revision=analysis.revision)
         except FollowupError as err:
             return _fail(registry, analysis, f"[{err.code}] {err.message}", started)
     r = result.report

@@ -24,6 +24,7 @@ from sqlalchemy import (
     JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
     and_, case, event, func, insert, or_, select, update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -95,6 +96,9 @@ class Analysis(Base):
     baseline_study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     report_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Refreshed by the worker running it: a running analysis whose heartbeat is older than the
+    # lease was abandoned (its worker died) and may be taken over.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -156,6 +160,7 @@ class Registry:
     def __init__(self, url: str, *, sync: bool = True) -> None:
         self.engine = make_engine(url, sync=sync)
         Base.metadata.create_all(self.engine)
+        self._add_new_columns()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -357,6 +362,41 @@ class Registry:
     def analysis(self, analysis_id: int) -> Analysis | None:
         with self.session() as s:
             return s.get(Analysis, analysis_id)
+
+    # Columns added after a registry may have been created: (table, column, SQL type).
+    NEW_COLUMNS = (("analyses", "heartbeat_at", "TIMESTAMP"),)
+
+    def _add_new_columns(self) -> None:
+        """``create_all`` makes missing tables, not missing columns: add those to an older
+        registry (SQLite and PostgreSQL both take ``ALTER TABLE .. ADD COLUMN``)."""
+        inspector = sa_inspect(self.engine)
+        for table, column, sql_type in self.NEW_COLUMNS:
+            if column not in {c["name"] for c in inspector.get_columns(table)}:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+    @staticmethod
+    def lease_held(analysis: Analysis, lease_s: float) -> bool:
+        """Is ``analysis`` running in a live worker (heartbeat within ``lease_s`` seconds)?"""
+        return (analysis.status == "running" and analysis.heartbeat_at is not None
+                and analysis.heartbeat_at > utcnow() - dt.timedelta(seconds=lease_s))
+
+    def claim_analysis(self, analysis_id: int, lease_s: float) -> bool:
+        """Atomically mark the analysis running for this worker (one more attempt) unless a live
+        worker holds it. Of two workers given the same task (a broker redelivery while the
+        first still runs), one wins; the other must do nothing."""
+        now = utcnow()
+        held = and_(Analysis.status == "running", Analysis.heartbeat_at.is_not(None),
+                    Analysis.heartbeat_at > now - dt.timedelta(seconds=lease_s))
+        with self.session() as s:
+            done = s.execute(update(Analysis).where(Analysis.id == analysis_id, ~held).values(
+                status="running", started_at=now, heartbeat_at=now,
+                attempts=func.coalesce(Analysis.attempts, 0) + 1))
+            return done.rowcount == 1
+
+    def beat(self, analysis_id: int) -> None:
+        """The running worker is alive."""
+        self.update_analysis(analysis_id, heartbeat_at=utcnow())
 
     def update_analysis(self, analysis_id: int, **values) -> None:
         with self.session() as s:
