@@ -7,19 +7,24 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
 from test_pipeline import _stored_pair, _study_uid, service  # noqa: F401 (fixture)
 
 from followup.service.pipeline import analysis_lease_s, heartbeat, new_analysis, process_analysis
-from followup.service.registry import Registry, utcnow
+from followup.service.registry import Registry, Study, utcnow
 
 
-def test_claim_is_exclusive_while_the_heartbeat_is_live(tmp_path):
+@pytest.fixture()
+def queued(tmp_path):
+    """A registry holding one study and one queued analysis of it."""
     reg = Registry(f"sqlite:///{tmp_path / 'r.db'}")
-    from followup.service.registry import Study
-
     with reg.session() as s:
         s.add(Study(study_uid="1.2.3", patient_id="P"))
-    a = new_analysis(reg, "1.2.3", "realtime")
+    return reg, new_analysis(reg, "1.2.3", "realtime")
+
+
+def test_claim_is_exclusive_while_the_heartbeat_is_live(queued):
+    reg, a = queued
     assert reg.claim_analysis(a.id, lease_s=30)
     assert not reg.claim_analysis(a.id, lease_s=30)  # a second worker, same task: refused
     assert reg.lease_held(reg.analysis(a.id), 30)
@@ -31,13 +36,8 @@ def test_claim_is_exclusive_while_the_heartbeat_is_live(tmp_path):
     assert reg.analysis(a.id).attempts == 2
 
 
-def test_heartbeat_keeps_the_lease_alive(tmp_path):
-    reg = Registry(f"sqlite:///{tmp_path / 'r.db'}")
-    from followup.service.registry import Study
-
-    with reg.session() as s:
-        s.add(Study(study_uid="1.2.3", patient_id="P"))
-    a = new_analysis(reg, "1.2.3", "realtime")
+def test_heartbeat_keeps_the_lease_alive(queued):
+    reg, a = queued
     assert reg.claim_analysis(a.id, lease_s=1.0)
     with heartbeat(reg, a.id, every_s=0.2):
         time.sleep(1.6)  # longer than the lease: only the heartbeat keeps it held

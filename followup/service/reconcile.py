@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from followup.service.periodic import PeriodicThread
 from followup.service.registry import Registry, utcnow
 
 log = logging.getLogger(__name__)
@@ -88,43 +88,21 @@ def sweep(registry: Registry, enqueue_study, enqueue_analysis, older_than_s: flo
     return res
 
 
-class PeriodicSweep:
+class PeriodicSweep(PeriodicThread):
     """A daemon thread running ``run()`` (one sweep) every ``interval_s`` seconds, the first one
     at once: after a restart of everything, lost work resumes without anyone typing a command."""
 
+    name = "followup-reconcile"
+
     def __init__(self, run: Callable[[], SweepResult], interval_s: float) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+        super().__init__(interval_s)
         self.run = run
-        self.interval_s = float(interval_s)
-        self.rounds = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                res = self.run()
-                if res:
-                    log.info("reconcile: %d studies enqueued, %d analyses re-sent, %d errors",
-                             len(res.studies_enqueued), len(res.analyses_resent), res.errors)
-            except Exception:  # never let the sweeper die (the registry may be briefly unavailable)
-                log.exception("reconcile: sweep failed")
-            self.rounds += 1
-            self._stop.wait(self.interval_s)
-
-    def start(self) -> PeriodicSweep:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="followup-reconcile", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+    def tick(self) -> None:
+        res = self.run()
+        if res:
+            log.info("reconcile: %d studies enqueued, %d analyses re-sent, %d errors",
+                     len(res.studies_enqueued), len(res.analyses_resent), res.errors)
 
 
 def start_periodic_sweep(environ: dict | None = None) -> PeriodicSweep | None:

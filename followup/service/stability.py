@@ -17,15 +17,21 @@ Logs carry Study Instance UIDs and counts only, never patient identifiers.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
+
+from followup.service.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
 
-class StabilityMonitor:
-    """A daemon thread that polls ``registry.claim_stable_studies`` every ``poll_seconds``."""
+class StabilityMonitor(PeriodicThread):
+    """A daemon thread that polls ``registry.claim_stable_studies`` every ``poll_seconds``.
+
+    A listener just (re)started waits one quiet period first: a sender cut off by the restart
+    gets that long to resume before a half-received study is declared stable."""
+
+    name = "followup-stability"
 
     def __init__(self, registry, quiet_seconds: float, on_stable: Callable[[str], None],
                  poll_seconds: float = 1.0) -> None:
@@ -33,13 +39,10 @@ class StabilityMonitor:
             raise ValueError("quiet_seconds must be >= 0")
         if poll_seconds <= 0:
             raise ValueError("poll_seconds must be > 0")
+        super().__init__(poll_seconds, initial_delay_s=quiet_seconds)
         self.registry = registry
         self.quiet_seconds = float(quiet_seconds)
         self.on_stable = on_stable
-        self.poll_seconds = float(poll_seconds)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self.handed_over = 0  # studies passed to on_stable successfully
         self.failed = 0  # hand-overs that raised (study put back to receiving)
         self.max_backoff_seconds = 60.0
@@ -86,40 +89,5 @@ class StabilityMonitor:
         self._resume_at = time.monotonic() + wait
         log.warning("stability: next hand-over in %.0f s", wait)
 
-    # --- thread ------------------------------------------------------------------------------
-    def _loop(self) -> None:
-        # A listener just (re)started waits one quiet period first: a sender cut off by the
-        # restart gets that long to resume before a half-received study is declared stable.
-        self._stop.wait(self.quiet_seconds)
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # never let the monitor die
-                log.exception("stability: unexpected error")
-            self._stop.wait(self.poll_seconds)
-
-    def start(self) -> "StabilityMonitor":
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return self
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="followup-stability", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        self._stop.set()
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> "StabilityMonitor":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def tick(self) -> None:
+        self.run_once()
