@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: setup test demo bench tools clean serve
+.PHONY: setup test lint demo bench tools clean serve
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,12 @@ setup: $(STAMP) tools
 tools:
 	@bash scripts/ensure-tools.sh
 
-test: setup
+# Static checks first (fail fast): ruff (lint rules in pyproject.toml) and mypy (its `files`).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 # The main job on an embedded default: a synthetic study pair analysed end to end (no Redis).
@@ -48,4 +53,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_listener.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from followup.analyze import run_analysis
+from followup.job import run_job
+from followup.procedure import load_procedure
 from followup.synth import generate_pair
+from followup.testing.bench import write_results
 
 HERE = Path(__file__).resolve().parent
 VENDORS = ("per-phase", "single-series", "sagittal")
@@ -30,7 +32,7 @@ MIX = (("residual", 0.32), ("complete", 0.27), ("confounder", 0.23), ("early", 0
 
 
 def case_list(n: int) -> list[tuple[str, int, str]]:
-    cases = []
+    cases: list[tuple[str, int, str]] = []
     for scenario, share in MIX:
         k = max(1, int(round(n * share)))
         for i in range(k):
@@ -49,7 +51,7 @@ def auc(scores_pos: list[float], scores_neg: list[float]) -> float:
 def nodule_found(nodule: dict, foci: list[dict]) -> bool:
     c = np.array(nodule["centre_followup_lps_mm"])
     tol = max(5.0, nodule["diameter_mm"] / 2 + 3.0)
-    return any(np.linalg.norm(np.array(f["centre_lps_mm"]) - c) <= tol for f in foci)
+    return any(np.linalg.norm(np.array(f["center_lps_mm"]) - c) <= tol for f in foci)
 
 
 def run_case(workdir: Path, scenario: str, seed: int, vendor: str) -> dict:
@@ -58,9 +60,9 @@ def run_case(workdir: Path, scenario: str, seed: int, vendor: str) -> dict:
         generate_pair(pair, scenario, seed, vendor, "small")
     truth = json.loads((pair / "truth.json").read_text())
     t0 = time.perf_counter()
-    out = run_analysis(pair / "baseline", pair / "followup", pair / "procedure.json", pair / "out")
+    out = run_job(pair / "followup", pair / "baseline", load_procedure(pair / "procedure.json"), pair / "out")
     elapsed = time.perf_counter() - t0
-    r = out.report
+    r = out.report.model_dump(mode="json")  # as report.json gives it
     row = {"scenario": scenario, "seed": seed, "vendor": vendor, "status": r["status"],
            "residual": truth["residual"], "p": r["residual_probability"],
            "interval": r["probability_interval"], "confidence": r["confidence"], "seconds": elapsed,
@@ -85,7 +87,8 @@ def summarise(rows: list[dict]) -> str:
     neg = [r["p"] for r in done if not r["residual"]]
     early = [r for r in rows if r["scenario"] == "early"]
     nods = [(n["diameter_mm"], n["found"], r["p"]) for r in done for n in r["nodules"]]
-    thin_called = [r for r in done if not r["residual"] and r["rim_kind"] == "thin" and r["foci"] > 0]
+    thin = [r for r in done if not r["residual"] and r["rim_kind"] == "thin"]
+    thin_called = [r for r in thin if r["foci"] > 0]
     benign_called = [r for r in done if not r["residual"] and r["foci"] > 0]
     lines = [
         f"# Accuracy on synthetic cases ({dt.date.today().isoformat()})",
@@ -104,7 +107,7 @@ def summarise(rows: list[dict]) -> str:
         f"| AUC of residual_probability (residual vs none) | {auc(pos, neg):.3f} | >= 0.95 |",
         f"| nodules >= 5 mm found | {sum(f for d, f, _ in nods if d >= 5)} / {sum(d >= 5 for d, _, _ in nods)} | all |",
         f"| nodules < 5 mm found | {sum(f for d, f, _ in nods if d < 5)} / {sum(d < 5 for d, _, _ in nods)} | |",
-        f"| thin benign rims called suspicious | {len(thin_called)} / {sum(1 for r in done if not r['residual'] and r['rim_kind'] == 'thin')} | 0 |",
+        f"| thin benign rims called suspicious | {len(thin_called)} / {len(thin)} | 0 |",
         f"| non-residual cases with any suspicious focus | {len(benign_called)} / {len(neg)} | |",
         f"| early cases deferred | {sum(r['status'] == 'deferred' for r in early)} / {len(early)} | all |",
         "",
@@ -118,14 +121,15 @@ def summarise(rows: list[dict]) -> str:
         lines.append(f"| {lo}-{hi} mm | {len(sel)} | {sum(r['p'] >= 0.5 for r in sel)} |")
     lines += ["", "Calibration (analysed cases):", "", "| predicted | cases | mean predicted | observed residual |",
               "| --- | ---: | ---: | ---: |"]
-    for lo, hi in ((0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 1.01)):
-        sel = [r for r in done if lo <= r["p"] < hi]
+    for p_lo, p_hi in ((0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 1.01)):
+        sel = [r for r in done if p_lo <= r["p"] < p_hi]
         if sel:
-            lines.append(f"| {lo:.1f}-{min(hi, 1):.1f} | {len(sel)} | {np.mean([r['p'] for r in sel]):.2f} | "
+            lines.append(f"| {p_lo:.1f}-{min(p_hi, 1):.1f} | {len(sel)} | {np.mean([r['p'] for r in sel]):.2f} | "
                          f"{np.mean([r['residual'] for r in sel]):.2f} |")
     lines += ["", "The synthetic prevalence of residual disease is set by the case mix, not by the trials, so the "
               "calibration table shows the model's behaviour, not its clinical calibration.", "",
-              "| case | status | residual | p (95% interval) | registration error | suspicious foci | nodules (found) |",
+              "| case | status | residual | p (95% interval) | registration error | suspicious foci "
+              "| nodules (found) |",
               "| --- | --- | --- | --- | ---: | ---: | --- |"]
     for r in rows:
         p = "-" if r["p"] is None else f"{r['p']:.2f} ({r['interval'][0]:.2f}-{r['interval'][1]:.2f})"
@@ -154,9 +158,7 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
     text = summarise(rows)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "accuracy.md").write_text(text)
-    print(text)
+    write_results(HERE / "results" / "accuracy.md", text)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@ full-size and a small synthetic pair, against the floor of only reading the DICO
 Measured in the same run:
 * the CLI, ``followup analyze`` in a fresh process (interpreter start and imports included): wall
   time and peak resident memory (``os.wait4``'s rusage of that process);
-* the same analysis in a fresh process with its stages timed (``run_analysis``'s ``timings_s``,
+* the same analysis in a fresh process with its stages timed (``run_job``'s ``timings_s``,
   plus the imports), then again in the same process: the second run is a worker's steady state
   (a Celery worker imports once and analyses many studies), whose time gives one worker's
   throughput in studies per hour;
-* the floor (``benchmarks/bench_ingest.py``'s functions): reading every byte of both studies, and
-  reading + decoding every file with pydicom.
+* the floor (``followup.testing.bench``'s functions, as ``benchmarks/bench_ingest.py`` measures
+  them): reading every byte of both studies, and reading + decoding every file with pydicom.
 
 Usage: .venv/bin/python benchmarks/bench_analyze.py [--full-pair DIR] [--small-pair DIR] [--repeats N]
 Pairs are generated once (``followup synth``) into benchmarks/.cache/ (about a minute for the full
@@ -30,15 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from bench_ingest import files_of, naive_pydicom, read_floor, timed
+from followup.testing import bench
 
+HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-FOLLOWUP = Path(sys.executable).with_name("followup")
 STAGES = ("read_followup", "read_baseline", "registration", "motion", "enhancement",
           "segmentation", "scoring", "key_images", "pdf", "dicom", "write")
-STAGE_GROUPS = (  # the issue's stages -> run_analysis's timings
+STAGE_GROUPS = (  # the issue's stages -> run_job's timings
     ("DICOM read", ("read_followup", "read_baseline")),
     ("registration", ("registration",)),
     ("motion correction", ("motion",)),
@@ -55,33 +53,26 @@ _STAGED = """
 import json, sys, time
 t0 = time.perf_counter()
 import followup.cli  # noqa: F401  (the CLI's own imports)
-from followup.analyze import run_analysis
+from followup.job import run_job
 from followup.pipelines.register import compute_device
+from followup.procedure import load_procedure
 import torch
 from pathlib import Path
 t1 = time.perf_counter()
 pair, out = Path(sys.argv[1]), Path(sys.argv[2])
-cold = run_analysis(pair / "baseline", pair / "followup", pair / "procedure.json", out / "cold")
-warm = run_analysis(pair / "baseline", pair / "followup", pair / "procedure.json", out / "warm")
+record = load_procedure(pair / "procedure.json")
+cold = run_job(pair / "followup", pair / "baseline", record, out / "cold")
+warm = run_job(pair / "followup", pair / "baseline", record, out / "warm")
 print(json.dumps({"import": t1 - t0, "cold": cold.timings_s, "warm": warm.timings_s,
-                  "status": cold.report["status"], "device": str(compute_device()),
+                  "status": cold.report.status, "device": str(compute_device()),
                   "torch_threads": torch.get_num_threads()}))
 """
-
-
-def ensure_pair(pair: Path, size: str, scenario: str, seed: int, vendor: str) -> Path:
-    if not (pair / "truth.json").exists():
-        print(f"generating a {size} pair in {pair} (full size: about a minute)...", flush=True)
-        subprocess.run([str(FOLLOWUP), "synth", "--out", str(pair), "--scenario", scenario, "--seed",
-                        str(seed), "--vendor", vendor, "--size", size], check=True,
-                       stdout=subprocess.DEVNULL)
-    return pair
 
 
 def cli_run(pair: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of one ``followup analyze`` process."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(FOLLOWUP), "analyze", "--baseline", str(pair / "baseline"), "--followup",
+        cmd = [str(bench.FOLLOWUP), "analyze", "--baseline", str(pair / "baseline"), "--followup",
                str(pair / "followup"), "--procedure", str(pair / "procedure.json"), "--out", tmp]
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -155,7 +146,7 @@ def table(full: dict, small: dict, floor_read: float, floor_decode: float, n_fil
         lines.append(f"| {name} | {sum(f['cold'][k] for k in keys):.2f} s | "
                      f"{sum(s['cold'][k] for k in keys):.2f} s |")
     lines += [
-        (f"| analysis in a fresh process (`run_analysis`, sum of the above but imports) | "
+        (f"| analysis in a fresh process (`run_job`, sum of the above but imports) | "
          f"{f['cold']['total']:.2f} s | {s['cold']['total']:.2f} s |"),
         (f"| analysis in a warm worker process (second study) | {f['warm']['total']:.2f} s | "
          f"{s['warm']['total']:.2f} s |"),
@@ -191,20 +182,18 @@ def main() -> None:
     ap.add_argument("--small-pair", type=Path, default=CACHE / "small-residual-1-per-phase")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    full_pair = ensure_pair(args.full_pair, "full", "residual", 5, "single-series")
-    small_pair = ensure_pair(args.small_pair, "small", "residual", 1, "per-phase")
+    full_pair = bench.ensure_pair(args.full_pair, "full", "residual", 5, "single-series")
+    small_pair = bench.ensure_pair(args.small_pair, "small", "residual", 1, "per-phase")
     load_before = os.getloadavg()[0]
-    files = files_of(full_pair)
+    files = bench.files_of(full_pair)
     size_mb = sum(p.stat().st_size for p in files) / 1e6
-    floor_read = timed(read_floor, files, repeats=args.repeats)
-    floor_decode = timed(naive_pydicom, files, repeats=args.repeats)
+    floor_read = bench.timed(bench.read_floor, files, repeats=args.repeats)
+    floor_decode = bench.timed(bench.naive_pydicom, files, repeats=args.repeats)
     full = measure(full_pair, args.repeats)
     small = measure(small_pair, args.repeats)
     text = table(full, small, floor_read, floor_decode, len(files), size_mb, args.repeats,
                  (load_before, os.getloadavg()[0]))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "analyze.md").write_text(text)
-    print(text)
+    bench.write_results(HERE / "results" / "analyze.md", text)
 
 
 if __name__ == "__main__":

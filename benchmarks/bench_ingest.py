@@ -14,42 +14,21 @@ import argparse
 import datetime as dt
 import os
 import platform
-import statistics
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pydicom
+from followup.testing.bench import (
+    FOLLOWUP,
+    ensure_pair,
+    files_of,
+    naive_pydicom,
+    read_floor,
+    timed,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("FOLLOWUP_BENCH_CACHE", "/tmp/followup-bench"))
-
-
-def ensure_pair(pair: Path) -> Path:
-    if not (pair / "truth.json").exists():
-        from followup.synth import generate_pair
-
-        print(f"generating a full-size pair in {pair} (about a minute)...", flush=True)
-        generate_pair(pair, "residual", 5, "single-series", "full")
-    return pair
-
-
-def files_of(pair: Path) -> list[Path]:
-    return sorted(p for p in pair.rglob("*.dcm"))
-
-
-def read_floor(files: list[Path]) -> None:
-    for f in files:
-        with open(f, "rb") as fh:
-            while fh.read(1 << 20):
-                pass
-
-
-def naive_pydicom(files: list[Path]) -> None:
-    for f in files:
-        ds = pydicom.dcmread(f)
-        _ = ds.pixel_array
 
 
 def inspect_in_process(pair: Path) -> None:
@@ -59,18 +38,7 @@ def inspect_in_process(pair: Path) -> None:
 
 
 def inspect_cli(pair: Path) -> None:
-    exe = Path(sys.executable).with_name("followup")
-    subprocess.run([str(exe), "inspect", str(pair), "--json"], check=True, stdout=subprocess.DEVNULL)
-
-
-def timed(fn, *args, repeats: int) -> float:
-    fn(*args)  # warm-up: page cache, imports
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    subprocess.run([str(FOLLOWUP), "inspect", str(pair), "--json"], check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -78,7 +46,7 @@ def main() -> None:
     ap.add_argument("--pair", type=Path, default=CACHE / "full-residual-5-single-series")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    pair = ensure_pair(args.pair)
+    pair = ensure_pair(args.pair, "full", "residual", 5, "single-series")
     files = files_of(pair)
     size_mb = sum(f.stat().st_size for f in files) / 1e6
     t_floor = timed(read_floor, files, repeats=args.repeats)
@@ -105,10 +73,7 @@ def main() -> None:
     for name, t in rows:
         lines.append(f"| {name} | {t:.2f} | {t / t_floor:.1f} | {t / t_naive:.2f} |")
     lines += ["", "Command: `.venv/bin/python benchmarks/bench_ingest.py`", ""]
-    text = "\n".join(lines)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "ingest.md").write_text(text)
-    print(text)
+    write_results(HERE / "results" / "ingest.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -30,12 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+from followup.testing.bench import ensure_pair, write_results
+from followup.testing.service_harness import FOLLOWUP, free_port, process, wait_port
 
-from bench_ingest import CACHE, ensure_pair  # noqa: E402
-from service_harness import FOLLOWUP, free_port, process, wait_port  # noqa: E402
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("FOLLOWUP_BENCH_CACHE", "/tmp/followup-bench"))  # bench_ingest.py's pair
 
 ENV = dict(os.environ, TCP_NODELAY="1")
 
@@ -98,7 +97,7 @@ def main() -> None:
     for tool in ("storescu", "storescp"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} (dcmtk) is required: make tools")
-    pair = ensure_pair(CACHE / "full-residual-5-single-series")
+    pair = ensure_pair(CACHE / "full-residual-5-single-series", "full", "residual", 5, "single-series")
     folder = pair / "followup"
     files = sorted(folder.rglob("*.dcm"))
     n, mb = len(files), sum(f.stat().st_size for f in files) / 1e6
@@ -149,9 +148,7 @@ def main() -> None:
         "Command: `.venv/bin/python benchmarks/bench_listener.py`",
         "",
     ])
-    out = HERE / "results" / "listener.md"
-    out.write_text(table)
-    print(table)
+    write_results(HERE / "results" / "listener.md", table)
 
 
 if __name__ == "__main__":

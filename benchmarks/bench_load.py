@@ -11,8 +11,8 @@ Measured in the same run, on the same cohort:
    the machine: wall time, instances/s, MB/s, and the listener's peak resident memory (VmHWM);
 4. analysis: then ``--workers`` Celery workers start and analyse the 20 follow-ups (baselines are
    classified): studies/hour from the first analysis started to the last one finished.
-The outcome is checked as tests/test_load.py does (counts only): every instance registered once,
-one analysis per study, one SR per follow-up at the receiving PACS.
+The outcome is checked as tests/integration/test_load.py does (counts only): every instance
+registered once, one analysis per study, one SR per follow-up at the receiving PACS.
 
 Usage: .venv/bin/python benchmarks/bench_load.py [--patients 20] [--associations 8] [--workers 1]
 Writes benchmarks/results/load.md and prints it.
@@ -33,24 +33,17 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-
 import pydicom
-from service_harness import (
-    FOLLOWUP,
-    free_port,
-    process,
-    redis_server,
-    storescp,
-    wait_for,
-    wait_port,
-)
 from sqlalchemy import func, select
 
 from followup.service.registry import Analysis, Instance, Registry, Study
 from followup.service.store import Store
 from followup.synth.cohort import CohortCase, make_cohort, sending_lanes
+from followup.testing import service_harness as harness
+from followup.testing.bench import write_results
+from followup.testing.service_harness import FOLLOWUP, free_port, process
+
+HERE = Path(__file__).resolve().parent
 
 QUIET_S = 2.0
 CACHE = Path(os.environ.get("FOLLOWUP_BENCH_CACHE", "/tmp/followup-bench"))
@@ -96,7 +89,7 @@ def peer_receive(tmp: Path, lanes: list[list[Path]]) -> float:
     port = free_port()
     with process(["storescp", "--fork", "--aetitle", "PEER", "--output-directory", str(out), "+xa", str(port)],
                  tmp / "storescp-peer.log", dict(os.environ, TCP_NODELAY="1")):
-        wait_port(port)
+        harness.wait_port(port)
         wall = send_lanes(lanes, port, "PEER")
     return wall
 
@@ -150,17 +143,16 @@ def check_outcome(reg: Registry, cases: list[CohortCase], received: Path) -> lis
 def ours(tmp: Path, cases: list[CohortCase], lanes: list[list[Path]], workers: int) -> dict:
     followups = {c.followup_study_uid for c in cases}
     data = tmp / "data"
-    with redis_server(tmp) as redis_url, storescp(tmp) as (pacs_port, received):
-        env = dict(os.environ, FOLLOWUP_DATA_DIR=str(data), FOLLOWUP_REDIS_URL=redis_url)
-        for k in ("FOLLOWUP_DB_URL", "FOLLOWUP_DESTINATION", "FOLLOWUP_RETRIEVE"):
-            env.pop(k, None)
+    with harness.redis_server(tmp) as redis_url, harness.storescp(tmp) as (pacs_port, received):
+        env = harness.service_env(data, redis_url)
         subprocess.run([FOLLOWUP, "procedures", "add", *[str(c.path / "procedure.json") for c in cases]],
                        env=env, check=True, capture_output=True)
         port = free_port()
-        with process([FOLLOWUP, "serve-dicom", "--port", str(port), "--host", "127.0.0.1", "--allow", "PACS",
-                      "--destination", f"PACS@127.0.0.1:{pacs_port}", "--quiet-seconds", str(QUIET_S)],
+        with process([FOLLOWUP, "serve-dicom", "--port", str(port), "--host", "127.0.0.1",
+                      "--allow", "PACS", "--destination", f"PACS@127.0.0.1:{pacs_port}",
+                      "--quiet-seconds", str(QUIET_S)],
                      tmp / "listener.log", env) as listener:
-            wait_port(port)
+            harness.wait_port(port)
             time.sleep(1.0)
             rss_idle_kb = proc_status_kb(listener.pid, "VmRSS")
             wall = send_lanes(lanes, port, "FOLLOWUP")
@@ -168,13 +160,14 @@ def ours(tmp: Path, cases: list[CohortCase], lanes: list[list[Path]], workers: i
             reg = Registry(f"sqlite:///{(data / 'followup.db').resolve()}")
             worker_env = dict(env, OMP_NUM_THREADS="1") if workers > 1 else env
             logs = [tmp / f"worker{i}.log" for i in range(workers)]
-            procs = [process([FOLLOWUP, "worker", "--queues", "realtime,batch", "--hostname", f"bench{i}@%h"],
-                             log, worker_env) for i, log in enumerate(logs)]
+            procs = [process([FOLLOWUP, "worker", "--queues", "realtime,batch",
+                              "--hostname", f"bench{i}@%h"], log, worker_env)
+                     for i, log in enumerate(logs)]
             for p in procs:
                 p.__enter__()
             try:
-                wait_for(lambda: followups_done(reg, followups, received), TIMEOUT_S,
-                         "every follow-up analysed", interval=2)
+                harness.wait_for(lambda: followups_done(reg, followups, received), TIMEOUT_S,
+                                 "every follow-up analysed", interval=2)
                 time.sleep(QUIET_S + 3)  # a second analysis, if any, would show now
                 peak_kb = max(peak_kb, proc_status_kb(listener.pid, "VmHWM"))
             finally:
@@ -184,10 +177,13 @@ def ours(tmp: Path, cases: list[CohortCase], lanes: list[list[Path]], workers: i
             done = [a for a in s.scalars(select(Analysis).where(Analysis.study_uid.in_(followups)))
                     if a.started_at and a.finished_at]
         problems = check_outcome(reg, cases, received)
-    span = (max(a.finished_at for a in done) - min(a.started_at for a in done)).total_seconds()
+    finished = [a.finished_at for a in done if a.finished_at]
+    started = [a.started_at for a in done if a.started_at]
+    span = (max(finished) - min(started)).total_seconds()
+    durations = [a.duration_s or 0.0 for a in done]  # set together with finished_at
     return {"wall_s": wall, "rss_idle_mb": rss_idle_kb / 1024, "peak_rss_mb": peak_kb / 1024,
             "analysed": len(done), "analysis_span_s": span,
-            "mean_analysis_s": sum(a.duration_s for a in done) / len(done), "problems": problems}
+            "mean_analysis_s": sum(durations) / len(done), "problems": problems}
 
 
 def main() -> None:
@@ -246,10 +242,7 @@ def main() -> None:
         (f"Command: `.venv/bin/python benchmarks/bench_load.py --patients {args.patients} "
          f"--associations {args.associations} --workers {args.workers}`"), "",
     ]
-    text = "\n".join(lines)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "load.md").write_text(text)
-    print(text)
+    write_results(HERE / "results" / "load.md", "\n".join(lines))
     if r["problems"]:
         sys.exit(1)
 

@@ -32,22 +32,21 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from followup.dicom import load_dce_study
 from followup.pipelines.register import compute_device, register
 from followup.procedure import load_procedure
+from followup.testing.bench import ensure_pair, write_results
 from followup.volume import Volume
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-FOLLOWUP = Path(sys.executable).with_name("followup")
 SMALL_CASES = (("residual", 2001, "per-phase"), ("complete", 2002, "single-series"),
                ("confounder", 2003, "sagittal"), ("residual", 2004, "single-series"),
                ("complete", 2005, "per-phase"))
@@ -58,14 +57,8 @@ SAMPLES_PER_LEVEL = 8000
 Mapper = Callable[[np.ndarray], np.ndarray]  # baseline LPS point -> follow-up LPS point
 
 
-def ensure_pair(size: str, scenario: str, seed: int, vendor: str) -> Path:
-    pair = CACHE / f"{size}-{scenario}-{seed}-{vendor}"
-    if not (pair / "truth.json").exists():
-        print(f"generating {pair.name}...", flush=True)
-        subprocess.run([str(FOLLOWUP), "synth", "--out", str(pair), "--scenario", scenario, "--seed",
-                        str(seed), "--vendor", vendor, "--size", size], check=True,
-                       stdout=subprocess.DEVNULL)
-    return pair
+def cached_pair(size: str, scenario: str, seed: int, vendor: str) -> Path:
+    return ensure_pair(CACHE / f"{size}-{scenario}-{seed}-{vendor}", size, scenario, seed, vendor)
 
 
 def _inverse_point(forward: Callable[[np.ndarray], np.ndarray]) -> Mapper:
@@ -78,6 +71,16 @@ def _inverse_point(forward: Callable[[np.ndarray], np.ndarray]) -> Mapper:
 def _geometry(vol: Volume) -> tuple[list[float], list[float], np.ndarray]:
     sp = vol.spacing
     return sp.tolist(), vol.affine[:3, 3].tolist(), vol.affine[:3, :3] / sp
+
+
+def _itk_image(vol: Volume, from_array: Callable, direction_of: Callable[[np.ndarray], object]):
+    """A SimpleITK or ITK image of ``vol`` (arrays in z, y, x order) with its LPS geometry."""
+    img = from_array(np.ascontiguousarray(vol.data.T))
+    sp, origin, direction = _geometry(vol)
+    img.SetSpacing(sp)
+    img.SetOrigin(origin)
+    img.SetDirection(direction_of(direction))
+    return img
 
 
 # ----------------------------------------------------------------------------- methods
@@ -93,15 +96,7 @@ def ours(fixed: Volume, moving: Volume, centre_b: np.ndarray) -> Callable[[], Ma
 def simpleitk(fixed: Volume, moving: Volume, centre_b: np.ndarray) -> Callable[[], Mapper]:
     import SimpleITK as sitk
 
-    def image(vol: Volume):
-        img = sitk.GetImageFromArray(np.ascontiguousarray(vol.data.T))
-        sp, origin, direction = _geometry(vol)
-        img.SetSpacing(sp)
-        img.SetOrigin(origin)
-        img.SetDirection(direction.flatten().tolist())
-        return img
-
-    f, m = image(fixed), image(moving)
+    f, m = (_itk_image(v, sitk.GetImageFromArray, lambda d: d.flatten().tolist()) for v in (fixed, moving))
 
     def run() -> Mapper:
         shrink = [max(1, round(float(mm / min(fixed.spacing)))) for mm in LEVELS_MM]
@@ -146,15 +141,8 @@ def antspy(fixed: Volume, moving: Volume, centre_b: np.ndarray) -> Callable[[], 
 def elastix(fixed: Volume, moving: Volume, centre_b: np.ndarray) -> Callable[[], Mapper]:
     import itk
 
-    def image(vol: Volume):
-        img = itk.image_from_array(np.ascontiguousarray(vol.data.T))
-        sp, origin, direction = _geometry(vol)
-        img.SetSpacing(sp)
-        img.SetOrigin(origin)
-        img.SetDirection(itk.matrix_from_array(np.ascontiguousarray(direction)))
-        return img
-
-    f, m = image(fixed), image(moving)
+    f, m = (_itk_image(v, itk.image_from_array, lambda d: itk.matrix_from_array(np.ascontiguousarray(d)))
+            for v in (fixed, moving))
 
     def run() -> Mapper:
         params = itk.ParameterObject.New()
@@ -193,7 +181,7 @@ def run_case(pair: Path, methods, repeats: int) -> dict:
     fixed, moving = fu.phases[0].volume, ba.phases[0].volume
     centre_b = np.asarray(load_procedure(pair / "procedure.json").lesion.center_lps_mm, float)
     truth = np.asarray(json.loads((pair / "truth.json").read_text())["tumour"]["centre_followup_lps_mm"])
-    row = {"case": pair.name, "shape": fixed.shape}
+    row: dict[str, Any] = {"case": pair.name, "shape": fixed.shape}
     for name, make in methods:
         run = make(fixed, moving, centre_b)
         walls, cpus, errs = [], [], []
@@ -261,15 +249,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
     methods, notes = available()
-    pairs = [ensure_pair("small", *c) for c in SMALL_CASES[:args.small]]
-    pairs += [ensure_pair("full", *c) for c in FULL_CASES[:args.full]]
+    pairs = [cached_pair("small", *c) for c in SMALL_CASES[:args.small]]
+    pairs += [cached_pair("full", *c) for c in FULL_CASES[:args.full]]
     load_before = os.getloadavg()[0]
     rows = [run_case(p, methods, args.repeats) for p in pairs]
     text = summary(rows, [m for m, _ in methods], notes, args.repeats,
                    (load_before, os.getloadavg()[0]))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "register.md").write_text(text)
-    print(text)
+    write_results(HERE / "results" / "register.md", text)
 
 
 if __name__ == "__main__":

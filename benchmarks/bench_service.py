@@ -20,19 +20,19 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pydicom
+
+from followup.service.registry import Registry
+from followup.synth import generate_pair
+from followup.testing import service_harness as harness
+from followup.testing.bench import write_results
+from followup.testing.service_harness import FOLLOWUP, free_port, process
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-import pydicom  # noqa: E402
-
-from followup.service.registry import Registry  # noqa: E402
-from followup.synth import generate_pair  # noqa: E402
-from service_harness import FOLLOWUP, free_port, process, redis_server, storescp, storescu, wait_for, wait_port  # noqa: E402
 
 QUIET_S = 2.0
 CACHE = Path(os.environ.get("FOLLOWUP_BENCH_CACHE", "/tmp/followup-bench"))
@@ -51,10 +51,11 @@ def send_and_time(pair: Path, port: int, received: Path, reg: Registry, timeout:
     truth = json.loads((pair / "truth.json").read_text())
     fu = truth["studies"]["followup"]["study_uid"]
     t0 = time.time()
-    storescu(pair / "followup", port)
+    harness.storescu(pair / "followup", port)
     last_ack = time.time()
-    wait_for(lambda: sr_time(received, fu), timeout, f"SR of {fu}")
+    harness.wait_for(lambda: sr_time(received, fu), timeout, f"SR of {fu}")
     arrived = sr_time(received, fu)
+    assert arrived is not None  # wait_for returned: the SR is there
     a = reg.latest_analysis(fu)
     return {"study": fu, "send_s": last_ack - t0, "latency_s": arrived - last_ack,
             "analysis_s": a.duration_s if a else None, "status": a.status if a else None}
@@ -78,7 +79,7 @@ def main() -> None:
         generate_pair(full, "residual", 5, "single-series", "full")
     rows: dict[str, list[dict]] = {"small": [], "full": []}
     fairness = {}
-    with redis_server(tmp) as redis_url, storescp(tmp) as (pacs_port, received):
+    with harness.redis_server(tmp) as redis_url, harness.storescp(tmp) as (pacs_port, received):
         env = dict(os.environ, FOLLOWUP_DATA_DIR=str(tmp / "data"), FOLLOWUP_REDIS_URL=redis_url)
         env.pop("FOLLOWUP_DB_URL", None)
         port = free_port()
@@ -86,13 +87,13 @@ def main() -> None:
                       "--destination", f"PACS@127.0.0.1:{pacs_port}", "--quiet-seconds", str(QUIET_S)],
                      tmp / "listener.log", env), \
              process([FOLLOWUP, "worker", "--queues", "realtime,batch"], tmp / "worker.log", env):
-            wait_port(port)
+            harness.wait_port(port)
             reg = Registry(f"sqlite:///{(tmp / 'data' / 'followup.db').resolve()}")
             todo = pairs[:args.small] + ([full] if args.full else [])
             for p in todo:
                 subprocess.run([FOLLOWUP, "procedures", "add", str(p / "procedure.json")], env=env, check=True,
                                capture_output=True)
-                storescu(p / "baseline", port)
+                harness.storescu(p / "baseline", port)
             time.sleep(QUIET_S + 3)
             for p in todo:
                 kind = "full" if p == full else "small"
@@ -102,32 +103,35 @@ def main() -> None:
             if args.batch:
                 from followup.config import Settings
                 from followup.service.batch import start_reanalysis
+                from workers.tasks import celery_queue
 
                 settings = Settings.from_env(data_dir=tmp / "data", redis_url=redis_url)
+                queue = celery_queue(settings, reg)
                 small_uids = [r["study"] for r in rows["small"]]
-                os.environ["FOLLOWUP_REDIS_URL"] = redis_url
                 queued = 0
                 while queued < args.batch:
-                    b = start_reanalysis(settings, reg, study_uids=small_uids[: args.batch - queued],
+                    b = start_reanalysis(reg, queue, study_uids=small_uids[: args.batch - queued],
                                          reason="benchmark")
                     queued += b.total
                 time.sleep(2)
                 newcomer = pairs[args.small]
                 subprocess.run([FOLLOWUP, "procedures", "add", str(newcomer / "procedure.json")], env=env,
                                check=True, capture_output=True)
-                storescu(newcomer / "baseline", port)
+                harness.storescu(newcomer / "baseline", port)
                 time.sleep(QUIET_S + 2)
                 t_send = time.time()
                 res = send_and_time(newcomer, port, received, reg, 600)
                 fu = res["study"]
                 a = reg.latest_analysis(fu)
                 st = reg.study(fu)
-                batch_done = [x for x in reg.analyses() if x.queue == "batch" and x.duration_s]
+                batch_s = [x.duration_s for x in reg.analyses() if x.queue == "batch" and x.duration_s]
+                waited = (a.started_at - st.enqueued_at).total_seconds() \
+                    if a and a.started_at and st and st.enqueued_at else None
                 fairness = {
                     "batch_queued": queued,
-                    "batch_done_before_arrival_finished": len(batch_done),
-                    "arrival_wait_s": (a.started_at - st.enqueued_at).total_seconds() if a and st.enqueued_at else None,
-                    "mean_batch_task_s": statistics.mean(x.duration_s for x in batch_done) if batch_done else None,
+                    "batch_done_before_arrival_finished": len(batch_s),
+                    "arrival_wait_s": waited,
+                    "mean_batch_task_s": statistics.mean(batch_s) if batch_s else None,
                     "arrival_latency_s": res["latency_s"], "since_send_s": time.time() - t_send,
                 }
                 print("fairness", fairness, flush=True)
@@ -137,8 +141,8 @@ def main() -> None:
              "| --- | ---: | ---: | ---: |"]
     for kind in ("small", "full"):
         for r in rows[kind]:
-            lines.append(f"| {kind} {r['study'][-12:]} ({r['status']}) | {r['send_s']:.1f} s | {r['latency_s']:.1f} s | "
-                         f"{r['analysis_s']:.1f} s |")
+            lines.append(f"| {kind} {r['study'][-12:]} ({r['status']}) | {r['send_s']:.1f} s "
+                         f"| {r['latency_s']:.1f} s | {r['analysis_s']:.1f} s |")
     for kind in ("small", "full"):
         ds = [r["analysis_s"] for r in rows[kind] if r["analysis_s"]]
         if ds:
@@ -151,10 +155,7 @@ def main() -> None:
                   f"tasks had finished when the new study's SR reached PACS, "
                   f"{fairness['arrival_latency_s']:.1f} s after its last instance)."]
     lines += ["", "Command: `.venv/bin/python benchmarks/bench_service.py`", ""]
-    text = "\n".join(lines)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "service.md").write_text(text)
-    print(text)
+    write_results(HERE / "results" / "service.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

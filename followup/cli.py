@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
+import click
 import typer
 
 from followup import __version__
@@ -23,20 +23,20 @@ app = typer.Typer(
 )
 
 
-class Scenario(str, Enum):
+class Scenario(StrEnum):
     complete = "complete"
     residual = "residual"
     early = "early"
     confounder = "confounder"
 
 
-class Vendor(str, Enum):
+class Vendor(StrEnum):
     per_phase = "per-phase"
     single_series = "single-series"
     sagittal = "sagittal"
 
 
-class Size(str, Enum):
+class Size(StrEnum):
     small = "small"
     full = "full"
 
@@ -48,32 +48,37 @@ def _fail(err: FollowupError) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="FOLLOWUP_DATA_DIR",
-                                         help="Spool, store, quarantine, reports, SQLite file."),
-    db_url: str | None = typer.Option(None, "--db-url", envvar="FOLLOWUP_DB_URL",
-                                      help="SQLAlchemy URL (default: SQLite in the data dir)."),
-    redis_url: str | None = typer.Option(None, "--redis-url", envvar="FOLLOWUP_REDIS_URL",
-                                         help="Celery broker (default redis://127.0.0.1:6379/0)."),
-    api_token: str | None = typer.Option(None, "--api-token", envvar="FOLLOWUP_API_TOKEN",
-                                         help="Bearer token of the API.", show_default=False),
+    data_dir: Path | None = typer.Option(None, "--data-dir", show_default=False,
+                                         help="Spool, store, quarantine, reports, SQLite file "
+                                              "(env FOLLOWUP_DATA_DIR; default ./followup-data)."),
+    db_url: str | None = typer.Option(None, "--db-url", show_default=False,
+                                      help="SQLAlchemy URL (env FOLLOWUP_DB_URL; default: SQLite in the data dir)."),
+    redis_url: str | None = typer.Option(None, "--redis-url", show_default=False,
+                                         help="Celery broker (env FOLLOWUP_REDIS_URL; default "
+                                              "redis://127.0.0.1:6379/0)."),
+    api_token: str | None = typer.Option(None, "--api-token", show_default=False,
+                                         help="Bearer token of the API (env FOLLOWUP_API_TOKEN)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # pynetdicom logs a line per DIMSE message at INFO: noise at a PACS's rate (and time on the
     # receive path). Our listener logs one summary per association instead.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    # Each option is also an environment variable; child processes (workers) inherit them.
-    for name, value in (("FOLLOWUP_DATA_DIR", data_dir), ("FOLLOWUP_DB_URL", db_url),
-                        ("FOLLOWUP_REDIS_URL", redis_url), ("FOLLOWUP_API_TOKEN", api_token)):
-        if value is not None:
-            os.environ[name] = str(value)
+    # The options override the environment (read by followup.config alone); each command builds
+    # its Settings from both (``_settings``) and passes it on, to workers too.
+    ctx.obj = {"data_dir": data_dir, "db_url": db_url, "redis_url": redis_url, "api_token": api_token}
 
 
 def _settings(**overrides):
+    """The Settings of this command: its options, then the main options, then the environment."""
     from followup.config import Settings
 
-    s = Settings.from_env(**overrides)
+    ctx = click.get_current_context(silent=True)
+    options = dict((ctx.find_root().obj or {}) if ctx is not None else {})
+    options.update(overrides)
+    s = Settings.from_env(**options)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     return s
 
@@ -82,6 +87,13 @@ def _registry(settings):
     from followup.service.registry import Registry
 
     return Registry(settings.database_url)
+
+
+def _work_queue(settings, registry):
+    """The composition root's one tie to ``workers``: the Celery queue, configured with ``settings``."""
+    from workers.tasks import celery_queue
+
+    return celery_queue(settings, registry)
 
 
 @app.command()
@@ -150,24 +162,25 @@ def analyze(
     Exit status 0 whenever a report was written (deferred and failed analyses included);
     2 when no report could be made.
     """
-    from followup.analyze import run_analysis
+    from followup.job import run_job
+    from followup.procedure import load_procedure
 
     try:
-        result = run_analysis(baseline, followup, procedure, out)
+        result = run_job(followup, baseline, load_procedure(procedure), out)
     except FollowupError as err:
         _fail(err)
         return
     r = result.report
-    if r["status"] == "complete":
-        lo, hi = r["probability_interval"]
-        conf = " (LOW CONFIDENCE)" if r["confidence"] == "low" else ""
-        typer.echo(f"residual-tumour probability {r['residual_probability']:.0%} "
+    if r.status == "complete" and r.probability_interval is not None and r.residual_probability is not None:
+        lo, hi = r.probability_interval
+        conf = " (LOW CONFIDENCE)" if r.confidence == "low" else ""
+        typer.echo(f"residual-tumour probability {r.residual_probability:.0%} "
                    f"(95% interval {lo:.0%}-{hi:.0%}){conf}; "
-                   f"{len(r['findings']['suspicious_foci'])} suspicious focus/foci")
+                   f"{len(r.findings.suspicious_foci) if r.findings else 0} suspicious focus/foci")
     else:
-        typer.secho(f"{r['status']}: {r['reason']}", err=True, fg=typer.colors.YELLOW)
-    for rec in r["recommendations"]:
-        typer.echo(f"  recommendation [{rec['code']}]: {rec['text']}")
+        typer.secho(f"{r.status}: {r.reason}", err=True, fg=typer.colors.YELLOW)
+    for rec in r.recommendations:
+        typer.echo(f"  recommendation [{rec.code}]: {rec.text}")
     typer.echo(f"report: {result.paths['html']} (data: {result.paths['json']}); "
                f"{result.timings_s['total']:.1f} s")
 
@@ -180,10 +193,11 @@ app.add_typer(procedures_app, name="procedures")
 def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json file(s).")) -> None:
     """Add (or update) procedure records; analyses waiting for them resume."""
     from followup.procedure import load_procedure
-    from followup.service.pipeline import resume_for_procedure
+    from followup.service.orchestrator import resume_for_procedure
 
     settings = _settings()
     reg = _registry(settings)
+    queue = _work_queue(settings, reg)
     for f in files:
         try:
             rec = load_procedure(f)
@@ -191,7 +205,7 @@ def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json 
             _fail(err)
             return
         p = reg.add_procedure(rec)
-        waiting = resume_for_procedure(reg, rec.patient_id)
+        waiting = resume_for_procedure(reg, queue, rec.patient_id)
         typer.echo(f"procedure {p.id}: {rec.procedure_date} ({rec.laterality}) added from {f.name}"
                    + (f"; resumed {len(waiting)} deferred study/studies" if waiting else ""))
 
@@ -214,65 +228,77 @@ def procedures_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command("serve-dicom")
 def serve_dicom_cmd(
-    ae_title: str = typer.Option("FOLLOWUP", "--ae-title", help="Our AE title."),
+    ae_title: str | None = typer.Option(None, "--ae-title", show_default=False,
+                                        help="Our AE title (env FOLLOWUP_AE_TITLE; default FOLLOWUP)."),
     port: int = typer.Option(11112, "--port"),
     allow: list[str] = typer.Option(..., "--allow", help="Calling AE title allowed to send (repeat)."),
-    destination: str | None = typer.Option(None, "--destination", envvar="FOLLOWUP_DESTINATION",
-                                           help="PACS receiving SR/SEG/PDF: AET@HOST:PORT, or AET@HOST:PORT/tls."),
+    destination: str | None = typer.Option(None, "--destination", show_default=False,
+                                           help="PACS receiving SR/SEG/PDF: AET@HOST:PORT, or AET@HOST:PORT/tls "
+                                                "(env FOLLOWUP_DESTINATION)."),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="Stable-study quiet period."),
     host: str = typer.Option("0.0.0.0", "--host", help="Interface to listen on."),
-    tls_cert: Path | None = typer.Option(None, "--tls-cert", envvar="FOLLOWUP_TLS_CERT",
-                                         help="Our certificate (PEM): the listener speaks DICOM TLS."),
-    tls_key: Path | None = typer.Option(None, "--tls-key", envvar="FOLLOWUP_TLS_KEY",
-                                        help="The certificate's private key (PEM)."),
-    tls_ca: Path | None = typer.Option(None, "--tls-ca", envvar="FOLLOWUP_TLS_CA",
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", show_default=False,
+                                         help="Our certificate (PEM): the listener speaks DICOM TLS "
+                                              "(env FOLLOWUP_TLS_CERT)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", show_default=False,
+                                        help="The certificate's private key (PEM) (env FOLLOWUP_TLS_KEY)."),
+    tls_ca: Path | None = typer.Option(None, "--tls-ca", show_default=False,
                                        help="CA bundle (PEM): callers need a certificate it signed "
-                                            "(mutual TLS); also verifies the PACS when sending."),
-    tls_destination: bool = typer.Option(False, "--tls-destination", envvar="FOLLOWUP_TLS_DESTINATION",
-                                         help="Send results to the destination over TLS."),
+                                            "(mutual TLS); also verifies the PACS when sending (env FOLLOWUP_TLS_CA)."),
+    tls_destination: bool = typer.Option(False, "--tls-destination",
+                                         help="Send results to the destination over TLS "
+                                              "(env FOLLOWUP_TLS_DESTINATION=1)."),
     max_instance_bytes: int | None = typer.Option(
-        None, "--max-instance-bytes", envvar="FOLLOWUP_MAX_INSTANCE_BYTES", min=1,
-        help="Largest instance accepted (default 512 MiB); larger ones are refused (0xA701)."),
+        None, "--max-instance-bytes", min=1, show_default=False,
+        help="Largest instance accepted (default 512 MiB); larger ones are refused (0xA701) "
+             "(env FOLLOWUP_MAX_INSTANCE_BYTES)."),
     max_study_instances: int | None = typer.Option(
-        None, "--max-study-instances", envvar="FOLLOWUP_MAX_STUDY_INSTANCES", min=1,
-        help="Most instances kept for one study (default 10000); more are refused (0xA702)."),
+        None, "--max-study-instances", min=1, show_default=False,
+        help="Most instances kept for one study (default 10000); more are refused (0xA702) "
+             "(env FOLLOWUP_MAX_STUDY_INSTANCES)."),
     max_associations: int | None = typer.Option(
-        None, "--max-associations", envvar="FOLLOWUP_MAX_ASSOCIATIONS", min=1,
-        help="Most concurrent associations (default 8); more are rejected."),
+        None, "--max-associations", min=1, show_default=False,
+        help="Most concurrent associations (default 8); more are rejected (env FOLLOWUP_MAX_ASSOCIATIONS)."),
 ) -> None:
     """The DICOM node PACS auto-routes to: C-ECHO, C-STORE; stable studies go to the workers."""
-    from dataclasses import replace
-
-    from followup.config import DicomNode
     from followup.service.listener import listener_ssl_context, serve_dicom
+    from followup.service.reconcile import start_periodic_sweep
 
     try:
-        dest = DicomNode.parse(destination) if destination else None
-        if dest is not None and tls_destination:
-            dest = replace(dest, tls=True)
-        settings = _settings(destination=dest, ae_title=ae_title, tls_cert=tls_cert, tls_key=tls_key,
-                             tls_ca=tls_ca, max_instance_bytes=max_instance_bytes,
-                             max_study_instances=max_study_instances, max_associations=max_associations)
+        settings = _listener_settings(destination, tls_destination, ae_title=ae_title, tls_cert=tls_cert,
+                                      tls_key=tls_key, tls_ca=tls_ca, max_instance_bytes=max_instance_bytes,
+                                      max_study_instances=max_study_instances, max_associations=max_associations)
         listener_ssl_context(settings)  # unreadable certificate or key: say so now, in one line
     except (ValueError, OSError) as exc:
         typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from exc
     reg = _registry(settings)
+    dest = settings.destination
     if dest is not None:
-        reg.put_setting("destination", str(dest))
-    from workers.tasks import enqueue_study
-
+        reg.put_setting("destination", str(dest))  # workers started without one send there
+    queue = _work_queue(settings, reg)
     mode = ("TLS, client certificates required" if settings.tls_ca else "TLS") if settings.listener_tls \
         else "no TLS"
-    typer.echo(f"listening as {ae_title} on {host}:{port} ({mode}); allowed callers: {', '.join(allow)}; "
+    typer.echo(f"listening as {settings.ae_title} on {host}:{port} ({mode}); allowed callers: {', '.join(allow)}; "
                f"results to {dest or 'nowhere (no --destination)'}; at most {settings.max_associations} "
                f"associations, {settings.max_instance_bytes} bytes an instance, "
                f"{settings.max_study_instances} instances a study")
-    from followup.service.reconcile import start_periodic_sweep
+    start_periodic_sweep(settings, reg, queue)  # re-sends what a broker restart lost
+    serve_dicom(settings, ae_title=settings.ae_title, port=port, allow=list(allow), quiet_seconds=quiet_seconds,
+                on_stable=lambda uid: queue.enqueue_study(uid), host=host)
 
-    start_periodic_sweep()  # re-sends what a broker restart lost (FOLLOWUP_RECONCILE_SECONDS)
-    serve_dicom(settings, ae_title=ae_title, port=port, allow=list(allow), quiet_seconds=quiet_seconds,
-                on_stable=lambda uid: enqueue_study(uid), host=host)
+
+def _listener_settings(destination: str | None, tls_destination: bool, **overrides):
+    """serve-dicom's Settings: ``--destination`` (else FOLLOWUP_DESTINATION), made TLS by
+    ``--tls-destination`` (or FOLLOWUP_TLS_DESTINATION=1, applied by Settings.from_env)."""
+    from dataclasses import replace
+
+    from followup.config import DicomNode
+
+    settings = _settings(destination=DicomNode.parse(destination) if destination else None, **overrides)
+    if tls_destination and settings.destination is not None and not settings.destination.tls:
+        settings = replace(settings, destination=replace(settings.destination, tls=True))
+    return settings
 
 
 @app.command("worker")
@@ -281,12 +307,14 @@ def worker_cmd(
     concurrency: int = typer.Option(1, "--concurrency"),
     hostname: str | None = typer.Option(None, "--hostname"),
 ) -> None:
-    """A Celery worker (thin wrapper over `celery -A workers.celery_app worker`)."""
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
-           "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-l", "INFO"]
+    """A Celery worker on these queues, configured with this command's settings (options and
+    FOLLOWUP_* environment)."""
+    from workers.celery_app import configure
+
+    argv = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-l", "INFO"]
     if hostname:
-        cmd += ["--hostname", hostname]
-    os.execv(sys.executable, cmd)
+        argv += ["--hostname", hostname]
+    configure(_settings()).worker_main(argv)
 
 
 @app.command("serve-api")
@@ -299,7 +327,8 @@ def serve_api_cmd(port: int = typer.Option(8080, "--port"),
     if not settings.api_token:
         typer.secho("error [config]: set FOLLOWUP_API_TOKEN (or --api-token)", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
-    serve_api(settings, port=port, host=host)
+    reg = _registry(settings)
+    serve_api(settings, port=port, host=host, registry=reg, queue=_work_queue(settings, reg))
 
 
 @app.command("reanalyze")
@@ -316,21 +345,22 @@ def reanalyze_cmd(
 
     settings = _settings()
     reg = _registry(settings)
+    queue = _work_queue(settings, reg)
     if resume is not None:
         if reg.batch(resume) is None:
             typer.secho(f"error [batch]: no batch {resume}", err=True, fg=typer.colors.RED)
             raise typer.Exit(code=2)
-        n = resume_batch(reg, resume)
+        n = resume_batch(reg, queue, resume)
         typer.echo(f"batch {resume}: {n} queued analyses sent again")
         batch_id = resume
     else:
         try:
             day = dt.date.fromisoformat(since) if since else None
-            batch = start_reanalysis(settings, reg, since=day, study_uids=list(study) or None,
+            batch = start_reanalysis(reg, queue, since=day, study_uids=list(study) or None,
                                      all_studies=all_studies, reason=reason)
         except ValueError as exc:
             typer.secho(f"error [batch]: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(code=2)
+            raise typer.Exit(code=2) from exc
         batch_id = batch.id
         typer.echo(f"batch {batch_id}: {batch.total} studies enqueued on 'batch' "
                    f"(resume with: followup reanalyze --resume {batch_id})")
@@ -352,9 +382,11 @@ def reanalyze_cmd(
 def reconcile_cmd(older_than: float = typer.Option(600.0, "--older-than",
                                                    help="Seconds an analysis may stay queued/running.")) -> None:
     """Re-send work lost by the broker (after a Redis restart): the registry is the source of truth."""
-    from workers.tasks import reconcile
+    from followup.service.reconcile import sweep
 
-    res = reconcile(older_than)  # analyses whose message is still in Redis are left alone
+    settings = _settings()
+    reg = _registry(settings)
+    res = sweep(reg, _work_queue(settings, reg), older_than_s=older_than)  # analyses still in Redis are left alone
     typer.echo(f"{len(res.studies_enqueued)} stable study/studies enqueued, "
                f"{len(res.analyses_resent)} analysis/analyses re-sent")
     if res.broker_unreadable or res.errors:

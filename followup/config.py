@@ -1,4 +1,4 @@
-"""Service configuration: environment variables, each also a CLI option.
+"""Service configuration: environment variables (several also CLI options, which override them).
 
 | variable | meaning | default |
 | --- | --- | --- |
@@ -22,8 +22,13 @@
 | FOLLOWUP_MAX_STUDY_INSTANCES | most instances the listener keeps for one study; more are refused with 0xA702 | 10000 |
 | FOLLOWUP_SYNC_STORAGE | 1: fsync every received instance (file and directory) and commit the registry with SQLite synchronous=FULL before answering success: survives power loss. 0: atomic rename and WAL commit only: survives a crash or restart of any process, not a power cut (like storescp; the PACS still holds the study) | 1 |
 | FOLLOWUP_MAX_ASSOCIATIONS | most concurrent associations of the listener; more are rejected (A-ASSOCIATE-RJ, transient) | 8 |
+| FOLLOWUP_MAX_MEMORY_PER_CHILD_KB | a worker's pool process is replaced after a task that left it above this (KiB) | 4194304 (4 GiB) |
+| FOLLOWUP_FAULT_INJECT | tests only: ``raise:<Study UID>,kill:<Study UID>`` makes those analyses raise or SIGKILL their worker | (none: inert) |
 
 A node is written ``AET@HOST:PORT``; ``AET@HOST:PORT/tls`` marks it as reached over TLS.
+
+This module is the only one that reads the environment (``Settings.from_env``, called by the
+command line, the composition root); everything else receives a ``Settings``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import overload
 
 AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash
 
@@ -40,6 +46,10 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 DEFAULT_MAX_INSTANCE_BYTES = 512 * 1024 * 1024  # an Enhanced MR of a full DCE study is ~400 MB
 DEFAULT_MAX_STUDY_INSTANCES = 10_000  # a full-size DCE study is ~1,000 instances
 DEFAULT_MAX_ASSOCIATIONS = 8
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # > the longest analysis
+DEFAULT_MAX_MEMORY_PER_CHILD_KB = 4 * 1024 * 1024
+DEFAULT_RECONCILE_SECONDS = 60.0
+DEFAULT_RECONCILE_OLDER_THAN_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -63,21 +73,46 @@ class DicomNode:
         return f"{self.ae_title}@{self.host}:{self.port}" + ("/tls" if self.tls else "")
 
 
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment with ``overrides``: what a child process (a worker, a listener
+    started by a test harness) is given, so that its own ``Settings.from_env()`` reads them."""
+    return {**os.environ, **overrides}
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in TRUE_WORDS
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, parse: type[int] | type[float], what: str, minimum: float) -> int | float | None:
+    """The variable parsed as a number, None when unset; a clear error naming it when invalid."""
     text = os.environ.get(name, "").strip()
     if not text:
-        return default
+        return None
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise ValueError(f"{name}: expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"{name}: must be at least 1, got {value}")
+        raise ValueError(f"{name}: expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: must be at least {minimum:g}, got {text}")
     return value
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env_number(name, int, "a whole number", 1)
+    return default if value is None else int(value)
+
+
+@overload
+def _env_float(name: str, default: float, minimum: float = 0.0) -> float: ...
+
+
+@overload
+def _env_float(name: str, default: None, minimum: float = 0.0) -> float | None: ...
+
+
+def _env_float(name: str, default: float | None, minimum: float = 0.0) -> float | None:
+    value = _env_number(name, float, "a number of seconds", minimum)
+    return default if value is None else float(value)
 
 
 def _env_path(name: str) -> Path | None:
@@ -101,14 +136,36 @@ class Settings:
     max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES
     max_associations: int = DEFAULT_MAX_ASSOCIATIONS
     sync_storage: bool = True
+    # Workers and the broker
+    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    analysis_lease_override_s: float | None = None  # None: see ``analysis_lease_s``
+    max_memory_per_child_kb: int = DEFAULT_MAX_MEMORY_PER_CHILD_KB
+    reconcile_seconds: float = DEFAULT_RECONCILE_SECONDS  # 0: no periodic sweep
+    reconcile_older_than_s: float = DEFAULT_RECONCILE_OLDER_THAN_S
+    # Test support, inert when None: "raise:<Study UID>,kill:<Study UID>" (see
+    # followup.service.orchestrator.injected_fault).
+    fault_inject: str | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS: give both a certificate (FOLLOWUP_TLS_CERT) and its key "
                              "(FOLLOWUP_TLS_KEY), or neither")
-        for name in ("max_instance_bytes", "max_study_instances", "max_associations"):
+        for name in ("max_instance_bytes", "max_study_instances", "max_associations",
+                     "visibility_timeout_s", "max_memory_per_child_kb"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.reconcile_seconds < 0 or self.reconcile_older_than_s < 0:
+            raise ValueError("the reconciliation interval and age must be >= 0")
+
+    @property
+    def analysis_lease_s(self) -> float:
+        """How long a running analysis's heartbeat stays valid (s). A broker redelivers a task only
+        after its visibility timeout, so the lease is at most half of that (a redelivery after a
+        worker died always finds the lease expired) and at most a minute, unless set explicitly
+        (FOLLOWUP_ANALYSIS_LEASE); never under a second."""
+        if self.analysis_lease_override_s is not None:
+            return max(1.0, float(self.analysis_lease_override_s))
+        return max(1.0, min(60.0, self.visibility_timeout_s / 2))
 
     @property
     def listener_tls(self) -> bool:
@@ -137,6 +194,7 @@ class Settings:
             "max_study_instances": _env_int("FOLLOWUP_MAX_STUDY_INSTANCES", DEFAULT_MAX_STUDY_INSTANCES),
             "max_associations": _env_int("FOLLOWUP_MAX_ASSOCIATIONS", DEFAULT_MAX_ASSOCIATIONS),
             "sync_storage": env.get("FOLLOWUP_SYNC_STORAGE", "1").strip().lower() not in ("0", "false", "no", "off"),
+            **_service_env(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["data_dir"], str):
@@ -151,3 +209,16 @@ class Settings:
             if values[key] is not None and env_flag(flag) and not values[key].tls:
                 values[key] = replace(values[key], tls=True)
         return cls(**values)
+
+
+def _service_env() -> dict:
+    """The workers' and the broker's variables (``from_env``)."""
+    visibility = _env_float("FOLLOWUP_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT_S, 1)
+    return {
+        "visibility_timeout_s": int(visibility),
+        "analysis_lease_override_s": _env_float("FOLLOWUP_ANALYSIS_LEASE", None),
+        "max_memory_per_child_kb": _env_int("FOLLOWUP_MAX_MEMORY_PER_CHILD_KB", DEFAULT_MAX_MEMORY_PER_CHILD_KB),
+        "reconcile_seconds": _env_float("FOLLOWUP_RECONCILE_SECONDS", DEFAULT_RECONCILE_SECONDS),
+        "reconcile_older_than_s": _env_float("FOLLOWUP_RECONCILE_OLDER_THAN", DEFAULT_RECONCILE_OLDER_THAN_S),
+        "fault_inject": os.environ.get("FOLLOWUP_FAULT_INJECT", "").strip() or None,
+    }

@@ -26,12 +26,12 @@ class Figure:
     assumption: bool = False
 
     @classmethod
-    def from_counts(cls, events: int, n: int, source: str) -> "Figure":
+    def from_counts(cls, events: int, n: int, source: str) -> Figure:
         # Jeffreys prior Beta(0.5, 0.5) updated with the trial's counts.
         return cls(events / n, events + 0.5, n - events + 0.5, source)
 
     @classmethod
-    def from_value(cls, value: float, n_eff: float, source: str, assumption: bool = False) -> "Figure":
+    def from_value(cls, value: float, n_eff: float, source: str, assumption: bool = False) -> Figure:
         return cls(value, value * n_eff, (1.0 - value) * n_eff, source, assumption)
 
 

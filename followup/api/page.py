@@ -29,7 +29,9 @@ td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 #msg.ok { color: #57606a; }
 .hidden { display: none; }
 progress { width: 12em; vertical-align: middle; }
-button.link { background: none; border: none; color: #0969da; text-decoration: underline; cursor: pointer; padding: 0 .3em; }
+button.link {
+  background: none; border: none; color: #0969da; text-decoration: underline; cursor: pointer; padding: 0 .3em;
+}
 .muted { color: #57606a; }
 </style>
 </head>
@@ -63,7 +65,9 @@ button.link { background: none; border: none; color: #0969da; text-decoration: u
   </table>
   <h2>Reanalysis batches</h2>
   <table>
-    <thead><tr><th>#</th><th>Created</th><th>Reason</th><th>Algorithm</th><th>Progress</th><th>By status</th></tr></thead>
+    <thead><tr>
+      <th>#</th><th>Created</th><th>Reason</th><th>Algorithm</th><th>Progress</th><th>By status</th>
+    </tr></thead>
     <tbody id="batches"></tbody>
   </table>
 </section>
@@ -140,15 +144,23 @@ button.link { background: none; border: none; color: #0969da; text-decoration: u
     return b;
   }
 
-  function renderStudies(rows) {
-    var body = $("studies");
+  // Fill a table body with one row per item (rowOf appends the cells), or one "empty" line.
+  function fillTable(id, rows, empty, columns, rowOf) {
+    var body = $(id);
     body.replaceChildren();
     if (!rows.length) {
-      var tr = document.createElement("tr"), td = cell("No study.", "muted");
-      td.colSpan = 7; tr.appendChild(td); body.appendChild(tr); return;
+      var tr = document.createElement("tr"), td = cell(empty, "muted");
+      td.colSpan = columns; tr.appendChild(td); body.appendChild(tr); return;
     }
-    rows.forEach(function (s) {
+    rows.forEach(function (item) {
       var tr = document.createElement("tr");
+      rowOf(tr, item);
+      body.appendChild(tr);
+    });
+  }
+
+  function renderStudies(rows) {
+    fillTable("studies", rows, "No study.", 7, function (tr, s) {
       var rep = s.reported_analysis, latest = s.latest_analysis;
       tr.appendChild(cell(s.study_date || ""));
       tr.appendChild(cell(s.accession_number || ""));
@@ -161,19 +173,12 @@ button.link { background: none; border: none; color: #0969da; text-decoration: u
       var td = document.createElement("td");
       if (rep) { td.appendChild(reportButton(s.study_uid, "html")); td.appendChild(reportButton(s.study_uid, "pdf")); }
       tr.appendChild(td);
-      body.appendChild(tr);
     });
   }
 
   function renderBatches(rows) {
-    var body = $("batches");
-    body.replaceChildren();
-    if (!rows.length) {
-      var tr = document.createElement("tr"), td = cell("No batch.", "muted");
-      td.colSpan = 6; tr.appendChild(td); body.appendChild(tr); return;
-    }
-    rows.forEach(function (b) {
-      var tr = document.createElement("tr"), p = b.progress;
+    fillTable("batches", rows, "No batch.", 6, function (tr, b) {
+      var p = b.progress;
       tr.appendChild(cell(b.id, "num"));
       tr.appendChild(cell((b.created_at || "").replace("T", " ").slice(0, 16)));
       tr.appendChild(cell(b.reason));
@@ -186,7 +191,6 @@ button.link { background: none; border: none; color: #0969da; text-decoration: u
       tr.appendChild(cell(Object.keys(p.by_status).sort().map(function (k) {
         return k + " " + p.by_status[k];
       }).join(", ")));
-      body.appendChild(tr);
     });
   }
 

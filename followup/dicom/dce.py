@@ -13,6 +13,7 @@ phase", "one series with all phases" and multi-frame objects share one code path
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -157,6 +158,12 @@ def _make_unit(series: SeriesInfo, frames: list[FrameRef]) -> PhaseUnit:
 # ----------------------------------------------------------------------------- classification
 
 
+def _finite_geometry(f: FrameRef) -> bool:
+    """The frame's position and orientation are both present and finite."""
+    ipp, iop = f.frame.ipp, f.frame.iop
+    return ipp is not None and iop is not None and bool(np.all(np.isfinite(iop)) and np.all(np.isfinite(ipp)))
+
+
 def _classify(series: SeriesInfo) -> None:
     """Fill geometry summary and ``reason`` (None = candidate)."""
     first = series.instances[0]
@@ -181,7 +188,7 @@ def _classify(series: SeriesInfo) -> None:
     if "LOCALIZER" in itype:
         series.reason = "localizer (ImageType LOCALIZER)"
         return
-    fin = [f for f in geo if np.all(np.isfinite(f.frame.iop)) and np.all(np.isfinite(f.frame.ipp))]
+    fin = [f for f in geo if _finite_geometry(f)]
     votes = Counter(tuple(np.round(f.frame.iop, 2)) for f in fin)  # type: ignore[arg-type]
     if votes:
         top, n_top = votes.most_common(1)[0]
@@ -195,7 +202,7 @@ def _classify(series: SeriesInfo) -> None:
     series.iop = iop
     series.spacing = np.asarray(ref.frame.pixel_spacing, dtype=float)
     normal = normal_of(iop)
-    d = np.array([np.dot(f.frame.ipp, normal) for f in fin]) if fin else np.zeros(1)
+    d = np.array([np.dot(np.asarray(f.frame.ipp, dtype=float), normal) for f in fin]) if fin else np.zeros(1)
     labels = cluster_positions(d)
     series.positions = np.array(sorted(d[labels == k].mean() for k in range(labels.max() + 1)))
     if series.n_positions < MIN_SLICES:
@@ -225,7 +232,7 @@ def _split(series: SeriesInfo, normal: np.ndarray) -> None:
     tpi = [f.frame.temporal_index for f in frames]
     if all(t is not None for t in tpi) and len(set(tpi)) > 1:
         groups: dict[object, list[FrameRef]] = defaultdict(list)
-        for f, t in zip(frames, tpi):
+        for f, t in zip(frames, tpi, strict=True):
             groups[t].append(f)
         series.split_by = series.instances[0].temporal_source
         series.units = [_make_unit(series, groups[k]) for k in sorted(groups)]  # type: ignore[type-var]
@@ -241,7 +248,7 @@ def _split(series: SeriesInfo, normal: np.ndarray) -> None:
             if len(set(counts.values())) == 1:
                 # every position occurs n_max times: the r-th earliest at each position -> phase r
                 rank: dict[int, list[tuple[float, int]]] = defaultdict(list)
-                for idx, (lab, v) in enumerate(zip(labels, vals)):
+                for idx, (lab, v) in enumerate(zip(labels, vals, strict=True)):
                     rank[int(lab)].append((float(v), idx))  # type: ignore[arg-type]
                 buckets: list[list[FrameRef]] = [[] for _ in range(n_max)]
                 for items in rank.values():
@@ -249,7 +256,7 @@ def _split(series: SeriesInfo, normal: np.ndarray) -> None:
                         buckets[r].append(frames[idx])
             else:
                 by_val: dict[float, list[FrameRef]] = defaultdict(list)
-                for f, v in zip(frames, vals):
+                for f, v in zip(frames, vals, strict=True):
                     by_val[round(float(v), 2)].append(f)  # type: ignore[arg-type]
                 if len(by_val) != n_max:
                     continue
@@ -378,7 +385,7 @@ def order_units(units: list[PhaseUnit], temporal_source: str) -> tuple[list[Phas
         times = (t - t[0]).tolist()
     elif all(u.trigger_time is not None for u in units):
         times = ((np.array([u.trigger_time for u in units]) - units[0].trigger_time) / 1000.0
-                 ).tolist()  # type: ignore[operator]
+                 ).tolist()
     else:
         times = [float("nan")] * len(units)
         warns.append("phase acquisition times unknown (no AcquisitionTime/TriggerTime): "
@@ -408,9 +415,9 @@ def contrast_flags(units: list[PhaseUnit]) -> tuple[list[bool | None], list[str]
                      "(used as pre-contrast anyway)")
     if not any(flags[1:]):
         warns.append("contrast attributes say no contrast was given in any post-contrast phase")
-    elif any(a and not b for a, b in zip(flags, flags[1:])):
+    elif any(a and not b for a, b in itertools.pairwise(flags)):
         warns.append("contrast attributes disagree with the time order of the phases")
-    return flags, warns  # type: ignore[return-value]
+    return flags, warns
 
 
 # ----------------------------------------------------------------------------- selection

@@ -15,14 +15,16 @@ import hashlib
 import os
 import struct
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
 from followup.errors import IngestError
 
@@ -520,14 +522,14 @@ def _fast_dataset(fp: Any) -> tuple[_RawHeader, int]:
             if vr not in ("SQ", "UN"):
                 raise _Fallback
             end = _skip_undefined(buf, start)
-            elements[tag] = RawDataElement(tag, vr, length, None, start, False, True)
+            elements[tag] = RawDataElement(BaseTag(tag), vr, length, None, start, False, True)
             pos = end
             continue
         end = start + length
         if end > len(buf):
             raise _Fallback
         value = None if vr == "SQ" else buf[start:end]
-        elements[tag] = RawDataElement(tag, vr, length, value, start, False, True)
+        elements[tag] = RawDataElement(BaseTag(tag), vr, length, value, start, False, True)
         pos = end
     fp.seek(pos)
     return _RawHeader(elements, ts), pos
@@ -545,120 +547,173 @@ def read_header(path: Path) -> InstanceHeader | RejectedFile:
 
 
 def _read_header(path: Path, fast: bool) -> InstanceHeader | RejectedFile:
+    """One file's header record or the reason it cannot be used.
+
+    ``fast``: parse with the raw Explicit VR LE walker and raise :class:`_Fallback` for anything
+    it does not cover (the caller then reads the file again with pydicom); otherwise read with
+    pydicom, and an unreadable or malformed file becomes a :class:`RejectedFile`."""
     name = str(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if fast:
-                try:
-                    ds, offset = _fast_dataset(fp)
-                except (_Fallback, struct.error, UnicodeDecodeError):
-                    raise _Fallback
-            else:
-                try:
-                    ds = pydicom.dcmread(fp, stop_before_pixels=True)
-                except InvalidDicomError:
-                    fp.seek(0)
-                    try:
-                        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-                    except Exception:
-                        return RejectedFile(name, "not a DICOM file")
-                    if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
-                        return RejectedFile(name, "not a DICOM file")
-                offset = fp.tell()
-            meta = getattr(ds, "file_meta", None)
-            ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-            if not ts:
-                ts = IMPLICIT_LE if getattr(ds, "original_encoding", (False, True))[0] else EXPLICIT_LE
-            series_uid = _fast(ds, "SeriesInstanceUID") or None
-            elem = None
-            if ts in NATIVE_LE or ts.startswith("1.2.840.10008.1.2.4") or ts == "1.2.840.10008.1.2.5":
-                elem = _pixel_element(fp, offset, size, explicit=ts != IMPLICIT_LE)
-            elif offset < size:
-                elem = (offset, 0)  # big endian / deflated: let pydicom decode later
-            if elem is None or "Rows" not in ds:
-                sop = _str(ds, "SOPClassUID") or "unknown"
-                return RejectedFile(name, f"no pixel data (SOP class {sop})", series_uid)
-            rows, cols = int(_fast(ds, "Rows") or 0), int(_fast(ds, "Columns") or 0)
-            n_frames = _int(_fast(ds, "NumberOfFrames")) or 1
-            spp = int(_fast(ds, "SamplesPerPixel") or 1)
-            bits = int(_fast(ds, "BitsAllocated") or 16)
-            # Absurd headers are refused before anything is sized from them (memory bombs,
-            # zero-size frames that would pass the truncation check).
-            if not (0 < rows <= MAX_MATRIX and 0 < cols <= MAX_MATRIX):
-                return RejectedFile(name, f"invalid image dimensions {rows} x {cols}", series_uid)
-            if not (0 < n_frames <= MAX_FRAMES):
-                return RejectedFile(name, f"invalid number of frames {n_frames} (at most {MAX_FRAMES})",
-                                    series_uid)
-            if bits not in (8, 16, 32) or spp not in (1, 3):
-                return RejectedFile(name, f"unsupported pixel layout (BitsAllocated {bits}, "
-                                    f"SamplesPerPixel {spp})", series_uid)
-            value_offset: int | None = None
-            if ts in NATIVE_LE:
-                expected = rows * cols * n_frames * spp * bits // 8
-                available = size - elem[0]
-                if elem[1] != _UNDEFINED and available < expected:
-                    return RejectedFile(
-                        name,
-                        f"truncated: pixel data {available} bytes, expected {expected}",
-                        series_uid,
-                    )
-                value_offset = elem[0]
-            sop_class = _fast(ds, "SOPClassUID") or ""
-            multiframe = sop_class in MULTIFRAME_SOP_CLASSES or n_frames > 1
-            if fast and multiframe:
-                raise _Fallback
-            frames = _multi_frames(ds, n_frames) if multiframe else (_single_frame(ds),)
-            tr, te, fa = _sequence_params(ds)
-            agent, start, administered = _contrast(ds)
-            return InstanceHeader(
-                path=path,
-                file_size=size,
-                transfer_syntax=ts,
-                pixel_value_offset=value_offset,
-                patient_id=_str(ds, "PatientID"),
-                study_uid=_fast(ds, "StudyInstanceUID") or "",
-                series_uid=series_uid or "",
-                sop_uid=_fast(ds, "SOPInstanceUID") or "",
-                sop_class_uid=sop_class,
-                modality=_fast(ds, "Modality") or "",
-                series_number=_int(_fast(ds, "SeriesNumber")),
-                series_description=_str(ds, "SeriesDescription"),
-                instance_number=_int(_fast(ds, "InstanceNumber")),
-                image_type=_image_type(_fast(ds, "ImageType")),
-                rows=rows,
-                columns=cols,
-                n_frames=n_frames,
-                samples_per_pixel=spp,
-                bits_allocated=bits,
-                bits_stored=int(_fast(ds, "BitsStored") or bits),
-                pixel_representation=int(_fast(ds, "PixelRepresentation") or 0),
-                slice_thickness=_float(_fast(ds, "SliceThickness")),
-                spacing_between_slices=_float(_fast(ds, "SpacingBetweenSlices")),
-                repetition_time=tr,
-                echo_time=te,
-                flip_angle=fa,
-                temporal_source="TemporalPositionIndex" if multiframe else "TemporalPositionIdentifier",
-                contrast_agent=agent,
-                contrast_start_time=start,
-                contrast_administered=administered,
-                laterality=_laterality(ds),
-                study_date=parse_da(_fast(ds, "StudyDate")),
-                study_time=_fast(ds, "StudyTime") or "",
-                accession_number=_str(ds, "AccessionNumber"),
-                manufacturer=_str(ds, "Manufacturer"),
-                frame_of_reference_uid=_fast(ds, "FrameOfReferenceUID") or "",
-                frames=frames,
-            )
+            opened = _open_dataset(fp, name, fast)
+            if isinstance(opened, RejectedFile):
+                return opened
+            ds, offset = opened
+            return _header_record(fp, path, size, ds, offset, fast)
     except _Fallback:
         raise
     except OSError as exc:
         return RejectedFile(name, f"cannot read file ({exc.strerror or type(exc).__name__})")
     except Exception as exc:  # malformed header: never crash the scan
         if fast:
-            raise _Fallback
+            raise _Fallback from exc
         return RejectedFile(name, f"unreadable DICOM header ({type(exc).__name__})")
+
+
+def _open_dataset(fp: Any, name: str, fast: bool) -> tuple[Any, int] | RejectedFile:
+    """(header dataset, file offset where its pixel data element starts) of an open file, or
+    "not a DICOM file"; the fast path raises :class:`_Fallback` where it does not apply."""
+    if fast:
+        try:
+            return _fast_dataset(fp)
+        except (_Fallback, struct.error, UnicodeDecodeError) as exc:
+            raise _Fallback from exc
+    try:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+    except InvalidDicomError:
+        fp.seek(0)
+        try:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+        except Exception:
+            return RejectedFile(name, "not a DICOM file")
+        if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
+            return RejectedFile(name, "not a DICOM file")
+    return ds, fp.tell()
+
+
+def _transfer_syntax(ds: Any) -> str:
+    """The file meta's transfer syntax; without one, the encoding pydicom found."""
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if not ts:
+        ts = IMPLICIT_LE if getattr(ds, "original_encoding", (False, True))[0] else EXPLICIT_LE
+    return ts
+
+
+def _pixel_data_at(fp: Any, ts: str, offset: int, size: int) -> tuple[int, int] | None:
+    """(value offset, declared length) of the pixel data after the header, or None if absent."""
+    if ts in NATIVE_LE or ts.startswith("1.2.840.10008.1.2.4") or ts == "1.2.840.10008.1.2.5":
+        return _pixel_element(fp, offset, size, explicit=ts != IMPLICIT_LE)
+    if offset < size:
+        return (offset, 0)  # big endian / deflated: let pydicom decode later
+    return None
+
+
+def _pixel_layout(ds: Any) -> tuple[int, int, int, int, int]:
+    """(Rows, Columns, NumberOfFrames, SamplesPerPixel, BitsAllocated) with their defaults."""
+    rows, cols = int(_fast(ds, "Rows") or 0), int(_fast(ds, "Columns") or 0)
+    n_frames = _int(_fast(ds, "NumberOfFrames")) or 1
+    spp = int(_fast(ds, "SamplesPerPixel") or 1)
+    bits = int(_fast(ds, "BitsAllocated") or 16)
+    return rows, cols, n_frames, spp, bits
+
+
+def _layout_problem(rows: int, cols: int, n_frames: int, spp: int, bits: int) -> str | None:
+    """Why a pixel layout is refused before anything is sized from it (memory bombs, zero-size
+    frames that would pass the truncation check), or None."""
+    if not (0 < rows <= MAX_MATRIX and 0 < cols <= MAX_MATRIX):
+        return f"invalid image dimensions {rows} x {cols}"
+    if not (0 < n_frames <= MAX_FRAMES):
+        return f"invalid number of frames {n_frames} (at most {MAX_FRAMES})"
+    if bits not in (8, 16, 32) or spp not in (1, 3):
+        return f"unsupported pixel layout (BitsAllocated {bits}, SamplesPerPixel {spp})"
+    return None
+
+
+def _truncation(ts: str, elem: tuple[int, int], size: int,
+                layout: tuple[int, int, int, int, int]) -> str | None:
+    """For native little-endian data of defined length: the file holds fewer pixel bytes than
+    the layout needs (the reason), else None."""
+    if ts not in NATIVE_LE:
+        return None
+    rows, cols, n_frames, spp, bits = layout
+    expected = rows * cols * n_frames * spp * bits // 8
+    available = size - elem[0]
+    if elem[1] != _UNDEFINED and available < expected:
+        return f"truncated: pixel data {available} bytes, expected {expected}"
+    return None
+
+
+def _header_record(fp: Any, path: Path, size: int, ds: Any, offset: int,
+                   fast: bool) -> InstanceHeader | RejectedFile:
+    """Check the pixel data of an opened header and build its record (or the rejection)."""
+    ts = _transfer_syntax(ds)
+    series_uid = _fast(ds, "SeriesInstanceUID") or None
+    elem = _pixel_data_at(fp, ts, offset, size)
+    if elem is None or "Rows" not in ds:
+        sop = _str(ds, "SOPClassUID") or "unknown"
+        return RejectedFile(str(path), f"no pixel data (SOP class {sop})", series_uid)
+    layout = _pixel_layout(ds)
+    problem = _layout_problem(*layout) or _truncation(ts, elem, size, layout)
+    if problem is not None:
+        return RejectedFile(str(path), problem, series_uid)
+    sop_class = _fast(ds, "SOPClassUID") or ""
+    multiframe = sop_class in MULTIFRAME_SOP_CLASSES or layout[2] > 1
+    if fast and multiframe:
+        raise _Fallback
+    frames = _multi_frames(ds, layout[2]) if multiframe else (_single_frame(ds),)
+    return _instance_header(ds, path, size, ts, elem[0] if ts in NATIVE_LE else None,
+                            series_uid or "", sop_class, layout, multiframe, frames)
+
+
+def _instance_header(ds: Any, path: Path, size: int, ts: str, value_offset: int | None,
+                     series_uid: str, sop_class: str, layout: tuple[int, int, int, int, int],
+                     multiframe: bool, frames: tuple[FrameHeader, ...]) -> InstanceHeader:
+    """The header record of a file whose pixel data checked out."""
+    rows, cols, n_frames, spp, bits = layout
+    tr, te, fa = _sequence_params(ds)
+    agent, start, administered = _contrast(ds)
+    return InstanceHeader(
+        path=path,
+        file_size=size,
+        transfer_syntax=ts,
+        pixel_value_offset=value_offset,
+        patient_id=_str(ds, "PatientID"),
+        study_uid=_fast(ds, "StudyInstanceUID") or "",
+        series_uid=series_uid,
+        sop_uid=_fast(ds, "SOPInstanceUID") or "",
+        sop_class_uid=sop_class,
+        modality=_fast(ds, "Modality") or "",
+        series_number=_int(_fast(ds, "SeriesNumber")),
+        series_description=_str(ds, "SeriesDescription"),
+        instance_number=_int(_fast(ds, "InstanceNumber")),
+        image_type=_image_type(_fast(ds, "ImageType")),
+        rows=rows,
+        columns=cols,
+        n_frames=n_frames,
+        samples_per_pixel=spp,
+        bits_allocated=bits,
+        bits_stored=int(_fast(ds, "BitsStored") or bits),
+        pixel_representation=int(_fast(ds, "PixelRepresentation") or 0),
+        slice_thickness=_float(_fast(ds, "SliceThickness")),
+        spacing_between_slices=_float(_fast(ds, "SpacingBetweenSlices")),
+        repetition_time=tr,
+        echo_time=te,
+        flip_angle=fa,
+        temporal_source="TemporalPositionIndex" if multiframe else "TemporalPositionIdentifier",
+        contrast_agent=agent,
+        contrast_start_time=start,
+        contrast_administered=administered,
+        laterality=_laterality(ds),
+        study_date=parse_da(_fast(ds, "StudyDate")),
+        study_time=_fast(ds, "StudyTime") or "",
+        accession_number=_str(ds, "AccessionNumber"),
+        manufacturer=_str(ds, "Manufacturer"),
+        frame_of_reference_uid=_fast(ds, "FrameOfReferenceUID") or "",
+        frames=frames,
+    )
 
 
 def list_files(root: Path) -> list[Path]:

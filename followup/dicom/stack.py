@@ -85,6 +85,29 @@ def slice_geometry(
     """
     n = ipp.shape[0]
     names = names or [f"frame {i}" for i in range(n)]
+    _check_finite_positive(ipp, iop, spacing, label, names)
+    _check_iop(iop[0], label)
+    _check_same_plane_grid(iop, spacing, matrix, label, names)
+    normal = normal_of(iop[0])
+    d = ipp @ normal
+    order = np.argsort(d, kind="stable")
+    affine = np.eye(4)
+    affine[:3, 0] = iop[0, :3] * spacing[0, 1]
+    affine[:3, 1] = iop[0, 3:] * spacing[0, 0]
+    affine[:3, 3] = ipp[order[0]]
+    if n == 1:
+        affine[:3, 2] = normal / np.linalg.norm(normal) * (single_slice_step or 1.0)
+        return SliceGeometry(order=order, affine=affine)
+    _check_slice_gaps(d[order], order, label, names)
+    affine[:3, 2] = _slice_step_vector(ipp, order, label)
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise IngestError(f"{label}: slices are parallel to the image plane", code="bad-geometry")
+    return SliceGeometry(order=order, affine=affine)
+
+
+def _check_finite_positive(ipp: np.ndarray, iop: np.ndarray, spacing: np.ndarray, label: str,
+                           names: list[str]) -> None:
+    """Every frame has finite position, orientation and spacing, and the spacing is positive."""
     for arr, what in ((ipp, "ImagePositionPatient"), (iop, "ImageOrientationPatient"),
                       (spacing, "PixelSpacing")):
         bad = ~np.all(np.isfinite(arr), axis=1)
@@ -94,10 +117,13 @@ def slice_geometry(
             )
     if np.any(spacing <= 0):
         raise IngestError(f"{label}: PixelSpacing must be positive", code="bad-geometry")
-    ref_iop = iop[0]
-    _check_iop(ref_iop, label)
+
+
+def _check_same_plane_grid(iop: np.ndarray, spacing: np.ndarray, matrix: np.ndarray, label: str,
+                           names: list[str]) -> None:
+    """Orientation, pixel spacing and matrix size agree with the first frame's."""
     for arr, ref, what, tol in (
-        (iop, ref_iop, "ImageOrientationPatient", IOP_TOL),
+        (iop, iop[0], "ImageOrientationPatient", IOP_TOL),
         (spacing, spacing[0], "PixelSpacing", SPACING_REL_TOL * float(spacing[0].max())),
         (matrix, matrix[0], "Rows/Columns", 0),
     ):
@@ -108,18 +134,11 @@ def slice_geometry(
                 f"{label}: {what} differs between slices ({names[0]} vs {names[i]})",
                 code="inconsistent-geometry",
             )
-    row, col = ref_iop[:3], ref_iop[3:]
-    normal = normal_of(ref_iop)
-    d = ipp @ normal
-    order = np.argsort(d, kind="stable")
-    ds = d[order]
-    affine = np.eye(4)
-    affine[:3, 0] = row * spacing[0, 1]
-    affine[:3, 1] = col * spacing[0, 0]
-    affine[:3, 3] = ipp[order[0]]
-    if n == 1:
-        affine[:3, 2] = normal / np.linalg.norm(normal) * (single_slice_step or 1.0)
-        return SliceGeometry(order=order, affine=affine)
+
+
+def _check_slice_gaps(ds: np.ndarray, order: np.ndarray, label: str, names: list[str]) -> None:
+    """Sorted slice positions along the normal (``ds``) are distinct and evenly spaced; gaps of
+    a whole number of steps are reported as missing slices."""
     gaps = np.diff(ds)
     dup_tol = 0.01
     dups = np.nonzero(gaps < max(dup_tol, 0.01 * float(np.median(gaps))))[0]
@@ -133,28 +152,40 @@ def slice_geometry(
     step = float(np.median(gaps))
     tol = max(0.01 * step, 0.01)
     off = np.abs(gaps - step) > tol
-    if off.any():
-        ratio = gaps / step
-        near_int = np.abs(ratio - np.round(ratio)) * step <= max(tol, 0.05 * step)
-        missing = off & near_int & (np.round(ratio) >= 2)
-        if missing.any() and np.all(missing[off]):
-            where = [
-                f"{int(round(ratio[g])) - 1} between {ds[g]:.2f} mm and {ds[g + 1]:.2f} mm"
-                for g in np.nonzero(missing)[0]
-            ]
-            total = int(sum(round(ratio[g]) - 1 for g in np.nonzero(missing)[0]))
-            raise IngestError(
-                f"{label}: {total} slice(s) missing (spacing {step:.3f} mm): " + "; ".join(where),
-                code="missing-slices",
-            )
-        g = int(np.argmax(off))
+    if not off.any():
+        return
+    _check_missing_slices(ds, gaps, step, tol, off, label)
+    g = int(np.argmax(off))
+    raise IngestError(
+        f"{label}: non-uniform slice spacing: gap of {gaps[g]:.3f} mm between "
+        f"{names[order[g]]} and {names[order[g + 1]]}, median spacing {step:.3f} mm",
+        code="nonuniform-spacing",
+    )
+
+
+def _check_missing_slices(ds: np.ndarray, gaps: np.ndarray, step: float, tol: float,
+                          off: np.ndarray, label: str) -> None:
+    """``missing-slices`` when every irregular gap (``off``) is a whole number (>= 2) of steps."""
+    ratio = gaps / step
+    near_int = np.abs(ratio - np.round(ratio)) * step <= max(tol, 0.05 * step)
+    missing = off & near_int & (np.round(ratio) >= 2)
+    if missing.any() and np.all(missing[off]):
+        where = [
+            f"{int(round(ratio[g])) - 1} between {ds[g]:.2f} mm and {ds[g + 1]:.2f} mm"
+            for g in np.nonzero(missing)[0]
+        ]
+        total = int(sum(round(ratio[g]) - 1 for g in np.nonzero(missing)[0]))
         raise IngestError(
-            f"{label}: non-uniform slice spacing: gap of {gaps[g]:.3f} mm between "
-            f"{names[order[g]]} and {names[order[g + 1]]}, median spacing {step:.3f} mm",
-            code="nonuniform-spacing",
+            f"{label}: {total} slice(s) missing (spacing {step:.3f} mm): " + "; ".join(where),
+            code="missing-slices",
         )
+
+
+def _slice_step_vector(ipp: np.ndarray, order: np.ndarray, label: str) -> np.ndarray:
+    """LPS step from one slice to the next (first to last over n - 1); the slice positions must
+    lie on that straight line."""
+    n = ipp.shape[0]
     kvec = (ipp[order[-1]] - ipp[order[0]]) / (n - 1)
-    affine[:3, 2] = kvec
     pred = ipp[order[0]] + np.arange(n)[:, None] * kvec
     dev = np.linalg.norm(ipp[order] - pred, axis=1)
     if np.any(dev > max(0.02 * np.linalg.norm(kvec), 0.05)):
@@ -163,9 +194,7 @@ def slice_geometry(
             f"{dev.max():.3f} mm)",
             code="nonuniform-spacing",
         )
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise IngestError(f"{label}: slices are parallel to the image plane", code="bad-geometry")
-    return SliceGeometry(order=order, affine=affine)
+    return kvec
 
 
 # ----------------------------------------------------------------------------- pixels
@@ -195,7 +224,7 @@ def read_frames(inst: InstanceHeader) -> np.ndarray:
         try:
             arr = np.fromfile(inst.path, dtype=dtype, count=count, offset=inst.pixel_value_offset)
         except (OSError, ValueError) as exc:
-            raise IngestError(f"{inst.path}: cannot read pixel data ({exc})", code="truncated")
+            raise IngestError(f"{inst.path}: cannot read pixel data ({exc})", code="truncated") from exc
         if arr.size < count:
             raise _truncated(inst.path, arr.size * dtype.itemsize, count * dtype.itemsize)
         return arr.reshape(inst.n_frames, inst.rows, inst.columns)
@@ -211,7 +240,7 @@ def read_frames(inst: InstanceHeader) -> np.ndarray:
             f"{inst.path}: pixel data cannot be decoded (transfer syntax {inst.transfer_syntax}; "
             f"{type(exc).__name__}: {str(exc)[:200]}); file truncated or unreadable",
             code="truncated",
-        )
+        ) from exc
     return arr.reshape(inst.n_frames, inst.rows, inst.columns)
 
 
@@ -276,10 +305,7 @@ def decode_volume(frames: list[FrameRef], geom: SliceGeometry,
     def fill(ks: range) -> None:
         for k in ks:
             f = frames[int(geom.order[k])]
-            if f.inst.n_frames > 1:
-                raw = cache[f.inst.path][f.frame.index]
-            else:
-                raw = read_frames(f.inst)[0]
+            raw = cache[f.inst.path][f.frame.index] if f.inst.n_frames > 1 else read_frames(f.inst)[0]
             dst = out[k]
             dst[...] = raw
             if f.frame.slope != 1.0:

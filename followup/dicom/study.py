@@ -130,7 +130,7 @@ def build_phases(sel: Selection, rejected: list[RejectedFile], where: str,
                 code="inconsistent-phase-geometry",
             )
     phases: list[Phase] = []
-    for idx, (unit, t, c) in enumerate(zip(sel.dynamic.units, sel.dynamic.times_s, flags)):
+    for idx, (unit, t, c) in enumerate(zip(sel.dynamic.units, sel.dynamic.times_s, flags, strict=True)):
         geom = geoms[idx][1]
         sops = [unit.frames[int(i)].sop_uid for i in geom.order]
 

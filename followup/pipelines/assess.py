@@ -16,19 +16,26 @@ from typing import Any
 
 import numpy as np
 
-from followup import __version__
-from followup import evidence as ev
+from followup import __version__, evidence as ev
 from followup.dicom.study import DCEStudy
 from followup.errors import FollowupError
-from followup.pipelines.enhancement import EnhancementMaps, enhancement_maps, ser_band
+from followup.pipelines.enhancement import EnhancementMaps, enhancement_maps
 from followup.pipelines.motion import AlignedRoi, realign_phases
 from followup.pipelines.probability import (
-    FocusEvidence, ImagingEvidence, ProbabilityResult, residual_probability, site_foci,
+    SITE_BAND_MM,
+    FocusEvidence,
+    ImagingEvidence,
+    ProbabilityResult,
+    residual_probability,
+    site_foci,
 )
 from followup.pipelines.register import RegistrationResult, register
 from followup.pipelines.segment import Focus, Segmentation, segment
 from followup.procedure import (
-    CR_HALVED_ABOVE_DIAMETER_MM, EXTENSIVE_DCIS_PCT, INDICATION_MAX_DIAMETER_MM, ProcedureRecord,
+    CR_HALVED_ABOVE_DIAMETER_MM,
+    EXTENSIVE_DCIS_PCT,
+    INDICATION_MAX_DIAMETER_MM,
+    ProcedureRecord,
 )
 
 ALGORITHM_NAME = "followup-residual"
@@ -42,9 +49,6 @@ class Note:
     code: str
     text: str
 
-    def to_json(self) -> dict:
-        return {"code": self.code, "text": self.text}
-
 
 @dataclass
 class Assessment:
@@ -54,7 +58,7 @@ class Assessment:
     analysable_from: dt.date | None = None
     probability: ProbabilityResult | None = None
     registration: RegistrationResult | None = None
-    tumour_centre_followup: np.ndarray | None = None
+    tumour_center_followup: np.ndarray | None = None
     roi: AlignedRoi | None = None
     maps: EnhancementMaps | None = None
     segmentation: Segmentation | None = None
@@ -71,8 +75,9 @@ class AnalysisError(FollowupError):
     code = "analysis"
 
 
-def check_inputs(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecord) -> None:
-    """Refuse a follow-up that does not belong to the record (no report may be written for it)."""
+def check_inputs(followup: DCEStudy, record: ProcedureRecord) -> int:
+    """Refuse a follow-up that does not belong to the record (no report may be written for it);
+    the days from the procedure to the follow-up otherwise."""
     if followup.patient_id.strip() != record.patient_id.strip():
         raise AnalysisError("the follow-up study's Patient ID does not match the procedure record's "
                             "patient_id: the record belongs to another patient", code="patient-mismatch")
@@ -84,6 +89,7 @@ def check_inputs(baseline: DCEStudy | None, followup: DCEStudy, record: Procedur
             f"the follow-up study ({followup.study_date}) is dated before the procedure "
             f"({record.procedure_date}): it is a baseline candidate, not a follow-up",
             code="before-procedure")
+    return (followup.study_date - record.procedure_date).days
 
 
 def _always_caveats() -> list[Note]:
@@ -149,16 +155,16 @@ def _recommendations(record: ProcedureRecord, a: Assessment) -> list[Note]:
         out.append(Note("peripheral-biopsy", "Peripheral biopsies around the ablation zone are "
                         "recommended: " + "; ".join(reasons) + "."))
     for f in a.suspicious_foci:
-        if f.distance_to_zone_edge_mm <= 10.0:
+        if f.distance_to_zone_edge_mm <= SITE_BAND_MM:
             out.append(Note("targeted-biopsy",
                             f"Targeted biopsy (second-look ultrasound or MRI-guided) of the "
                             f"{f.curve_type} focus of {f.largest_diameter_mm:.0f} mm at LPS "
                             f"({', '.join(f'{v:.0f}' for v in f.centre_lps)}) mm."))
     remote = [f for f in (a.segmentation.foci if a.segmentation else [])
-              if f.suspicious and f.distance_to_zone_edge_mm > 10.0]
+              if f.suspicious and f.distance_to_zone_edge_mm > SITE_BAND_MM]
     if remote:
         out.append(Note("remote-finding", f"{len(remote)} suspicious enhancing finding(s) more than "
-                        "10 mm from the ablation zone: assess on their own (BI-RADS)."))
+                        f"{SITE_BAND_MM:g} mm from the ablation zone: assess on their own (BI-RADS)."))
     if a.registration is not None and a.registration.quality == "poor":
         out.append(Note("review-registration", "Check the mapped tumour position on the images: "
                         "automatic registration to the baseline was poor."))
@@ -171,9 +177,10 @@ def _recommendations(record: ProcedureRecord, a: Assessment) -> list[Note]:
 def deferred(record: ProcedureRecord, days: int) -> Assessment:
     start = record.procedure_date + dt.timedelta(days=ev.MIN_DAYS_AFTER_PROCEDURE)
     reason = (f"study taken {days} days after the procedure: enhancement before 3 weeks "
-              f"(21 days) gives false positives; analysable from {start.isoformat()}")
+              f"({ev.MIN_DAYS_AFTER_PROCEDURE} days) gives false positives; "
+              f"analysable from {start.isoformat()}")
     a = Assessment("deferred", reason, days, analysable_from=start)
-    a.caveats = _always_caveats() + [Note("early-timing", "Early post-procedure enhancement "
+    a.caveats = [*_always_caveats(), Note("early-timing", "Early post-procedure enhancement "
                                           "(hyperaemia, inflammation) mimics residual tumour before 3 weeks.")]
     a.caveats += _record_caveats(record)
     a.recommendations = [Note("repeat-after", f"Repeat the MRI on or after {start.isoformat()} "
@@ -197,14 +204,17 @@ def _call(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecord,
-           baseline_problem: str | None = None, run_stage: StageRunner = _call) -> Assessment:
+           baseline_problem: str | None = None, run_stage: StageRunner = _call, *,
+           days: int | None = None) -> Assessment:
     """Assess one follow-up. ``baseline`` None (with ``baseline_problem``) gives a failed analysis.
 
-    Each step goes through ``run_stage(name, function, *args)`` (default: just call it), so the
-    caller can time the stages (registration, motion, enhancement, segmentation, scoring) without
-    this function knowing about clocks."""
-    check_inputs(baseline, followup, record)
-    days = (followup.study_date - record.procedure_date).days  # type: ignore[operator]
+    ``days``: what :func:`check_inputs` returned, when the caller ran it already (the job does,
+    before it reads the baseline); None runs it here. Each step goes through
+    ``run_stage(name, function, *args)`` (default: just call it), so the caller can time the
+    stages (registration, motion, enhancement, segmentation, scoring) without this function
+    knowing about clocks."""
+    if days is None:
+        days = check_inputs(followup, record)
     if days < ev.MIN_DAYS_AFTER_PROCEDURE:
         return deferred(record, days)
     if baseline is None:
@@ -228,7 +238,7 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
     reg = run_stage("registration", register, followup.phases[0].volume, base_pre, centre_b)
     a.registration = reg
     centre_f = reg.baseline_to_followup(centre_b)[0]
-    a.tumour_centre_followup = centre_f
+    a.tumour_center_followup = centre_f
     roi = run_stage("motion", realign_phases, [p.volume for p in followup.phases], centre_f,
                     ROI_HALF_MM)
     a.roi = roi
@@ -273,29 +283,5 @@ def _score(record: ProcedureRecord, reg: RegistrationResult, seg: Segmentation) 
     return residual_probability(record, imaging)
 
 
-def focus_evidence_rows(a: Assessment) -> list[dict]:
-    """Every focus as a report row (suspicious ones first)."""
-    rows = []
-    for f in (a.segmentation.foci if a.segmentation else []):
-        rows.append({
-            "centre_lps_mm": np.round(f.centre_lps, 1).tolist(),
-            "volume_mm3": round(f.volume_mm3, 1),
-            "largest_diameter_mm": round(f.largest_diameter_mm, 1),
-            "thickness_mm": round(f.thickness_mm, 1),
-            "peak_enhancement_pct": round(f.peak_pe, 1),
-            "initial_enhancement_pct": round(f.initial_pe, 1),
-            "initial_phase": f.initial_phase,
-            "ser": None if not np.isfinite(f.ser) else round(f.ser, 2),
-            "ser_band": ser_band(f.ser),
-            "delayed_change_pct": round(f.delayed_change_pct, 1),
-            "curve_type": f.curve_type,
-            "distance_to_zone_edge_mm": round(f.distance_to_zone_edge_mm, 1),
-            "at_ablation_site": f.distance_to_zone_edge_mm <= 10.0,
-            "suspicious": f.suspicious,
-            "why": list(f.reasons),
-        })
-    return rows
-
-
 __all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "AnalysisError", "Assessment", "Note", "assess",
-           "check_inputs", "deferred", "failed", "focus_evidence_rows", "site_foci"]
+           "check_inputs", "deferred", "failed", "site_foci"]

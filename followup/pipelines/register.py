@@ -460,8 +460,9 @@ class _Adam:
         bc1 = 1 - 0.9 ** self.step_n
         bc2_sqrt = math.sqrt(1 - 0.999 ** self.step_n)
         with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v):
+            for p, m, v in zip(self.params, self.m, self.v, strict=True):
                 g = p.grad
+                assert g is not None, "step() without a backward pass"
                 m.lerp_(g, 0.1)
                 v.mul_(0.999).addcmul_(g, g, value=0.001)
                 p.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(1e-8), value=-self.lr / bc1)

@@ -18,7 +18,7 @@ def box_indices(vol: Volume, centre_lps: np.ndarray, half_mm: float) -> tuple[sl
     ijk = vol.world_to_voxel(np.asarray(centre_lps, float) + corners * half_mm)
     lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, np.asarray(vol.shape) - 1)
     hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 1, np.asarray(vol.shape))
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
 
 
 def crop(vol: Volume, box: tuple[slice, slice, slice]) -> Volume:

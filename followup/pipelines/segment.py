@@ -181,7 +181,7 @@ def _bbox(mask: np.ndarray, margin: np.ndarray) -> tuple[slice, ...]:
     idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
            for ax in range(mask.ndim)]
     return tuple(slice(max(int(i[0]) - int(m), 0), min(int(i[-1]) + int(m) + 1, n))
-                 for i, m, n in zip(idx, margin, mask.shape))
+                 for i, m, n in zip(idx, margin, mask.shape, strict=True))
 
 
 def zone_distances(zone_mask: np.ndarray, spacing: np.ndarray,

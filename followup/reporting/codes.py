@@ -6,9 +6,9 @@ The private scheme is declared in each object's Coding Scheme Identification Seq
 
 from __future__ import annotations
 
+from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
-from highdicom.sr import CodedConcept
 
 from followup import __version__
 

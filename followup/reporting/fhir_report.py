@@ -25,7 +25,8 @@ DiagnosticReport.status by report status (a documented choice):
 
 Codes without a LOINC/SNOMED CT equivalent come from the private code system ``CODE_SYSTEM``.
 Ids are UUID5 from the follow-up StudyInstanceUID and the resource kind, and every value comes
-from the report, so the same report gives the same bundle.
+from the finished :class:`~followup.reporting.model.Report`, so the same report gives the same
+bundle.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ import base64
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass, field
 
 from fhir.resources.bundle import Bundle
+
+from followup.dicom.scan import parse_da
+from followup.reporting.model import Findings, FocusRow, Note, Report
 
 CODE_SYSTEM = "https://followup.example/fhir/CodeSystem/followup"
 LOINC = "http://loinc.org"
@@ -64,13 +69,9 @@ def _pct(p: float | None) -> str:
 
 
 def _date(dicom_or_iso: str | None) -> str | None:
-    """``YYYYMMDD`` or ``YYYY-MM-DD`` -> ``YYYY-MM-DD``; anything else -> None (never guessed)."""
-    s = (dicom_or_iso or "").strip()
-    if len(s) == 8 and s.isdigit():
-        s = f"{s[:4]}-{s[4:6]}-{s[6:]}"
-    if len(s) == 10 and s[4] == "-" and s[7] == "-" and (s[:4] + s[5:7] + s[8:]).isdigit():
-        return s
-    return None
+    """``YYYYMMDD`` or ``YYYY-MM-DD`` -> ``YYYY-MM-DD``; not a date -> None (never guessed)."""
+    d = parse_da(dicom_or_iso)
+    return d.isoformat() if d is not None else None
 
 
 def _human_name(pn: str) -> dict | None:
@@ -92,171 +93,217 @@ def _human_name(pn: str) -> dict | None:
     return name
 
 
-def _conclusion(r: dict) -> str:
-    if r["status"] == "complete":
-        p, (lo, hi) = r["residual_probability"], r["probability_interval"]
-        level = r.get("interval_level") or 0.95
-        text = (f"Probability of residual tumour after cryoablation: {_pct(p)} ({100 * level:.0f}% interval "
-                f"{_pct(lo)} - {_pct(hi)}); confidence {r['confidence']}.")
-        if r["confidence"] == "low":
+def _conclusion(r: Report) -> str:
+    if r.status == "complete" and r.probability_interval is not None:
+        (lo, hi), level = r.probability_interval, r.interval_level or 0.95
+        text = (f"Probability of residual tumour after cryoablation: {_pct(r.residual_probability)} "
+                f"({100 * level:.0f}% interval {_pct(lo)} - {_pct(hi)}); confidence {r.confidence}.")
+        if r.confidence == "low":
             text += (" Low confidence: the imaging could not be trusted (see the caveats); the interval spans "
                      "every imaging outcome.")
-    elif r["status"] == "deferred":
-        text = f"Deferred: no probability yet. {r['reason']}"
+    elif r.status == "deferred":
+        text = f"Deferred: no probability yet. {r.reason}"
     else:
-        text = f"Analysis failed: no probability. {r['reason']}"
+        text = f"Analysis failed: no probability. {r.reason}"
     return text + " Clinical decision support, not a diagnosis."
 
 
-def build_fhir_bundle(report: dict, *, pdf: bytes | None = None) -> dict:
-    """The report as a validated FHIR R5 ``collection`` Bundle (a JSON-ready dict)."""
-    r = report
-    fu = r["studies"].get("followup") or {}
-    pt = r["patient"]
-    seed = fu.get("study_instance_uid") or f"patient:{pt['id']}|created:{r['created']}"
+@dataclass
+class _Bundle:
+    """The entries of a bundle being built, with ids derived from ``seed`` and the kind."""
 
-    def ref_of(kind: str) -> tuple[str, str]:
-        rid = str(uuid.uuid5(NAMESPACE, f"{seed}|{kind}"))
+    seed: str
+    entries: list[dict] = field(default_factory=list)
+
+    def ref_of(self, kind: str) -> tuple[str, str]:
+        rid = str(uuid.uuid5(NAMESPACE, f"{self.seed}|{kind}"))
         return rid, f"urn:uuid:{rid}"
 
-    entries: list[dict] = []
-
-    def add(kind: str, resource: dict) -> str:
-        rid, full = ref_of(kind)
+    def add(self, kind: str, resource: dict) -> str:
+        rid, full = self.ref_of(kind)
         resource = {"resourceType": resource.pop("resourceType"), "id": rid, **resource}
-        entries.append({"fullUrl": full, "resource": resource})
+        self.entries.append({"fullUrl": full, "resource": resource})
         return full
 
-    # Patient
-    patient: dict = {"resourceType": "Patient", "identifier": [{"value": pt["id"]}]}
-    name = _human_name(pt["name"])
+
+@dataclass(frozen=True)
+class _Context:
+    """What every Observation of the report shares."""
+
+    subject: dict
+    study_ref: dict
+    study_date: str | None
+    issued: str
+    body_site: dict | None
+
+
+def _patient(r: Report) -> dict:
+    pt = r.patient
+    patient: dict = {"resourceType": "Patient", "identifier": [{"value": pt.id}]}
+    name = _human_name(pt.name)
     if name:
         patient["name"] = [name]
-    if pt.get("sex"):
-        patient["gender"] = GENDER.get(pt["sex"].strip().upper(), "unknown")
-    if _date(pt.get("birth_date")):
-        patient["birthDate"] = _date(pt["birth_date"])
-    subject = {"reference": add("Patient", patient)}
+    if pt.sex:
+        patient["gender"] = GENDER.get(pt.sex.strip().upper(), "unknown")
+    if _date(pt.birth_date):
+        patient["birthDate"] = _date(pt.birth_date)
+    return patient
 
-    # ImagingStudy (the follow-up)
-    study_date = _date(fu.get("study_date"))
+
+def _imaging_study(r: Report, subject: dict) -> dict:
+    fu = r.studies.followup
     study: dict = {"resourceType": "ImagingStudy", "status": "available", "subject": subject,
                    "modality": [_code("MR", "Magnetic Resonance", DICOM_DCM)],
                    "description": "Follow-up breast DCE-MRI after cryoablation"}
-    if fu.get("study_instance_uid"):
-        study["identifier"] = [{"system": "urn:dicom:uid", "value": f"urn:oid:{fu['study_instance_uid']}"}]
-    if fu.get("accession_number"):
-        study["identifier"] = study.get("identifier", []) + [{
-            "type": _code("ACSN", "Accession ID", "http://terminology.hl7.org/CodeSystem/v2-0203"),
-            "value": fu["accession_number"]}]
-    if study_date:
-        study["started"] = study_date
-    study_ref = {"reference": add("ImagingStudy", study)}
+    identifiers: list[dict] = []
+    if fu and fu.study_instance_uid:
+        identifiers.append({"system": "urn:dicom:uid", "value": f"urn:oid:{fu.study_instance_uid}"})
+    if fu and fu.accession_number:
+        identifiers.append({"type": _code("ACSN", "Accession ID", "http://terminology.hl7.org/CodeSystem/v2-0203"),
+                            "value": fu.accession_number})
+    if identifiers:
+        study["identifier"] = identifiers
+    if _date(fu.study_date if fu else None):
+        study["started"] = _date(fu.study_date if fu else None)
+    return study
 
-    lat = r["procedure"].get("laterality")
-    body_site = _code(BREAST[lat][0], BREAST[lat][1], SNOMED) if lat in BREAST else None
-    caveat_notes = [{"text": f"Caveat [{c['code']}]: {c['text']}"} for c in r["caveats"]]
 
-    def observation(kind: str, code: dict, **value) -> str:
-        obs: dict = {"resourceType": "Observation", "status": "final",
-                     "category": [_code("imaging", "Imaging", OBS_CATEGORY)], "code": code,
-                     "subject": subject, "derivedFrom": [study_ref]}
-        if study_date:
-            obs["effectiveDateTime"] = study_date
-        obs["issued"] = r["created"]
-        if body_site:
-            obs["bodySite"] = body_site
-        obs.update(value)
-        return add(kind, obs)
+def _observation(b: _Bundle, ctx: _Context, kind: str, code: dict, **value) -> str:
+    obs: dict = {"resourceType": "Observation", "status": "final",
+                 "category": [_code("imaging", "Imaging", OBS_CATEGORY)], "code": code,
+                 "subject": ctx.subject, "derivedFrom": [ctx.study_ref]}
+    if ctx.study_date:
+        obs["effectiveDateTime"] = ctx.study_date
+    obs["issued"] = ctx.issued
+    if ctx.body_site:
+        obs["bodySite"] = ctx.body_site
+    obs.update(value)
+    return b.add(kind, obs)
 
-    results: list[str] = []
-    if r["status"] == "complete":
-        p, (lo, hi) = r["residual_probability"], r["probability_interval"]
-        level = r.get("interval_level") or 0.95
-        components = [
-            {"code": _code("probability-interval-lower", f"{100 * level:.0f}% interval lower bound"),
-             "valueQuantity": _qty(round(100 * lo, 2), "%", "%")},
-            {"code": _code("probability-interval-upper", f"{100 * level:.0f}% interval upper bound"),
-             "valueQuantity": _qty(round(100 * hi, 2), "%", "%")},
-        ]
-        if r.get("confidence"):
-            components.append({"code": _code("confidence", "Confidence of the estimate"),
-                               "valueString": str(r["confidence"])})
-        if r.get("prior_probability") is not None:
-            components.append({"code": _code("prior-probability", "Prior probability from the procedure record"),
-                               "valueQuantity": _qty(round(100 * r["prior_probability"], 2), "%", "%")})
-        drivers = [{"text": (f"Driver: {d['name']}: odds x {d['odds_factor']:.2f}, "
-                             f"{_pct(d['probability_before'])} -> {_pct(d['probability_after'])}; source: "
-                             f"{d['source']}" + (" [assumption]" if d["assumption"] else ""))}
-                   for d in r["drivers"]]
-        results.append(observation(
-            "Observation/residual-probability",
-            _code("residual-tumour-probability", "Probability of residual tumour after cryoablation"),
-            valueQuantity=_qty(round(100 * p, 2), "%", "%"), component=components,
-            note=drivers + caveat_notes))
-        f = r["findings"]
-        if f:
-            z = f["ablation_zone"]
-            results.append(observation(
-                "Observation/ablation-zone-volume", _code("ablation-zone-volume", "Ablation zone volume"),
-                valueQuantity=_qty(round(float(z["volume_ml"]), 2), "mL", "mL")))
-            results.append(observation(
-                "Observation/smallest-margin",
-                _code("ablation-smallest-margin", "Smallest margin of the ablation zone around the tumour"),
-                valueQuantity=_qty(round(float(z["smallest_margin_mm"]), 1), "mm", "mm"),
-                note=[{"text": f"Target margin {z['margin_mm']:g} mm."}]))
-            results.append(observation(
-                "Observation/covers-margin",
-                _code("ablation-zone-covers-margin", "Ablation zone covers tumour plus margin"),
-                valueBoolean=bool(z["covers_tumour_plus_margin"])))
-            for n, x in enumerate(f["suspicious_foci"], start=1):
-                comps = [
-                    {"code": _code("largest-diameter", "Largest diameter"),
-                     "valueQuantity": _qty(round(float(x["largest_diameter_mm"]), 1), "mm", "mm")},
-                    {"code": _code("peak-enhancement", "Peak enhancement"),
-                     "valueQuantity": _qty(round(float(x["peak_enhancement_pct"]), 1), "%", "%")},
-                    {"code": _code("signal-enhancement-ratio", "Signal enhancement ratio (SER)"),
-                     "valueQuantity": _qty(round(float(x["ser"]), 2), "ratio", "1")},
-                    {"code": _code("distance-to-zone-edge", "Distance to the ablation zone edge"),
-                     "valueQuantity": _qty(round(float(x["distance_to_zone_edge_mm"]), 1), "mm", "mm")},
-                ]
-                if x.get("curve_type") in CURVE:
-                    comps.insert(3, {"code": _code("curve-type", "Enhancement curve type"),
-                                     "valueCodeableConcept": _code(x["curve_type"], CURVE[x["curve_type"]])})
-                centre = ", ".join(f"{v:.0f}" for v in x["centre_lps_mm"])
-                results.append(observation(
-                    f"Observation/focus-{n}",
-                    _code("suspicious-focus", "Suspicious enhancing focus at the ablation site",
-                          text=f"Suspicious focus {n} at LPS ({centre}) mm"),
-                    component=comps, note=[{"text": "Why suspicious: " + "; ".join(x["why"])}]))
 
-    # DiagnosticReport
-    status = {"complete": "final", "deferred": "partial"}.get(r["status"], "final")
+def _caveat_notes(caveats: tuple[Note, ...]) -> list[dict]:
+    return [{"text": f"Caveat [{c.code}]: {c.text}"} for c in caveats]
+
+
+def _probability_observation(b: _Bundle, ctx: _Context, r: Report) -> str:
+    assert r.residual_probability is not None and r.probability_interval is not None
+    (lo, hi), level = r.probability_interval, r.interval_level or 0.95
+    components: list[dict] = [
+        {"code": _code("probability-interval-lower", f"{100 * level:.0f}% interval lower bound"),
+         "valueQuantity": _qty(round(100 * lo, 2), "%", "%")},
+        {"code": _code("probability-interval-upper", f"{100 * level:.0f}% interval upper bound"),
+         "valueQuantity": _qty(round(100 * hi, 2), "%", "%")},
+    ]
+    if r.confidence:
+        components.append({"code": _code("confidence", "Confidence of the estimate"),
+                           "valueString": str(r.confidence)})
+    if r.prior_probability is not None:
+        components.append({"code": _code("prior-probability", "Prior probability from the procedure record"),
+                           "valueQuantity": _qty(round(100 * r.prior_probability, 2), "%", "%")})
+    drivers = [{"text": (f"Driver: {d.name}: odds x {d.odds_factor:.2f}, "
+                         f"{_pct(d.probability_before)} -> {_pct(d.probability_after)}; source: "
+                         f"{d.source}" + (" [assumption]" if d.assumption else ""))}
+               for d in r.drivers]
+    return _observation(
+        b, ctx, "Observation/residual-probability",
+        _code("residual-tumour-probability", "Probability of residual tumour after cryoablation"),
+        valueQuantity=_qty(round(100 * r.residual_probability, 2), "%", "%"), component=components,
+        note=drivers + _caveat_notes(r.caveats))
+
+
+def _zone_observations(b: _Bundle, ctx: _Context, f: Findings) -> list[str]:
+    z = f.ablation_zone
+    return [
+        _observation(b, ctx, "Observation/ablation-zone-volume",
+                     _code("ablation-zone-volume", "Ablation zone volume"),
+                     valueQuantity=_qty(round(float(z.volume_ml), 2), "mL", "mL")),
+        _observation(b, ctx, "Observation/smallest-margin",
+                     _code("ablation-smallest-margin", "Smallest margin of the ablation zone around the tumour"),
+                     valueQuantity=_qty(round(float(z.smallest_margin_mm), 1), "mm", "mm"),
+                     note=[{"text": f"Target margin {z.margin_mm:g} mm."}]),
+        _observation(b, ctx, "Observation/covers-margin",
+                     _code("ablation-zone-covers-margin", "Ablation zone covers tumour plus margin"),
+                     valueBoolean=bool(z.covers_tumour_plus_margin)),
+    ]
+
+
+def _focus_observation(b: _Bundle, ctx: _Context, n: int, x: FocusRow) -> str:
+    comps: list[dict | None] = [
+        {"code": _code("largest-diameter", "Largest diameter"),
+         "valueQuantity": _qty(round(float(x.largest_diameter_mm), 1), "mm", "mm")},
+        {"code": _code("peak-enhancement", "Peak enhancement"),
+         "valueQuantity": _qty(round(float(x.peak_enhancement_pct), 1), "%", "%")},
+        {"code": _code("signal-enhancement-ratio", "Signal enhancement ratio (SER)"),
+         "valueQuantity": _qty(round(float(x.ser), 2), "ratio", "1")} if x.ser is not None else None,
+        {"code": _code("distance-to-zone-edge", "Distance to the ablation zone edge"),
+         "valueQuantity": _qty(round(float(x.distance_to_zone_edge_mm), 1), "mm", "mm")},
+    ]
+    if x.curve_type in CURVE:
+        comps.insert(3, {"code": _code("curve-type", "Enhancement curve type"),
+                         "valueCodeableConcept": _code(x.curve_type, CURVE[x.curve_type])})
+    center = ", ".join(f"{v:.0f}" for v in x.center_lps_mm)
+    return _observation(
+        b, ctx, f"Observation/focus-{n}",
+        _code("suspicious-focus", "Suspicious enhancing focus at the ablation site",
+              text=f"Suspicious focus {n} at LPS ({center}) mm"),
+        component=[c for c in comps if c is not None],
+        note=[{"text": "Why suspicious: " + "; ".join(x.why)}])
+
+
+def _observations(b: _Bundle, ctx: _Context, r: Report) -> list[str]:
+    """The Observations of a complete report (none otherwise), in order."""
+    if r.status != "complete":
+        return []
+    results = [_probability_observation(b, ctx, r)]
+    if r.findings:
+        results += _zone_observations(b, ctx, r.findings)
+        results += [_focus_observation(b, ctx, n, x)
+                    for n, x in enumerate(r.findings.suspicious_foci, start=1)]
+    return results
+
+
+def _diagnostic_report(r: Report, ctx: _Context, results: list[str], pdf: bytes | None) -> dict:
+    status = {"complete": "final", "deferred": "partial"}.get(r.status, "final")
     dr: dict = {"resourceType": "DiagnosticReport", "status": status,
                 "category": [_code("RAD", "Radiology", "http://terminology.hl7.org/CodeSystem/v2-0074")],
                 "code": _code("18748-4", "Diagnostic imaging study", LOINC,
                               text="Residual tumour assessment after cryoablation (breast DCE-MRI)"),
-                "subject": subject}
-    if study_date:
-        dr["effectiveDateTime"] = study_date
-    dr["issued"] = r["created"]
-    dr["study"] = [study_ref]
+                "subject": ctx.subject}
+    if ctx.study_date:
+        dr["effectiveDateTime"] = ctx.study_date
+    dr["issued"] = ctx.issued
+    dr["study"] = [ctx.study_ref]
     if results:
         dr["result"] = [{"reference": ref} for ref in results]
     dr["conclusion"] = _conclusion(r)
-    dr["note"] = caveat_notes + [{"text": f"Recommendation [{c['code']}]: {c['text']}"}
-                                 for c in r["recommendations"]]
-    if not dr["note"]:
-        del dr["note"]
+    notes = _caveat_notes(r.caveats) + [{"text": f"Recommendation [{c.code}]: {c.text}"}
+                                        for c in r.recommendations]
+    if notes:
+        dr["note"] = notes
     if pdf is not None:
         dr["presentedForm"] = [{"contentType": "application/pdf", "language": "en",
                                 "data": base64.b64encode(pdf).decode("ascii"),
                                 "hash": base64.b64encode(hashlib.sha1(pdf).digest()).decode("ascii"),
                                 "title": "Residual tumour assessment after cryoablation (PDF)"}]
-    add("DiagnosticReport", dr)
+    return dr
 
-    bundle = {"resourceType": "Bundle", "id": ref_of("Bundle")[0], "type": "collection",
-              "timestamp": r["created"], "entry": entries}
+
+def build_fhir_bundle(report: Report, *, pdf: bytes | None = None) -> dict:
+    """The report as a validated FHIR R5 ``collection`` Bundle (a JSON-ready dict)."""
+    r = report
+    fu = r.studies.followup
+    b = _Bundle(fu.study_instance_uid if fu and fu.study_instance_uid
+                else f"patient:{r.patient.id}|created:{r.created}")
+    subject = {"reference": b.add("Patient", _patient(r))}
+    study_ref = {"reference": b.add("ImagingStudy", _imaging_study(r, subject))}
+    lat = r.procedure.laterality
+    ctx = _Context(subject=subject, study_ref=study_ref, study_date=_date(fu.study_date if fu else None),
+                   issued=r.created,
+                   body_site=_code(BREAST[lat][0], BREAST[lat][1], SNOMED) if lat in BREAST else None)
+    results = _observations(b, ctx, r)
+    b.add("DiagnosticReport", _diagnostic_report(r, ctx, results, pdf))
+    bundle = {"resourceType": "Bundle", "id": b.ref_of("Bundle")[0], "type": "collection",
+              "timestamp": r.created, "entry": b.entries}
     model = Bundle.model_validate(bundle)  # raises pydantic.ValidationError when invalid
     return json.loads(model.model_dump_json())
 

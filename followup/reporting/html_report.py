@@ -1,6 +1,7 @@
 """``report.html``: the readable report for the clinician, self-contained (images inlined).
 
-Rendered from ``report.json``'s dictionary plus the key images, so the two never disagree.
+Rendered from the finished :class:`~followup.reporting.model.Report` (``report.json``) plus the
+key images, so the two never disagree.
 Order: identity, the answer (probability with interval, or why there is none), key images,
 findings, what drove the number, caveats, recommendations, technical details.
 """
@@ -10,20 +11,25 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from followup.reporting.model import Report
 from followup.reporting.report_text import identity_cells, technical_rows, zone_and_rim_rows
 
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:980px;color:#1d2733;font-size:14px}
 h1{font-size:22px;margin:0 0 2px}h2{font-size:16px;border-bottom:2px solid #d8dee6;padding-bottom:3px;margin-top:26px}
 .sub{color:#5a6b7c;font-size:12px}.id{display:grid;grid-template-columns:repeat(4,auto);gap:4px 18px;
-background:#f4f6f9;padding:10px 14px;border-radius:6px;margin:12px 0}.id b{color:#5a6b7c;font-weight:normal;font-size:11px;display:block}
+background:#f4f6f9;padding:10px 14px;border-radius:6px;margin:12px 0}
+.id b{color:#5a6b7c;font-weight:normal;font-size:11px;display:block}
 .answer{border-radius:8px;padding:14px 18px;margin:14px 0;border:2px solid}.answer .p{font-size:30px;font-weight:bold}
 .low{background:#eef8ef;border-color:#5aa65f}.mid{background:#fff6e5;border-color:#e0a020}.high{background:#fdecec;border-color:#d04040}
 .none{background:#f1f1f4;border-color:#8890a0}.conf{font-weight:bold;color:#a05a00}
-table{border-collapse:collapse;width:100%;margin:6px 0}td,th{border:1px solid #d8dee6;padding:4px 7px;text-align:left;vertical-align:top;font-size:13px}
-th{background:#f4f6f9}.imgs{display:flex;flex-wrap:wrap;gap:12px}.imgs figure{margin:0}.imgs img{height:330px;border:1px solid #ccd}
+table{border-collapse:collapse;width:100%;margin:6px 0}
+td,th{border:1px solid #d8dee6;padding:4px 7px;text-align:left;vertical-align:top;font-size:13px}
+th{background:#f4f6f9}.imgs{display:flex;flex-wrap:wrap;gap:12px}.imgs figure{margin:0}
+.imgs img{height:330px;border:1px solid #ccd}
 figcaption{font-size:11px;color:#5a6b7c;max-width:380px}.rec li{margin:4px 0}.cav li{margin:4px 0}
-.legend span{display:inline-block;margin-right:14px;font-size:12px}.sw{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:5px}
+.legend span{display:inline-block;margin-right:14px;font-size:12px}
+.sw{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:5px}
 .foot{margin-top:30px;font-size:11px;color:#5a6b7c;border-top:1px solid #d8dee6;padding-top:8px}
 .tag{font-size:11px;background:#e4e8ee;border-radius:3px;padding:0 4px;color:#4a5868}
 """
@@ -43,74 +49,75 @@ def _img(png: bytes, caption: str) -> str:
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
-def _answer(r: dict) -> str:
-    if r["status"] != "complete":
-        title = "Deferred: no probability yet" if r["status"] == "deferred" else "Analysis failed: no probability"
+def _answer(r: Report) -> str:
+    if r.status != "complete" or r.residual_probability is None or r.probability_interval is None:
+        title = "Deferred: no probability yet" if r.status == "deferred" else "Analysis failed: no probability"
         return (f'<div class="answer none"><div class="p">{_e(title)}</div>'
-                f"<div>{_e(r['reason'])}</div></div>")
-    p = r["residual_probability"]
-    lo, hi = r["probability_interval"]
+                f"<div>{_e(r.reason)}</div></div>")
+    p = r.residual_probability
+    lo, hi = r.probability_interval
     cls = "low" if p < 0.15 else ("mid" if p < 0.5 else "high")
     conf = ""
-    if r["confidence"] == "low":
+    if r.confidence == "low":
         conf = ('<div class="conf">Low confidence: the imaging could not be trusted (see caveats); '
                 "the interval spans every imaging outcome.</div>")
     return (f'<div class="answer {cls}"><div>Probability of residual tumour</div>'
             f'<div class="p">{_pct(p)} <span style="font-size:16px;font-weight:normal">'
             f"(95% interval {_pct(lo)} - {_pct(hi)})</span></div>{conf}"
-            f"<div class=\"sub\">Prior from the procedure record: {_pct(r['prior_probability'])}. "
+            f"<div class=\"sub\">Prior from the procedure record: {_pct(r.prior_probability)}. "
             "The interval comes from the uncertainty of the published figures the model uses.</div></div>")
 
 
-def _identity(r: dict) -> str:
+def _identity(r: Report) -> str:
     return '<div class="id">' + "".join(f"<div><b>{_e(k)}</b>{_e(v)}</div>" for k, v in identity_cells(r)) + "</div>"
 
 
-def _findings(r: dict) -> str:
-    f = r["findings"]
+def _findings(r: Report) -> str:
+    f = r.findings
     if not f:
         return ""
     rows = zone_and_rim_rows(f)
     html = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
-    foci = f["suspicious_foci"]
+    foci = f.suspicious_foci
     if foci:
         html += ("<p><b>Suspicious foci</b> (nodular enhancement in or at the edge of the zone)</p><table><tr>"
                  "<th>#</th><th>centre LPS (mm)</th><th>largest diameter</th><th>volume</th><th>initial / peak "
                  "enhancement</th><th>SER</th><th>curve</th><th>to zone edge</th><th>why</th></tr>")
         for n, x in enumerate(foci, start=1):
-            html += (f"<tr><td>{n}</td><td>{_e(', '.join(f'{v:.0f}' for v in x['centre_lps_mm']))}</td>"
-                     f"<td>{x['largest_diameter_mm']:.1f} mm</td><td>{x['volume_mm3']:.0f} mm&sup3;</td>"
-                     f"<td>{x['initial_enhancement_pct']:.0f}% ({_e(x['initial_phase'])}) / {x['peak_enhancement_pct']:.0f}%</td>"
-                     f"<td>{_e(x['ser'])} ({_e(x['ser_band'])})</td><td>{_e(x['curve_type'])} "
-                     f"({x['delayed_change_pct']:+.0f}%)</td><td>{x['distance_to_zone_edge_mm']:+.1f} mm</td>"
-                     f"<td>{_e('; '.join(x['why']))}</td></tr>")
+            html += (f"<tr><td>{n}</td><td>{_e(', '.join(f'{v:.0f}' for v in x.center_lps_mm))}</td>"
+                     f"<td>{x.largest_diameter_mm:.1f} mm</td><td>{x.volume_mm3:.0f} mm&sup3;</td>"
+                     f"<td>{x.initial_enhancement_pct:.0f}% ({_e(x.initial_phase)}) / "
+                     f"{x.peak_enhancement_pct:.0f}%</td>"
+                     f"<td>{_e(x.ser)} ({_e(x.ser_band)})</td><td>{_e(x.curve_type)} "
+                     f"({x.delayed_change_pct:+.0f}%)</td><td>{x.distance_to_zone_edge_mm:+.1f} mm</td>"
+                     f"<td>{_e('; '.join(x.why))}</td></tr>")
         html += "</table>"
     else:
         html += "<p><b>No suspicious focus</b> in or at the edge of the ablation zone.</p>"
-    other = f["other_enhancement"]
+    other = f.other_enhancement
     if other:
         html += (f"<p class=\"sub\">{len(other)} other enhancing region(s) near the zone were judged not "
                  "suspicious (not nodular, or slow persistent kinetics); listed in report.json.</p>")
     return html
 
 
-def _drivers(r: dict) -> str:
-    if not r["drivers"]:
+def _drivers(r: Report) -> str:
+    if not r.drivers:
         return "<p>No probability was computed.</p>"
     html = ("<table><tr><th>what</th><th>odds factor</th><th>probability</th><th>source</th></tr>")
-    for d in r["drivers"]:
-        tag = ' <span class="tag">assumption</span>' if d["assumption"] else ""
-        html += (f"<tr><td>{_e(d['name'])}{tag}</td><td>x {d['odds_factor']:.2f}</td>"
-                 f"<td>{_pct(d['probability_before'])} &rarr; {_pct(d['probability_after'])}</td>"
-                 f"<td>{_e(d['source'])}</td></tr>")
+    for d in r.drivers:
+        tag = ' <span class="tag">assumption</span>' if d.assumption else ""
+        html += (f"<tr><td>{_e(d.name)}{tag}</td><td>x {d.odds_factor:.2f}</td>"
+                 f"<td>{_pct(d.probability_before)} &rarr; {_pct(d.probability_after)}</td>"
+                 f"<td>{_e(d.source)}</td></tr>")
     return html + "</table>"
 
 
-def _technical(r: dict) -> str:
+def _technical(r: Report) -> str:
     return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in technical_rows(r)) + "</table>"
 
 
-def render_html(r: dict, images: list[tuple[str, bytes]]) -> str:
+def render_html(r: Report, images: list[tuple[str, bytes]]) -> str:
     legend = ('<div class="legend"><span><i class="sw" style="background:#ffb000"></i>tumour (mapped from '
               'baseline)</span><span><i class="sw" style="background:#00c8ff"></i>tumour + margin (dashed)'
               '</span><span><i class="sw" style="background:#7CFC00"></i>ablation zone</span>'
@@ -119,13 +126,13 @@ def render_html(r: dict, images: list[tuple[str, bytes]]) -> str:
     if images:
         imgs = "<h2>Key images</h2>" + legend + '<div class="imgs">' + "".join(
             _img(png, cap) for cap, png in images) + "</div>"
-    caveats = "".join(f"<li>{_e(c['text'])}</li>" for c in r["caveats"])
-    recs = "".join(f"<li><b>{_e(c['code'])}</b>: {_e(c['text'])}</li>" for c in r["recommendations"])
+    caveats = "".join(f"<li>{_e(c.text)}</li>" for c in r.caveats)
+    recs = "".join(f"<li><b>{_e(c.code)}</b>: {_e(c.text)}</li>" for c in r.recommendations)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>followup report</title><style>{CSS}</style></head>
 <body>
 <h1>Follow-up breast MRI after cryoablation</h1>
-<div class="sub">Residual-tumour assessment - clinical decision support, not a diagnosis. Status: {_e(r['status'])}</div>
+<div class="sub">Residual-tumour assessment - clinical decision support, not a diagnosis. Status: {_e(r.status)}</div>
 {_identity(r)}
 {_answer(r)}
 <h2>Recommendations</h2><ul class="rec">{recs}</ul>
@@ -134,7 +141,7 @@ def render_html(r: dict, images: list[tuple[str, bytes]]) -> str:
 <h2>What drove the number</h2>{_drivers(r)}
 <h2>Caveats</h2><ul class="cav">{caveats}</ul>
 <h2>Technical details</h2>{_technical(r)}
-<div class="foot">Generated by {_e(r['algorithm']['name'])} {_e(r['algorithm']['version'])}. The probability
+<div class="foot">Generated by {_e(r.algorithm.name)} {_e(r.algorithm.version)}. The probability
 combines published figures (cited above) with this study's findings; it does not replace the radiologist's
 reading or a biopsy. Figures marked "assumption" are modelling choices no cited study gives as a number.</div>
 </body></html>

@@ -55,11 +55,11 @@ def _show(ax, image2d: np.ndarray, affine: np.ndarray, title: str, vmax: float) 
     ax.set_yticks([])
 
 
-def _circle(ax, world: np.ndarray, affine: np.ndarray, centre: np.ndarray, radius: float,
+def _circle(ax, world: np.ndarray, affine: np.ndarray, center: np.ndarray, radius: float,
             colour: str, style: str) -> None:
-    """Where a sphere (centre, radius in mm) cuts the displayed slice."""
+    """Where a sphere (center, radius in mm) cuts the displayed slice."""
     sp = np.linalg.norm(affine[:3, :3], axis=0)
-    dist = np.linalg.norm(world - centre, axis=-1)
+    dist = np.linalg.norm(world - center, axis=-1)
     if dist.min() >= radius:
         return
     h, w = dist.shape
@@ -82,34 +82,34 @@ def _subtraction(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
     return np.clip(post - pre, 0, None)
 
 
-def baseline_image(pre: Volume, post: Volume, centre: np.ndarray, radius: float,
+def baseline_image(pre: Volume, post: Volume, center: np.ndarray, radius: float,
                    margin: float) -> bytes:
-    box = box_indices(pre, centre, CROP_HALF_MM)
+    box = box_indices(pre, center, CROP_HALF_MM)
     pre_c, post_c = crop(pre, box), crop(post, box)
-    k = int(round(pre_c.world_to_voxel(centre)[2]))
+    k = int(round(pre_c.world_to_voxel(center)[2]))
     k = min(max(k, 0), pre_c.shape[2] - 1)
     sub = _subtraction(pre_c.data[:, :, k], post_c.data[:, :, k]).T
     world = _slice_world(pre_c.affine, pre_c.shape[:2], k)
     fig, ax = _subplots(figsize=(4.2, 4.2))
     _show(ax, sub, pre_c.affine, "Baseline: subtraction (1st post - pre)", float(np.percentile(sub, 99.7)) or 1)
-    _circle(ax, world, pre_c.affine, centre, radius, TUMOUR_COLOUR, "solid")
-    _circle(ax, world, pre_c.affine, centre, radius + margin, MARGIN_COLOUR, "dashed")
+    _circle(ax, world, pre_c.affine, center, radius, TUMOUR_COLOUR, "solid")
+    _circle(ax, world, pre_c.affine, center, radius + margin, MARGIN_COLOUR, "dashed")
     return _png(fig)
 
 
 def followup_images(a: Assessment, radius: float, margin: float) -> list[tuple[str, bytes]]:
     """Slice through the mapped tumour, then one through each suspicious focus off that slice."""
     roi, seg = a.roi, a.segmentation
-    assert roi is not None and seg is not None and a.tumour_centre_followup is not None
+    assert roi is not None and seg is not None and a.tumour_center_followup is not None
     grid = roi.grid
     pre, post = roi.phases[0], roi.phases[1]
-    centre = a.tumour_centre_followup
-    k_centre = int(round(grid.world_to_voxel(centre)[2]))
-    slices = [("Follow-up: subtraction through the mapped tumour", k_centre)]
+    center = a.tumour_center_followup
+    k_center = int(round(grid.world_to_voxel(center)[2]))
+    slices = [("Follow-up: subtraction through the mapped tumour", k_center)]
     for n, f in enumerate(seg.foci, start=1):
         if f.suspicious:
             kf = int(round(grid.world_to_voxel(f.centre_lps)[2]))
-            if abs(kf - k_centre) > 1:
+            if abs(kf - k_center) > 1:
                 slices.append((f"Follow-up: subtraction through focus {n}", kf))
     out = []
     vmax = float(np.percentile(_subtraction(pre, post), 99.7)) or 1.0
@@ -120,8 +120,8 @@ def followup_images(a: Assessment, radius: float, margin: float) -> list[tuple[s
         fig, ax = _subplots(figsize=(4.2, 4.2))
         _show(ax, sub, grid.affine, title, vmax)
         _mask_contour(ax, seg.zone.mask[:, :, k].T, grid.affine, ZONE_COLOUR)
-        _circle(ax, world, grid.affine, centre, radius, TUMOUR_COLOUR, "solid")
-        _circle(ax, world, grid.affine, centre, radius + margin, MARGIN_COLOUR, "dashed")
+        _circle(ax, world, grid.affine, center, radius, TUMOUR_COLOUR, "solid")
+        _circle(ax, world, grid.affine, center, radius + margin, MARGIN_COLOUR, "dashed")
         sp = np.linalg.norm(grid.affine[:3, :3], axis=0)
         for n, f in enumerate(seg.foci, start=1):
             if not f.suspicious:

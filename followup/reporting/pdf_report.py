@@ -1,6 +1,7 @@
 """``report.pdf``: the readable report as an A4 PDF (reportlab platypus).
 
-Rendered from ``report.json``'s dictionary plus the key images, like ``report.html``, with the
+Rendered from the finished :class:`~followup.reporting.model.Report` plus the key images, like
+``report.html``, with the
 same content in the same order: title, identity, the answer (probability with its 95% interval
 and confidence, or why there is none), recommendations, key images, findings, what drove the
 number, caveats, technical details, and the closing note. Every page carries the patient's
@@ -29,9 +30,9 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas as rl_canvas
-from reportlab.platypus import (Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
-                                TableStyle)
+from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from followup.reporting.model import FocusRow, Report
 from followup.reporting.report_text import identity_cells, technical_rows, zone_and_rim_rows
 
 
@@ -69,7 +70,7 @@ def _use_fast_ascii85() -> None:
 
     if getattr(rl_accel.asciiBase85Encode, "__name__", "") == "_py_asciiBase85Encode":
         for module in (rl_accel, pdfdoc, pdfimages):
-            module.asciiBase85Encode = _ascii85  # type: ignore[attr-defined]
+            module.asciiBase85Encode = _ascii85
 
 
 _use_fast_ascii85()
@@ -166,7 +167,7 @@ def _kv_table(rows: list[tuple[str, str]], st: _Styles) -> Table:
 # ---------------------------------------------------------------------------------------------
 # sections (same content and order as html_report)
 
-def _identity(r: dict, st: _Styles) -> Table:
+def _identity(r: Report, st: _Styles) -> Table:
     cells = identity_cells(r)
     paras = [[Paragraph(_e(k), st.label), Paragraph(_e(v), st.cell_b if k == "Patient" else st.cell)]
              for k, v in cells]
@@ -179,29 +180,29 @@ def _identity(r: dict, st: _Styles) -> Table:
     return t
 
 
-def _answer(r: dict, st: _Styles) -> Table:
-    if r["status"] != "complete":
-        title = "Deferred: no probability yet" if r["status"] == "deferred" else "Analysis failed: no probability"
+def _answer(r: Report, st: _Styles) -> Table:
+    if r.status != "complete" or r.residual_probability is None or r.probability_interval is None:
+        title = "Deferred: no probability yet" if r.status == "deferred" else "Analysis failed: no probability"
         content = [Paragraph(_e(title), ParagraphStyle("bigx", st.big, fontSize=16, leading=20)),
-                   Spacer(1, 3), Paragraph(_e(r["reason"]), st.body)]
+                   Spacer(1, 3), Paragraph(_e(r.reason), st.body)]
         cls = "none"
     else:
-        p = r["residual_probability"]
-        lo, hi = r["probability_interval"]
+        p = r.residual_probability
+        lo, hi = r.probability_interval
         cls = "low" if p < 0.15 else ("mid" if p < 0.5 else "high")
-        level = r.get("interval_level") or 0.95
+        level = r.interval_level or 0.95
         content = [Paragraph("Probability of residual tumour", st.body),
                    Paragraph(f"{_e(_pct(p))} <font size=\"12\" name=\"{st.font}\">({100 * level:.0f}% interval "
                              f"{_e(_pct(lo))} - {_e(_pct(hi))})</font>", st.big)]
-        if r["confidence"] == "low":
+        if r.confidence == "low":
             content.append(Paragraph(
                 "<font color=\"#a05a00\"><b>Low confidence: the imaging could not be trusted (see caveats); "
                 "the interval spans every imaging outcome.</b></font>", st.body))
         else:
-            content.append(Paragraph(f"Confidence: {_e(r['confidence'])}", st.body))
+            content.append(Paragraph(f"Confidence: {_e(r.confidence)}", st.body))
         content.append(Spacer(1, 2))
         content.append(Paragraph(
-            f"Prior from the procedure record: {_e(_pct(r['prior_probability']))}. The interval comes from the "
+            f"Prior from the procedure record: {_e(_pct(r.prior_probability))}. The interval comes from the "
             "uncertainty of the published figures the model uses.", st.sub))
     bg, border = ANSWER_COLOURS[cls]
     t = Table([[content]], colWidths=[FRAME_W], hAlign="LEFT")
@@ -212,11 +213,11 @@ def _answer(r: dict, st: _Styles) -> Table:
     return t
 
 
-def _recommendations(r: dict, st: _Styles) -> list:
-    if not r["recommendations"]:
+def _recommendations(r: Report, st: _Styles) -> list:
+    if not r.recommendations:
         return [Paragraph("None.", st.body)]
-    return [Paragraph(f"<b>{_e(c['code'])}</b>: {_e(c['text'])}", st.bullet, bulletText="\u2022")
-            for c in r["recommendations"]]
+    return [Paragraph(f"<b>{_e(c.code)}</b>: {_e(c.text)}", st.bullet, bulletText="\u2022")
+            for c in r.recommendations]
 
 
 def _legend(st: _Styles) -> Table:
@@ -249,7 +250,7 @@ def _images(images: list[tuple[str, bytes]], st: _Styles) -> list:
     out: list = []
     for i in range(0, len(images), 2):
         pair = images[i:i + 2]
-        row = [_figure(png, cap, col_w - 2, 88 * mm, st) for cap, png in pair]
+        row: list = [_figure(png, cap, col_w - 2, 88 * mm, st) for cap, png in pair]
         if len(row) == 1:
             row.append("")
         t = Table([row], colWidths=[col_w + gap, col_w], hAlign="LEFT")
@@ -261,41 +262,44 @@ def _images(images: list[tuple[str, bytes]], st: _Styles) -> list:
     return out
 
 
-def _findings(r: dict, st: _Styles) -> list:
-    f = r["findings"]
+def _foci_table(foci: tuple[FocusRow, ...], st: _Styles) -> Table:
+    head = ["#", "centre LPS (mm)", "largest diameter", "volume", "initial / peak enhancement", "SER",
+            "curve", "to zone edge"]
+    data = [[Paragraph(_e(h), st.small_b) for h in head]]
+    spans = []
+    for n, x in enumerate(foci, start=1):
+        cells = [str(n), ", ".join(f"{v:.0f}" for v in x.center_lps_mm),
+                 f"{x.largest_diameter_mm:.1f} mm", f"{x.volume_mm3:.0f} mm\u00b3",
+                 f"{x.initial_enhancement_pct:.0f}% ({x.initial_phase}) / {x.peak_enhancement_pct:.0f}%",
+                 f"{x.ser} ({x.ser_band})", f"{x.curve_type} ({x.delayed_change_pct:+.0f}%)",
+                 f"{x.distance_to_zone_edge_mm:+.1f} mm"]
+        data.append([Paragraph(_e(c), st.small) for c in cells])
+        row = len(data)
+        data.append([""] + [Paragraph(f"<b>why:</b> {_e('; '.join(x.why))}", st.small)] + [""] * 6)
+        spans.append(("SPAN", (1, row), (-1, row)))
+    widths = [7, 25, 20, 19, 35, 24, 25, 19]
+    widths = [w * FRAME_W / sum(widths) for w in widths]
+    t = Table(data, colWidths=widths, hAlign="LEFT", repeatRows=1)
+    t.setStyle(_grid_style(header_row=True))
+    t.setStyle(TableStyle(spans))
+    return t
+
+
+def _findings(r: Report, st: _Styles) -> list:
+    f = r.findings
     if not f:
         return [Paragraph("No imaging analysis (see status).", st.body)]
     rows = zone_and_rim_rows(f)
     out: list = [_kv_table(rows, st)]
-    foci = f["suspicious_foci"]
-    if foci:
+    if f.suspicious_foci:
         out.append(Spacer(1, 6))
         out.append(Paragraph("<b>Suspicious foci</b> (nodular enhancement in or at the edge of the zone)", st.body))
         out.append(Spacer(1, 3))
-        head = ["#", "centre LPS (mm)", "largest diameter", "volume", "initial / peak enhancement", "SER",
-                "curve", "to zone edge"]
-        data = [[Paragraph(_e(h), st.small_b) for h in head]]
-        spans = []
-        for n, x in enumerate(foci, start=1):
-            cells = [str(n), ", ".join(f"{v:.0f}" for v in x["centre_lps_mm"]),
-                     f"{x['largest_diameter_mm']:.1f} mm", f"{x['volume_mm3']:.0f} mm\u00b3",
-                     f"{x['initial_enhancement_pct']:.0f}% ({x['initial_phase']}) / {x['peak_enhancement_pct']:.0f}%",
-                     f"{x['ser']} ({x['ser_band']})", f"{x['curve_type']} ({x['delayed_change_pct']:+.0f}%)",
-                     f"{x['distance_to_zone_edge_mm']:+.1f} mm"]
-            data.append([Paragraph(_e(c), st.small) for c in cells])
-            row = len(data)
-            data.append([""] + [Paragraph(f"<b>why:</b> {_e('; '.join(x['why']))}", st.small)] + [""] * 6)
-            spans.append(("SPAN", (1, row), (-1, row)))
-        widths = [7, 25, 20, 19, 35, 24, 25, 19]
-        widths = [w * FRAME_W / sum(widths) for w in widths]
-        t = Table(data, colWidths=widths, hAlign="LEFT", repeatRows=1)
-        t.setStyle(_grid_style(header_row=True))
-        t.setStyle(TableStyle(spans))
-        out.append(t)
+        out.append(_foci_table(f.suspicious_foci, st))
     else:
         out.append(Spacer(1, 4))
         out.append(Paragraph("<b>No suspicious focus</b> in or at the edge of the ablation zone.", st.body))
-    other = f["other_enhancement"]
+    other = f.other_enhancement
     if other:
         out.append(Spacer(1, 3))
         out.append(Paragraph(f"{len(other)} other enhancing region(s) near the zone were judged not suspicious "
@@ -303,16 +307,16 @@ def _findings(r: dict, st: _Styles) -> list:
     return out
 
 
-def _drivers(r: dict, st: _Styles) -> list:
-    if not r["drivers"]:
+def _drivers(r: Report, st: _Styles) -> list:
+    if not r.drivers:
         return [Paragraph("No probability was computed.", st.body)]
     data = [[Paragraph(h, st.small_b) for h in ("what", "odds factor", "probability", "source")]]
-    for d in r["drivers"]:
-        tag = _tag("assumption") if d["assumption"] else ""
-        data.append([Paragraph(_e(d["name"]) + tag, st.small), Paragraph(f"x {d['odds_factor']:.2f}", st.small),
-                     Paragraph(f"{_e(_pct(d['probability_before']))} \u2192 {_e(_pct(d['probability_after']))}",
+    for d in r.drivers:
+        tag = _tag("assumption") if d.assumption else ""
+        data.append([Paragraph(_e(d.name) + tag, st.small), Paragraph(f"x {d.odds_factor:.2f}", st.small),
+                     Paragraph(f"{_e(_pct(d.probability_before))} \u2192 {_e(_pct(d.probability_after))}",
                                st.small),
-                     Paragraph(_e(d["source"]), st.small)])
+                     Paragraph(_e(d.source), st.small)])
     widths = [58 * mm, 18 * mm, 24 * mm]
     widths.append(FRAME_W - sum(widths))
     t = Table(data, colWidths=widths, hAlign="LEFT", repeatRows=1)
@@ -320,7 +324,7 @@ def _drivers(r: dict, st: _Styles) -> list:
     return [t]
 
 
-def _technical(r: dict, st: _Styles) -> Table:
+def _technical(r: Report, st: _Styles) -> Table:
     return _kv_table(technical_rows(r), st)
 
 
@@ -364,19 +368,19 @@ def _numbered_canvas(header: str, footer: str, font: str):
     return NumberedCanvas
 
 
-def render_pdf(report: dict, images: list[tuple[str, bytes]]) -> bytes:
+def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
     """The report as PDF bytes (A4); same content and order as ``render_html``."""
     r = report
     st = _Styles()
-    alg = f"{r['algorithm']['name']} {r['algorithm']['version']}"
-    pt, fu = r["patient"], r["studies"]["followup"]
-    header = f"{pt['name']} | ID {pt['id']}" + (f" | follow-up {fu['study_date']}" if fu and fu["study_date"] else "")
+    alg = f"{r.algorithm.name} {r.algorithm.version}"
+    pt, fu = r.patient, r.studies.followup
+    header = f"{pt.name} | ID {pt.id}" + (f" | follow-up {fu.study_date}" if fu and fu.study_date else "")
     footer = f"{alg} - clinical decision support, not a diagnosis"
 
     story: list = [
         Paragraph("Follow-up breast MRI after cryoablation", st.title),
         Paragraph(f"Residual-tumour assessment - clinical decision support, not a diagnosis. "
-                  f"Status: <b>{_e(r['status'])}</b>", st.sub),
+                  f"Status: <b>{_e(r.status)}</b>", st.sub),
         Spacer(1, 7), _identity(r, st), Spacer(1, 8), _answer(r, st),
         Paragraph("Recommendations", st.h2), *_recommendations(r, st),
     ]
@@ -384,7 +388,7 @@ def render_pdf(report: dict, images: list[tuple[str, bytes]]) -> bytes:
         story += [Paragraph("Key images", st.h2), *_images(images, st)]
     story += [Paragraph("Findings", st.h2), *_findings(r, st)]
     story += [Paragraph("What drove the number", st.h2), *_drivers(r, st)]
-    caveats = [Paragraph(_e(c["text"]), st.bullet, bulletText="\u2022") for c in r["caveats"]]
+    caveats = [Paragraph(_e(c.text), st.bullet, bulletText="\u2022") for c in r.caveats]
     story += [Paragraph("Caveats", st.h2), *(caveats or [Paragraph("None.", st.body)])]
     story += [Paragraph("Technical details", st.h2), _technical(r, st), Spacer(1, 12)]
     story.append(KeepTogether([Paragraph(

@@ -1,68 +1,71 @@
 """The words of the readable reports, shared by the HTML and PDF renderers so they never differ:
-rows of (label, text) built from ``report.json``'s dictionary."""
+rows of (label, text) built from the finished :class:`~followup.reporting.model.Report`."""
 
 from __future__ import annotations
 
+from followup.reporting.model import Findings, Report
 
-def identity_cells(r: dict) -> list[tuple[str, str]]:
-    pt, fu, proc = r["patient"], r["studies"]["followup"], r["procedure"]
-    bl = r["studies"]["baseline"]
-    lesion = proc["lesion"]
+
+def identity_cells(r: Report) -> list[tuple[str, str]]:
+    pt, fu, proc = r.patient, r.studies.followup, r.procedure
+    bl = r.studies.baseline
+    lesion = proc.lesion
+    procedure_date = proc.procedure_date.isoformat()
     return [
-        ("Patient", pt["name"]), ("Patient ID", pt["id"]), ("Birth date", pt["birth_date"]),
-        ("Sex", pt["sex"]),
-        ("Follow-up study", fu["study_date"] if fu else "-"),
-        ("Accession", fu["accession_number"] if fu else "-"),
-        ("Procedure", f"{proc['procedure_date']} ({r['days_since_procedure']} days before)"
-         if r["days_since_procedure"] is not None else proc["procedure_date"]),
-        ("Baseline study", bl["study_date"] if bl else "not available"),
-        ("Side", {"L": "left", "R": "right"}.get(proc["laterality"], proc["laterality"])),
-        ("Tumour", f"{lesion['diameter_mm']:g} mm {lesion['histology']}, grade {lesion['grade']}"),
-        ("In-situ component", f"{lesion['dcis_component_pct']:g}%"
-         + (f" ({lesion['insitu_grade']} grade)" if lesion["insitu_grade"] else "")),
-        ("Freeze-thaw cycles / margin", f"{proc['freeze_thaw_cycles']} / {proc['margin_mm']:g} mm"),
+        ("Patient", pt.name), ("Patient ID", pt.id), ("Birth date", pt.birth_date),
+        ("Sex", pt.sex),
+        ("Follow-up study", (fu.study_date or "") if fu else "-"),
+        ("Accession", (fu.accession_number or "") if fu else "-"),
+        ("Procedure", f"{procedure_date} ({r.days_since_procedure} days before)"
+         if r.days_since_procedure is not None else procedure_date),
+        ("Baseline study", (bl.study_date or "") if bl else "not available"),
+        ("Side", {"L": "left", "R": "right"}.get(proc.laterality, proc.laterality)),
+        ("Tumour", f"{lesion.diameter_mm:g} mm {lesion.histology}, grade {lesion.grade}"),
+        ("In-situ component", f"{lesion.dcis_component_pct:g}%"
+         + (f" ({lesion.insitu_grade} grade)" if lesion.insitu_grade else "")),
+        ("Freeze-thaw cycles / margin", f"{proc.freeze_thaw_cycles} / {proc.margin_mm:g} mm"),
     ]
 
 
-def zone_and_rim_rows(findings: dict) -> list[tuple[str, str]]:
-    z, rim = findings["ablation_zone"], findings["rim"]
+def zone_and_rim_rows(findings: Findings) -> list[tuple[str, str]]:
+    z, rim = findings.ablation_zone, findings.rim
     return [
-        ("Ablation zone", f"{z['volume_ml']:.1f} ml; axes {' x '.join(f'{a:.0f}' for a in z['axes_mm'])} mm; "
-                          f"centre LPS ({', '.join(f'{v:.0f}' for v in z['centre_lps_mm'])}) mm"),
-        ("Covers tumour + margin", ("yes" if z["covers_tumour_plus_margin"] else "NO")
-         + f" (smallest margin {z['smallest_margin_mm']:.1f} mm; target {z['margin_mm']:g} mm)"),
-        ("Rim", f"{rim['thickness_mm']:.1f} mm (90th percentile {rim['thickness_p90_mm']:.1f} mm), "
-                f"{'uniform' if rim['uniform'] else 'irregular'}; {rim['initial_phase']} initial enhancement "
-                f"({rim['initial_enhancement_pct']:.0f}%), {rim['curve_type']} "
-                f"({rim['delayed_change_pct']:+.0f}%)"
-         + (" - benign pattern (thin, slow, persistent)" if rim["benign_pattern"] else "")),
+        ("Ablation zone", f"{z.volume_ml:.1f} ml; axes {' x '.join(f'{a:.0f}' for a in z.axes_mm)} mm; "
+                          f"centre LPS ({', '.join(f'{v:.0f}' for v in z.center_lps_mm)}) mm"),
+        ("Covers tumour + margin", ("yes" if z.covers_tumour_plus_margin else "NO")
+         + f" (smallest margin {z.smallest_margin_mm:.1f} mm; target {z.margin_mm:g} mm)"),
+        ("Rim", f"{rim.thickness_mm:.1f} mm (90th percentile {rim.thickness_p90_mm:.1f} mm), "
+                f"{'uniform' if rim.uniform else 'irregular'}; {rim.initial_phase} initial enhancement "
+                f"({rim.initial_enhancement_pct:.0f}%), {rim.curve_type} "
+                f"({rim.delayed_change_pct:+.0f}%)"
+         + (" - benign pattern (thin, slow, persistent)" if rim.benign_pattern else "")),
     ]
 
 
-def technical_rows(r: dict) -> list[tuple[str, str]]:
-    reg = r["registration"]
+def technical_rows(r: Report) -> list[tuple[str, str]]:
+    reg = r.registration
     rows = []
     if reg:
-        rows.append(("Registration", f"{reg['method']}; quality {reg['quality'].upper()}"
-                     + (f" ({'; '.join(reg['quality_reasons'])})" if reg["quality_reasons"] else "")))
-        rows.append(("Similarity before / after", f"MI {reg['similarity_before']['mutual_information']:.2f} / "
-                     f"{reg['similarity_after']['mutual_information']:.2f}; NCC around the lesion "
-                     f"{reg['similarity_before']['local_ncc']:.2f} / {reg['similarity_after']['local_ncc']:.2f}"))
-        rows.append(("Tumour centre", f"baseline LPS {reg['tumour_center_baseline_lps_mm']} mm -> follow-up "
-                     f"LPS {reg['tumour_center_followup_lps_mm']} mm"))
-    f = r["findings"]
-    if f and f["motion_correction"]:
-        moved = [m for m in f["motion_correction"] if m["realigned"]]
+        rows.append(("Registration", f"{reg.method}; quality {reg.quality.upper()}"
+                     + (f" ({'; '.join(reg.quality_reasons)})" if reg.quality_reasons else "")))
+        before, after = reg.similarity_before, reg.similarity_after
+        rows.append(("Similarity before / after", f"MI {before.mutual_information:.2f} / "
+                     f"{after.mutual_information:.2f}; NCC around the lesion "
+                     f"{before.local_ncc:.2f} / {after.local_ncc:.2f}"))
+        followup = reg.tumour_center_followup_lps_mm
+        rows.append(("Tumour centre", f"baseline LPS {list(reg.tumour_center_baseline_lps_mm)} mm -> "
+                     f"follow-up LPS {list(followup) if followup is not None else None} mm"))
+    f = r.findings
+    if f and f.motion_correction:
+        moved = [m for m in f.motion_correction if m.realigned]
         rows.append(("Within-study motion", ", ".join(
-            f"phase {m['phase']}: {m['shift_mm']:.1f} mm" for m in moved) + " realigned" if moved
+            f"phase {m.phase}: {m.shift_mm:.1f} mm" for m in moved) + " realigned" if moved
             else "no phase moved by more than 0.5 mm"))
-    for name in ("followup", "baseline"):
-        s = r["studies"][name]
+    for name, s in (("followup", r.studies.followup), ("baseline", r.studies.baseline)):
         if s:
-            rows.append((f"{name.capitalize()} DCE", f"{s['series_description']!s}: {s['phases']} phases "
-                         f"ordered by {s['phase_ordering']}; study {s['study_instance_uid']}"))
-    for w in r["warnings"]:
+            rows.append((f"{name.capitalize()} DCE", f"{s.series_description!s}: {s.phases} phases "
+                         f"ordered by {s.phase_ordering}; study {s.study_instance_uid}"))
+    for w in r.warnings:
         rows.append(("Warning", w))
-    rows.append(("Algorithm", f"{r['algorithm']['name']} {r['algorithm']['version']}; report created "
-                 f"{r['created']}"))
+    rows.append(("Algorithm", f"{r.algorithm.name} {r.algorithm.version}; report created {r.created}"))
     return rows

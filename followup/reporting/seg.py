@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
 
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
 from followup.reporting import codes
@@ -26,8 +27,8 @@ MANUFACTURER = "followup"
 class SegmentSpec:
     number: int
     label: str
-    category: object
-    type: object
+    category: Code | hd.sr.CodedConcept
+    type: Code | hd.sr.CodedConcept
     mask: np.ndarray  # bool on the ROI grid
 
 
@@ -42,34 +43,34 @@ def tracking_uid(seg_sop_uid: str, segment_number: int) -> str:
     return derived_uid(seg_sop_uid, f"segment-{segment_number}")
 
 
-def target_mask(grid: Volume, centre_lps: np.ndarray, radius_mm: float) -> np.ndarray:
+def target_mask(grid: Volume, center_lps: np.ndarray, radius_mm: float) -> np.ndarray:
     """Voxels of ``grid`` within ``radius_mm`` of a point. Only the sphere's index box (+1 voxel)
     is computed - the same arithmetic per voxel as over the whole grid, which is all False
     outside it."""
     shape = np.asarray(grid.shape)
-    centre_ijk = grid.world_to_voxel(np.asarray(centre_lps, float))
+    center_ijk = grid.world_to_voxel(np.asarray(center_lps, float))
     reach = radius_mm * np.linalg.norm(np.linalg.inv(grid.affine[:3, :3]), axis=1)
-    lo = np.clip(np.floor(centre_ijk - reach).astype(int) - 1, 0, shape)
-    hi = np.clip(np.ceil(centre_ijk + reach).astype(int) + 2, 0, shape)
+    lo = np.clip(np.floor(center_ijk - reach).astype(int) - 1, 0, shape)
+    hi = np.clip(np.ceil(center_ijk + reach).astype(int) + 2, 0, shape)
     out = np.zeros(grid.shape, dtype=bool)
     if np.any(hi <= lo):
         return out
-    ii, jj, kk = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")
+    ii, jj, kk = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi, strict=True)], indexing="ij")
     ijk = np.stack([ii, jj, kk], -1).reshape(-1, 3)
     lps = grid.voxel_to_world(ijk)
     out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = \
-        (np.linalg.norm(lps - centre_lps, axis=1) <= radius_mm).reshape(hi - lo)
+        (np.linalg.norm(lps - center_lps, axis=1) <= radius_mm).reshape(hi - lo)
     return out
 
 
 def segment_specs(a: Assessment, tumour_radius_mm: float, margin_mm: float) -> list[SegmentSpec]:
     seg, roi = a.segmentation, a.roi
-    assert seg is not None and roi is not None and a.tumour_centre_followup is not None
+    assert seg is not None and roi is not None and a.tumour_center_followup is not None
     specs = [
         SegmentSpec(1, "Ablation zone", codes.MORPHOLOGICALLY_ALTERED, codes.ABLATION_ZONE, seg.zone.mask),
         SegmentSpec(2, "Enhancing rim", codes.MORPHOLOGICALLY_ALTERED, codes.ENHANCING_RIM, seg.rim.mask),
         SegmentSpec(3, "Tumour + margin (mapped)", codes.SPATIAL_CONCEPT, codes.ABLATION_TARGET,
-                    target_mask(roi.grid, a.tumour_centre_followup, tumour_radius_mm + margin_mm)),
+                    target_mask(roi.grid, a.tumour_center_followup, tumour_radius_mm + margin_mm)),
     ]
     for n, f in enumerate([f for f in seg.foci if f.suspicious], start=1):
         specs.append(SegmentSpec(3 + n, f"Suspicious focus {n}", codes.MORPHOLOGICALLY_ALTERED,

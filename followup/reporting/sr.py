@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import highdicom as hd
 from highdicom.sr import (
-    CodedConcept, ContainerContentItem, FindingSite, Measurement, QualitativeEvaluation,
-    RelationshipTypeValues, TextContentItem, TrackingIdentifier,
+    CodedConcept,
+    ContainerContentItem,
+    FindingSite,
+    Measurement,
+    QualitativeEvaluation,
+    RelationshipTypeValues,
+    TextContentItem,
+    TrackingIdentifier,
 )
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as pcodes
 
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION
 from followup.reporting import codes
+from followup.reporting.model import Report
 from followup.reporting.seg import tracking_uid
 from followup.reporting.uids import derived_uid
 
@@ -76,22 +83,28 @@ def _curve(kind: str) -> list[QualitativeEvaluation]:
     return [QualitativeEvaluation(codes.KINETIC_CURVE_TYPE, codes.CURVE_TYPE_VALUES[kind])]
 
 
-def measurement_groups(report: dict, seg: Dataset | None) -> list:
-    lat = report["procedure"]["laterality"]
-    study_uid = report["studies"]["followup"]["study_instance_uid"]
-    status = QualitativeEvaluation(codes.ANALYSIS_STATUS, codes.STATUS_VALUES[report["status"]])
+def _study_uid(report: Report) -> str:
+    assert report.studies.followup is not None, "a report of an analysis has its follow-up study"
+    return report.studies.followup.study_instance_uid
+
+
+def measurement_groups(report: Report, seg: Dataset | None) -> list:
+    lat = report.procedure.laterality
+    study_uid = _study_uid(report)
+    status = QualitativeEvaluation(codes.ANALYSIS_STATUS, codes.STATUS_VALUES[report.status])
     tracking = TrackingIdentifier(uid=derived_uid(study_uid, "assessment"),
                                   identifier="Residual tumour assessment")
-    if report["status"] != "complete":
+    if (report.status != "complete" or report.findings is None or report.registration is None
+            or report.residual_probability is None or report.probability_interval is None):
         # no measurement: the group says the analysis was deferred or failed (reason in the text)
         return [hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, finding_type=codes.RESIDUAL_ASSESSMENT,
             finding_sites=_site(lat), qualitative_evaluations=[status],
             algorithm_id=algorithm_identification_sr())]
     groups = []
-    p = report["residual_probability"]
-    lo, hi = report["probability_interval"]
-    reg_quality = codes.GOOD if report["registration"]["quality"] == "good" else codes.POOR
+    p = report.residual_probability
+    lo, hi = report.probability_interval
+    reg_quality = codes.GOOD if report.registration.quality == "good" else codes.POOR
     groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,
         finding_type=codes.RESIDUAL_ASSESSMENT, finding_sites=_site(lat),
@@ -100,50 +113,53 @@ def measurement_groups(report: dict, seg: Dataset | None) -> list:
                       _m(codes.PROBABILITY_UPPER, 100 * hi, codes.UNIT_PERCENT)],
         qualitative_evaluations=[status, QualitativeEvaluation(codes.REGISTRATION_QUALITY, reg_quality)],
         algorithm_id=algorithm_identification_sr()))
-    z = report["findings"]["ablation_zone"]
+    z = report.findings.ablation_zone
     groups.append(_volumetric(
         seg, study_uid, 1, "Ablation zone", codes.ABLATION_ZONE, lat,
-        [_m(codes.VOLUME, z["volume_ml"], codes.UNIT_ML), _m(codes.LONG_AXIS, z["axes_mm"][0], codes.UNIT_MM),
-         _m(codes.SMALLEST_MARGIN, z["smallest_margin_mm"], codes.UNIT_MM)],
-        [QualitativeEvaluation(codes.COVERS_TARGET, codes.YES if z["covers_tumour_plus_margin"] else codes.NO)]))
-    rim = report["findings"]["rim"]
+        [_m(codes.VOLUME, z.volume_ml, codes.UNIT_ML), _m(codes.LONG_AXIS, z.axes_mm[0], codes.UNIT_MM),
+         _m(codes.SMALLEST_MARGIN, z.smallest_margin_mm, codes.UNIT_MM)],
+        [QualitativeEvaluation(codes.COVERS_TARGET, codes.YES if z.covers_tumour_plus_margin else codes.NO)]))
+    rim = report.findings.rim
     groups.append(_volumetric(
         seg, study_uid, 2, "Enhancing rim", codes.ENHANCING_RIM, lat,
-        [_m(codes.RIM_THICKNESS, rim["thickness_mm"], codes.UNIT_MM),
-         _m(codes.INITIAL_ENHANCEMENT, rim["initial_enhancement_pct"], codes.UNIT_PERCENT)],
-        _curve(rim["curve_type"])))
-    for n, f in enumerate(report["findings"]["suspicious_foci"], start=1):
-        ms = [_m(codes.VOLUME, f["volume_mm3"] / 1000.0, codes.UNIT_ML),
-              _m(codes.LONG_AXIS, f["largest_diameter_mm"], codes.UNIT_MM),
-              _m(codes.PEAK_ENHANCEMENT, f["peak_enhancement_pct"], codes.UNIT_PERCENT),
-              _m(codes.INITIAL_ENHANCEMENT, f["initial_enhancement_pct"], codes.UNIT_PERCENT),
-              _m(codes.DISTANCE_TO_EDGE, f["distance_to_zone_edge_mm"], codes.UNIT_MM)]
-        if f["ser"] is not None:
-            ms.append(_m(codes.SER, f["ser"], codes.UNIT_RATIO))
+        [_m(codes.RIM_THICKNESS, rim.thickness_mm, codes.UNIT_MM),
+         _m(codes.INITIAL_ENHANCEMENT, rim.initial_enhancement_pct, codes.UNIT_PERCENT)],
+        _curve(rim.curve_type)))
+    for n, f in enumerate(report.findings.suspicious_foci, start=1):
+        ms = [_m(codes.VOLUME, f.volume_mm3 / 1000.0, codes.UNIT_ML),
+              _m(codes.LONG_AXIS, f.largest_diameter_mm, codes.UNIT_MM),
+              _m(codes.PEAK_ENHANCEMENT, f.peak_enhancement_pct, codes.UNIT_PERCENT),
+              _m(codes.INITIAL_ENHANCEMENT, f.initial_enhancement_pct, codes.UNIT_PERCENT),
+              _m(codes.DISTANCE_TO_EDGE, f.distance_to_zone_edge_mm, codes.UNIT_MM)]
+        if f.ser is not None:
+            ms.append(_m(codes.SER, f.ser, codes.UNIT_RATIO))
         groups.append(_volumetric(seg, study_uid, 3 + n, f"Suspicious focus {n}", codes.SUSPICIOUS_FOCUS,
-                                  lat, ms, _curve(f["curve_type"])))
+                                  lat, ms, _curve(f.curve_type)))
     return groups
 
 
-def text_evaluations(report: dict) -> ContainerContentItem:
-    status = report["status"] + (f": {report['reason']}" if report["reason"] else "")
-    if report["status"] == "complete":
-        lo, hi = report["probability_interval"]
-        status += (f"; residual tumour probability {100 * report['residual_probability']:.0f}% "
-                   f"(95% interval {100 * lo:.0f}-{100 * hi:.0f}%), confidence {report['confidence']}")
+def text_evaluations(report: Report) -> ContainerContentItem:
+    status = report.status + (f": {report.reason}" if report.reason else "")
+    if report.status == "complete" and report.probability_interval and report.residual_probability is not None:
+        lo, hi = report.probability_interval
+        status += (f"; residual tumour probability {100 * report.residual_probability:.0f}% "
+                   f"(95% interval {100 * lo:.0f}-{100 * hi:.0f}%), confidence {report.confidence}")
     items = [TextContentItem(codes.ANALYSIS_STATUS, status[:1024], RelationshipTypeValues.CONTAINS)]
-    items += [TextContentItem(codes.CAVEAT, c["text"][:1024], RelationshipTypeValues.CONTAINS)
-              for c in report["caveats"]]
-    items += [TextContentItem(codes.RECOMMENDATION, f"[{r['code']}] {r['text']}"[:1024],
-                              RelationshipTypeValues.CONTAINS) for r in report["recommendations"]]
+    items += [TextContentItem(codes.CAVEAT, c.text[:1024], RelationshipTypeValues.CONTAINS)
+              for c in report.caveats]
+    items += [TextContentItem(codes.RECOMMENDATION, f"[{r.code}] {r.text}"[:1024],
+                              RelationshipTypeValues.CONTAINS) for r in report.recommendations]
     container = ContainerContentItem(QUALITATIVE_EVALUATIONS, relationship_type=RelationshipTypeValues.CONTAINS)
-    container.ContentSequence = items
+    container.ContentSequence = items  # type: ignore[assignment]  # pydicom makes it a Sequence
     return container
 
 
-def build_sr(report: dict, evidence: list[Dataset], seg: Dataset | None, *, series_uid: str,
-             sop_uid: str, series_number: int = 9000) -> hd.sr.Comprehensive3DSR:
-    study_uid = report["studies"]["followup"]["study_instance_uid"]
+def build_sr(report: Report, evidence: list[Dataset], seg: Dataset | None, *,
+             series_number: int = 9000) -> hd.sr.Comprehensive3DSR:
+    """The SR of the finished report (its UIDs: ``report.outputs["sr"]``); ``seg``: the SEG
+    made for this report (its segments are referenced), when there is one."""
+    study_uid = _study_uid(report)
+    uids = report.outputs["sr"]
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=derived_uid(study_uid, "device", version="-"), name="followup", manufacturer_name="followup",
         model_name=f"{ALGORITHM_NAME} {ALGORITHM_VERSION}")
@@ -155,8 +171,9 @@ def build_sr(report: dict, evidence: list[Dataset], seg: Dataset | None, *, seri
     root = measurement_report[0]
     root.ContentSequence.append(text_evaluations(report))
     sr = hd.sr.Comprehensive3DSR(
-        evidence=list(evidence) + ([seg] if seg is not None else []), content=root, series_instance_uid=series_uid, series_number=series_number,
-        sop_instance_uid=sop_uid, instance_number=1, manufacturer="followup", is_complete=True,
+        evidence=list(evidence) + ([seg] if seg is not None else []), content=root,
+        series_instance_uid=uids.series_instance_uid, series_number=series_number,
+        sop_instance_uid=uids.sop_instance_uid, instance_number=1, manufacturer="followup", is_complete=True,
         is_final=False, is_verified=False, series_description="followup: residual tumour assessment",
     )
     sr.CodingSchemeIdentificationSequence = [codes.coding_scheme_identification()]

@@ -18,3 +18,10 @@ def derived_uid(study_uid: str, *parts: str, version: str = ALGORITHM_VERSION) -
     """``2.25.<UUID>``: a name-based (SHA-1) UUID of the study, algorithm version and parts."""
     name = "|".join([ALGORITHM_NAME, version, study_uid, *parts])
     return f"2.25.{uuid.uuid5(_NAMESPACE, name).int}"
+
+
+def output_uids(study_uid: str, name: str, revision: int) -> tuple[str, str]:
+    """(Series Instance UID, SOP Instance UID) of output ``name`` ("seg", "sr", "pdf") for a
+    revision of the analysis of a study: known before the object is rendered."""
+    return (derived_uid(study_uid, f"{name}-series", f"r{revision}"),
+            derived_uid(study_uid, name, f"r{revision}"))

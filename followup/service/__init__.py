@@ -1,1 +1,2 @@
-"""The service around the analysis: store, registry, DICOM listener, workers' pipeline, PACS I/O."""
+"""The service around the analysis: store, registry, DICOM listener, work queue interface, the
+workers' orchestrator, deliveries and PACS I/O."""

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from followup.config import Settings
 from followup import ALGORITHM_VERSION
 from followup.service.registry import Batch, Registry
+from followup.service.work_queue import QueueName, WorkQueue, new_analysis
+from followup.states import AnalysisStatus, StudyRole, StudyState
 
-REANALYSABLE = ("complete", "deferred", "failed")
+REANALYSABLE = (StudyState.COMPLETE, StudyState.DEFERRED, StudyState.FAILED)
 
 
 def select_studies(registry: Registry, *, since: dt.date | None = None, study_uids: list[str] | None = None,
@@ -26,7 +27,7 @@ def select_studies(registry: Registry, *, since: dt.date | None = None, study_ui
         raise ValueError("choose --since DATE, --study UID... or --all")
     out = []
     for s in registry.studies(limit=10**9):
-        if s.role == "baseline" or s.state not in REANALYSABLE:
+        if s.role == StudyRole.BASELINE or s.state not in REANALYSABLE:
             continue
         if since is not None and (s.study_date is None or s.study_date < since):
             continue
@@ -34,35 +35,25 @@ def select_studies(registry: Registry, *, since: dt.date | None = None, study_ui
     return sorted(out)
 
 
-def start_reanalysis(settings: Settings, registry: Registry, *, since: dt.date | None = None,
-                     study_uids: list[str] | None = None, all_studies: bool = False, reason: str = "",
-                     enqueue=None) -> Batch:
-    """Create the batch and enqueue one analysis per study on the ``batch`` queue."""
-    from followup.service.pipeline import new_analysis
-
+def start_reanalysis(registry: Registry, queue: WorkQueue, *, since: dt.date | None = None,
+                     study_uids: list[str] | None = None, all_studies: bool = False, reason: str = "") -> Batch:
+    """Create the batch and enqueue one analysis per study on the ``batch`` queue. ValueError
+    when the selection is missing or names unknown studies."""
     uids = select_studies(registry, since=since, study_uids=study_uids, all_studies=all_studies)
     selector = {"since": since.isoformat() if since else None, "study_uids": study_uids or None,
                 "all": all_studies}
     batch = registry.create_batch(reason, selector, ALGORITHM_VERSION, len(uids))
-    send = enqueue or _celery_enqueue
     for uid in uids:
-        a = new_analysis(registry, uid, "batch", batch.id)
-        send(a.id, "batch")
+        a = new_analysis(registry, uid, QueueName.BATCH, batch.id)
+        queue.enqueue_analysis(a.id, QueueName.BATCH)
     return batch
 
 
-def resume_batch(registry: Registry, batch_id: int, enqueue=None) -> int:
+def resume_batch(registry: Registry, queue: WorkQueue, batch_id: int) -> int:
     """Send again the batch's analyses that have not started (lost with a broker restart)."""
-    send = enqueue or _celery_enqueue
     n = 0
     for a in registry.analyses(batch_id=batch_id):
-        if a.status in ("queued",):
-            send(a.id, "batch")
+        if a.status == AnalysisStatus.QUEUED:
+            queue.enqueue_analysis(a.id, QueueName.BATCH)
             n += 1
     return n
-
-
-def _celery_enqueue(analysis_id: int, queue: str) -> None:
-    from workers.tasks import enqueue_analysis
-
-    enqueue_analysis(analysis_id, queue)

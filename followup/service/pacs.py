@@ -3,9 +3,9 @@ C-GET). Retries and backoff live in the Celery tasks; these functions do one att
 ``PacsError`` with a reason a PACS administrator can act on.
 
 A node marked TLS (``AET@HOST:PORT/tls``, or FOLLOWUP_TLS_DESTINATION / FOLLOWUP_TLS_RETRIEVE)
-is reached over DICOM TLS: the PACS's certificate must chain to FOLLOWUP_TLS_CA (the system CAs
-when unset) and name its host; FOLLOWUP_TLS_CERT/KEY are our client certificate. Callers may pass
-their own ``ssl_context`` instead.
+is reached over DICOM TLS with the ``ssl_context`` the caller passes: ``scu_context(settings,
+node)`` makes ours (the PACS's certificate must chain to ``Settings.tls_ca``, the system CAs when
+unset, and name its host; ``tls_cert``/``tls_key`` are our client certificate).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     EnhancedMRImageStorage,
     LegacyConvertedEnhancedMRImageStorage,
     MRImageStorage,
@@ -40,13 +40,20 @@ class PacsError(RuntimeError):
     pass
 
 
+def scu_context(settings: Settings, node: DicomNode) -> ssl.SSLContext | None:
+    """Our SCU's TLS context for ``node`` from the settings' certificate, key and CA bundle;
+    None for a node reached without TLS."""
+    if not node.tls:
+        return None
+    return tls.client_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
+
+
 def _tls_args(node: DicomNode, ssl_context: ssl.SSLContext | None) -> tuple[ssl.SSLContext, str] | None:
     """pynetdicom's ``tls_args`` for ``node``: None for plain DICOM."""
     if not node.tls:
         return None
     if ssl_context is None:
-        s = Settings.from_env()
-        ssl_context = tls.client_context(s.tls_cert, s.tls_key, s.tls_ca)
+        raise PacsError(f"{node} is reached over TLS: pass its ssl_context (pacs.scu_context(settings, node))")
     return ssl_context, node.host
 
 
@@ -120,10 +127,9 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    roles = []
-    for cx in (MRImageStorage, EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage):
+    storage = (MRImageStorage, EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage)
+    for cx in storage:
         ae.add_requested_context(cx)
-        roles.append(build_role(cx, scp_role=True))
     count = 0
 
     def handle_store(event):
@@ -141,7 +147,8 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     q = Dataset()
     q.QueryRetrieveLevel = "STUDY"
     q.StudyInstanceUID = checked_uid(study_uid, "Study Instance UID")
-    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title, ext_neg=roles,
+    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title,
+                         ext_neg=[build_role(cx, scp_role=True) for cx in storage],
                          evt_handlers=[(evt.EVT_C_STORE, handle_store)],
                          tls_args=_tls_args(source, ssl_context))
     if not assoc.is_established:
@@ -155,4 +162,4 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     return count
 
 
-__all__ = ["PacsError", "find_studies", "get_study", "send_files"]
+__all__ = ["PacsError", "find_studies", "get_study", "scu_context", "send_files"]

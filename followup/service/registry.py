@@ -1,7 +1,9 @@
 """The registry (SQLAlchemy 2): procedures, studies, instances, analyses, deliveries, batches.
 
 SQLite file by default, PostgreSQL through ``FOLLOWUP_DB_URL``. The registry and the store are
-the source of truth; Redis only carries work. States:
+the source of truth; Redis only carries work.
+
+States (``followup.states``: the enums, the diagram and the tables of allowed transitions):
 
 * Study.state: ``receiving`` -> ``stable`` (quiet period over, task enqueued) -> ``baseline`` |
   ``analysing`` -> ``complete`` | ``deferred`` | ``failed``. New MR images after ``stable`` put it
@@ -11,29 +13,75 @@ the source of truth; Redis only carries work. States:
 * Analysis.status: ``queued`` -> ``running`` -> ``complete`` | ``deferred`` | ``failed``.
   One row per (study, algorithm version, revision); a reanalysis is a new revision.
 * Delivery.status: ``pending`` -> ``sent`` | ``failed`` (after the last retry).
+
+The service changes a state only through the named transitions (``mark_study``,
+``finish_analysis``, ``mark_delivery_sent``, ``record_delivery_failure``): each is one conditional
+UPDATE whose WHERE holds the states the target may be reached from, and raises
+``IllegalTransition`` when the row was in another. The atomic claims (``claim_stable_studies``,
+``claim_for_sweep``, ``claim_analysis``) are conditional UPDATEs of their own. ``set_study``,
+``update_analysis`` and ``update_delivery`` write columns unchecked: for other columns, and for
+tests that set up a row in a given state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, cast
 
 from sqlalchemy import (
-    JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
-    and_, case, event, func, insert, or_, select, update,
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect as sa_inspect,
+    or_,
+    select,
+    update,
 )
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from followup.dicom.scan import MR_SOP_CLASSES
+from followup.states import (
+    ANALYSIS_TRANSITIONS,
+    DELIVERY_TRANSITIONS,
+    STUDY_TRANSITIONS,
+    TERMINAL_ANALYSIS,
+    AnalysisStatus,
+    DeliveryStatus,
+    IllegalTransition,
+    StudyRole,
+    StudyState,
+    Transitions,
+)
+
+_KEEP = object()  # mark_study: leave the reason as it is
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE run through ``Session.execute`` (typed as a plain ``Result``; at
+    run time a DML statement always gives a ``CursorResult``)."""
+    return cast(CursorResult, result).rowcount
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -62,8 +110,8 @@ class Study(Base):
     n_instances: Mapped[int] = mapped_column(Integer, default=0)
     first_received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    state: Mapped[str] = mapped_column(String(16), default="receiving", index=True)
-    role: Mapped[str] = mapped_column(String(16), default="unknown")  # baseline | followup | unknown
+    state: Mapped[str] = mapped_column(String(16), default=StudyState.RECEIVING, index=True)
+    role: Mapped[str] = mapped_column(String(16), default=StudyRole.UNKNOWN)  # baseline | followup | unknown
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -88,7 +136,7 @@ class Analysis(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     queue: Mapped[str] = mapped_column(String(16), default="realtime")
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=AnalysisStatus.QUEUED, index=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     probability: Mapped[float | None] = mapped_column(Float, nullable=True)
     interval_low: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -114,7 +162,7 @@ class Delivery(Base):
     sop_uid: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(Text)
     destination: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -235,7 +283,7 @@ class Registry:
         is_image = sop_class_uid in MR_SOP_CLASSES
         # SQLAlchemy Core, one transaction, no ORM unit of work: this runs once per received
         # instance, before the C-STORE is answered (the ORM version cost ~2.5 ms an instance).
-        studies, instances = Study.__table__, Instance.__table__
+        studies, instances = cast(Table, Study.__table__), cast(Table, Instance.__table__)
         for attempt in (1, 2):
             try:
                 with self.engine.begin() as conn:
@@ -245,13 +293,14 @@ class Registry:
                         if is_image:  # the sender is (re)sending the study: it is not quiet yet
                             conn.execute(update(studies).where(
                                 studies.c.study_uid == existing.study_uid,
-                                studies.c.state == "receiving").values(last_received_at=now))
+                                studies.c.state == StudyState.RECEIVING).values(last_received_at=now))
                         return False
                     values: dict = {"n_instances": studies.c.n_instances + 1, "updated_at": now}
                     if is_image:  # new images after it was declared stable: it changed
                         values["last_received_at"] = now  # (quarantined stays so: for good)
-                        values["state"] = case((studies.c.state.in_(("receiving", "quarantined")),
-                                                studies.c.state), else_="receiving")
+                        values["state"] = case(
+                            (studies.c.state.in_((StudyState.RECEIVING, StudyState.QUARANTINED)),
+                             studies.c.state), else_=StudyState.RECEIVING)
                     done = conn.execute(update(studies).where(studies.c.study_uid == study_uid)
                                         .values(**values))
                     if done.rowcount == 0:
@@ -259,8 +308,8 @@ class Registry:
                             study_uid=study_uid, patient_id=patient_id, study_date=study_date,
                             modality=modality, accession_number=accession_number,
                             calling_ae=calling_ae, n_instances=1, first_received_at=now,
-                            last_received_at=now, updated_at=now, role="unknown",
-                            state="receiving" if is_image else "objects-only"))
+                            last_received_at=now, updated_at=now, role=StudyRole.UNKNOWN,
+                            state=StudyState.RECEIVING if is_image else StudyState.OBJECTS_ONLY))
                     conn.execute(insert(instances).values(
                         sop_uid=sop_uid, study_uid=study_uid, series_uid=series_uid,
                         sop_class_uid=sop_class_uid, path=path, size=size, received_at=now))
@@ -278,12 +327,12 @@ class Registry:
         claimed = []
         with self.session() as s:
             candidates = list(s.scalars(select(Study.study_uid).where(
-                Study.state == "receiving", Study.last_received_at <= cutoff)))
+                Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff)))
             for uid in candidates:
                 res = s.execute(update(Study).where(
-                    Study.study_uid == uid, Study.state == "receiving",
-                    Study.last_received_at <= cutoff).values(state="stable", enqueued_at=utcnow()))
-                if res.rowcount == 1:
+                    Study.study_uid == uid, Study.state == StudyState.RECEIVING,
+                    Study.last_received_at <= cutoff).values(state=StudyState.STABLE, enqueued_at=utcnow()))
+                if _rowcount(res) == 1:
                     claimed.append(uid)
         return claimed
 
@@ -292,11 +341,11 @@ class Registry:
         happened) for the reconciliation sweep: of two sweeps, one wins."""
         with self.session() as s:
             res = s.execute(update(Study).where(
-                Study.study_uid == study_uid, Study.state == "stable",
+                Study.study_uid == study_uid, Study.state == StudyState.STABLE,
                 or_(Study.enqueued_at <= cutoff,
                     and_(Study.enqueued_at.is_(None), Study.last_received_at <= cutoff)))
                 .values(enqueued_at=utcnow()))
-            return res.rowcount == 1
+            return _rowcount(res) == 1
 
     def study(self, study_uid: str) -> Study | None:
         with self.session() as s:
@@ -310,8 +359,37 @@ class Registry:
             return list(s.scalars(q))
 
     def set_study(self, study_uid: str, **values) -> None:
+        """Write columns unchecked (not for state changes in the service: ``mark_study``)."""
         with self.session() as s:
             s.execute(update(Study).where(Study.study_uid == study_uid).values(**values))
+
+    # --- named transitions -------------------------------------------------------------------------
+    def _transition(self, table: Transitions, column, key_column, key: object, target: str,
+                    values: dict) -> None:
+        """One conditional UPDATE to ``target`` from the states ``table`` allows; IllegalTransition
+        (naming the state found) when the row was in another, LookupError when there is no row."""
+        with self.session() as s:
+            sources = sorted(str(state) for state in table.sources(target))  # plain strings for any driver
+            done = s.execute(update(column.class_).where(key_column == key, column.in_(sources))
+                             .values({column.key: str(target), **values}))
+            if _rowcount(done) == 1:
+                return
+            current = s.scalar(select(column).where(key_column == key))
+        if current is None:
+            raise LookupError(f"no {table.what} {key}")
+        table.check(key, current, target)  # raises: the row was in a state target is not reached from
+        raise IllegalTransition(table.what, key, current, target, "changed meanwhile")  # pragma: no cover
+
+    def mark_study(self, study_uid: str, state: StudyState, *, reason: str | object | None = _KEEP,
+                   role: StudyRole | None = None) -> None:
+        """Move the study to ``state`` (``followup.states.STUDY_TRANSITIONS``); ``reason`` and
+        ``role`` are written when given (``reason=None`` clears it)."""
+        values: dict = {"updated_at": utcnow()}
+        if reason is not _KEEP:
+            values["reason"] = reason
+        if role is not None:
+            values["role"] = StudyRole(role)
+        self._transition(STUDY_TRANSITIONS, Study.state, Study.study_uid, study_uid, StudyState(state), values)
 
     def instance_paths(self, study_uid: str) -> list[str]:
         with self.session() as s:
@@ -354,7 +432,7 @@ class Registry:
             a = s.scalar(select(Analysis).where(Analysis.study_uid == study_uid,
                                                 Analysis.algorithm_version == version)
                          .order_by(Analysis.revision.desc()).limit(1))
-            if (a is not None and a.status == "queued" and a.queue == queue and a.batch_id is None
+            if (a is not None and a.status == AnalysisStatus.QUEUED and a.queue == queue and a.batch_id is None
                     and not a.attempts and a.started_at is None):
                 return a
             return None
@@ -378,7 +456,7 @@ class Registry:
     @staticmethod
     def lease_held(analysis: Analysis, lease_s: float) -> bool:
         """Is ``analysis`` running in a live worker (heartbeat within ``lease_s`` seconds)?"""
-        return (analysis.status == "running" and analysis.heartbeat_at is not None
+        return (analysis.status == AnalysisStatus.RUNNING and analysis.heartbeat_at is not None
                 and analysis.heartbeat_at > utcnow() - dt.timedelta(seconds=lease_s))
 
     def claim_analysis(self, analysis_id: int, lease_s: float) -> bool:
@@ -386,21 +464,39 @@ class Registry:
         worker holds it. Of two workers given the same task (a broker redelivery while the
         first still runs), one wins; the other must do nothing."""
         now = utcnow()
-        held = and_(Analysis.status == "running", Analysis.heartbeat_at.is_not(None),
+        held = and_(Analysis.status == AnalysisStatus.RUNNING, Analysis.heartbeat_at.is_not(None),
                     Analysis.heartbeat_at > now - dt.timedelta(seconds=lease_s))
         with self.session() as s:
             done = s.execute(update(Analysis).where(Analysis.id == analysis_id, ~held).values(
-                status="running", started_at=now, heartbeat_at=now,
+                status=AnalysisStatus.RUNNING, started_at=now, heartbeat_at=now,
                 attempts=func.coalesce(Analysis.attempts, 0) + 1))
-            return done.rowcount == 1
+            return _rowcount(done) == 1
 
     def beat(self, analysis_id: int) -> None:
         """The running worker is alive."""
         self.update_analysis(analysis_id, heartbeat_at=utcnow())
 
     def update_analysis(self, analysis_id: int, **values) -> None:
+        """Write columns unchecked (the heartbeat; tests). The service ends an analysis with
+        ``finish_analysis``."""
         with self.session() as s:
             s.execute(update(Analysis).where(Analysis.id == analysis_id).values(**values))
+
+    RESULT_COLUMNS = frozenset({"probability", "interval_low", "interval_high", "baseline_study_uid",
+                                "report_dir", "duration_s"})
+
+    def finish_analysis(self, analysis_id: int, status: AnalysisStatus, reason: str | None,
+                        **results) -> None:
+        """End the analysis (queued or running -> complete | deferred | failed) with its reason and
+        results (``RESULT_COLUMNS``); an analysis that already ended raises IllegalTransition."""
+        status = AnalysisStatus(status)
+        if status not in TERMINAL_ANALYSIS:
+            raise ValueError(f"finish_analysis: {status} is not an end state")
+        unknown = set(results) - self.RESULT_COLUMNS
+        if unknown:
+            raise TypeError(f"finish_analysis: unknown result column(s) {sorted(unknown)}")
+        self._transition(ANALYSIS_TRANSITIONS, Analysis.status, Analysis.id, analysis_id, status,
+                         {"reason": reason, "finished_at": utcnow(), **results})
 
     def analyses(self, study_uid: str | None = None, batch_id: int | None = None,
                  statuses: tuple[str, ...] | None = None) -> list[Analysis]:
@@ -441,8 +537,23 @@ class Registry:
             return list(s.scalars(q))
 
     def update_delivery(self, delivery_id: int, **values) -> None:
+        """Write columns unchecked (tests). The service uses ``mark_delivery_sent`` and
+        ``record_delivery_failure``."""
         with self.session() as s:
             s.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+    def mark_delivery_sent(self, delivery_id: int) -> None:
+        """pending -> sent (one more attempt, the error cleared)."""
+        self._transition(DELIVERY_TRANSITIONS, Delivery.status, Delivery.id, delivery_id, DeliveryStatus.SENT,
+                         {"sent_at": utcnow(), "last_error": None, "updated_at": utcnow(),
+                          "attempts": func.coalesce(Delivery.attempts, 0) + 1})
+
+    def record_delivery_failure(self, delivery_id: int, error: str, *, final: bool = False) -> None:
+        """An attempt failed: pending -> pending (retried later), or -> failed after the last one."""
+        target = DeliveryStatus.FAILED if final else DeliveryStatus.PENDING
+        self._transition(DELIVERY_TRANSITIONS, Delivery.status, Delivery.id, delivery_id, target,
+                         {"last_error": error[:500], "updated_at": utcnow(),
+                          "attempts": func.coalesce(Delivery.attempts, 0) + 1})
 
     # --- batches ---------------------------------------------------------------------------------
     def create_batch(self, reason: str, selector: dict, version: str, total: int) -> Batch:
@@ -466,7 +577,45 @@ class Registry:
                              .group_by(Analysis.status)).all()
             b = s.get(Batch, batch_id)
         counts = {status: n for status, n in rows}
-        done = sum(counts.get(k, 0) for k in ("complete", "deferred", "failed"))
+        done = sum(counts.get(k, 0) for k in TERMINAL_ANALYSIS)
         total = b.total if b else 0
         return {"batch_id": batch_id, "total": total, "done": done, "by_status": counts,
                 "remaining": max(total - done, 0)}
+
+    # --- read-only views (the API, the listener) -------------------------------------------------
+    def studies_by_state(self) -> dict[str, int]:
+        """How many studies are in each state (raises when the database is unreachable)."""
+        with self.session() as s:
+            rows = s.execute(select(Study.state, func.count()).group_by(Study.state)).all()
+        return {state: n for state, n in rows}
+
+    def newest_analyses(self, study_uids: list[str], *, statuses: tuple[str, ...] | None = None,
+                        with_report: bool = False) -> dict[str, Analysis]:
+        """Study UID -> its newest analysis (one query for all of them); only analyses in
+        ``statuses`` and, with ``with_report``, only those with a report directory."""
+        if not study_uids:
+            return {}
+        where = [Analysis.study_uid.in_(study_uids)]
+        if statuses is not None:
+            where.append(Analysis.status.in_(statuses))
+        if with_report:
+            where.append(Analysis.report_dir.is_not(None))
+        newest = select(func.max(Analysis.id)).where(*where).group_by(Analysis.study_uid)
+        with self.session() as s:
+            return {a.study_uid: a for a in s.scalars(select(Analysis).where(Analysis.id.in_(newest)))}
+
+    def deliveries_with_study(self, status: str | None = None,
+                              limit: int = 1000) -> list[tuple[Delivery, str]]:
+        """Deliveries, newest first, each with the Study Instance UID of its analysis."""
+        q = (select(Delivery, Analysis.study_uid).join(Analysis, Analysis.id == Delivery.analysis_id)
+             .order_by(Delivery.id.desc()).limit(limit))
+        if status:
+            q = q.where(Delivery.status == status)
+        with self.session() as s:
+            return [(d, uid) for d, uid in s.execute(q).all()]
+
+    def instance_path(self, sop_uid: str) -> str | None:
+        """Where the instance with this SOP Instance UID is stored; None when not registered."""
+        with self.session() as s:
+            inst = s.get(Instance, sop_uid)
+            return None if inst is None else inst.path

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from followup.service.periodic import PeriodicThread
+from followup.states import IllegalTransition, StudyState
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class StabilityMonitor(PeriodicThread):
                 log.error("stability: hand-over of study %s failed (%s); back to receiving",
                           uid, type(exc).__name__)
                 try:
-                    self.registry.set_study(uid, state="receiving")
+                    self.registry.mark_study(uid, StudyState.RECEIVING)
+                except IllegalTransition as exc2:  # no longer stable (new images reopened it): as wanted
+                    log.info("stability: study %s left as it is (%s)", uid, exc2)
                 except Exception as exc2:
                     log.critical("stability: could not put study %s back to receiving (%s)",
                                  uid, type(exc2).__name__)

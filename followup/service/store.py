@@ -19,6 +19,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from followup.atomic import commit, write_atomic
+
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
@@ -34,14 +36,6 @@ def checked_uid(uid: object, what: str = "UID") -> str:
     if not valid_uid(uid):
         raise InvalidUID(f"invalid {what}: {str(uid)[:80]!r} (digits and dots only, at most 64)")
     return uid  # type: ignore[return-value]
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store:
@@ -74,27 +68,14 @@ class Store:
 
     # --- writes --------------------------------------------------------------------------------
     def write_atomic(self, final: Path, data: bytes | None = None, *, src_tmp: Path | None = None) -> Path:
-        """Put bytes (or an already written temp file of the spool) at ``final`` durably."""
-        final.parent.mkdir(parents=True, exist_ok=True)
+        """Put bytes (or an already written temp file of the spool) at ``final`` durably
+        (:mod:`followup.atomic`)."""
         if src_tmp is None:
-            fd, name = tempfile.mkstemp(dir=self.spool, suffix=".tmp")
-            src_tmp = Path(name)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data or b"")
-                    if self.sync:
-                        fh.flush()
-                        os.fsync(fh.fileno())
-            except BaseException:
-                src_tmp.unlink(missing_ok=True)
-                raise
-        elif self.sync:
+            return write_atomic(final, data or b"", tmp_dir=self.spool, sync=self.sync)
+        if self.sync:
             with open(src_tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        os.replace(src_tmp, final)
-        if self.sync:
-            fsync_dir(final.parent)
-        return final
+        return commit(src_tmp, final, sync=self.sync)
 
     def new_spool_file(self) -> tuple[int, Path]:
         fd, name = tempfile.mkstemp(dir=self.spool, suffix=".part")
@@ -102,7 +83,7 @@ class Store:
 
     def quarantine(self, data: bytes, reason: str, **meta: object) -> Path:
         """Keep refused input with its reason (never silently dropped)."""
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         digest = hashlib.sha256(data).hexdigest()[:12]
         base = self.quarantine_dir / f"{stamp}-{digest}"
         self.write_atomic(base.with_suffix(".dcm"), data)

@@ -12,10 +12,12 @@ for our SCU.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
 from pathlib import Path
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +79,12 @@ def handshake(sock: socket.socket, peer: str, timeout: float = HANDSHAKE_TIMEOUT
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__
         log.warning("TLS handshake with %s failed (%s): connection closed", peer, reason)
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         return False
-    subject = dict(x[0] for x in (sock.getpeercert() or {}).get("subject", ()))
+    # "subject" is a tuple of RDNs, each a tuple of (name, value) pairs
+    rdns = cast("tuple[tuple[tuple[str, str], ...], ...]", (sock.getpeercert() or {}).get("subject", ()))
+    subject = dict(rdn[0] for rdn in rdns)
     log.info("TLS with %s: %s, client certificate %s", peer, sock.version(),
              f"CN={subject['commonName']!r}" if "commonName" in subject else "none")
     return True

@@ -15,11 +15,12 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, MRImageStorage
 
 from followup import __version__
 
@@ -70,6 +71,30 @@ class UidSource:
         return f"2.25.{uuid.uuid5(self._NAMESPACE, f'{self._entropy}|{self._n}').int}"
 
 
+# Attributes every synthetic MR image carries, whatever its series.
+FIXED_ATTRIBUTES: dict[str, object] = {
+    "Modality": "MR", "Manufacturer": "followup synthetic", "ManufacturerModelName": "phantom",
+    "InstitutionName": "Synthetic Breast Imaging Unit", "ReferringPhysicianName": "",
+    "StationName": "SYNTH-MR1", "StudyDescription": "MR BREAST BILATERAL W/WO CONTRAST",
+    "PatientSex": "F", "BodyPartExamined": "BREAST", "PatientPosition": "HFP",
+    "AngioFlag": "N", "NumberOfAverages": "1", "ImagingFrequency": "63.676", "ImagedNucleus": "1H",
+    "EchoNumbers": "1", "MagneticFieldStrength": "1.5",
+}
+# Acquisition parameters by kind of series: T2 turbo spin echo, fat-suppressed 3D gradient echo
+# (the dynamic series), 2D gradient echo (localizers).
+SEQUENCE_PARAMETERS: dict[str, dict[str, object]] = {
+    "t2": {"ScanningSequence": "SE", "SequenceVariant": ["SK", "OSP"], "ScanOptions": "",
+           "SequenceName": "*tse2d1_15", "RepetitionTime": "4000", "EchoTime": "90",
+           "EchoTrainLength": "15", "FlipAngle": "150"},
+    "dce": {"ScanningSequence": "GR", "SequenceVariant": ["SP", "SS"], "ScanOptions": "FS",
+            "SequenceName": "*fl3d1", "RepetitionTime": "4.5", "EchoTime": "1.8",
+            "EchoTrainLength": "1", "FlipAngle": "10"},
+    "gre": {"ScanningSequence": "GR", "SequenceVariant": ["SP", "SS"], "ScanOptions": "",
+            "SequenceName": "*fl2d1", "RepetitionTime": "8.6", "EchoTime": "4",
+            "EchoTrainLength": "1", "FlipAngle": "20"},
+}
+
+
 def _fmt_time(t: dt.datetime) -> str:
     return t.strftime("%H%M%S.%f")[:13]
 
@@ -98,46 +123,16 @@ def _base_dataset(meta: StudyMeta, plan: SeriesPlan, series_uid: str) -> Dataset
     ds.StudyTime = _fmt_time(d)
     ds.SeriesTime = _fmt_time(plan.acquisition_times[0])
     ds.AccessionNumber = meta.accession_number
-    ds.Modality = "MR"
-    ds.Manufacturer = "followup synthetic"
-    ds.InstitutionName = "Synthetic Breast Imaging Unit"
-    ds.ReferringPhysicianName = ""
-    ds.StationName = "SYNTH-MR1"
-    ds.StudyDescription = "MR BREAST BILATERAL W/WO CONTRAST"
+    for keyword, value in FIXED_ATTRIBUTES.items():
+        setattr(ds, keyword, value)
     ds.SeriesDescription = plan.description
-    ds.ManufacturerModelName = "phantom"
     ds.PatientName = meta.patient_name
     ds.PatientID = meta.patient_id
     ds.PatientBirthDate = meta.patient_birth_date
-    ds.PatientSex = "F"
-    ds.BodyPartExamined = "BREAST"
     ds.MRAcquisitionType = "3D" if plan.kind == "dce" else "2D"
-    if plan.kind == "t2":
-        ds.ScanningSequence = "SE"
-        ds.SequenceVariant = ["SK", "OSP"]
-        ds.ScanOptions = ""
-        ds.SequenceName = "*tse2d1_15"
-        ds.RepetitionTime = "4000"
-        ds.EchoTime = "90"
-        ds.EchoTrainLength = "15"
-        ds.FlipAngle = "150"
-    else:
-        ds.ScanningSequence = "GR"
-        ds.SequenceVariant = ["SP", "SS"]
-        ds.ScanOptions = "FS" if plan.kind == "dce" else ""
-        ds.SequenceName = "*fl3d1" if plan.kind == "dce" else "*fl2d1"
-        ds.RepetitionTime = "4.5" if plan.kind == "dce" else "8.6"
-        ds.EchoTime = "1.8" if plan.kind == "dce" else "4"
-        ds.EchoTrainLength = "1"
-        ds.FlipAngle = "10" if plan.kind == "dce" else "20"
-    ds.AngioFlag = "N"
-    ds.NumberOfAverages = "1"
-    ds.ImagingFrequency = "63.676"
-    ds.ImagedNucleus = "1H"
-    ds.EchoNumbers = "1"
-    ds.MagneticFieldStrength = "1.5"
+    for keyword, value in SEQUENCE_PARAMETERS[plan.kind if plan.kind in ("t2", "dce") else "gre"].items():
+        setattr(ds, keyword, value)
     ds.SoftwareVersions = f"followup-synth {__version__}"
-    ds.PatientPosition = "HFP"
     ds.StudyInstanceUID = meta.study_uid
     ds.SeriesInstanceUID = series_uid
     ds.StudyID = meta.study_id
@@ -189,7 +184,7 @@ def write_series(out_dir: Path, meta: StudyMeta, plan: SeriesPlan, uids: UidSour
     shape = plan.images[0].shape
     iop, spacing, slice_step = _geometry(plan.affine)
     contrast_on = plan.contrast_on or [False] * n_t
-    series_records = []
+    series_records: list[dict[str, Any]] = []
     series_uid = series_uid or uids()
     ds = _base_dataset(meta, plan, series_uid)
     instance = first_instance - 1
@@ -243,7 +238,7 @@ def write_series(out_dir: Path, meta: StudyMeta, plan: SeriesPlan, uids: UidSour
 def _file_meta(sop_uid: str) -> FileMetaDataset:
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = MRImageStorage
-    fm.MediaStorageSOPInstanceUID = sop_uid
+    fm.MediaStorageSOPInstanceUID = UID(sop_uid)
     fm.TransferSyntaxUID = ExplicitVRLittleEndian
     fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     fm.ImplementationVersionName = "FOLLOWUP_SYNTH"

@@ -33,7 +33,7 @@ class SmoothDisplacement:
 
     @classmethod
     def random(cls, rng: np.random.Generator, max_mm: float, n_terms: int = 3,
-               wavelength_mm: tuple[float, float] = (150.0, 300.0)) -> "SmoothDisplacement":
+               wavelength_mm: tuple[float, float] = (150.0, 300.0)) -> SmoothDisplacement:
         dirs = rng.normal(size=(n_terms, 3))
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         wl = rng.uniform(*wavelength_mm, size=n_terms)
@@ -51,7 +51,7 @@ class SmoothDisplacement:
         dx = np.zeros_like(x)
         dy = np.zeros_like(x)
         dz = np.zeros_like(x)
-        for a, w, ph in zip(self.amplitudes, self.frequencies, self.phases):
+        for a, w, ph in zip(self.amplitudes, self.frequencies, self.phases, strict=True):
             s = np.sin(w[0] * x + w[1] * y + w[2] * z + ph)
             dx += a[0] * s
             dy += a[1] * s
@@ -66,7 +66,7 @@ class FollowupToBaseline:
     displacement: SmoothDisplacement
 
     @classmethod
-    def identity(cls) -> "FollowupToBaseline":
+    def identity(cls) -> FollowupToBaseline:
         return cls(np.eye(3), np.zeros(3), SmoothDisplacement())
 
     @property

@@ -18,11 +18,17 @@ import numpy as np
 from scipy import ndimage
 
 from followup.synth import kinetics
-from followup.synth.scenario import (
-    BREAST_CENTRE_X, BREAST_RADII, CHEST_WALL_Y, MUSCLE_THICKNESS, SKIN_THICKNESS,
-    Case, Ellipsoid, PhaseMotion,
-)
 from followup.synth.motion import rotation_matrix
+from followup.synth.scenario import (
+    BREAST_CENTRE_X,
+    BREAST_RADII,
+    CHEST_WALL_Y,
+    MUSCLE_THICKNESS,
+    SKIN_THICKNESS,
+    Case,
+    Ellipsoid,
+    PhaseMotion,
+)
 
 # Baseline signal S0 (arbitrary scanner units) on fat-suppressed T1 gradient echo.
 S0 = {
@@ -63,7 +69,7 @@ class GlandTexture:
         self.layout, self.brightness = fields
 
     def sample(self, field: np.ndarray, bx, by, bz) -> np.ndarray:
-        coords = [(c - m) / GLAND_BOX_STEP for c, m in zip((bx, by, bz), GLAND_BOX_MIN)]
+        coords = [(c - m) / GLAND_BOX_STEP for c, m in zip((bx, by, bz), GLAND_BOX_MIN, strict=True)]
         return ndimage.map_coordinates(field, coords, order=1, mode="nearest").astype(np.float32)
 
 
@@ -77,7 +83,7 @@ def ellipsoid_distance(e: Ellipsoid, bx, by, bz) -> np.ndarray:
     rel = [bx - e.centre[0], by - e.centre[1], bz - e.centre[2]]
     rot = e.rotation.astype(np.float32)
     local = [rot[0, a] * rel[0] + rot[1, a] * rel[1] + rot[2, a] * rel[2] for a in range(3)]
-    rho = np.sqrt(sum((l / r) ** 2 for l, r in zip(local, e.radii))).astype(np.float32)
+    rho = np.sqrt(sum((v / r) ** 2 for v, r in zip(local, e.radii, strict=True))).astype(np.float32)
     dist = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         d = np.where(rho > 1e-6, dist * (1.0 - 1.0 / rho), -1e6)
@@ -164,7 +170,7 @@ def grid_points(grid: Grid, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, n
     j = np.arange(grid.shape[1], dtype=np.float32)[None, :, None]
     k = np.arange(k0, k1, dtype=np.float32)[None, None, :]
     a = grid.affine.astype(np.float32)
-    return tuple(a[r, 0] * i + a[r, 1] * j + a[r, 2] * k + a[r, 3] for r in range(3))  # type: ignore
+    return tuple(a[r, 0] * i + a[r, 1] * j + a[r, 2] * k + a[r, 3] for r in range(3))
 
 
 def bias_field(x, y, z, coeffs: np.ndarray) -> np.ndarray:
@@ -188,7 +194,7 @@ def render_phases(case: Case, study: str, grid: Grid, times_s: tuple[float, ...]
     # rendered at its own coordinates (as a scanner acquires it), never resampled.
     poses: dict[tuple, list[int]] = {}
     for n, m in enumerate(motion):
-        poses.setdefault(tuple(np.round(np.r_[m.rotation_deg, m.translation_mm], 9)), []).append(n)
+        poses.setdefault(tuple(np.round(np.concatenate([m.rotation_deg, m.translation_mm]), 9)), []).append(n)
     for k0 in range(0, grid.shape[2], slab):
         k1 = min(k0 + slab, grid.shape[2])
         x, y, z = grid_points(grid, k0, k1)

@@ -12,8 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from followup.procedure import TARGET_MARGIN_MM
 from followup.synth import kinetics
-from followup.synth.motion import FollowupToBaseline, SmoothDisplacement, rotation_matrix
+from followup.synth.motion import (
+    FollowupToBaseline,
+    SmoothDisplacement,
+    rotation_matrix,
+)
 
 SCENARIOS = ("complete", "residual", "early", "confounder")
 
@@ -145,69 +150,32 @@ def radial_margin_mm(zone: Ellipsoid, tumour: Ellipsoid, n: int = 2000) -> float
     return float(np.min(dist / rho - dist))
 
 
+@dataclass(frozen=True)
+class _Findings:
+    """What the scenario puts at the ablation zone's edge."""
+
+    rim_kind: str
+    rim_thickness_mm: float
+    rim_curve: kinetics.Curve
+    nodules: tuple[Nodule, ...] = ()
+    benign_focus: Ellipsoid | None = None
+    confounder_kind: str | None = None
+
+
 def draw_case(scenario: str, seed: int, n_post: int) -> Case:
+    """The case of one scenario and seed: the same arguments give the same case (one generator,
+    its draws always made in the same order)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
     laterality = "L" if rng.random() < 0.5 else "R"
     side = 1.0 if laterality == "L" else -1.0
-
-    # Tumour: mostly < 15 mm (the indication), some up to 18 mm.
-    diameter = rng.uniform(8, 14) if rng.random() < 0.85 else rng.uniform(14, 18)
-    radii_t = diameter / 2 * rng.uniform(0.85, 1.15, size=3)
-    centre_t = np.array([
-        side * BREAST_CENTRE_X + rng.uniform(-20, 20),
-        CHEST_WALL_Y - rng.uniform(35, 60),
-        rng.uniform(-18, 18),
-    ])
-    tumour = Ellipsoid(centre_t, radii_t, rotation_matrix(rng.uniform(-40, 40, size=3)))
-
-    # Ablation zone: tumour + 10 mm margin + extra, off-centre; ~15 % fall short on one axis.
-    margin = 10.0
-    extra = rng.uniform(1.0, 8.0, size=3)
-    if rng.random() < 0.15:
-        extra[rng.integers(3)] = -rng.uniform(2.0, 5.0)
-    zone_radii = np.max(radii_t) + margin + extra
-    zone_centre = centre_t + rng.uniform(-2.5, 2.5, size=3)
-    zone = Ellipsoid(zone_centre, zone_radii, rotation_matrix(rng.uniform(-30, 30, size=3)))
-
-    rim_kind, rim_thickness, rim_curve = "thin", rng.uniform(1.5, 2.5), kinetics.RIM_BENIGN
-    nodules: list[Nodule] = []
-    benign_focus = None
-    confounder_kind = None
-    if scenario == "early":
-        rim_kind, rim_thickness, rim_curve = "early-hyperaemic", rng.uniform(3.0, 5.0), kinetics.RIM_EARLY
-    elif scenario == "confounder":
-        confounder_kind = "thick-rim" if rng.random() < 0.5 else "benign-gland"
-        if confounder_kind == "thick-rim":
-            rim_kind, rim_thickness = "thick-smooth", rng.uniform(4.0, 6.0)
-        else:
-            d = rng.normal(size=3)
-            d /= np.linalg.norm(d)
-            d[1] = -abs(d[1]) * 0.3  # stay inside the breast, roughly at the zone's depth
-            d /= np.linalg.norm(d)
-            reach = radial_extent(zone, d)
-            fr = rng.uniform(4.0, 7.5, size=3)
-            benign_focus = Ellipsoid(zone_centre + d * (reach + rng.uniform(10, 18) + fr.max()), fr,
-                                     rotation_matrix(rng.uniform(-40, 40, size=3)))
-    elif scenario == "residual":
-        n_nod = 1 if rng.random() < 0.6 else 2
-        for k in range(n_nod):
-            d = rng.normal(size=3)
-            d /= np.linalg.norm(d)
-            dia = rng.uniform(6, 12) if k == 0 else rng.uniform(3, 8)
-            reach = radial_extent(zone, d)
-            centre = zone_centre + d * (reach + rng.uniform(-0.2, 0.3) * dia)
-            nodules.append(Nodule(centre, float(dia), "washout" if rng.random() < 0.6 else "plateau"))
-
+    tumour = _draw_tumour(rng, side)
+    zone = _draw_zone(rng, tumour, TARGET_MARGIN_MM)
+    found = _draw_findings(rng, scenario, zone)
     moving = rng.random() < 0.5
-    transform = FollowupToBaseline(
-        rotation_matrix(rng.uniform(-1, 1, size=3) * MAX_ROTATION_DEG / np.sqrt(3)),
-        _bounded(rng, MAX_TRANSLATION_MM),
-        SmoothDisplacement.random(rng, rng.uniform(2.0, MAX_NONRIGID_MM)),
-    )
-    days = int(rng.integers(EARLY_DAYS[0], EARLY_DAYS[1] + 1)) if scenario == "early" \
-        else int(rng.integers(LATE_DAYS[0], LATE_DAYS[1] + 1))
+    transform = _draw_followup_transform(rng)
+    days = _draw_days_since_procedure(rng, scenario)
     procedure_date = dt.date(2025, 1, 6) + dt.timedelta(days=int(rng.integers(0, 500)))
     has_dcis = rng.random() < 0.35
     histology = "mixed" if has_dcis and rng.random() < 0.3 else "IDC"
@@ -215,9 +183,9 @@ def draw_case(scenario: str, seed: int, n_post: int) -> Case:
     return Case(
         scenario=scenario, seed=seed, laterality=laterality, side_sign=side,
         tumour=tumour, tumour_kinetics="washout" if rng.random() < 0.6 else "plateau",
-        zone=zone, rim_thickness_mm=float(rim_thickness), rim_curve=rim_curve, rim_kind=rim_kind,
-        nodules=tuple(nodules), benign_focus=benign_focus, confounder_kind=confounder_kind,
-        transform=transform,
+        zone=zone, rim_thickness_mm=float(found.rim_thickness_mm), rim_curve=found.rim_curve,
+        rim_kind=found.rim_kind, nodules=found.nodules, benign_focus=found.benign_focus,
+        confounder_kind=found.confounder_kind, transform=transform,
         baseline_timing=_timing(rng, n_post), followup_timing=_timing(rng, n_post),
         followup_phase_motion=_phase_motion(rng, n_post, moving),
         baseline_phase_motion=_phase_motion(rng, n_post, False),
@@ -226,9 +194,87 @@ def draw_case(scenario: str, seed: int, n_post: int) -> Case:
         followup_date=procedure_date + dt.timedelta(days=days),
         histology=histology, grade=int(rng.integers(1, 4)), dcis_component_pct=dcis_pct,
         insitu_grade=(["low", "intermediate", "high"][int(rng.integers(3))] if has_dcis else None),
-        freeze_thaw_cycles=2 if rng.random() < 0.8 else 3, margin_mm=margin,
+        freeze_thaw_cycles=2 if rng.random() < 0.8 else 3, margin_mm=TARGET_MARGIN_MM,
         gland_seed=int(rng.integers(2**31)), distractors=bool(rng.random() < 0.6),
     )
+
+
+def _draw_tumour(rng: np.random.Generator, side: float) -> Ellipsoid:
+    """Tumour: mostly < 15 mm (the indication), some up to 18 mm, in the breast of ``side``."""
+    diameter = rng.uniform(8, 14) if rng.random() < 0.85 else rng.uniform(14, 18)
+    radii_t = diameter / 2 * rng.uniform(0.85, 1.15, size=3)
+    centre_t = np.array([
+        side * BREAST_CENTRE_X + rng.uniform(-20, 20),
+        CHEST_WALL_Y - rng.uniform(35, 60),
+        rng.uniform(-18, 18),
+    ])
+    return Ellipsoid(centre_t, radii_t, rotation_matrix(rng.uniform(-40, 40, size=3)))
+
+
+def _draw_zone(rng: np.random.Generator, tumour: Ellipsoid, margin: float) -> Ellipsoid:
+    """Ablation zone: tumour + ``margin`` + extra, off-centre; ~15 % fall short on one axis."""
+    extra = rng.uniform(1.0, 8.0, size=3)
+    if rng.random() < 0.15:
+        extra[rng.integers(3)] = -rng.uniform(2.0, 5.0)
+    zone_radii = np.max(tumour.radii) + margin + extra
+    zone_centre = tumour.centre + rng.uniform(-2.5, 2.5, size=3)
+    return Ellipsoid(zone_centre, zone_radii, rotation_matrix(rng.uniform(-30, 30, size=3)))
+
+
+def _draw_findings(rng: np.random.Generator, scenario: str, zone: Ellipsoid) -> _Findings:
+    """The rim of the scenario and, for residual disease or a confounder, what lies at its edge."""
+    thin_rim = rng.uniform(1.5, 2.5)  # drawn in every scenario: later draws stay where they were
+    if scenario == "early":
+        return _Findings("early-hyperaemic", rng.uniform(3.0, 5.0), kinetics.RIM_EARLY)
+    if scenario == "confounder":
+        if rng.random() < 0.5:
+            return _Findings("thick-smooth", rng.uniform(4.0, 6.0), kinetics.RIM_BENIGN,
+                             confounder_kind="thick-rim")
+        return _Findings("thin", thin_rim, kinetics.RIM_BENIGN,
+                         benign_focus=_draw_benign_focus(rng, zone), confounder_kind="benign-gland")
+    if scenario == "residual":
+        return _Findings("thin", thin_rim, kinetics.RIM_BENIGN, nodules=_draw_nodules(rng, zone))
+    return _Findings("thin", thin_rim, kinetics.RIM_BENIGN)
+
+
+def _draw_benign_focus(rng: np.random.Generator, zone: Ellipsoid) -> Ellipsoid:
+    """A benign enhancing gland 10-18 mm beyond the zone's edge, roughly at its depth."""
+    d = rng.normal(size=3)
+    d /= np.linalg.norm(d)
+    d[1] = -abs(d[1]) * 0.3  # stay inside the breast, roughly at the zone's depth
+    d /= np.linalg.norm(d)
+    reach = radial_extent(zone, d)
+    fr = rng.uniform(4.0, 7.5, size=3)
+    return Ellipsoid(zone.centre + d * (reach + rng.uniform(10, 18) + fr.max()), fr,
+                     rotation_matrix(rng.uniform(-40, 40, size=3)))
+
+
+def _draw_nodules(rng: np.random.Generator, zone: Ellipsoid) -> tuple[Nodule, ...]:
+    """One (60 %) or two residual nodules straddling the zone's edge."""
+    nodules = []
+    n_nod = 1 if rng.random() < 0.6 else 2
+    for k in range(n_nod):
+        d = rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        dia = rng.uniform(6, 12) if k == 0 else rng.uniform(3, 8)
+        reach = radial_extent(zone, d)
+        centre = zone.centre + d * (reach + rng.uniform(-0.2, 0.3) * dia)
+        nodules.append(Nodule(centre, float(dia), "washout" if rng.random() < 0.6 else "plateau"))
+    return tuple(nodules)
+
+
+def _draw_followup_transform(rng: np.random.Generator) -> FollowupToBaseline:
+    """Follow-up scanner frame -> baseline body frame: bounded rigid plus smooth non-rigid."""
+    return FollowupToBaseline(
+        rotation_matrix(rng.uniform(-1, 1, size=3) * MAX_ROTATION_DEG / np.sqrt(3)),
+        _bounded(rng, MAX_TRANSLATION_MM),
+        SmoothDisplacement.random(rng, rng.uniform(2.0, MAX_NONRIGID_MM)),
+    )
+
+
+def _draw_days_since_procedure(rng: np.random.Generator, scenario: str) -> int:
+    lo, hi = EARLY_DAYS if scenario == "early" else LATE_DAYS
+    return int(rng.integers(lo, hi + 1))
 
 
 def radial_extent(e: Ellipsoid, direction: np.ndarray) -> float:

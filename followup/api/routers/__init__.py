@@ -1,0 +1,1 @@
+"""The API's routers, one per resource; ``followup.api.app.create_app`` composes them."""

@@ -1,0 +1,157 @@
+"""The finished :class:`~followup.reporting.model.Report` of one analysis, built once.
+
+Inputs: the assessment (pure analysis result), the procedure record, the studies, the patient's
+identity from the follow-up's headers, and the output plan (which DICOM objects, every warning).
+Numbers are rounded here as ``report.json`` gives them; numpy values become plain Python ones in
+the model's validators.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+import numpy as np
+import pydicom
+
+from followup.dicom.study import DCEStudy
+from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
+from followup.pipelines.enhancement import ser_band
+from followup.pipelines.probability import SITE_BAND_MM
+from followup.pipelines.segment import Focus, Rim as RimResult, Zone
+from followup.procedure import ProcedureRecord
+from followup.reporting.model import (
+    AblationZone,
+    Algorithm,
+    Driver,
+    Findings,
+    FocusRow,
+    IgnoredSeries,
+    MotionStep,
+    Note,
+    Patient,
+    Registration,
+    Report,
+    Rim,
+    Status,
+    Studies,
+    StudySummary,
+)
+from followup.reporting.plan import OutputPlan
+
+
+def patient_identity(ds: pydicom.Dataset) -> Patient:
+    """Identity from a follow-up image header (never invented)."""
+    return Patient(id=str(ds.get("PatientID", "")), name=str(ds.get("PatientName", "")),
+                   birth_date=str(ds.get("PatientBirthDate", "")), sex=str(ds.get("PatientSex", "")))
+
+
+def _r(v, nd: int = 2) -> Any:
+    """An array (or None) rounded, as nested lists of Python floats."""
+    return None if v is None else np.round(np.asarray(v, dtype=float), nd).tolist()
+
+
+def _round(v, nd: int) -> float:
+    """A number rounded as a Python float (a float32 rounded in float32 would print 0.2399999)."""
+    return round(float(v), nd)
+
+
+def focus_row(f: Focus) -> FocusRow:
+    return FocusRow(
+        center_lps_mm=_r(f.centre_lps, 1), volume_mm3=_round(f.volume_mm3, 1),
+        largest_diameter_mm=_round(f.largest_diameter_mm, 1), thickness_mm=_round(f.thickness_mm, 1),
+        peak_enhancement_pct=_round(f.peak_pe, 1), initial_enhancement_pct=_round(f.initial_pe, 1),
+        initial_phase=f.initial_phase,
+        ser=None if not np.isfinite(f.ser) else _round(f.ser, 2), ser_band=ser_band(f.ser),
+        delayed_change_pct=_round(f.delayed_change_pct, 1), curve_type=f.curve_type,
+        distance_to_zone_edge_mm=_round(f.distance_to_zone_edge_mm, 1),
+        at_ablation_site=f.distance_to_zone_edge_mm <= SITE_BAND_MM, suspicious=f.suspicious,
+        why=tuple(f.reasons))
+
+
+def zone_summary(z: Zone, margin_mm: float) -> AblationZone:
+    return AblationZone(
+        center_lps_mm=_r(z.centre_lps, 1), volume_ml=_round(z.volume_ml, 2), axes_mm=_r(z.axes_mm, 1),
+        axis_directions_lps=_r(z.axis_directions, 3), margin_mm=margin_mm,
+        covers_tumour_plus_margin=z.covers_margin, smallest_margin_mm=_round(z.smallest_margin_mm, 1),
+        edge_found_everywhere=not z.leaked)
+
+
+def rim_summary(rim: RimResult) -> Rim:
+    return Rim(
+        thickness_mm=_round(rim.thickness_mm, 1), thickness_p90_mm=_round(rim.thickness_p90_mm, 1),
+        uniform=rim.uniform, initial_enhancement_pct=_round(rim.initial_pe, 1),
+        initial_phase=rim.initial_phase, delayed_change_pct=_round(rim.delayed_change_pct, 1),
+        curve_type=rim.curve_type,
+        benign_pattern=bool(rim.uniform and rim.initial_phase == "slow" and rim.curve_type == "persistent"))
+
+
+def findings(a: Assessment, margin_mm: float) -> Findings | None:
+    seg = a.segmentation
+    if seg is None:
+        return None
+    rows = [focus_row(f) for f in seg.foci]  # suspicious ones first (the segmentation's order)
+    return Findings(
+        ablation_zone=zone_summary(seg.zone, margin_mm), rim=rim_summary(seg.rim),
+        suspicious_foci=tuple(r for r in rows if r.suspicious),
+        other_enhancement=tuple(r for r in rows if not r.suspicious),
+        motion_correction=tuple(MotionStep(**al.to_json()) for al in a.roi.alignments) if a.roi else ())
+
+
+def registration(a: Assessment, record: ProcedureRecord) -> Registration | None:
+    if a.registration is None:
+        return None
+    return Registration(**a.registration.to_json(),
+                        tumour_center_followup_lps_mm=_r(a.tumour_center_followup, 2),
+                        tumour_center_baseline_lps_mm=cast(Any, record.lesion.center_lps_mm))
+
+
+def study_summary(s: DCEStudy | None) -> StudySummary | None:
+    if s is None:
+        return None
+    return StudySummary(
+        study_instance_uid=s.study_uid,
+        study_date=s.study_date.isoformat() if s.study_date else None,
+        accession_number=s.accession_number, series_instance_uids=tuple(s.series_uids),
+        series_description=s.series_description, phases=len(s.phases),
+        phase_times_s=tuple(_round(p.time_s, 1) if np.isfinite(p.time_s) else None for p in s.phases),
+        phase_ordering=s.ordering,
+        ignored_series=tuple(IgnoredSeries(series_instance_uid=i.series_uid, description=i.description,
+                                           reason=i.reason) for i in s.ignored_series),
+        rejected_files=len(s.rejected_files))
+
+
+def _probability_fields(a: Assessment) -> dict:
+    p = a.probability
+    done = p is not None and a.status == "complete"
+    return {
+        "residual_probability": _round(p.probability, 4) if done else None,  # type: ignore[union-attr]
+        "probability_interval": [_round(p.interval[0], 4), _round(p.interval[1], 4)]  # type: ignore[union-attr]
+        if done else None,
+        "interval_level": 0.95 if p is not None else None,
+        "confidence": None if p is None else p.confidence,
+        "prior_probability": None if p is None else _round(p.prior, 4),
+        "drivers": [Driver(**d.to_json()) for d in p.drivers] if p else [],
+    }
+
+
+def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
+                 baseline: DCEStudy | None, patient: Patient, plan: OutputPlan, *,
+                 revision: int = 1, created: dt.datetime | None = None) -> Report:
+    """The finished report: every renderer reads it, none changes it."""
+    return Report(
+        status=cast(Status, a.status), reason=a.reason, days_since_procedure=a.days_since_procedure,
+        analysable_from=a.analysable_from.isoformat() if a.analysable_from else None,
+        **_probability_fields(a),
+        registration=registration(a, record), findings=findings(a, record.margin_mm),
+        caveats=tuple(Note(code=c.code, text=c.text) for c in a.caveats),
+        recommendations=tuple(Note(code=r.code, text=r.text) for r in a.recommendations),
+        warnings=plan.warnings, patient=patient,
+        studies=Studies(followup=study_summary(followup), baseline=study_summary(baseline)),
+        procedure=record, algorithm=Algorithm(name=ALGORITHM_NAME, version=ALGORITHM_VERSION),
+        created=(created or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
+        revision=revision, outputs=plan.outputs)
+
+
+__all__ = ["build_report", "findings", "focus_row", "patient_identity", "registration",
+           "rim_summary", "study_summary", "zone_summary"]

@@ -1,0 +1,263 @@
+"""``report.json`` as a typed model: the one finished result that every renderer reads.
+
+:class:`Report` *is* ``report.json`` (``report.model_dump_json()``), built once per analysis by
+:func:`followup.reporting.build.build_report` after :func:`followup.reporting.plan.plan_outputs`
+has decided which DICOM objects are made and every warning. Then JSON, HTML, PDF, SR, SEG,
+Encapsulated PDF and FHIR are rendered from that same object; none of them can change it.
+
+* Frozen (attribute assignment raises) and sequences are tuples, so a renderer cannot add a
+  warning after another one was rendered; ``extra="forbid"``: a misspelt key is an error.
+* Plain JSON types by construction: a "before" validator on every model turns numpy scalars and
+  arrays (``np.bool_``, ``np.float32``, ``np.int64``, ``ndarray``) into Python ``bool``, ``float``,
+  ``int`` and lists, so ``model_dump_json`` never meets a type ``json`` cannot write. Values the
+  report gives as ``null`` when they are not finite (a focus's SER, a phase time) are
+  :data:`FiniteOrNone`.
+* One spelling: ``center`` (as DICOM and the procedure record write it), positions in the
+  patient's LPS coordinates in mm (``*_lps_mm``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+
+from followup.procedure import ProcedureRecord
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and arrays -> Python ``bool``/``int``/``float``/``str``/lists, recursively
+    through dicts, lists and tuples (tuples become lists); anything else as it is."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()  # Python scalars, nested lists
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _finite_or_none(value: Any) -> Any:
+    value = plain(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+        return None
+    return value
+
+
+FiniteOrNone = Annotated[float | None, BeforeValidator(_finite_or_none)]
+Point = tuple[float, float, float]  # LPS, mm
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_types(cls, data: Any) -> Any:
+        return plain(data) if isinstance(data, dict) else data
+
+
+# --- registration -------------------------------------------------------------------------------
+
+class Similarity(_Model):
+    mutual_information: float
+    local_ncc: float
+
+
+class Registration(_Model):
+    method: str
+    similarity_before: Similarity
+    similarity_after: Similarity
+    quality: str  # good | poor
+    quality_reasons: tuple[str, ...]
+    followup_to_baseline_affine: tuple[tuple[float, ...], ...]
+    tumour_center_followup_lps_mm: Point | None
+    tumour_center_baseline_lps_mm: Point
+
+
+# --- findings -----------------------------------------------------------------------------------
+
+class AblationZone(_Model):
+    center_lps_mm: Point
+    volume_ml: float
+    axes_mm: tuple[float, ...]
+    axis_directions_lps: tuple[tuple[float, ...], ...]
+    margin_mm: float
+    covers_tumour_plus_margin: bool
+    smallest_margin_mm: float
+    edge_found_everywhere: bool
+
+
+class Rim(_Model):
+    thickness_mm: float
+    thickness_p90_mm: float
+    uniform: bool
+    initial_enhancement_pct: float
+    initial_phase: str
+    delayed_change_pct: float
+    curve_type: str
+    benign_pattern: bool
+
+
+class FocusRow(_Model):
+    center_lps_mm: Point
+    volume_mm3: float
+    largest_diameter_mm: float
+    thickness_mm: float
+    peak_enhancement_pct: float
+    initial_enhancement_pct: float
+    initial_phase: str
+    ser: FiniteOrNone
+    ser_band: str
+    delayed_change_pct: float
+    curve_type: str
+    distance_to_zone_edge_mm: float
+    at_ablation_site: bool
+    suspicious: bool
+    why: tuple[str, ...]
+
+
+class MotionStep(_Model):
+    phase: int
+    shift_mm: float
+    realigned: bool
+
+
+class Findings(_Model):
+    ablation_zone: AblationZone
+    rim: Rim
+    suspicious_foci: tuple[FocusRow, ...]
+    other_enhancement: tuple[FocusRow, ...]
+    motion_correction: tuple[MotionStep, ...]
+
+
+# --- the number, and what to do -------------------------------------------------------------------
+
+class Driver(_Model):
+    name: str
+    odds_factor: float
+    probability_before: float
+    probability_after: float
+    source: str
+    assumption: bool
+
+
+class Note(_Model):
+    """A caveat or a recommendation: a stable code and its sentence."""
+
+    code: str
+    text: str
+
+
+# --- who and what ---------------------------------------------------------------------------------
+
+class Patient(_Model):
+    """Identity from the follow-up study's own headers (never invented)."""
+
+    id: str
+    name: str
+    birth_date: str
+    sex: str
+
+
+class IgnoredSeries(_Model):
+    series_instance_uid: str
+    description: str | None
+    reason: str
+
+
+class StudySummary(_Model):
+    study_instance_uid: str
+    study_date: str | None  # ISO
+    accession_number: str | None
+    series_instance_uids: tuple[str, ...]
+    series_description: str | None
+    phases: int
+    phase_times_s: tuple[FiniteOrNone, ...]
+    phase_ordering: str | None
+    ignored_series: tuple[IgnoredSeries, ...]
+    rejected_files: int
+
+
+class Studies(_Model):
+    followup: StudySummary | None
+    baseline: StudySummary | None
+
+
+class Algorithm(_Model):
+    name: str
+    version: str
+
+
+class DicomOutput(_Model):
+    """A DICOM object that goes back to PACS: its file in the report folder and its UIDs
+    (decided before anything is rendered: :mod:`followup.reporting.uids`)."""
+
+    file: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+
+
+Status = Literal["complete", "deferred", "failed"]
+
+
+class Report(_Model):
+    """``report.json``. Keys, in this order: the answer (status, reason, timing, probability with
+    its interval and confidence), registration, findings, drivers, caveats, recommendations,
+    warnings, patient, studies, procedure (the record as given), algorithm, created, revision
+    and the DICOM outputs."""
+
+    status: Status
+    reason: str | None
+    days_since_procedure: int | None
+    analysable_from: str | None  # ISO date (deferred analyses)
+    residual_probability: float | None
+    probability_interval: tuple[float, float] | None
+    interval_level: float | None
+    confidence: Literal["normal", "low"] | None
+    prior_probability: float | None
+    registration: Registration | None
+    findings: Findings | None
+    drivers: tuple[Driver, ...]
+    caveats: tuple[Note, ...]
+    recommendations: tuple[Note, ...]
+    warnings: tuple[str, ...]
+    patient: Patient
+    studies: Studies
+    procedure: ProcedureRecord
+    algorithm: Algorithm
+    created: str  # ISO date-time, UTC
+    revision: int
+    outputs: dict[str, DicomOutput]
+
+    def to_json_bytes(self) -> bytes:
+        """``report.json``'s bytes (indented, UTF-8, a final newline)."""
+        return (self.model_dump_json(indent=2) + "\n").encode("utf-8")
+
+
+__all__ = [
+    "AblationZone",
+    "Algorithm",
+    "DicomOutput",
+    "Driver",
+    "Findings",
+    "FiniteOrNone",
+    "FocusRow",
+    "IgnoredSeries",
+    "MotionStep",
+    "Note",
+    "Patient",
+    "Registration",
+    "Report",
+    "Rim",
+    "Similarity",
+    "Status",
+    "Studies",
+    "StudySummary",
+    "plain",
+]

@@ -1,0 +1,55 @@
+"""Results to PACS: C-STORE an analysis's pending objects, one association per destination.
+
+One attempt per call; the retries with backoff are the worker's (``workers.tasks.send_results``).
+Each outcome goes through the registry's named transitions: pending -> sent, pending -> pending
+(the attempt and its error recorded, visible in the API and ``followup status``), pending -> failed
+after the last retry. A delivery another worker sent meanwhile is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from followup.config import DicomNode, Settings
+from followup.service.registry import Delivery, IllegalTransition, Registry
+from followup.states import DeliveryStatus
+
+log = logging.getLogger(__name__)
+
+
+def deliver_pending(settings: Settings, registry: Registry, analysis_id: int, final: bool = False) -> bool:
+    """C-STORE the analysis's pending objects; True when nothing is left pending. ``final``: this
+    was the last retry, a failure marks the deliveries ``failed``."""
+    pending = [d for d in registry.deliveries(analysis_id=analysis_id) if d.status == DeliveryStatus.PENDING]
+    by_destination: dict[str, list[Delivery]] = {}
+    for d in pending:
+        by_destination.setdefault(d.destination, []).append(d)
+    ok = True
+    for destination, items in by_destination.items():
+        ok = _send(settings, registry, analysis_id, DicomNode.parse(destination), items, final) and ok
+    return ok
+
+
+def _send(settings: Settings, registry: Registry, analysis_id: int, node: DicomNode, items: list[Delivery],
+          final: bool) -> bool:
+    from followup.service.pacs import scu_context, send_files
+
+    try:
+        send_files([Path(d.path) for d in items], node, settings.ae_title,
+                   ssl_context=scu_context(settings, node))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        _each(items, lambda d: registry.record_delivery_failure(d.id, error, final=final))
+        log.warning("delivery of analysis %d to %s failed (%s)", analysis_id, node, type(exc).__name__)
+        return False
+    _each(items, lambda d: registry.mark_delivery_sent(d.id))
+    return True
+
+
+def _each(items: list[Delivery], transition) -> None:
+    for d in items:
+        try:
+            transition(d)
+        except IllegalTransition as exc:  # another worker recorded this delivery meanwhile
+            log.info("delivery %d: %s", d.id, exc)

@@ -1,0 +1,187 @@
+"""The listener's server: the application entity (calling-AE allow-list, presentation contexts,
+association limit, PDU size), DICOM TLS, the spool cleaned at start, and the stability monitor
+that runs beside it (``serve_dicom``)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydicom import uid as U
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
+
+from followup.config import AE_TITLE_RE, Settings
+from followup.service import tls
+from followup.service.listener.handler import StoreHandler
+from followup.service.listener.validation import STORAGE_CLASSES
+from followup.service.registry import Registry
+from followup.service.stability import StabilityMonitor
+from followup.service.store import Store
+
+log = logging.getLogger("followup.service.listener")
+
+# What we accept for storage: everything pydicom can read the header of without decoding the
+# pixels; the bytes are stored as they arrive.
+TRANSFER_SYNTAXES: list[str] = [
+    U.ExplicitVRLittleEndian,
+    U.ImplicitVRLittleEndian,
+    U.DeflatedExplicitVRLittleEndian,
+    U.JPEGBaseline8Bit,
+    U.JPEGExtended12Bit,
+    U.JPEGLossless,
+    U.JPEGLosslessSV1,
+    U.JPEGLSLossless,
+    U.JPEGLSNearLossless,
+    U.JPEG2000Lossless,
+    U.JPEG2000,
+    U.HTJ2KLossless,
+    U.HTJ2KLosslessRPCL,
+    U.HTJ2K,
+    U.RLELossless,
+]
+
+DEFAULT_MAX_PDU = 262_144
+
+
+def _check_aet(title: str, what: str) -> str:
+    if not isinstance(title, str) or not AE_TITLE_RE.match(title) or not title.strip():
+        raise ValueError(f"invalid {what} {title!r}: 1-16 printable characters, no backslash")
+    return title.strip()
+
+
+class _ListenerAE(AE):
+    """An AE whose association limit counts the associations in use: negotiating (A-ASSOCIATE-RQ
+    received) or established, not yet released or aborted.
+
+    pynetdicom counts every acceptor thread: a TCP connection that has sent nothing (a port probe,
+    a load balancer's health check) held a slot until its ARTIM timer ran out (30 s), and a
+    released association until the peer closed the socket. Found by tests/integration/test_load.py: with 8
+    sending lanes against the limit of 8, one port probe got PACS associations refused "local
+    limit exceeded". (The server's own shutdown still aborts every acceptor thread.)"""
+
+    _NOT_IN_USE = frozenset({"Sta1", "Sta2", "Sta13"})  # idle, awaiting A-ASSOCIATE-RQ, closing
+
+    @property
+    def active_associations(self) -> list:
+        return [a for a in super().active_associations
+                if not (a.is_released or a.is_aborted)
+                and a.dul.state_machine.current_state not in self._NOT_IN_USE]
+
+
+def build_ae(settings: Settings, *, ae_title: str | None = None, allow: list[str],
+             max_associations: int | None = None, max_pdu: int = DEFAULT_MAX_PDU) -> AE:
+    """A pynetdicom AE with our presentation contexts and the calling-AE allow-list.
+
+    ``allow`` must not be empty (pynetdicom would read an empty list as "anyone").
+    ``max_associations``: default ``settings.max_associations``."""
+    title = _check_aet(ae_title or settings.ae_title, "AE title")
+    allowed = [_check_aet(a, "calling AE title") for a in allow]
+    if not allowed:
+        raise ValueError("allow: at least one calling AE title is required")
+    limit = int(max_associations if max_associations is not None else settings.max_associations)
+    if limit < 1:
+        raise ValueError("max_associations must be at least 1")
+    ae = _ListenerAE(ae_title=title)
+    ae.require_calling_aet = allowed
+    ae.maximum_associations = limit
+    ae.maximum_pdu_size = int(max_pdu)
+    ae.add_supported_context(Verification, [U.ExplicitVRLittleEndian, U.ImplicitVRLittleEndian])
+    for sop_class in STORAGE_CLASSES:
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    return ae
+
+
+def listener_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The listener's SSL context, or None when the settings name no certificate (plain DICOM)."""
+    if not settings.listener_tls or settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return tls.server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
+
+
+@dataclass
+class _Listener:
+    """What ``serve_dicom`` runs: the AE, its C-STORE handler and the stability monitor."""
+
+    ae: AE
+    store: Store
+    registry: Registry
+    handler: StoreHandler
+    monitor: StabilityMonitor
+    ssl_context: ssl.SSLContext | None
+
+
+def _open_storage(settings: Settings) -> tuple[Store, Registry]:
+    """The store (its spool emptied of partial files: never acknowledged) and the registry."""
+    store = Store(settings.data_dir, sync=settings.sync_storage)
+    removed = store.clean_spool()
+    if removed:
+        log.warning("removed %d partial file(s) from the spool (never acknowledged)", removed)
+    return store, Registry(settings.database_url, sync=settings.sync_storage)
+
+
+def _log_start(lst: _Listener, settings: Settings, host: str, port: int, quiet_seconds: float) -> None:
+    mode = ("TLS, client certificates required" if settings.tls_ca else "TLS") if lst.ssl_context else "no TLS"
+    log.info("DICOM listener %s on %s:%d (%s); allowed calling AEs: %s; quiet period %.1f s; at most "
+             "%d associations, %d bytes an instance, %d instances a study", lst.ae.ae_title, host, port,
+             mode, ", ".join(lst.ae.require_calling_aet), quiet_seconds, lst.ae.maximum_associations,
+             settings.max_instance_bytes, settings.max_study_instances)
+
+
+def _serve_in_background(lst: _Listener, host: str, port: int):
+    """The running pynetdicom server; its ``shutdown()`` also stops the stability monitor."""
+    try:
+        server = lst.ae.start_server((host, port), block=False, evt_handlers=lst.handler.evt_handlers(),
+                                     ssl_context=lst.ssl_context)
+    except BaseException:
+        lst.monitor.stop()
+        raise
+    assert server is not None  # block=False returns the server
+    original_shutdown = server.shutdown
+
+    def shutdown() -> None:
+        try:
+            original_shutdown()
+        finally:
+            lst.monitor.stop()
+
+    server.shutdown = shutdown  # type: ignore[method-assign]
+    server.store = lst.store  # type: ignore[attr-defined]
+    server.registry = lst.registry  # type: ignore[attr-defined]
+    server.store_handler = lst.handler  # type: ignore[attr-defined]
+    server.stability_monitor = lst.monitor  # type: ignore[attr-defined]
+    return server
+
+
+def serve_dicom(settings: Settings, *, ae_title: str | None = None, port: int, allow: list[str],
+                quiet_seconds: float, on_stable: Callable[[str], None], host: str = "127.0.0.1",
+                block: bool = True, max_associations: int | None = None,
+                max_pdu: int = DEFAULT_MAX_PDU, poll_seconds: float = 1.0):
+    """Run the listener and the stability monitor (``on_stable(study_uid)``: the hand-over of a
+    study that became stable, given by the caller).
+
+    TLS, the resource bounds and (unless given here) the association limit come from
+    ``settings``. ``block=True``: serve until interrupted, return None. ``block=False``: return
+    the running pynetdicom server; its ``shutdown()`` also stops the stability monitor. The
+    server carries ``store``, ``registry``, ``store_handler`` and ``stability_monitor`` attributes.
+    """
+    ssl_context = listener_ssl_context(settings)  # a bad certificate fails here, before binding
+    store, registry = _open_storage(settings)
+    ae = build_ae(settings, ae_title=ae_title, allow=allow, max_associations=max_associations,
+                  max_pdu=max_pdu)
+    handler = StoreHandler(store, registry, max_instance_bytes=settings.max_instance_bytes,
+                           max_study_instances=settings.max_study_instances)
+    monitor = StabilityMonitor(registry, quiet_seconds, on_stable, poll_seconds=poll_seconds)
+    lst = _Listener(ae, store, registry, handler, monitor, ssl_context)
+    _log_start(lst, settings, host, port, quiet_seconds)
+    monitor.start()
+    if not block:
+        return _serve_in_background(lst, host, port)
+    try:
+        ae.start_server((host, port), block=True, evt_handlers=handler.evt_handlers(), ssl_context=ssl_context)
+    finally:
+        monitor.stop()
+        ae.shutdown()
+    return None

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from followup.pipelines.enhancement import (
+    CURVE_PERSISTENT,
+    CURVE_PLATEAU,
+    CURVE_WASHOUT,
+    curve_type_of_signal,
+    enhancement_maps,
+    initial_phase_class,
+    ser_band,
+)
+
+
+def test_maps_on_known_curves():
+    s0 = np.full((3, 1, 1), 100.0, np.float32)
+    # voxel 0: +200 % then -20 % (washout); voxel 1: +150 % flat (plateau); voxel 2: slow rising
+    s1 = np.array([300, 250, 130], np.float32).reshape(3, 1, 1)
+    s2 = np.array([240, 252, 180], np.float32).reshape(3, 1, 1)
+    m = enhancement_maps([s0, s1, s2], s0_floor=10)
+    assert m.pe[:, 0, 0] == pytest.approx([200, 150, 30])
+    assert m.pe_peak[:, 0, 0] == pytest.approx([200, 152, 80])
+    assert list(m.curve[:, 0, 0]) == [CURVE_WASHOUT, CURVE_PLATEAU, CURVE_PERSISTENT]
+    # SER = (S1 - S0) / (S2 - S0)
+    assert m.ser[:, 0, 0] == pytest.approx([200 / 140, 150 / 152, 30 / 80])
+
+
+def test_low_signal_voxels_are_not_valid():
+    s0 = np.array([5.0, 100.0], np.float32).reshape(2, 1, 1)
+    m = enhancement_maps([s0, s0 * 3, s0 * 3], s0_floor=20)
+    assert list(m.valid[:, 0, 0]) == [False, True]
+    assert m.curve[0, 0, 0] == 0
+
+
+def test_curve_classes_follow_the_10_percent_rule():
+    assert curve_type_of_signal([100, 200, 178])[0] == "washout"  # -11 %
+    assert curve_type_of_signal([100, 200, 182])[0] == "plateau"  # -9 %
+    assert curve_type_of_signal([100, 200, 222])[0] == "persistent"  # +11 %
+    assert initial_phase_class(49) == "slow" and initial_phase_class(75) == "medium"
+    assert initial_phase_class(101) == "fast"
+    assert ser_band(0.8) == "<=0.9" and ser_band(1.5) == "1.3-1.75" and ser_band(2.0) == ">1.75"
+
+
+def test_needs_a_post_contrast_phase():
+    with pytest.raises(ValueError):
+        enhancement_maps([np.ones((2, 2, 2), np.float32)], 1.0)

@@ -1,0 +1,330 @@
+"""Unit tests of ``followup.pipelines.segment`` on hand-built ROI arrays with known ground truth.
+
+The phantom: uniform tissue (S0 = 100) holding a non-enhancing ellipsoidal ablation zone
+(semi-axes 15, 12, 10 mm, turned 30 deg about z) wrapped in a thin enhancing rim with the
+benign "cryohalo" kinetics (slow, persistent); foci are spheres or sheets with their own
+time-signal curves. Every voxel of a structure carries exactly its curve (no noise, no partial
+volume), so volumes, kinetics and distances have known values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from followup.pipelines.enhancement import enhancement_maps
+from followup.pipelines.segment import (
+    FOCUS_BAND_OUTSIDE_MM,
+    N_RAYS,
+    Segmentation,
+    fibonacci_sphere,
+    find_foci,
+    segment,
+    segment_rim,
+    segment_zone,
+    zone_distances,
+)
+
+SEMI_AXES = np.array([15.0, 12.0, 10.0])
+TURN_DEG = 30.0
+TUMOUR_RADIUS = 4.0  # the mapped tumour: smallest margin = shortest semi-axis - this = 6 mm
+S0 = 100.0
+RIM_CURVE = (100.0, 135.0, 165.0, 185.0)  # PE 35 % (slow), +37 % later (persistent)
+WASHOUT = (100.0, 250.0, 230.0, 200.0)  # PE 150 % (fast), -20 % later (washout)
+PLATEAU = (100.0, 230.0, 232.0, 228.0)  # PE 130 % (fast), -0.9 % later (plateau)
+
+
+def _rotation_z(deg: float) -> np.ndarray:
+    t = np.deg2rad(deg)
+    return np.array([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
+
+
+ROT = _rotation_z(TURN_DEG)  # columns: the zone's axes in LPS
+
+
+class Phantom:
+    """Voxel grid (shape, affine) with the zone's centre and each voxel's LPS position."""
+
+    def __init__(self, shape: tuple[int, int, int], affine: np.ndarray, centre_ijk) -> None:
+        self.shape = shape
+        self.affine = affine
+        ijk = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in shape], indexing="ij"), -1)
+        self.lps = ijk @ affine[:3, :3].T + affine[:3, 3]
+        self.centre = affine[:3, :3] @ np.asarray(centre_ijk, float) + affine[:3, 3]
+        local = (self.lps - self.centre) @ ROT
+        rho = np.linalg.norm(local / SEMI_AXES, axis=-1)
+        dist = np.linalg.norm(local, axis=-1)
+        self.zone = rho <= 1.0
+        # distance beyond the zone's surface along the ray from its centre
+        self.beyond = dist - dist / np.maximum(rho, 1e-9)
+
+    def rim(self, thickness_mm: float) -> np.ndarray:
+        return ~self.zone & (self.beyond <= thickness_mm)
+
+    def snap(self, lps: np.ndarray) -> np.ndarray:
+        """The voxel centre nearest to an LPS point (spheres centred there are symmetric)."""
+        inv = np.linalg.inv(self.affine)
+        ijk = np.round(inv[:3, :3] @ lps + inv[:3, 3])
+        return self.affine[:3, :3] @ ijk + self.affine[:3, 3]
+
+    def sphere(self, centre: np.ndarray, radius: float) -> np.ndarray:
+        return np.linalg.norm(self.lps - centre, axis=-1) <= radius
+
+    def phases(self, *structures: tuple[np.ndarray, tuple[float, ...]],
+                 base: float = S0) -> list[np.ndarray]:
+        out = [np.full(self.shape, base, np.float32) for _ in range(4)]
+        for mask, curve in structures:
+            for phase, value in zip(out, curve, strict=True):
+                phase[mask] = value
+        return out
+
+
+def _iso_phantom() -> Phantom:
+    affine = np.eye(4)
+    affine[:3, 3] = (-40.0, 10.0, 25.0)
+    return Phantom((72, 60, 52), affine, (30, 30, 26))
+
+
+@pytest.fixture(scope="module")
+def iso() -> Phantom:
+    return _iso_phantom()
+
+
+def _true_ray_radius() -> np.ndarray:
+    """The ellipsoid's radius along each of the segmentation's rays (from its centre)."""
+    local = fibonacci_sphere(N_RAYS) @ ROT
+    return 1.0 / np.linalg.norm(local / SEMI_AXES, axis=1)
+
+
+def _maps(phases):
+    return enhancement_maps(phases, s0_floor=10.0)
+
+
+def _zone(ph: Phantom, phases, margin_mm: float = 5.0):
+    return segment_zone(phases[0], _maps(phases), ph.affine, ph.centre, TUMOUR_RADIUS, margin_mm)
+
+
+# ----------------------------------------------------------------------------- zone
+
+
+def _aniso_phantom() -> Phantom:
+    """0.8 x 0.8 x 1.6 mm voxels, i running to the patient's right (a flipped axis)."""
+    affine = np.diag([-0.8, 0.8, 1.6, 1.0])
+    affine[:3, 3] = (60.0, -30.0, 12.0)
+    return Phantom((84, 76, 34), affine, (42, 38, 17))
+
+
+@pytest.mark.parametrize("make", [_iso_phantom, _aniso_phantom], ids=["1mm", "anisotropic"])
+def test_zone_by_rays_matches_the_ellipsoid(make):
+    ph = make()
+    phases = ph.phases((ph.rim(2.0), RIM_CURVE))
+    zone = _zone(ph, phases)
+    true_ml = 4.0 / 3.0 * np.pi * SEMI_AXES.prod() / 1000.0  # 7.54 ml
+    assert zone.volume_ml == pytest.approx(true_ml, rel=0.05)
+    dice = 2 * (zone.mask & ph.zone).sum() / (zone.mask.sum() + ph.zone.sum())
+    assert dice > 0.95
+    assert np.linalg.norm(zone.centre_lps - ph.centre) < 0.5
+    # principal diameters, largest first, and the longest axis along the zone's turned x axis
+    assert zone.axes_mm == pytest.approx(2 * SEMI_AXES, abs=1.5)
+    assert abs(zone.axis_directions[0] @ ROT[:, 0]) > 0.98
+    assert abs(zone.axis_directions[2] @ ROT[:, 2]) > 0.98
+    # each ray's radius is the ellipsoid's radius in that direction
+    err = zone.ray_radius_mm - _true_ray_radius()
+    assert np.abs(err).max() < 1.0 and abs(np.median(err)) < 0.5
+    assert not zone.leaked
+
+
+def test_smallest_margin_and_coverage(iso):
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE))
+    covered = _zone(iso, phases, margin_mm=5.0)
+    expected = SEMI_AXES.min() - TUMOUR_RADIUS  # 6 mm, along the shortest axis
+    assert covered.smallest_margin_mm == pytest.approx(expected, abs=0.75)
+    assert covered.covers_margin
+    short = _zone(iso, phases, margin_mm=8.0)
+    assert short.smallest_margin_mm == pytest.approx(covered.smallest_margin_mm)
+    assert not short.covers_margin
+
+
+def test_zone_edge_from_pre_contrast_signal_alone(iso):
+    """No rim: the rays stop where the pre-contrast signal leaves the zone's own level."""
+    phases = iso.phases((iso.zone, (40.0, 40.0, 40.0, 40.0)))
+    zone = _zone(iso, phases)
+    # the smoothed signal crosses the stop level a little before the edge: rays up to ~1 mm short
+    err = zone.ray_radius_mm - _true_ray_radius()
+    assert np.all(err > -1.25) and np.all(err < 0.5) and np.median(err) > -0.75
+    assert zone.volume_ml == pytest.approx(4.0 / 3.0 * np.pi * SEMI_AXES.prod() / 1000.0, rel=0.12)
+    assert not zone.leaked
+
+
+def test_zone_grows_with_the_ellipsoid(iso):
+    """A rim drawn 3 mm farther out gives a zone whose rays are ~3 mm longer everywhere."""
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE))
+    small = _zone(iso, phases)
+    wider = iso.phases((~iso.zone & (iso.beyond > 3.0) & (iso.beyond <= 5.0), RIM_CURVE))
+    big = _zone(iso, wider)
+    grown = big.ray_radius_mm - small.ray_radius_mm
+    assert np.median(grown) == pytest.approx(3.0, abs=0.6)
+    assert big.volume_ml > small.volume_ml * 1.5
+
+
+@pytest.mark.parametrize("base", [S0, 0.0], ids=["uniform-tissue", "zeros"])
+def test_no_edge_anywhere_gives_a_leaked_zone(base):
+    """Nothing enhances and the signal never changes: no edge is found, the zone is flagged."""
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])  # 100 mm cube: rays reach their 45 mm limit inside
+    ph = Phantom((50, 50, 50), affine, (24.5, 24.5, 24.5))
+    phases = ph.phases(base=base)
+    seg = segment(phases, _maps(phases), affine, ph.centre, TUMOUR_RADIUS, 10.0)
+    assert seg.zone.leaked
+    assert seg.rim.curve_type == "none" and not seg.rim.mask.any()
+    assert seg.foci == []
+
+
+# ----------------------------------------------------------------------------- rim
+
+
+@pytest.mark.parametrize("thickness", [2.0, 4.0])
+def test_rim_thickness_and_kinetics(iso, thickness):
+    rim_truth = iso.rim(thickness)
+    phases = iso.phases((rim_truth, RIM_CURVE))
+    maps = _maps(phases)
+    zone = _zone(iso, phases)
+    rim = segment_rim(phases, maps, iso.affine, zone, iso.centre)
+    assert rim.thickness_mm == pytest.approx(thickness, abs=0.3)  # rays sample every 0.5 mm
+    assert rim.thickness_p90_mm == pytest.approx(thickness, abs=0.5)
+    assert rim.uniform
+    # the rim mask is the enhancing shell (and nothing else)
+    assert not (rim.mask & ~rim_truth).any()
+    assert rim.mask.sum() >= 0.95 * rim_truth.sum()
+    # kinetics of the mean rim curve: PE 35 % (slow), +37 % from first to last (persistent)
+    assert rim.initial_pe == pytest.approx(35.0, abs=1e-3)
+    assert rim.delayed_change_pct == pytest.approx(100.0 * (185 - 135) / 135, abs=1e-3)
+    assert rim.curve_type == "persistent"
+    assert rim.initial_phase == "slow"
+
+
+def test_irregular_rim_is_not_uniform(iso):
+    """Half the rim 2 mm thick, the other half 7 mm: the 90th percentile gives it away."""
+    local_x = (iso.lps - iso.centre) @ ROT[:, 0]
+    rim = iso.rim(2.0) | (iso.rim(7.0) & (local_x > 0))
+    phases = iso.phases((rim, RIM_CURVE))
+    zone = _zone(iso, phases)
+    out = segment_rim(phases, _maps(phases), iso.affine, zone, iso.centre)
+    assert out.thickness_p90_mm == pytest.approx(7.0, abs=0.75)
+    assert not out.uniform
+
+
+def test_thin_slow_rim_is_not_a_focus(iso):
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE))
+    maps = _maps(phases)
+    zone = _zone(iso, phases)
+    rim = segment_rim(phases, maps, iso.affine, zone, iso.centre)
+    assert find_foci(phases, maps, iso.affine, zone, rim, iso.centre) == []
+
+
+# ----------------------------------------------------------------------------- foci
+
+
+@pytest.fixture(scope="module")
+def with_foci(iso):
+    """Rim plus three enhancing structures near the zone's edge:
+
+    * A: washout sphere (r 3 mm) whose nearest surface lies 3 mm beyond the zone's edge;
+    * B: plateau sphere (r 3.5 mm) centred on the zone's surface (straddles the edge);
+    * C: a 1-voxel-thick 11 x 11 mm washout sheet 3 mm beyond the zone's shortest axis.
+    """
+    u = ROT[:, 0]
+    a_centre = iso.snap(iso.centre + u * (SEMI_AXES[0] + 3.0 + 3.0))
+    a = iso.sphere(a_centre, 3.0)
+    b_centre = iso.snap(iso.centre - u * SEMI_AXES[0])
+    b = iso.sphere(b_centre, 3.5)
+    d = iso.lps - iso.centre
+    c = (np.abs(d[..., 2] - (SEMI_AXES[2] + 3.0)) < 0.5) & (np.abs(d[..., 0]) <= 5) \
+        & (np.abs(d[..., 1]) <= 5)
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE), (a, WASHOUT), (b, PLATEAU), (c, WASHOUT))
+    seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
+    return seg, {"A": (a, a_centre), "B": (b, b_centre), "C": (c, None)}
+
+
+def _the_focus(seg: Segmentation, truth: np.ndarray):
+    hits = [f for f in seg.foci if (f.mask & truth).any()]
+    assert len(hits) == 1, f"{len(hits)} foci overlap the structure"
+    return hits[0]
+
+
+def test_segment_finds_each_focus_once(with_foci):
+    seg, truth = with_foci
+    assert len(seg.foci) == 3
+    for mask, _ in truth.values():
+        _the_focus(seg, mask)
+    # suspicious ones first, then by peak enhancement
+    assert [f.suspicious for f in seg.foci] == [True, True, False]
+    assert seg.foci[0].peak_pe >= seg.foci[1].peak_pe
+    # the straddling focus reaches into the zone; the rim is only ever outside it
+    assert (seg.zone.mask & truth["B"][0]).any()
+    assert seg.rim.mask.any() and not (seg.rim.mask & seg.zone.mask).any()
+    # the foci do not move the zone's edge elsewhere: still ~the ellipsoid
+    assert seg.zone.volume_ml == pytest.approx(4.0 / 3.0 * np.pi * SEMI_AXES.prod() / 1000, rel=0.05)
+
+
+def test_nodular_washout_focus_beyond_the_edge(with_foci, iso):
+    seg, truth = with_foci
+    mask, centre = truth["A"]
+    f = _the_focus(seg, mask)
+    assert np.array_equal(f.mask, mask)
+    assert f.volume_mm3 == pytest.approx(float(mask.sum()))  # 1 mm^3 voxels
+    assert np.allclose(f.centre_lps, centre, atol=1e-6)
+    assert f.largest_diameter_mm == pytest.approx(7.0, abs=0.5)  # 6 mm + one voxel
+    assert f.thickness_mm >= 5.0
+    assert f.peak_pe == pytest.approx(150.0) and f.initial_pe == pytest.approx(150.0)
+    assert f.ser == pytest.approx((250 - 100) / (200 - 100))
+    assert f.delayed_change_pct == pytest.approx(-20.0)
+    assert (f.curve_type, f.initial_phase) == ("washout", "fast")
+    assert f.suspicious
+    assert any(r.startswith("nodular") for r in f.reasons)
+    assert "washout kinetics" in f.reasons
+    # distance from its nearest voxel to the zone's edge: the 3 mm gap, up to the voxel grid
+    true_gap = float(ndimage.distance_transform_edt(~iso.zone)[mask].min())
+    assert true_gap == pytest.approx(3.0, abs=0.5)
+    assert f.distance_to_zone_edge_mm == pytest.approx(true_gap, abs=1.0)
+    assert 0 < f.distance_to_zone_edge_mm < FOCUS_BAND_OUTSIDE_MM
+
+
+def test_nodular_focus_straddling_the_edge(with_foci):
+    seg, truth = with_foci
+    mask, centre = truth["B"]
+    f = _the_focus(seg, mask)
+    assert f.suspicious
+    assert f.curve_type == "plateau" and f.initial_pe == pytest.approx(130.0)
+    assert f.peak_pe == pytest.approx(132.0)  # the largest of 130, 132, 128 %
+    assert f.distance_to_zone_edge_mm <= 0.0  # touches the zone or reaches into it
+    assert np.linalg.norm(f.centre_lps - centre) < 0.5
+    assert f.volume_mm3 == pytest.approx(float(mask.sum()), rel=0.1)
+
+
+def test_thin_sheet_with_washout_is_not_suspicious(with_foci):
+    """Kinetics alone do not make a finding suspicious: it must be nodular."""
+    seg, truth = with_foci
+    mask, _ = truth["C"]
+    f = _the_focus(seg, mask)
+    assert f.curve_type == "washout" and f.initial_pe == pytest.approx(150.0)
+    assert f.thickness_mm < 2.0
+    assert not f.suspicious
+    assert not any(r.startswith("nodular") for r in f.reasons)
+    assert f.distance_to_zone_edge_mm == pytest.approx(3.0, abs=1.0)
+
+
+@pytest.mark.parametrize("gap, found", [(3.0, True), (13.0, False)])
+def test_search_band_ends_10_mm_beyond_the_edge(iso, gap, found):
+    """A washout nodule 3 mm beyond the edge is found whole; one 13 mm beyond is not, even with
+    distance maps that reach that far (the band, not the maps' reach, decides)."""
+    centre = iso.snap(iso.centre + ROT[:, 0] * (SEMI_AXES[0] + gap + 3.0))
+    nodule = iso.sphere(centre, 3.0)
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE), (nodule, WASHOUT))
+    maps = _maps(phases)
+    zone = _zone(iso, phases)
+    distances = zone_distances(zone.mask, np.ones(3), 30.0)
+    assert np.isfinite(distances[0][nodule]).all()
+    rim = segment_rim(phases, maps, iso.affine, zone, iso.centre, distances)
+    foci = find_foci(phases, maps, iso.affine, zone, rim, iso.centre, distances)
+    assert [np.array_equal(f.mask, nodule) and f.suspicious for f in foci] == ([True] if found else [])
