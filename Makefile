@@ -27,8 +27,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The slow real-process tests run in a second pytest beside the others (scripts/run-tests.sh).
 test: setup lint
-	$(BIN)/python -m pytest -q
+	PY=$(BIN)/python bash scripts/run-tests.sh
 
 # The main job on an embedded default: a synthetic study pair analysed end to end (no Redis).
 demo: setup

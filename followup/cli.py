@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import logging
 import sys
@@ -10,7 +11,6 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
-import click
 import typer
 
 from followup import __version__
@@ -71,11 +71,25 @@ def main(
     ctx.obj = {"data_dir": data_dir, "db_url": db_url, "redis_url": redis_url, "api_token": api_token}
 
 
+def _current_context():
+    """The running command's context. typer >= 0.20 runs on its own copy of click
+    (``typer._click``), whose context stack ``click.get_current_context`` does not see: without this
+    the main options (``--data-dir``, ``--db-url``, ...) were silently ignored."""
+    for module in ("typer._click.globals", "click.globals"):
+        try:
+            ctx = importlib.import_module(module).get_current_context(silent=True)
+        except ImportError:
+            continue
+        if ctx is not None:
+            return ctx
+    return None
+
+
 def _settings(**overrides):
     """The Settings of this command: its options, then the main options, then the environment."""
     from followup.config import Settings
 
-    ctx = click.get_current_context(silent=True)
+    ctx = _current_context()
     options = dict((ctx.find_root().obj or {}) if ctx is not None else {})
     options.update(overrides)
     s = Settings.from_env(**options)
@@ -107,20 +121,35 @@ def synth(
     out: Path = typer.Option(..., "--out", help="Output folder (baseline/, followup/, procedure.json, truth.json)."),
     scenario: Scenario = typer.Option(Scenario.complete, "--scenario"),
     seed: int = typer.Option(0, "--seed", min=0),
-    vendor: Vendor = typer.Option(Vendor.per_phase, "--vendor", help="DICOM layout of the dynamic series."),
+    vendor: Vendor | None = typer.Option(
+        None, "--vendor", help="DICOM layout of the dynamic series [default: per-phase; with "
+        "--variation wide: drawn for each study]."),
     size: Size = typer.Option(Size.small, "--size", help="small ~128x128x48 (tests), full ~448x448x160."),
+    variation: str = typer.Option(
+        "standard", "--variation", help="standard, or wide: one seed also draws the anatomy, both "
+        "scanners' acquisitions, repositioning up to 30 mm / 15 deg, deformation, phases and "
+        "confounders (every drawn parameter in truth.json)."),
 ) -> None:
     """Write a synthetic baseline/follow-up DCE-MRI pair with its procedure record and ground truth."""
     from followup.synth import generate_pair
+    from followup.synth.scenario import VARIATIONS
 
+    if variation not in VARIATIONS:
+        typer.secho(f"error: --variation must be one of {', '.join(VARIATIONS)}", err=True,
+                    fg=typer.colors.RED)
+        raise typer.Exit(code=2)
     if out.exists() and any(out.iterdir()):
         typer.secho(f"error: {out} is not empty; choose a new folder", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
-    truth = generate_pair(out, scenario.value, seed, vendor.value, size.value)
+    layout = vendor.value if vendor is not None else ("per-phase" if variation == "standard" else None)
+    truth = generate_pair(out, scenario.value, seed, layout, size.value, variation)
     n_files = sum(s["files"] for st in truth["studies"].values() for s in st["series"])
+    layouts = truth.get("layouts")
+    shown = layout if layouts is None else f"{layouts['baseline']}/{layouts['followup']}"
+    extra = "" if variation == "standard" else f", variation={variation}"
     typer.echo(
         f"wrote {n_files} DICOM files to {out} (scenario={scenario.value}, seed={seed}, "
-        f"vendor={vendor.value}, size={size.value}); residual={truth['residual']}, "
+        f"vendor={shown}, size={size.value}{extra}); residual={truth['residual']}, "
         f"days since procedure={truth['days_since_procedure']}"
     )
 
@@ -386,9 +415,12 @@ def reconcile_cmd(older_than: float = typer.Option(600.0, "--older-than",
 
     settings = _settings()
     reg = _registry(settings)
-    res = sweep(reg, _work_queue(settings, reg), older_than_s=older_than)  # analyses still in Redis are left alone
+    res = sweep(reg, _work_queue(settings, reg), older_than_s=older_than,  # analyses still in Redis are left alone
+                lease_s=settings.analysis_lease_s)  # ... but for a dead worker's
     typer.echo(f"{len(res.studies_enqueued)} stable study/studies enqueued, "
-               f"{len(res.analyses_resent)} analysis/analyses re-sent")
+               f"{len(res.analyses_resent)} analysis/analyses re-sent "
+               f"({len(res.analyses_taken_over)} of dead workers), "
+               f"deliveries of {len(res.deliveries_resent)} analysis/analyses re-sent")
     if res.broker_unreadable or res.errors:
         typer.secho("error [broker]: Redis could not be read or written; nothing lost, run again once it is up",
                     err=True, fg=typer.colors.RED)

@@ -9,7 +9,7 @@
 | FOLLOWUP_DESTINATION | PACS that receives SR/SEG/PDF, AET@HOST:PORT | (none: nothing is sent) |
 | FOLLOWUP_AE_TITLE | our AE title (listener and SCU) | FOLLOWUP |
 | FOLLOWUP_RETRIEVE | PACS to C-FIND + C-GET baselines from, AET@HOST:PORT | (none) |
-| FOLLOWUP_RECONCILE_SECONDS | serve-dicom re-sends work a broker restart lost, this often (0: never) | 60 |
+| FOLLOWUP_RECONCILE_SECONDS | serve-dicom re-sends work a broker restart lost or a dead worker left (expired lease), this often (0: never) | 15 |
 | FOLLOWUP_RECONCILE_OLDER_THAN | ... for work queued/running longer than this (s), no longer in Redis | 300 |
 | FOLLOWUP_ANALYSIS_LEASE | a running analysis whose heartbeat is older than this (s) may be taken over by another worker | min(60, visibility timeout / 2) |
 | FOLLOWUP_VISIBILITY_TIMEOUT | Redis gives a dead worker's task to another after this (s); > longest analysis | 3600 |
@@ -48,7 +48,9 @@ DEFAULT_MAX_STUDY_INSTANCES = 10_000  # a full-size DCE study is ~1,000 instance
 DEFAULT_MAX_ASSOCIATIONS = 8
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # > the longest analysis
 DEFAULT_MAX_MEMORY_PER_CHILD_KB = 4 * 1024 * 1024
-DEFAULT_RECONCILE_SECONDS = 60.0
+# A dead worker's analysis is taken over by the first sweep after its lease expired: lease (60 s) +
+# this + the analysis itself after a whole-worker SIGKILL (README, Operations: Recovery).
+DEFAULT_RECONCILE_SECONDS = 15.0
 DEFAULT_RECONCILE_OLDER_THAN_S = 300.0
 
 

@@ -116,6 +116,15 @@ KUHL_SOURCE = "Kuhl et al., Radiology 1999: LR persistent 0.11, plateau 2.9, was
 LR_SMALL_FOCUS = OddsFactor(0.5, 0.3, 0.8, "BI-RADS: foci < 5 mm are mostly benign", True)
 SMALL_FOCUS_MM = 5.0
 
+# Zone found in the follow-up while registration to the baseline was poor: the probability that
+# the region taken for the ablation zone is not the treated site (so its findings say nothing
+# about the tumour). No paper gives it: 0.15 with a wide spread (effective n = 8) is an
+# assumption; the imaging likelihood ratio is then (1 - q) x LR + q (a wrong region is taken to
+# look like a site without residual disease).
+ZONE_IDENTITY_UNCERTAIN = Figure.from_value(
+    0.15, 8, "Assumption: zone found without a confirming registration may not be the treated site",
+    assumption=True)
+
 # --- Decision thresholds ---------------------------------------------------------------------
 # "High" probability: a peripheral biopsy is recommended whatever the other rules say. A product
 # decision (assumption), set just above the ~14 % left by a negative MRI at Z1072's prevalence.

@@ -14,7 +14,9 @@ Stages, each a function of objects (no temporary files, no sentinel paths):
 5. :func:`write`: every file, atomically (:mod:`followup.atomic`).
 
 :func:`run_job` runs them in order. A report is written for every analysable follow-up, deferred
-and failed ones included; when no report can be made (unreadable follow-up, record of another
+and failed ones included: an unexpected internal error in the analysis or in the reports gives a
+``failed`` report that names it (exception type and message; the traceback goes to the log at
+ERROR), never a crash. When no report can be made (unreadable follow-up, record of another
 patient) a ``FollowupError`` says why and nothing is written.
 """
 
@@ -38,7 +40,7 @@ from followup.dicom import load_dce_study
 from followup.dicom.study import DCEStudy
 from followup.errors import FollowupError
 from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
-from followup.pipelines.assess import Assessment, assess, check_inputs
+from followup.pipelines.assess import AnalysisError, Assessment, assess, check_inputs, failed
 from followup.procedure import ProcedureRecord
 from followup.reporting import key_images
 from followup.reporting.build import build_report, patient_identity
@@ -48,6 +50,7 @@ from followup.reporting.html_report import render_html
 from followup.reporting.model import Report
 from followup.reporting.pdf_report import render_pdf
 from followup.reporting.plan import plan_outputs
+from followup.reporting.supersede import Predecessor, supersedes
 
 log = logging.getLogger(__name__)
 # Files of the readable and data reports, by kind; the DICOM objects' files are in the report's
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 REPORT_FILES = {"json": "report.json", "html": "report.html", "pdf": "report.pdf",
                 "fhir": "report.fhir.json"}
 REPORT_FILE_MODE = 0o640  # reports carry patient identity: owner and group only
+MAX_ERROR_MESSAGE = 200  # characters of an internal error's message in a failed report
 
 
 class StageClock:
@@ -123,18 +127,44 @@ def load_inputs(followup_dir: Path, baseline_dir: Path | None, record: Procedure
     return Inputs(record, followup, header, days, baseline, problem)
 
 
+def internal_error_reason(stage: str, exc: BaseException) -> str:
+    """The reason a failed report gives for an unexpected internal error: the exception's type
+    and the first line of its message (at most 200 characters; the analysis' own messages carry
+    no patient data), never a traceback."""
+    message = (str(exc).strip().splitlines() or [""])[0][:MAX_ERROR_MESSAGE]
+    return f"internal error in the {stage} ({type(exc).__name__}{': ' + message if message else ''})"
+
+
+def _log_internal_error(stage: str, inputs: Inputs) -> None:
+    # the study's UID only (no patient identifiers); the traceback for the developers
+    log.error("internal error in the %s of study %s: a failed report is written instead",
+              stage, inputs.followup.study_uid, exc_info=True)
+
+
 def analyse(inputs: Inputs, clock: StageClock | None = None) -> Assessment:
-    """The assessment (pure): registration, motion, enhancement, segmentation, scoring."""
+    """The assessment (pure): registration, motion, enhancement, segmentation, scoring.
+
+    An unexpected internal error (any exception from the image stages that is not a refusal of
+    the inputs, ``AnalysisError``) gives a ``failed`` assessment that says so (type and message),
+    its traceback logged at ERROR: an analysable study always gets a report."""
     clock = clock or StageClock()
-    return assess(inputs.baseline, inputs.followup, inputs.record, inputs.baseline_problem,
-                  run_stage=clock.run, days=inputs.days)
+    try:
+        return assess(inputs.baseline, inputs.followup, inputs.record, inputs.baseline_problem,
+                      run_stage=clock.run, days=inputs.days)
+    except AnalysisError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (any internal error: a failed report, not a crash)
+        _log_internal_error("analysis", inputs)
+        return failed(inputs.record, inputs.days, internal_error_reason("analysis", exc))
 
 
-def build(a: Assessment, inputs: Inputs, *, revision: int = 1) -> Report:
-    """Decide the outputs and every warning, then build the finished report."""
+def build(a: Assessment, inputs: Inputs, *, revision: int = 1, predecessor: Predecessor | None = None) -> Report:
+    """Decide the outputs and every warning, then build the finished report (``predecessor``: the
+    earlier report of the study this revision supersedes)."""
     plan = plan_outputs(a, inputs.followup, revision)
     return build_report(a, inputs.record, inputs.followup, inputs.baseline,
-                        patient_identity(inputs.source_header), plan, revision=revision)
+                        patient_identity(inputs.source_header), plan, revision=revision,
+                        supersedes=supersedes(predecessor, inputs.followup))
 
 
 def report_images(a: Assessment, inputs: Inputs) -> list[tuple[str, bytes]]:
@@ -195,9 +225,11 @@ def write(report: Report, files: dict[str, bytes], out_dir: Path) -> dict[str, P
 
 
 def run_job(followup_dir: Path, baseline_dir: Path | None, record: ProcedureRecord,
-            out_dir: Path, *, revision: int = 1) -> JobResult:
+            out_dir: Path, *, revision: int = 1, predecessor: Predecessor | None = None) -> JobResult:
     """Analyse one follow-up and write every report. ``revision`` numbers re-analyses of the
     same study with the same algorithm version: each revision gets its own DICOM UIDs.
+    ``predecessor``: the study's earlier report that this one supersedes (its SR becomes the new
+    SR's predecessor document; the readable reports say so), None for a first report.
 
     ``timings_s`` splits the wall time by stage: read_followup, read_baseline (DICOM scan and
     decoding), registration, motion, enhancement, segmentation, scoring (the analysis), then
@@ -208,9 +240,20 @@ def run_job(followup_dir: Path, baseline_dir: Path | None, record: ProcedureReco
     inputs = load_inputs(Path(followup_dir), None if baseline_dir is None else Path(baseline_dir),
                          record, clock)
     a = analyse(inputs, clock)
-    with clock.stage("write"):
-        report = build(a, inputs, revision=revision)
-    files = render(report, a, inputs, clock)
+    try:
+        with clock.stage("write"):
+            report = build(a, inputs, revision=revision, predecessor=predecessor)
+        files = render(report, a, inputs, clock)
+    except Exception as exc:  # noqa: BLE001
+        if a.status == "failed":
+            raise  # the failed report itself cannot be made: nothing to fall back to
+        # a complete or deferred result that cannot be reported (a value the report model
+        # refuses, a renderer's error): the study still gets a report, a failed one
+        _log_internal_error("report", inputs)
+        a = failed(inputs.record, inputs.days, internal_error_reason("report", exc))
+        with clock.stage("write"):
+            report = build(a, inputs, revision=revision, predecessor=predecessor)
+        files = render(report, a, inputs, clock)
     with clock.stage("write"):
         paths = write(report, files, Path(out_dir))
     timings = clock.timings
@@ -227,6 +270,7 @@ __all__ = [
     "analyse",
     "build",
     "file_names",
+    "internal_error_reason",
     "load_inputs",
     "render",
     "report_images",

@@ -7,10 +7,11 @@ so a worker killed mid-analysis leaves its task to be redelivered; the visibilit
 longer than the longest analysis. A task whose pool process was killed is put back at once
 (``reject_on_worker_lost``); one whose whole worker died stays in Redis's ``unacked`` set and is
 given back once it is older than the visibility timeout, checked every ``restore_interval_s``
-by every running worker. The analysis row counts its starts, so neither loops forever
-(``followup.service.orchestrator.MAX_ATTEMPTS``). Run a worker per queue (docker-compose does) or
-one worker on both: Celery's Redis transport polls the queues in turn, so a long batch delays a new
-study by one task at most.
+by every running worker; the listener's reconciliation sweep puts it back much sooner, as soon
+as its analysis's heartbeat lease expired (``followup.service.reconcile``). The analysis row
+counts its starts, so neither loops forever (``followup.service.orchestrator.MAX_ATTEMPTS``).
+Run a worker per queue (docker-compose does) or one worker on both: Celery's Redis transport polls
+the queues in turn, so a long batch delays a new study by one task at most.
 
 The app is made at import without any configuration; ``configure(settings)`` gives it the broker
 and the limits of a ``Settings`` (``followup worker`` and every process that enqueues call it, from

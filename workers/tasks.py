@@ -6,8 +6,11 @@ Each task is idempotent: running it twice has the effect of running it once.
 * ``send_results(analysis_id)``: the analysis's DICOM objects not yet at the PACS, retried with
   exponential backoff (the first attempt is made at the end of ``analyze_study``).
 
-``CeleryWorkQueue.analysis_ids_in_broker()`` tells the reconciliation sweep which analyses still
-have a message in Redis, so that it re-sends only the ones a broker restart really lost.
+``CeleryWorkQueue.broker_messages()`` tells the reconciliation sweep which tasks still have a
+message in Redis (waiting, or taken by a worker and not acknowledged, since when), so that it
+re-sends only the ones a broker restart really lost; ``restore_message`` puts the message of a
+worker that died (its analysis's lease expired) back in its queue at once instead of after the
+visibility timeout.
 
 Tasks run with the settings given to ``workers.celery_app.configure`` (by ``followup worker``).
 """
@@ -15,24 +18,30 @@ Tasks run with the settings given to ``workers.celery_app.configure`` (by ``foll
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import time
 from typing import Any
 
 from followup.config import Settings
-from followup.service.delivery import deliver_pending
+from followup.service.delivery import DELIVERY_MAX_RETRIES, deliver_pending, retry_countdown
 from followup.service.orchestrator import MAX_ATTEMPTS, fail_crashed, process_analysis
 from followup.service.registry import Registry
 from followup.service.store import Store
-from followup.service.work_queue import QUEUES, QueueName, analysis_for_handover
+from followup.service.work_queue import QUEUES, BrokerMessage, QueueName, TaskKind, analysis_for_handover
 from followup.states import AnalysisStatus
 from workers import celery_app
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 ANALYSIS_MAX_RETRIES = MAX_ATTEMPTS - 1  # a study that crashes the analysis ends "failed" after 3 attempts
-DELIVERY_MAX_RETRIES = 8
+# kombu's Redis layout (kombu.transport.redis.Channel): queue lists per priority step, and the
+# hash of delivered, unacknowledged messages with its index of delivery times.
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = "\x06\x16"
+UNACKED_KEY, UNACKED_INDEX_KEY = "unacked", "unacked_index"
+TASK_KINDS = {"followup.analyze_study": TaskKind.ANALYZE, "followup.send_results": TaskKind.DELIVER}
 _registry: Registry | None = None
 _store: Store | None = None
 
@@ -69,8 +78,17 @@ class CeleryWorkQueue:
     def enqueue_analysis(self, analysis_id: int, queue: str) -> None:
         analyze_study.apply_async(args=[analysis_id], queue=str(queue))
 
+    def enqueue_delivery(self, analysis_id: int, queue: str) -> None:
+        send_results.apply_async(args=[analysis_id], queue=str(queue))
+
     def analysis_ids_in_broker(self) -> set[int]:
         return broker_analysis_ids(self.settings.redis_url)
+
+    def broker_messages(self) -> list[BrokerMessage]:
+        return broker_messages(self.settings.redis_url)
+
+    def restore_message(self, tag: str) -> bool:
+        return restore_message(self.settings.redis_url, tag)
 
 
 def celery_queue(settings: Settings, registry: Registry | None = None) -> CeleryWorkQueue:
@@ -79,18 +97,29 @@ def celery_queue(settings: Settings, registry: Registry | None = None) -> Celery
     return CeleryWorkQueue(settings, registry if registry is not None else Registry(settings.database_url))
 
 
-def _analysis_id(msg: Any) -> int | None:
-    """The analysis id of one kombu Redis message (a JSON envelope around a base64 JSON body), if
-    it is an ``analyze_study`` task; None for anything else or anything unreadable."""
+def _task_of(msg: Any) -> tuple[TaskKind, int] | None:
+    """(task, analysis id) of one kombu Redis message (a JSON envelope around a base64 JSON body),
+    if it is an ``analyze_study`` or ``send_results`` task; None for anything else or anything
+    unreadable."""
     try:
-        if msg["headers"].get("task") != analyze_study.name:
+        kind = TASK_KINDS.get(msg["headers"].get("task"))
+        if kind is None:
             return None
         body = msg["body"]
         if msg.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args = json.loads(body)[0]
-        return int(args[0])
+        return kind, int(args[0])
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def _eta(msg: Any) -> float | None:
+    """The task's ETA (a retry's countdown) in seconds since the epoch, None when due at once."""
+    try:
+        eta = msg["headers"].get("eta")
+        return dt.datetime.fromisoformat(eta).timestamp() if eta else None
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -101,19 +130,29 @@ def _json(raw: bytes | str) -> Any:
         return None
 
 
-def broker_analysis_ids(redis_url: str, settle_s: float = 0.5) -> set[int]:
-    """Analyses with an ``analyze_study`` message in Redis: waiting in a queue, or delivered to a
-    worker and not acknowledged yet (kombu's ``unacked`` hash: with ``acks_late`` that holds the
-    task running now, retries waiting for their countdown, and the task of a worker that died,
-    which Redis gives back after the visibility timeout). Raises when Redis cannot be read.
+def _queue_keys() -> list[str]:
+    """kombu's Redis lists of our queues, one per priority step (the name, then name + sep + step)."""
+    return [_queue_key(q, p) for q in map(str, QUEUES) for p in PRIORITY_STEPS]
+
+
+def _queue_key(queue: str, priority: int) -> str:
+    return queue if priority == 0 else f"{queue}{PRIORITY_SEP}{priority}"
+
+
+def broker_messages(redis_url: str, settle_s: float = 0.5) -> list[BrokerMessage]:
+    """Our task messages in Redis: waiting in a queue, or delivered to a worker and not acknowledged
+    yet (kombu's ``unacked`` hash, with when each was delivered in ``unacked_index``: with
+    ``acks_late`` that holds the task running now, retries waiting for their countdown, and the
+    task of a worker that died, which Redis gives back after the visibility timeout). Raises when
+    Redis cannot be read.
 
     Each look is one MULTI snapshot; two looks ``settle_s`` apart, because a worker moves a message
     from its queue to ``unacked`` in two steps and it could be seen in neither by one look."""
     import redis  # kombu's own client
 
     client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
-    keys = [q if p == 0 else f"{q}\x06\x16{p}" for q in map(str, QUEUES) for p in (0, 3, 6, 9)]  # priority lists
-    ids: set[int] = set()
+    keys = _queue_keys()
+    found: dict[tuple[TaskKind, int, str | None], BrokerMessage] = {}
     try:
         for look in range(2):
             if look:
@@ -121,14 +160,75 @@ def broker_analysis_ids(redis_url: str, settle_s: float = 0.5) -> set[int]:
             pipe = client.pipeline(transaction=True)
             for key in keys:
                 pipe.lrange(key, 0, -1)
-            pipe.hvals("unacked")
-            *queued, unacked = pipe.execute()
-            messages = [_json(m) for items in queued for m in items]
-            messages += [(_json(v) or [None])[0] for v in unacked]  # [message, exchange, routing key]
-            ids.update(i for i in map(_analysis_id, messages) if i is not None)
+            pipe.hgetall(UNACKED_KEY)
+            pipe.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True)
+            *queued, unacked, index = pipe.execute()
+            delivered = {(t.decode() if isinstance(t, bytes) else str(t)): float(score) for t, score in index}
+            for raw in (m for items in queued for m in items):
+                task = _task_of(_json(raw))
+                if task is not None:
+                    found[(*task, None)] = BrokerMessage(*task)
+            for raw_tag, raw in unacked.items():
+                tag = raw_tag.decode() if isinstance(raw_tag, bytes) else str(raw_tag)
+                msg = (_json(raw) or [None])[0]  # [message, exchange, routing key]
+                task = _task_of(msg)
+                if task is None:
+                    continue
+                at = delivered.get(tag)
+                due = max((t for t in (at, _eta(msg)) if t is not None), default=None)
+                found[(*task, tag)] = BrokerMessage(*task, tag=tag, delivered_at=at, due_at=due)
     finally:
         client.close()
-    return ids
+    return list(found.values())
+
+
+def broker_analysis_ids(redis_url: str, settle_s: float = 0.5) -> set[int]:
+    """Analyses with an ``analyze_study`` message in Redis, waiting or unacknowledged
+    (``broker_messages``). Raises when Redis cannot be read."""
+    return {m.analysis_id for m in broker_messages(redis_url, settle_s) if m.kind is TaskKind.ANALYZE}
+
+
+def restore_message(redis_url: str, tag: str) -> bool:
+    """Put the unacknowledged message ``tag`` back at the head of the queue it was routed to and
+    drop it from ``unacked``/``unacked_index``, in one transaction watched on ``unacked`` (what
+    kombu's ``QoS.restore_by_tag`` does when the visibility timeout expired, so a worker restoring
+    it at the same moment restores it once); marked redelivered. False when it was no longer there
+    (acknowledged, restored already) or names a queue that is not ours."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(UNACKED_KEY)
+                    raw = pipe.hget(UNACKED_KEY, tag)
+                    entry = _json(raw) if raw is not None else None
+                    if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], dict)
+                            and entry[2] in QUEUES):
+                        pipe.unwatch()
+                        return False
+                    payload, _exchange, routing_key = entry
+                    try:
+                        payload["headers"]["redelivered"] = True
+                        payload["properties"]["delivery_info"]["redelivered"] = True
+                    except (KeyError, TypeError):
+                        pass
+                    try:
+                        priority = int(payload.get("properties", {}).get("priority") or 0)
+                    except (TypeError, ValueError):
+                        priority = 0
+                    step = max(p for p in PRIORITY_STEPS if p <= min(max(priority, 0), PRIORITY_STEPS[-1]))
+                    pipe.multi()
+                    pipe.zrem(UNACKED_INDEX_KEY, tag)
+                    pipe.hdel(UNACKED_KEY, tag)
+                    pipe.rpush(_queue_key(routing_key, step), json.dumps(payload))  # the head: popped next
+                    pipe.execute()
+                    return True
+                except redis.WatchError:  # acknowledged or restored meanwhile: look again
+                    continue
+    finally:
+        client.close()
 
 
 @app.task(bind=True, name="followup.analyze_study", max_retries=ANALYSIS_MAX_RETRIES)
@@ -163,4 +263,4 @@ def send_results(self, analysis_id: int) -> dict:
     final = self.request.retries >= DELIVERY_MAX_RETRIES
     if deliver_pending(celery_app.settings(), registry(), analysis_id, final=final) or final:
         return {"analysis_id": analysis_id, "delivered": not final}
-    raise self.retry(countdown=min(600, 5 * 2 ** self.request.retries))
+    raise self.retry(countdown=retry_countdown(self.request.retries))

@@ -36,6 +36,7 @@ MULTIFRAME_SOP_CLASSES = {ENHANCED_MR_STORAGE, LEGACY_ENHANCED_MR_STORAGE}
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 NATIVE_LE = {IMPLICIT_LE, EXPLICIT_LE}
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _UNDEFINED = 0xFFFFFFFF
 MAX_MATRIX = 4096  # rows or columns of one frame
@@ -113,6 +114,7 @@ class InstanceHeader:
     manufacturer: str
     frame_of_reference_uid: str
     frames: tuple[FrameHeader, ...] = field(default=())
+    high_bit: int | None = None  # HighBit; None: BitsStored - 1
 
     @property
     def is_multiframe(self) -> bool:
@@ -210,7 +212,7 @@ def _str(ds: Any, keyword: str) -> str:
     return "" if v is None else str(v).strip()
 
 
-_BINARY_US = {"Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+_BINARY_US = {"Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit",
               "PixelRepresentation"}
 
 
@@ -606,8 +608,10 @@ def _pixel_data_at(fp: Any, ts: str, offset: int, size: int) -> tuple[int, int] 
     """(value offset, declared length) of the pixel data after the header, or None if absent."""
     if ts in NATIVE_LE or ts.startswith("1.2.840.10008.1.2.4") or ts == "1.2.840.10008.1.2.5":
         return _pixel_element(fp, offset, size, explicit=ts != IMPLICIT_LE)
+    if ts == DEFLATED_LE:
+        return (offset, 0)  # the position is in the compressed stream: let pydicom decode later
     if offset < size:
-        return (offset, 0)  # big endian / deflated: let pydicom decode later
+        return (offset, 0)  # big endian: let pydicom decode later
     return None
 
 
@@ -713,6 +717,7 @@ def _instance_header(ds: Any, path: Path, size: int, ts: str, value_offset: int 
         manufacturer=_str(ds, "Manufacturer"),
         frame_of_reference_uid=_fast(ds, "FrameOfReferenceUID") or "",
         frames=frames,
+        high_bit=_int(_fast(ds, "HighBit")),
     )
 
 

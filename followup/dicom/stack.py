@@ -1,8 +1,9 @@
 """Turn the frames of one phase into a :class:`Volume`: geometry checks, affine, pixel decoding.
 
 Geometry is pure maths on arrays (``slice_geometry``); pixel reading is the only I/O. Native
-little-endian pixel data are read straight from the offset recorded at scan time with numpy;
-compressed or big-endian data go through pydicom.
+little-endian pixel data are read straight from the offset recorded at scan time with numpy and
+masked to their stored bits; compressed, deflated or big-endian data go through pydicom's decoders
+(``followup.dicom.codecs``); pixel data that cannot be decoded is ``undecodable``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from followup.dicom.codecs import can_decode, prefer_fast_plugins, syntax_name
 from followup.dicom.scan import FrameHeader, InstanceHeader
 from followup.errors import IngestError
 from followup.volume import Volume
@@ -203,10 +205,37 @@ def _slice_step_vector(ipp: np.ndarray, order: np.ndarray, label: str) -> np.nda
 def _native_dtype(inst: InstanceHeader) -> np.dtype | None:
     if inst.samples_per_pixel != 1 or inst.bits_allocated not in (8, 16, 32):
         return None
-    if inst.pixel_representation == 1 and inst.bits_stored != inst.bits_allocated:
-        return None  # needs sign extension: let pydicom do it
     kind = "i" if inst.pixel_representation == 1 else "u"
     return np.dtype(f"<{kind}{inst.bits_allocated // 8}")
+
+
+def stored_values(arr: np.ndarray, bits_allocated: int, bits_stored: int, high_bit: int | None,
+                  signed: bool) -> np.ndarray:
+    """The stored values of raw pixel words (in place): bits above HighBit (and below its stored
+    bits) dropped, unsigned data masked to BitsStored, signed data sign-extended from its top
+    stored bit. Nothing to do when BitsStored == BitsAllocated.
+
+    Scanners write BitsStored 12 / HighBit 11 in 16-bit words and some leave overlay or garbage
+    bits above bit 11; read raw, such a pixel is 65535 where pydicom and dcm2niix read <= 4095."""
+    if not 0 < bits_stored < bits_allocated:
+        return arr
+    hb = high_bit if high_bit is not None and bits_stored - 1 <= high_bit < bits_allocated else bits_stored - 1
+    low = hb - bits_stored + 1  # the stored bits are hb..low
+    if not signed:
+        if low:
+            np.right_shift(arr, low, out=arr)
+        np.bitwise_and(arr, arr.dtype.type((1 << bits_stored) - 1), out=arr)
+        return arr
+    # signed: shift the stored bits to the top of the word, then arithmetically back down
+    words = arr.view(arr.dtype.str.replace("i", "u"))
+    np.left_shift(words, bits_allocated - 1 - hb, out=words)
+    np.right_shift(arr, bits_allocated - bits_stored, out=arr)
+    return arr
+
+
+def _stored(arr: np.ndarray, inst: InstanceHeader) -> np.ndarray:
+    return stored_values(arr, inst.bits_allocated, inst.bits_stored, inst.high_bit,
+                         inst.pixel_representation == 1)
 
 
 def _truncated(path: Path, got: int, expected: int) -> IngestError:
@@ -215,8 +244,21 @@ def _truncated(path: Path, got: int, expected: int) -> IngestError:
     )
 
 
+def _undecodable(inst: InstanceHeader, exc: Exception) -> IngestError:
+    """``undecodable``: the pixel data of ``inst`` could not be decoded, naming its syntax."""
+    name = syntax_name(inst.transfer_syntax)
+    if not can_decode(inst.transfer_syntax):
+        why = "no decoder for this transfer syntax is installed"
+    else:
+        detail = " ".join(str(exc).split())[:300]
+        why = f"{type(exc).__name__}: {detail}"
+    return IngestError(f"{inst.path}: pixel data in transfer syntax {name} cannot be decoded ({why})",
+                       code="undecodable")
+
+
 def read_frames(inst: InstanceHeader) -> np.ndarray:
-    """All frames of one file as an array (frames, rows, columns), stored values (no rescale)."""
+    """All frames of one file as an array (frames, rows, columns), stored values (no rescale):
+    bits outside BitsStored masked off, signed values sign-extended."""
     n_px = inst.rows * inst.columns
     dtype = _native_dtype(inst)
     if inst.pixel_value_offset is not None and dtype is not None:
@@ -227,21 +269,28 @@ def read_frames(inst: InstanceHeader) -> np.ndarray:
             raise IngestError(f"{inst.path}: cannot read pixel data ({exc})", code="truncated") from exc
         if arr.size < count:
             raise _truncated(inst.path, arr.size * dtype.itemsize, count * dtype.itemsize)
-        return arr.reshape(inst.n_frames, inst.rows, inst.columns)
+        return _stored(arr, inst).reshape(inst.n_frames, inst.rows, inst.columns)
+    return _decode_with_pydicom(inst)
+
+
+def _decode_with_pydicom(inst: InstanceHeader) -> np.ndarray:
+    """Compressed, big-endian or deflated pixel data, through pydicom's decoders (which mask
+    to BitsStored and sign-extend themselves)."""
     import pydicom
 
+    prefer_fast_plugins()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(inst.path, force=True)
             arr = np.asarray(ds.pixel_array)
     except Exception as exc:
-        raise IngestError(
-            f"{inst.path}: pixel data cannot be decoded (transfer syntax {inst.transfer_syntax}; "
-            f"{type(exc).__name__}: {str(exc)[:200]}); file truncated or unreadable",
-            code="truncated",
-        ) from exc
-    return arr.reshape(inst.n_frames, inst.rows, inst.columns)
+        raise _undecodable(inst, exc) from exc
+    try:
+        return arr.reshape(inst.n_frames, inst.rows, inst.columns)
+    except ValueError as exc:
+        raise _undecodable(inst, ValueError(f"decoded to shape {arr.shape}, expected "
+                                            f"{inst.n_frames} x {inst.rows} x {inst.columns}")) from exc
 
 
 _POPULATE_MIN_BYTES = 32 << 20

@@ -2,9 +2,14 @@
 
 Steps: timing rule (>= 21 days) -> registration (follow-up to baseline, pre-contrast phases) ->
 the baseline tumour and its margin mapped into follow-up space -> within-study motion
-correction in a box around it -> enhancement maps -> ablation zone, rim, foci -> Bayes model ->
-caveats and recommendations. Pure: studies (already in memory) and the record in, an
-``Assessment`` out; reading DICOM and writing reports happen elsewhere.
+correction in a box around it -> enhancement maps -> the ablation zone found in the follow-up
+itself near the mapped tumour (:mod:`followup.pipelines.zone_search`; the box cut again around it
+when it lies elsewhere) -> zone, rim, foci from the zone's centre, margin around the mapped
+tumour -> Bayes model -> caveats and recommendations. Registration seeds the search and measures
+the margin; a poor one no longer discards the imaging read (only the margin factor, and the
+confidence): it does so only when the zone is not found either. Pure: studies (already in
+memory) and the record in, an ``Assessment`` out; reading DICOM and writing reports happen
+elsewhere.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ from followup.pipelines.probability import (
 )
 from followup.pipelines.register import RegistrationResult, register
 from followup.pipelines.segment import Focus, Segmentation, segment
+from followup.pipelines.zone_search import (
+    SEARCH_RADIUS_GOOD_MM,
+    SEARCH_RADIUS_POOR_MM,
+    ZoneSearch,
+    find_zone,
+)
 from followup.procedure import (
     CR_HALVED_ABOVE_DIAMETER_MM,
     EXTENSIVE_DCIS_PCT,
@@ -41,6 +52,9 @@ from followup.procedure import (
 ALGORITHM_NAME = "followup-residual"
 ALGORITHM_VERSION = __version__  # = followup.ALGORITHM_VERSION
 ROI_HALF_MM = 55.0
+# The analysis box is cut again around the zone found in the follow-up when its centre lies this
+# far from the mapped tumour (the box's centre): the rim and the foci band stay inside the box.
+RECENTRE_ROI_MM = 12.0
 S0_FLOOR_FRACTION = 0.25  # pre-contrast signal below 25 % of the ROI's 95th percentile: no ratio
 
 
@@ -62,9 +76,18 @@ class Assessment:
     roi: AlignedRoi | None = None
     maps: EnhancementMaps | None = None
     segmentation: Segmentation | None = None
+    zone_search: ZoneSearch | None = None  # the ablation zone as found in the follow-up itself
     caveats: list[Note] = field(default_factory=list)
     recommendations: list[Note] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def zone_found(self) -> bool:
+        return self.zone_search is not None and self.zone_search.found
+
+    @property
+    def registration_poor(self) -> bool:
+        return self.registration is not None and self.registration.quality == "poor"
 
     @property
     def suspicious_foci(self) -> list[Focus]:
@@ -144,7 +167,7 @@ def _biopsy_reasons(record: ProcedureRecord, a: Assessment) -> list[str]:
                        f"({a.probability.probability:.0%} >= {ev.BIOPSY_PROBABILITY_THRESHOLD:.0%})")
     if a.probability is not None and a.probability.confidence == "low" and \
             a.probability.interval[1] >= ev.BIOPSY_PROBABILITY_THRESHOLD:
-        reasons.append("the imaging could not be trusted and a high probability is not excluded")
+        reasons.append("the imaging could not be trusted fully and a high probability is not excluded")
     return reasons
 
 
@@ -165,9 +188,11 @@ def _recommendations(record: ProcedureRecord, a: Assessment) -> list[Note]:
     if remote:
         out.append(Note("remote-finding", f"{len(remote)} suspicious enhancing finding(s) more than "
                         f"{SITE_BAND_MM:g} mm from the ablation zone: assess on their own (BI-RADS)."))
-    if a.registration is not None and a.registration.quality == "poor":
+    if a.registration_poor:
+        where = ("the ablation zone was found in the follow-up itself; check that it is the treated "
+                 "site" if a.zone_found else "the ablation zone could not be found either")
         out.append(Note("review-registration", "Check the mapped tumour position on the images: "
-                        "automatic registration to the baseline was poor."))
+                        f"automatic registration to the baseline was poor ({where})."))
     if not reasons:
         out.append(Note("imaging-follow-up", "No biopsy indication from this study: continue imaging "
                         "surveillance (follow-up breast MRI at about 6 months, per local protocol)."))
@@ -239,27 +264,57 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
     a.registration = reg
     centre_f = reg.baseline_to_followup(centre_b)[0]
     a.tumour_center_followup = centre_f
-    roi = run_stage("motion", realign_phases, [p.volume for p in followup.phases], centre_f,
-                    ROI_HALF_MM)
-    a.roi = roi
+    volumes = [p.volume for p in followup.phases]
+    roi = run_stage("motion", realign_phases, volumes, centre_f, ROI_HALF_MM)
     maps = run_stage("enhancement", _maps, roi)
+    # The zone is found in the follow-up itself, seeded by the mapped tumour (a small search when
+    # registration is good, a wide one, with the recorded site, when it is poor).
+    good = reg.quality == "good"
+    seeds = [centre_f] if good else [centre_f, *_inside_box(roi, centre_b)]
+    search = run_stage("segmentation", find_zone, roi.phases[0], maps.pe_peak, maps.valid,
+                       roi.grid.affine, np.array(seeds),
+                       SEARCH_RADIUS_GOOD_MM if good else SEARCH_RADIUS_POOR_MM,
+                       record.lesion.diameter_mm, record.margin_mm)
+    a.zone_search = search
+    if search.found and np.linalg.norm(search.centre_lps - centre_f) > RECENTRE_ROI_MM:
+        roi = run_stage("motion", realign_phases, volumes, search.centre_lps, ROI_HALF_MM)
+        maps = run_stage("enhancement", _maps, roi)
+    a.roi = roi
     a.maps = maps
     seg = run_stage("segmentation", segment, roi.phases, maps, roi.grid.affine, centre_f,
-                    record.lesion.diameter_mm / 2.0, record.margin_mm)
+                    record.lesion.diameter_mm / 2.0, record.margin_mm,
+                    search.centre_lps if search.found else None)
     a.segmentation = seg
-    a.probability = run_stage("scoring", _score, record, reg, seg)
+    a.probability = run_stage("scoring", _score, record, reg, seg, search)
+    used = imaging_evidence(reg, seg, search).reliable
     a.caveats = _always_caveats() + _record_caveats(record)
-    if reg.quality == "poor":
+    if reg.quality == "poor" and used:
         a.caveats.append(Note("poor-registration", "Registration to the baseline was poor ("
-                              + "; ".join(reg.reasons) + "): the imaging findings are not used and "
-                              "the interval spans every imaging outcome."))
+                              + "; ".join(reg.reasons) + "): the ablation zone was found in the "
+                              "follow-up itself and its findings are used, but the margin around "
+                              "the mapped tumour is not scored, the zone's identity is uncertain, "
+                              "the confidence is low and the interval is wider."))
+    elif reg.quality == "poor":
+        a.caveats.append(Note("poor-registration", "Registration to the baseline was poor ("
+                              + "; ".join(reg.reasons) + ") and the ablation zone was not found "
+                              "reliably in the follow-up: the imaging findings are not used and the "
+                              "interval spans every imaging outcome."))
+    if not search.found:
+        a.caveats.append(Note("zone-not-found", "The ablation zone was not found in the follow-up "
+                              f"itself ({search.reason}): it was outlined around the mapped tumour."))
     if seg.zone.leaked:
         a.caveats.append(Note("zone-edge-not-found", "The edge of the ablation zone was not found in "
                               "every direction: zone size and margin are uncertain."))
     if not seg.zone.covers_margin:
-        a.caveats.append(Note("margin-not-covered", f"The ablation zone does not cover the tumour plus "
-                              f"its {record.margin_mm:g} mm margin everywhere (smallest margin "
-                              f"{seg.zone.smallest_margin_mm:.1f} mm)."))
+        if reg.quality == "poor":
+            a.caveats.append(Note("margin-not-scored", "Margin coverage around the mapped tumour is "
+                                  "not scored: registration was poor, so the tumour's place in the "
+                                  f"zone is unknown (smallest margin measured "
+                                  f"{seg.zone.smallest_margin_mm:.1f} mm)."))
+        else:
+            a.caveats.append(Note("margin-not-covered", f"The ablation zone does not cover the tumour "
+                                  f"plus its {record.margin_mm:g} mm margin everywhere (smallest "
+                                  f"margin {seg.zone.smallest_margin_mm:.1f} mm)."))
     if len(followup.phases) < 3:
         a.caveats.append(Note("no-delayed-phase", "Only one post-contrast phase: no curve type."))
     if any("description" in w.lower() for w in followup.warnings):
@@ -274,14 +329,31 @@ def _maps(roi: AlignedRoi) -> EnhancementMaps:
     return enhancement_maps(roi.phases, S0_FLOOR_FRACTION * float(np.percentile(s0, 95)))
 
 
-def _score(record: ProcedureRecord, reg: RegistrationResult, seg: Segmentation) -> ProbabilityResult:
-    reliable = reg.quality == "good" and not seg.zone.leaked
-    imaging = ImagingEvidence(
+def _inside_box(roi: AlignedRoi, point: np.ndarray) -> list[np.ndarray]:
+    """``[point]`` when it lies in the analysis box, else ``[]``."""
+    ijk = roi.grid.world_to_voxel(np.asarray(point, dtype=float))
+    inside = np.all(ijk >= -0.5) and np.all(ijk <= np.asarray(roi.grid.shape) - 0.5)
+    return [np.asarray(point, dtype=float)] if inside else []
+
+
+def imaging_evidence(reg: RegistrationResult, seg: Segmentation,
+                     search: ZoneSearch | None) -> ImagingEvidence:
+    """What the imaging tells the model. A zone found in the follow-up is used whatever the
+    registration (a poor one only withholds the margin and lowers the confidence); without it,
+    the zone outlined around the mapped tumour is used only when registration was good."""
+    good = reg.quality == "good"
+    found = search is not None and search.found
+    reliable = (found or good) and not seg.zone.leaked
+    return ImagingEvidence(
         foci=tuple(FocusEvidence(f.curve_type, f.largest_diameter_mm, f.distance_to_zone_edge_mm)
                    for f in seg.foci if f.suspicious),
-        margin_covered=seg.zone.covers_margin, reliable=reliable)
-    return residual_probability(record, imaging)
+        margin_covered=seg.zone.covers_margin, reliable=reliable, location_confirmed=good)
+
+
+def _score(record: ProcedureRecord, reg: RegistrationResult, seg: Segmentation,
+           search: ZoneSearch | None = None) -> ProbabilityResult:
+    return residual_probability(record, imaging_evidence(reg, seg, search))
 
 
 __all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "AnalysisError", "Assessment", "Note", "assess",
-           "check_inputs", "deferred", "failed", "site_foci"]
+           "check_inputs", "deferred", "failed", "imaging_evidence", "site_foci"]

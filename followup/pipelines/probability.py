@@ -5,6 +5,12 @@ posterior odds = prior odds (tumour size band)
                  x likelihood ratio of the MRI (negative, or the most suspicious focus with its
                    kinetics and size) x margin coverage.
 
+When registration to the baseline is poor but the zone was found in the follow-up itself, the
+imaging is still used: the margin factor is dropped (the mapped tumour's place is not known), the
+imaging likelihood ratio is weighted for the chance that the region is not the treated site
+(``(1 - q) LR + q``, ``evidence.ZONE_IDENTITY_UNCERTAIN``), the interval is widened towards every
+imaging outcome by that chance, and the confidence is low.
+
 The MRI likelihood ratios are calibrated so that a negative MRI at ACOSOG Z1072's prevalence of
 residual disease gives the deck's NPV of 86 %; a positive MRI uses Poplack's specificity and the
 sensitivity that calibration implies; a focus's kinetics multiply by Kuhl's likelihood ratios.
@@ -35,7 +41,11 @@ class FocusEvidence:
 class ImagingEvidence:
     foci: tuple[FocusEvidence, ...] = ()
     margin_covered: bool | None = None
-    reliable: bool = True  # False when registration or segmentation could not be trusted
+    reliable: bool = True  # False when the zone could not be found or trusted: record alone
+    # False when registration to the baseline did not confirm that the zone found in the follow-up
+    # is the treated site: the margin factor is dropped, the imaging likelihood ratio is weighted
+    # for the zone's identity (evidence.ZONE_IDENTITY_UNCERTAIN), the confidence is low
+    location_confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ class _Draw:
     kuhl_benign: dict[str, np.ndarray]
     small_focus: np.ndarray
     margin: np.ndarray
+    identity: np.ndarray  # probability that the zone is not the treated site
 
     def lr_negative(self):
         return ((1 - self.npv) / self.npv) / _odds(self.prevalence)
@@ -140,7 +151,8 @@ def _point_draw(record_fs: list[ev.OddsFactor], prior: ev.Figure) -> _Draw:
                  a(ev.MRI_NPV.value), a(ev.CALIBRATION_PREVALENCE.value),
                  a(ev.MRI_SPECIFICITY.value),
                  {c: a(ev.KUHL_CANCERS[c]) for c in CURVES}, {c: a(ev.KUHL_BENIGN[c]) for c in CURVES},
-                 a(ev.LR_SMALL_FOCUS.value), a(ev.OR_MARGIN_NOT_COVERED.value))
+                 a(ev.LR_SMALL_FOCUS.value), a(ev.OR_MARGIN_NOT_COVERED.value),
+                 a(ev.ZONE_IDENTITY_UNCERTAIN.value))
 
 
 def _random_draw(record_fs: list[ev.OddsFactor], prior: ev.Figure, n: int,
@@ -153,16 +165,29 @@ def _random_draw(record_fs: list[ev.OddsFactor], prior: ev.Figure, n: int,
                  beta(ev.MRI_NPV), beta(ev.CALIBRATION_PREVALENCE), beta(ev.MRI_SPECIFICITY),
                  {c: cancers[:, k] for k, c in enumerate(CURVES)},
                  {c: benign[:, k] for k, c in enumerate(CURVES)},
-                 loguni(ev.LR_SMALL_FOCUS), loguni(ev.OR_MARGIN_NOT_COVERED))
+                 loguni(ev.LR_SMALL_FOCUS), loguni(ev.OR_MARGIN_NOT_COVERED),
+                 beta(ev.ZONE_IDENTITY_UNCERTAIN))
 
 
 def _imaging_lr(d: _Draw, imaging: ImagingEvidence) -> tuple[np.ndarray, FocusEvidence | None]:
     foci = site_foci(imaging)
     if not foci:
-        return d.lr_negative(), None
-    lrs = [d.lr_focus(f) for f in foci]
-    k = int(np.argmax([float(np.median(lr)) for lr in lrs]))
-    return lrs[k], foci[k]
+        lr, counted = d.lr_negative(), None
+    else:
+        lrs = [d.lr_focus(f) for f in foci]
+        k = int(np.argmax([float(np.median(lr)) for lr in lrs]))
+        lr, counted = lrs[k], foci[k]
+    if not imaging.location_confirmed:
+        # the zone may not be the treated site (probability q): a wrong region's findings are
+        # taken to look like those of a site without residual disease, so
+        # P(obs | residual) / P(obs | none) = ((1 - q) LR P(obs|none) + q P(obs|none)) / P(obs|none)
+        lr = (1.0 - d.identity) * lr + d.identity
+    return lr, counted
+
+
+def _margin_counts(imaging: ImagingEvidence) -> bool:
+    """The margin factor applies only where registration confirmed the mapped tumour's place."""
+    return imaging.margin_covered is False and imaging.location_confirmed
 
 
 def _posterior(d: _Draw, imaging: ImagingEvidence, n_factors: int) -> np.ndarray:
@@ -171,7 +196,7 @@ def _posterior(d: _Draw, imaging: ImagingEvidence, n_factors: int) -> np.ndarray
         odds = odds * d.factors[i]
     lr, _ = _imaging_lr(d, imaging)
     odds = odds * lr
-    if imaging.margin_covered is False:
+    if _margin_counts(imaging):
         odds = odds * d.margin
     return _prob(odds)
 
@@ -203,29 +228,47 @@ def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence,
     if not imaging.reliable:
         # Imaging cannot be trusted: the number rests on the record alone and the interval spans
         # every imaging outcome, from a negative MRI to the most suspicious focus.
-        prior_only = _prob(_odds(draws.prior) * np.prod([draws.factors[i] for i in range(len(fs))], axis=0)) \
-            if fs else draws.prior
-        worst = FocusEvidence("washout", 10.0, 0.0)
-        neg = _prob(_odds(prior_only) * draws.lr_negative())
-        pos = _prob(_odds(prior_only) * draws.lr_focus(worst))
-        lo, hi = float(np.percentile(neg, tail)), float(np.percentile(pos, 100 - tail))
+        lo, hi = _record_only_span(draws, fs, tail)
         return ProbabilityResult(p, (lo, hi), float(prior.value), drivers, "low", None)
 
     lr, counted = _imaging_lr(point, imaging)
+    unconfirmed = "" if imaging.location_confirmed else \
+        " (zone found in the follow-up, registration poor: weighted for the zone's identity)"
+    identity_src = "" if imaging.location_confirmed else "; " + ev.ZONE_IDENTITY_UNCERTAIN.source
     if counted is None:
-        step("MRI: no suspicious enhancement at the ablation site", float(lr[0]),
+        step("MRI: no suspicious enhancement at the ablation site" + unconfirmed, float(lr[0]),
              f"calibrated to NPV {ev.MRI_NPV_INVASIVE:.0%} at Z1072 prevalence "
-             f"{ev.CALIBRATION_PREVALENCE.value:.0%}", False)
+             f"{ev.CALIBRATION_PREVALENCE.value:.0%}" + identity_src, not imaging.location_confirmed)
     else:
-        step(f"MRI: {counted.curve_type} focus {counted.largest_diameter_mm:.1f} mm at the zone edge",
+        step(f"MRI: {counted.curve_type} focus {counted.largest_diameter_mm:.1f} mm at the zone edge"
+             + unconfirmed,
              float(lr[0]), f"positive MRI (Poplack 2015 specificity, NPV calibration) x {ev.KUHL_SOURCE}"
-             + ("; small focus" if counted.largest_diameter_mm < ev.SMALL_FOCUS_MM else ""),
-             counted.largest_diameter_mm < ev.SMALL_FOCUS_MM)
-    if imaging.margin_covered is False:
+             + ("; small focus" if counted.largest_diameter_mm < ev.SMALL_FOCUS_MM else "") + identity_src,
+             counted.largest_diameter_mm < ev.SMALL_FOCUS_MM or not imaging.location_confirmed)
+    if _margin_counts(imaging):
         f = ev.OR_MARGIN_NOT_COVERED
         step("ablation zone does not cover tumour + margin", f.value, f.source, f.assumption)
 
     post = _posterior(draws, imaging, len(fs))
     lo, hi = float(np.percentile(post, tail)), float(np.percentile(post, 100 - tail))
     lo, hi = min(lo, p), max(hi, p)
-    return ProbabilityResult(p, (lo, hi), float(prior.value), drivers, "normal", counted)
+    if not imaging.location_confirmed:
+        # widen by the zone's identity: where the zone is not the site, the imaging says nothing
+        # and the site's truth spans every imaging outcome (as for untrusted imaging)
+        site_lo, site_hi = _record_only_span(draws, fs, tail)
+        q_hi = float(np.percentile(draws.identity, 100 - tail))
+        lo = min(lo, (1 - q_hi) * lo + q_hi * site_lo)
+        hi = max(hi, (1 - q_hi) * hi + q_hi * site_hi)
+    return ProbabilityResult(p, (lo, hi), float(prior.value), drivers,
+                             "normal" if imaging.location_confirmed else "low", counted)
+
+
+def _record_only_span(draws: _Draw, fs: list, tail: float) -> tuple[float, float]:
+    """The interval when the imaging is not used: from a negative MRI to the most suspicious
+    focus, on the record's prior."""
+    prior_only = _prob(_odds(draws.prior) * np.prod([draws.factors[i] for i in range(len(fs))], axis=0)) \
+        if fs else draws.prior
+    worst = FocusEvidence("washout", 10.0, 0.0)
+    neg = _prob(_odds(prior_only) * draws.lr_negative())
+    pos = _prob(_odds(prior_only) * draws.lr_focus(worst))
+    return float(np.percentile(neg, tail)), float(np.percentile(pos, 100 - tail))

@@ -1,9 +1,11 @@
 """Segment the ablation zone, its rim and nodular enhancing foci in the follow-up ROI.
 
-* Ablation zone: the non-enhancing "black hole" around the mapped tumour. Rays are cast from the
-  mapped tumour centre; each stops where enhancement starts (the rim) or where the pre-contrast
-  signal leaves the zone's own level; the zone is the star-shaped region inside the (median-
-  filtered) ray lengths. The same rays give the smallest margin around the mapped tumour.
+* Ablation zone: the non-enhancing "black hole" around the treated site. Rays are cast from the
+  zone's centre as found in the follow-up (:mod:`followup.pipelines.zone_search`; the mapped
+  tumour centre when none is given); each stops where enhancement starts (the rim) or where the
+  pre-contrast signal leaves the zone's own level; the zone is the star-shaped region inside the
+  (median-filtered) ray lengths. The smallest margin is the distance from the mapped tumour's
+  centre to the zone's edge, smallest over all directions, minus the tumour's radius.
 * Rim: the enhancing shell just outside the zone: its thickness along each ray and its kinetics.
   The benign "cryohalo" is thin, smooth, slow and persistent.
 * Foci: connected enhancing regions in or at the edge of the zone (from 5 mm inside to 10 mm
@@ -49,10 +51,11 @@ class Zone:
     volume_ml: float
     axes_mm: np.ndarray  # diameters along the principal axes, largest first
     axis_directions: np.ndarray  # rows: unit vectors (LPS)
-    ray_radius_mm: np.ndarray  # zone radius along each ray from the mapped tumour centre
-    smallest_margin_mm: float  # zone radius minus tumour radius, smallest over all rays
+    ray_radius_mm: np.ndarray  # zone radius along each ray from ``ray_origin_lps``
+    smallest_margin_mm: float  # distance from the tumour centre to the zone edge minus its radius
     covers_margin: bool
     leaked: bool  # rays that ran to the search limit: the zone's edge was not found there
+    ray_origin_lps: np.ndarray | None = None  # where the rays start (None: the tumour centre)
 
 
 @dataclass(frozen=True)
@@ -125,14 +128,15 @@ def _first_true(flags: np.ndarray) -> np.ndarray:
     return np.where(any_, flags.argmax(axis=-1), flags.shape[-1])
 
 
-def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
-                 tumour_centre_lps: np.ndarray, tumour_radius_mm: float,
-                 margin_mm: float) -> Zone:
-    dirs = fibonacci_sphere(N_RAYS)
+def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndarray,
+                   origin_lps: np.ndarray, dirs: np.ndarray,
+                   k_median: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """Zone radius along each ray from ``origin_lps`` (smoothed maps in): a ray stops where
+    enhancement starts or where the pre-contrast signal leaves the core's level for 2 mm; each
+    radius is then the median with its ``k_median`` nearest rays. Also, per ray, whether it ran to
+    the search limit (no edge found)."""
     radii = np.arange(0.0, MAX_ZONE_RADIUS_MM + RAY_STEP_MM, RAY_STEP_MM)
-    pts = tumour_centre_lps[None, None, :] + dirs[:, None, :] * radii[None, :, None]
-    pe_smooth = ndimage.gaussian_filter(maps.pe_peak, 0.5)
-    s0_smooth = ndimage.gaussian_filter(s0, 0.7)
+    pts = origin_lps[None, None, :] + dirs[:, None, :] * radii[None, :, None]
     pe_ray = _sample(pe_smooth, affine, pts, cval=np.inf)
     s0_ray = _sample(s0_smooth, affine, pts, cval=0.0)
     core = float(np.median(s0_ray[:, : max(2, int(3.0 / RAY_STEP_MM))]))
@@ -144,13 +148,58 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
                                        origin=-(n_persist // 2)).astype(bool)
     stop = _first_true(enhancing | persist)
     raw = radii[np.minimum(stop, len(radii) - 1)]
-    leaked = bool(np.mean(stop >= len(radii) - 1) > 0.1)
-    ray_r = _circular_median(raw, dirs)
+    return _circular_median(raw, dirs, k_median), stop >= len(radii) - 1
 
-    # Zone mask: voxels closer to the centre than the radius along their own direction (only
+
+def _star_lookup(dirs: np.ndarray, ray_r: np.ndarray, origin: np.ndarray):
+    """Inside test of the star-shaped region (``ray_r`` along ``dirs`` from ``origin``)."""
+    tree = cKDTree(dirs)
+
+    def inside(pts: np.ndarray) -> np.ndarray:
+        rel = pts - origin
+        dist = np.linalg.norm(rel, axis=-1)
+        _, nearest = tree.query(rel / np.maximum(dist[..., None], 1e-6))
+        return dist <= ray_r[nearest]
+
+    return inside
+
+
+def margin_around(dirs: np.ndarray, ray_r: np.ndarray, origin: np.ndarray,
+                  tumour_centre_lps: np.ndarray, tumour_radius_mm: float) -> float:
+    """Smallest margin of the zone around the tumour: the distance from the tumour's centre to
+    the zone's edge, smallest over all directions, minus the tumour's radius (negative where the
+    tumour reaches beyond the zone). With the tumour's centre at the rays' origin this is the
+    smallest ray radius minus the tumour radius."""
+    t = np.asarray(tumour_centre_lps, dtype=float)
+    if np.allclose(t, origin):
+        return float(np.min(ray_r) - tumour_radius_mm)
+    inside = _star_lookup(dirs, ray_r, origin)
+    steps = np.arange(0.0, MAX_ZONE_RADIUS_MM + RAY_STEP_MM, RAY_STEP_MM)
+    pts = t[None, None, :] + dirs[:, None, :] * steps[None, :, None]
+    out = ~inside(pts.reshape(-1, 3)).reshape(pts.shape[:-1])
+    first = _first_true(out)  # the first sample outside the zone along each ray from the tumour
+    reach = steps[np.minimum(first, len(steps) - 1)]
+    return float(np.min(reach) - tumour_radius_mm)
+
+
+def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
+                 tumour_centre_lps: np.ndarray, tumour_radius_mm: float,
+                 margin_mm: float, ray_origin_lps: np.ndarray | None = None) -> Zone:
+    """The zone grown by rays from ``ray_origin_lps`` (the zone found in the follow-up, see
+    :mod:`followup.pipelines.zone_search`; default: the mapped tumour centre), its margin
+    measured around the mapped tumour (``tumour_centre_lps``, ``tumour_radius_mm``)."""
+    dirs = fibonacci_sphere(N_RAYS)
+    tumour_centre_lps = np.asarray(tumour_centre_lps, dtype=float)
+    origin = tumour_centre_lps if ray_origin_lps is None else np.asarray(ray_origin_lps, dtype=float)
+    pe_smooth = ndimage.gaussian_filter(maps.pe_peak, 0.5)
+    s0_smooth = ndimage.gaussian_filter(s0, 0.7)
+    ray_r, ran_out = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs)
+    leaked = bool(np.mean(ran_out) > 0.1)
+
+    # Zone mask: voxels closer to the origin than the radius along their own direction (only
     # voxels within the longest ray can be, so only they are looked up).
     lps = _voxel_lps(s0.shape, affine)
-    rel = lps - tumour_centre_lps.astype(np.float32)
+    rel = lps - origin.astype(np.float32)
     dist = np.linalg.norm(rel, axis=1)
     near = dist <= min(MAX_ZONE_RADIUS_MM, float(ray_r.max()))
     _, nearest = cKDTree(dirs).query(rel[near] / np.maximum(dist[near, None], 1e-6))
@@ -159,7 +208,7 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
     mask = inside.reshape(s0.shape)
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
     pts_in = lps[inside]
-    centre = pts_in.mean(axis=0) if len(pts_in) else tumour_centre_lps.copy()
+    centre = pts_in.mean(axis=0) if len(pts_in) else origin.copy()
     if len(pts_in) >= 4:
         evals, evecs = np.linalg.eigh(np.cov((pts_in - centre).T))
         order = np.argsort(evals)[::-1]
@@ -167,9 +216,9 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
         axis_dirs = evecs[:, order].T
     else:
         axes, axis_dirs = np.zeros(3), np.eye(3)
-    smallest = float(np.min(ray_r) - tumour_radius_mm)
+    smallest = margin_around(dirs, ray_r, origin, tumour_centre_lps, tumour_radius_mm)
     return Zone(mask, centre.astype(float), float(inside.sum() * voxel_ml), axes, axis_dirs,
-                ray_r, smallest, smallest >= margin_mm, leaked)
+                ray_r, smallest, smallest >= margin_mm, leaked, origin.copy())
 
 
 def _mean_curve(phases: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
@@ -209,6 +258,10 @@ def zone_distances(zone_mask: np.ndarray, spacing: np.ndarray,
 def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
                 zone: Zone, tumour_centre_lps: np.ndarray,
                 distances: tuple[np.ndarray, np.ndarray] | None = None) -> Rim:
+    """The rim beyond the zone's edge, along the zone's own rays (from ``zone.ray_origin_lps``;
+    ``tumour_centre_lps`` when the zone does not say)."""
+    if zone.ray_origin_lps is not None:
+        tumour_centre_lps = zone.ray_origin_lps
     dirs = fibonacci_sphere(N_RAYS)
     steps = np.arange(0.0, RIM_SEARCH_MM + RAY_STEP_MM, RAY_STEP_MM)
     start = zone.ray_radius_mm[:, None] + steps[None, :]
@@ -316,12 +369,16 @@ def _largest_diameter(pts: np.ndarray) -> float:
 
 
 def segment(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
-            tumour_centre_lps: np.ndarray, tumour_radius_mm: float, margin_mm: float) -> Segmentation:
+            tumour_centre_lps: np.ndarray, tumour_radius_mm: float, margin_mm: float,
+            zone_centre_lps: np.ndarray | None = None) -> Segmentation:
+    """Zone, rim and foci. The zone's rays start at ``zone_centre_lps`` (the zone found in the
+    follow-up; default: the mapped tumour centre); its margin is measured around the tumour."""
     c = np.asarray(tumour_centre_lps, dtype=float)
-    zone = segment_zone(phases[0], maps, affine, c, tumour_radius_mm, margin_mm)
+    origin = c if zone_centre_lps is None else np.asarray(zone_centre_lps, dtype=float)
+    zone = segment_zone(phases[0], maps, affine, c, tumour_radius_mm, margin_mm, origin)
     # one pair of distance maps for the rim and the foci (the farther of their two reaches)
     distances = zone_distances(zone.mask, np.linalg.norm(affine[:3, :3], axis=0),
                                max(RIM_SEARCH_MM, FOCUS_BAND_OUTSIDE_MM))
-    rim = segment_rim(phases, maps, affine, zone, c, distances)
-    foci = find_foci(phases, maps, affine, zone, rim, c, distances)
+    rim = segment_rim(phases, maps, affine, zone, origin, distances)
+    foci = find_foci(phases, maps, affine, zone, rim, origin, distances)
     return Segmentation(zone, rim, foci)

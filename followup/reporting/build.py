@@ -36,6 +36,7 @@ from followup.reporting.model import (
     Status,
     Studies,
     StudySummary,
+    Supersedes,
 )
 from followup.reporting.plan import OutputPlan
 
@@ -69,12 +70,12 @@ def focus_row(f: Focus) -> FocusRow:
         why=tuple(f.reasons))
 
 
-def zone_summary(z: Zone, margin_mm: float) -> AblationZone:
+def zone_summary(z: Zone, margin_mm: float, found_in_followup: bool = True) -> AblationZone:
     return AblationZone(
         center_lps_mm=_r(z.centre_lps, 1), volume_ml=_round(z.volume_ml, 2), axes_mm=_r(z.axes_mm, 1),
         axis_directions_lps=_r(z.axis_directions, 3), margin_mm=margin_mm,
         covers_tumour_plus_margin=z.covers_margin, smallest_margin_mm=_round(z.smallest_margin_mm, 1),
-        edge_found_everywhere=not z.leaked)
+        edge_found_everywhere=not z.leaked, found_in_followup=found_in_followup)
 
 
 def rim_summary(rim: RimResult) -> Rim:
@@ -92,7 +93,7 @@ def findings(a: Assessment, margin_mm: float) -> Findings | None:
         return None
     rows = [focus_row(f) for f in seg.foci]  # suspicious ones first (the segmentation's order)
     return Findings(
-        ablation_zone=zone_summary(seg.zone, margin_mm), rim=rim_summary(seg.rim),
+        ablation_zone=zone_summary(seg.zone, margin_mm, a.zone_found), rim=rim_summary(seg.rim),
         suspicious_foci=tuple(r for r in rows if r.suspicious),
         other_enhancement=tuple(r for r in rows if not r.suspicious),
         motion_correction=tuple(MotionStep(**al.to_json()) for al in a.roi.alignments) if a.roi else ())
@@ -137,8 +138,10 @@ def _probability_fields(a: Assessment) -> dict:
 
 def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
                  baseline: DCEStudy | None, patient: Patient, plan: OutputPlan, *,
-                 revision: int = 1, created: dt.datetime | None = None) -> Report:
-    """The finished report: every renderer reads it, none changes it."""
+                 revision: int = 1, created: dt.datetime | None = None,
+                 supersedes: Supersedes | None = None) -> Report:
+    """The finished report: every renderer reads it, none changes it. ``supersedes``: the earlier
+    report of the study this revision replaces (:func:`followup.reporting.supersede.supersedes`)."""
     return Report(
         status=cast(Status, a.status), reason=a.reason, days_since_procedure=a.days_since_procedure,
         analysable_from=a.analysable_from.isoformat() if a.analysable_from else None,
@@ -150,7 +153,7 @@ def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
         studies=Studies(followup=study_summary(followup), baseline=study_summary(baseline)),
         procedure=record, algorithm=Algorithm(name=ALGORITHM_NAME, version=ALGORITHM_VERSION),
         created=(created or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
-        revision=revision, outputs=plan.outputs)
+        revision=revision, outputs=plan.outputs, supersedes=supersedes)
 
 
 __all__ = ["build_report", "findings", "focus_row", "patient_identity", "registration",

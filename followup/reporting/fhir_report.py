@@ -22,6 +22,8 @@ DiagnosticReport.status by report status (a documented choice):
 * ``failed`` -> ``final`` with a conclusion saying that the analysis failed and why (the
   analysis ran to its end; "cancelled" would claim it was never done, and the failure reason is
   itself the final result of this run). No Observation is made for deferred or failed reports.
+* a report that supersedes an earlier revision (``Report.supersedes``) -> ``amended`` instead of
+  ``final`` (the resource ids are the same, the content changed), with a first note saying so.
 
 Codes without a LOINC/SNOMED CT equivalent come from the private code system ``CODE_SYSTEM``.
 Ids are UUID5 from the follow-up StudyInstanceUID and the resource kind, and every value comes
@@ -41,6 +43,7 @@ from fhir.resources.bundle import Bundle
 
 from followup.dicom.scan import parse_da
 from followup.reporting.model import Findings, FocusRow, Note, Report
+from followup.reporting.report_text import supersedes_text
 
 CODE_SYSTEM = "https://followup.example/fhir/CodeSystem/followup"
 LOINC = "http://loinc.org"
@@ -264,6 +267,8 @@ def _observations(b: _Bundle, ctx: _Context, r: Report) -> list[str]:
 
 def _diagnostic_report(r: Report, ctx: _Context, results: list[str], pdf: bytes | None) -> dict:
     status = {"complete": "final", "deferred": "partial"}.get(r.status, "final")
+    if status == "final" and r.supersedes is not None:  # the same resource ids, a later revision
+        status = "amended"
     dr: dict = {"resourceType": "DiagnosticReport", "status": status,
                 "category": [_code("RAD", "Radiology", "http://terminology.hl7.org/CodeSystem/v2-0074")],
                 "code": _code("18748-4", "Diagnostic imaging study", LOINC,
@@ -278,6 +283,9 @@ def _diagnostic_report(r: Report, ctx: _Context, results: list[str], pdf: bytes 
     dr["conclusion"] = _conclusion(r)
     notes = _caveat_notes(r.caveats) + [{"text": f"Recommendation [{c.code}]: {c.text}"}
                                         for c in r.recommendations]
+    superseded = supersedes_text(r)
+    if superseded:
+        notes.insert(0, {"text": superseded})
     if notes:
         dr["note"] = notes
     if pdf is not None:

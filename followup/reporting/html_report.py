@@ -12,7 +12,7 @@ import base64
 from html import escape
 
 from followup.reporting.model import Report
-from followup.reporting.report_text import identity_cells, technical_rows, zone_and_rim_rows
+from followup.reporting.report_text import identity_cells, supersedes_text, technical_rows, zone_and_rim_rows
 
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:980px;color:#1d2733;font-size:14px}
@@ -31,6 +31,7 @@ figcaption{font-size:11px;color:#5a6b7c;max-width:380px}.rec li{margin:4px 0}.ca
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .sw{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:5px}
 .foot{margin-top:30px;font-size:11px;color:#5a6b7c;border-top:1px solid #d8dee6;padding-top:8px}
+.supersedes{background:#fff6e5;border-left:4px solid #e0a020;padding:6px 10px;margin:10px 0}
 .tag{font-size:11px;background:#e4e8ee;border-radius:3px;padding:0 4px;color:#4a5868}
 """
 
@@ -128,11 +129,14 @@ def render_html(r: Report, images: list[tuple[str, bytes]]) -> str:
             _img(png, cap) for cap, png in images) + "</div>"
     caveats = "".join(f"<li>{_e(c.text)}</li>" for c in r.caveats)
     recs = "".join(f"<li><b>{_e(c.code)}</b>: {_e(c.text)}</li>" for c in r.recommendations)
+    superseded = supersedes_text(r)
+    supersedes = f'<div class="supersedes">{_e(superseded)}</div>' if superseded else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>followup report</title><style>{CSS}</style></head>
 <body>
 <h1>Follow-up breast MRI after cryoablation</h1>
 <div class="sub">Residual-tumour assessment - clinical decision support, not a diagnosis. Status: {_e(r.status)}</div>
+{supersedes}
 {_identity(r)}
 {_answer(r)}
 <h2>Recommendations</h2><ul class="rec">{recs}</ul>

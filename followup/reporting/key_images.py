@@ -106,6 +106,11 @@ def followup_images(a: Assessment, radius: float, margin: float) -> list[tuple[s
     center = a.tumour_center_followup
     k_center = int(round(grid.world_to_voxel(center)[2]))
     slices = [("Follow-up: subtraction through the mapped tumour", k_center)]
+    if a.registration_poor and a.zone_found:
+        # the mapped tumour may be off: lead with the zone as found in the follow-up itself
+        k_center = int(round(grid.world_to_voxel(seg.zone.centre_lps)[2]))
+        slices = [("Follow-up: subtraction through the ablation zone found in the follow-up "
+                   "(registration poor)", k_center)]
     for n, f in enumerate(seg.foci, start=1):
         if f.suspicious:
             kf = int(round(grid.world_to_voxel(f.centre_lps)[2]))

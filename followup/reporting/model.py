@@ -74,6 +74,8 @@ class Registration(_Model):
     similarity_after: Similarity
     quality: str  # good | poor
     quality_reasons: tuple[str, ...]
+    # the numbers the quality rule read (RegistrationResult.figures; null when not finite)
+    quality_figures: dict[str, FiniteOrNone] = {}
     followup_to_baseline_affine: tuple[tuple[float, ...], ...]
     tumour_center_followup_lps_mm: Point | None
     tumour_center_baseline_lps_mm: Point
@@ -90,6 +92,9 @@ class AblationZone(_Model):
     covers_tumour_plus_margin: bool
     smallest_margin_mm: float
     edge_found_everywhere: bool
+    # found in the follow-up itself (non-enhancing ovoid near the mapped site); False: outlined
+    # around the mapped tumour instead (see the caveats)
+    found_in_followup: bool
 
 
 class Rim(_Model):
@@ -203,14 +208,26 @@ class DicomOutput(_Model):
     sop_class_uid: str
 
 
+class Supersedes(_Model):
+    """The earlier report of the same study that this one replaces (a series received after it was
+    made, or a reanalysis): decided before rendering, from that report's own ``report.json``. Its
+    SR is this SR's Predecessor Documents Sequence; the readable reports say so."""
+
+    revision: int
+    algorithm_version: str
+    created: str | None  # when the earlier report was made (ISO, UTC)
+    outputs: dict[str, DicomOutput]  # the earlier report's DICOM objects (sent to PACS)
+    series_added: tuple[str, ...]  # follow-up series this report has and the earlier one had not
+
+
 Status = Literal["complete", "deferred", "failed"]
 
 
 class Report(_Model):
     """``report.json``. Keys, in this order: the answer (status, reason, timing, probability with
     its interval and confidence), registration, findings, drivers, caveats, recommendations,
-    warnings, patient, studies, procedure (the record as given), algorithm, created, revision
-    and the DICOM outputs."""
+    warnings, patient, studies, procedure (the record as given), algorithm, created, revision,
+    the DICOM outputs and, for a later revision, the report it supersedes."""
 
     status: Status
     reason: str | None
@@ -234,6 +251,7 @@ class Report(_Model):
     created: str  # ISO date-time, UTC
     revision: int
     outputs: dict[str, DicomOutput]
+    supersedes: Supersedes | None = None  # the earlier report of the study this one replaces
 
     def to_json_bytes(self) -> bytes:
         """``report.json``'s bytes (indented, UTF-8, a final newline)."""
@@ -259,5 +277,6 @@ __all__ = [
     "Status",
     "Studies",
     "StudySummary",
+    "Supersedes",
     "plain",
 ]

@@ -33,7 +33,7 @@ from reportlab.pdfgen import canvas as rl_canvas
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from followup.reporting.model import FocusRow, Report
-from followup.reporting.report_text import identity_cells, technical_rows, zone_and_rim_rows
+from followup.reporting.report_text import identity_cells, supersedes_text, technical_rows, zone_and_rim_rows
 
 
 def _ascii85(data: bytes | str) -> str:
@@ -376,11 +376,13 @@ def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
     pt, fu = r.patient, r.studies.followup
     header = f"{pt.name} | ID {pt.id}" + (f" | follow-up {fu.study_date}" if fu and fu.study_date else "")
     footer = f"{alg} - clinical decision support, not a diagnosis"
+    superseded = supersedes_text(r)
 
     story: list = [
         Paragraph("Follow-up breast MRI after cryoablation", st.title),
         Paragraph(f"Residual-tumour assessment - clinical decision support, not a diagnosis. "
                   f"Status: <b>{_e(r.status)}</b>", st.sub),
+        *([Spacer(1, 4), Paragraph(f"<b>{_e(superseded)}</b>", st.body)] if superseded else []),
         Spacer(1, 7), _identity(r, st), Spacer(1, 8), _answer(r, st),
         Paragraph("Recommendations", st.h2), *_recommendations(r, st),
     ]

@@ -42,6 +42,20 @@ def zone_and_rim_rows(findings: Findings) -> list[tuple[str, str]]:
     ]
 
 
+def supersedes_text(r: Report) -> str | None:
+    """One sentence naming the earlier report this one replaces (None for a first report)."""
+    sup = r.supersedes
+    if sup is None:
+        return None
+    when = f" of {sup.created}" if sup.created else ""
+    version = "" if sup.algorithm_version == r.algorithm.version else f" (version {sup.algorithm_version})"
+    added = (f"; {len(sup.series_added)} series received after it included" if sup.series_added
+             else "; no series added (reanalysis)")
+    sr = sup.outputs.get("sr")
+    return (f"This report (revision {r.revision}) supersedes revision {sup.revision}{version}{when}"
+            f"{added}. Earlier SR: {sr.sop_instance_uid if sr else '-'}.")
+
+
 def technical_rows(r: Report) -> list[tuple[str, str]]:
     reg = r.registration
     rows = []
@@ -67,5 +81,9 @@ def technical_rows(r: Report) -> list[tuple[str, str]]:
                          f"ordered by {s.phase_ordering}; study {s.study_instance_uid}"))
     for w in r.warnings:
         rows.append(("Warning", w))
-    rows.append(("Algorithm", f"{r.algorithm.name} {r.algorithm.version}; report created {r.created}"))
+    rows.append(("Algorithm", f"{r.algorithm.name} {r.algorithm.version}; report created {r.created}; "
+                 f"revision {r.revision}"))
+    if r.supersedes is not None:
+        rows.append(("Supersedes", f"revision {r.supersedes.revision}; series added: "
+                     + (", ".join(r.supersedes.series_added) or "none")))
     return rows

@@ -11,7 +11,9 @@
 * A "Qualitative Evaluations" container (TID 1500) holds the analysis status and reason, the
   caveats and the recommendations as text items.
 The SR belongs to the follow-up study (same Study Instance UID, new series) and lists the
-follow-up source images as evidence. Deferred and failed analyses still give a valid SR saying why.
+follow-up source images as evidence. A later revision's SR names the SR of the report it
+supersedes (``report.supersedes``) in its Predecessor Documents Sequence, and says so in a comment.
+Deferred and failed analyses still give a valid SR saying why.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pydicom.sr.codedict import codes as pcodes
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION
 from followup.reporting import codes
 from followup.reporting.model import Report
+from followup.reporting.report_text import supersedes_text
 from followup.reporting.seg import tracking_uid
 from followup.reporting.uids import derived_uid
 
@@ -149,9 +152,26 @@ def text_evaluations(report: Report) -> ContainerContentItem:
               for c in report.caveats]
     items += [TextContentItem(codes.RECOMMENDATION, f"[{r.code}] {r.text}"[:1024],
                               RelationshipTypeValues.CONTAINS) for r in report.recommendations]
+    superseded = supersedes_text(report)
+    if superseded:
+        items.append(TextContentItem(codes.COMMENT, superseded[:1024], RelationshipTypeValues.CONTAINS))
     container = ContainerContentItem(QUALITATIVE_EVALUATIONS, relationship_type=RelationshipTypeValues.CONTAINS)
     container.ContentSequence = items  # type: ignore[assignment]  # pydicom makes it a Sequence
     return container
+
+
+def predecessor_documents(report: Report) -> list[Dataset] | None:
+    """The SR of the report this one supersedes, as highdicom's ``previous_versions`` wants it
+    (its four UIDs; same study); None for a first report."""
+    if report.supersedes is None or "sr" not in report.supersedes.outputs:
+        return None
+    earlier = report.supersedes.outputs["sr"]
+    ref = Dataset()
+    ref.StudyInstanceUID = _study_uid(report)
+    ref.SeriesInstanceUID = earlier.series_instance_uid
+    ref.SOPInstanceUID = earlier.sop_instance_uid
+    ref.SOPClassUID = earlier.sop_class_uid
+    return [ref]
 
 
 def build_sr(report: Report, evidence: list[Dataset], seg: Dataset | None, *,
@@ -175,6 +195,7 @@ def build_sr(report: Report, evidence: list[Dataset], seg: Dataset | None, *,
         series_instance_uid=uids.series_instance_uid, series_number=series_number,
         sop_instance_uid=uids.sop_instance_uid, instance_number=1, manufacturer="followup", is_complete=True,
         is_final=False, is_verified=False, series_description="followup: residual tumour assessment",
+        previous_versions=predecessor_documents(report),
     )
     sr.CodingSchemeIdentificationSequence = [codes.coding_scheme_identification()]
     return sr

@@ -16,6 +16,21 @@ from followup.service.registry import Delivery, IllegalTransition, Registry
 from followup.states import DeliveryStatus
 
 log = logging.getLogger(__name__)
+DELIVERY_MAX_RETRIES = 8  # retries of the delivery task after the first attempt (workers.tasks.send_results)
+
+
+def retry_countdown(retries: int) -> float:
+    """Seconds the delivery task waits before its retry number ``retries + 1``: 5 s, doubling, at
+    most 10 minutes."""
+    return float(min(600, 5 * 2 ** retries))
+
+
+def next_attempt_within(attempts: int) -> float:
+    """At most this long after a pending delivery's last change (``updated_at``: made, or its
+    attempt number ``attempts`` failed) a live worker tries it again: the first attempt right after
+    the analysis, the second 5 s after that (``workers.tasks``), then ``retry_countdown``. A
+    delivery left untried longer than this (plus a grace period) lost its task with its worker."""
+    return 0.0 if attempts <= 0 else retry_countdown(max(0, attempts - 2))
 
 
 def deliver_pending(settings: Settings, registry: Registry, analysis_id: int, final: bool = False) -> bool:

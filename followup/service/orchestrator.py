@@ -16,10 +16,22 @@ analysis kills the worker process itself (an out-of-memory kill) is redelivered 
 (``acks_late`` + ``reject_on_worker_lost``) and would otherwise be retried forever; after
 ``MAX_ATTEMPTS`` starts it ends ``failed`` with that reason instead.
 
+Superseding: a study analysed again (a series received after its report, a reanalysis) gets a new
+revision whose report names the earlier one (``_predecessor``: the study's newest earlier analysis
+that made a report) and whose SR lists the earlier SR as its predecessor document. A revision
+whose study still has an earlier one running waits for it (``WAIT_FOR_EARLIER``): the earlier one,
+when it ends, hands the study over again (``Outcome.resume``), so the later revision always
+knows the report it supersedes. An unfinished analysis whose worker died, taken over after a
+later revision of its study has started, ends ``failed`` without running (its report would reach
+the PACS after the later one, unlinked). An analysis whose study was reopened by new images while
+it ran leaves the study ``receiving``: the next quiet period makes the next revision.
+
 Exclusive: the worker running an analysis holds a lease on its row (a heartbeat refreshed every
 quarter lease, ``Settings.analysis_lease_s``). A second delivery of the same task while the lease
 is live does nothing; one after the worker died finds it expired (the lease is shorter than the
-broker's visibility timeout) and takes over.
+broker's visibility timeout) and takes over. The reconciliation sweep does not wait for the broker:
+it puts the task of a running analysis whose lease expired back in its queue
+(``followup.service.reconcile``); the claim below counts that takeover as one more start.
 """
 
 from __future__ import annotations
@@ -40,14 +52,15 @@ from followup.config import DicomNode, Settings
 from followup.errors import FollowupError
 from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
 from followup.procedure import parse_procedure
+from followup.reporting.supersede import Predecessor, read_predecessor
 from followup.service.registry import Analysis, IllegalTransition, Procedure, Registry, Study
 from followup.service.store import Store
-from followup.service.work_queue import WorkQueue, new_analysis
+from followup.service.work_queue import QueueName, WorkQueue, new_analysis
 from followup.states import TERMINAL_ANALYSIS, AnalysisStatus, DeliveryStatus, StudyRole, StudyState
 
-__all__ = ["MAX_ATTEMPTS", "Decision", "DecisionKind", "Outcome", "Retrieval", "decide", "fail_crashed",
-           "find_baseline", "heartbeat", "injected_fault", "new_analysis", "process_analysis",
-           "resume_for_procedure", "retrieve_baseline", "waiting_followups"]
+__all__ = ["MAX_ATTEMPTS", "Decision", "DecisionKind", "Outcome", "Retrieval", "decide", "earlier_running",
+           "fail_crashed", "find_baseline", "heartbeat", "injected_fault", "later_started", "new_analysis",
+           "process_analysis", "resume_for_procedure", "retrieve_baseline", "waiting_followups"]
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # starts of one analysis, whatever ended them (exception, killed worker)
@@ -57,6 +70,10 @@ NO_PROCEDURE = ("no procedure record for this patient: add it with `followup pro
                 "(the analysis resumes by itself)")
 BASELINE_STORED = "baseline study (before the procedure): stored as baseline, not analysed"
 RUNNING_ELSEWHERE = "running in another worker"
+EARLIER_RUNNING = ("an earlier analysis of this study is still running: this revision starts when it "
+                   "ends (it supersedes that one's report)")
+SUPERSEDED_UNFINISHED = ("superseded before it finished: a later revision of this study (with the images "
+                         "received since) was started meanwhile; not analysed, nothing sent")
 # Deferred studies that a new baseline or procedure record resumes (their reasons say so).
 WAITING_FOR = ("no baseline study", "no procedure record")
 NOT_A_BASELINE = frozenset({StudyState.RECEIVING, StudyState.OBJECTS_ONLY, StudyState.QUARANTINED})
@@ -91,7 +108,9 @@ class Outcome:
     status: str
     reason: str | None
     deliveries: list[int]
-    resume: list[str]  # studies to re-enqueue (deferred follow-ups waiting for this baseline)
+    # studies to hand over again: deferred follow-ups waiting for this baseline; this study when a
+    # later revision of it waits for this analysis to end
+    resume: list[str]
 
 
 # --- baselines and deferred studies ---------------------------------------------------------------
@@ -178,6 +197,7 @@ class DecisionKind(StrEnum):
     BASELINE = "baseline"  # dated before the procedure: stored as the patient's baseline
     RETRIEVE_BASELINE = "retrieve-baseline"  # fetch the baseline from the PACS, then decide again
     RUN = "run"  # run the analysis (against ``baseline_uid`` when there is one)
+    WAIT_FOR_EARLIER = "wait-for-earlier"  # an earlier revision of the study runs: handed over again when it ends
 
 
 @dataclass(frozen=True)
@@ -219,16 +239,22 @@ def _no_baseline(procedure_date: dt.date, retrieve_from: str | None, retrieval: 
 
 def decide(analysis: Analysis, study: Study, procedure: Procedure | None, baseline: Study | None, *,
            lease_held: bool, retrieve_from: str | None = None, retrieval: Retrieval | None = None,
-           max_attempts: int = MAX_ATTEMPTS) -> Decision:
+           max_attempts: int = MAX_ATTEMPTS, earlier_running: bool = False,
+           later_started: bool = False) -> Decision:
     """What to do with ``analysis`` of ``study``: pure, from plain values (the rows as read, the
     patient's procedure for the study, the baseline candidate in the store, whether a live worker
-    holds the lease, the retrieval PACS if any and, once tried, how the retrieval went)."""
+    holds the lease, the retrieval PACS if any and, once tried, how the retrieval went, whether an
+    earlier revision of the study is running in a live worker, whether a later one has started)."""
     if analysis.status in TERMINAL_ANALYSIS:
         return Decision(DecisionKind.ALREADY_DONE, analysis.reason)
     if study.state == StudyState.QUARANTINED:  # the listener found two patients in it: never analysed
         return Decision(DecisionKind.FAIL, study.reason)
     if lease_held:
         return Decision(DecisionKind.SKIP_RUNNING, RUNNING_ELSEWHERE)
+    if later_started:  # its worker died, a later revision went ahead: its report would come second, unlinked
+        return Decision(DecisionKind.FAIL, SUPERSEDED_UNFINISHED)
+    if earlier_running:  # its report is the one this revision supersedes: not known before it ends
+        return Decision(DecisionKind.WAIT_FOR_EARLIER, EARLIER_RUNNING)
     if procedure is None:
         return _defer(NO_PROCEDURE)
     if study.study_date is not None and study.study_date < procedure.procedure_date:
@@ -270,9 +296,12 @@ class WorkItem:
 
     def decide(self, retrieval: Retrieval | None = None) -> Decision:
         retrieve_from = self.settings.retrieve_from
+        lease_s = self.settings.analysis_lease_s
         return decide(self.analysis, self.study, self.procedure, self.baseline,
-                      lease_held=self.registry.lease_held(self.analysis, self.settings.analysis_lease_s),
-                      retrieve_from=str(retrieve_from) if retrieve_from else None, retrieval=retrieval)
+                      lease_held=self.registry.lease_held(self.analysis, lease_s),
+                      retrieve_from=str(retrieve_from) if retrieve_from else None, retrieval=retrieval,
+                      earlier_running=earlier_running(self.registry, self.analysis, lease_s),
+                      later_started=later_started(self.registry, self.analysis))
 
 
 def process_analysis(settings: Settings, registry: Registry, store: Store, analysis_id: int) -> Outcome:
@@ -305,6 +334,9 @@ def execute(item: WorkItem, decision: Decision) -> Outcome:
         return Outcome(a.id, a.status, a.reason, pending, [])
     if kind is DecisionKind.SKIP_RUNNING:
         return _running_elsewhere(a)
+    if kind is DecisionKind.WAIT_FOR_EARLIER:
+        log.info("analysis %d of study %s waits for the study's earlier analysis to end", a.id, a.study_uid)
+        return Outcome(a.id, AnalysisStatus.QUEUED, decision.reason, [], [])
     if kind is DecisionKind.RUN:
         return _run(item, decision)
     if kind is DecisionKind.RETRIEVE_BASELINE:
@@ -341,6 +373,7 @@ def _run(item: WorkItem, decision: Decision) -> Outcome:
     reg.mark_study(study.study_uid, StudyState.ANALYSING, role=StudyRole.FOLLOWUP)
     out_dir = store.report_dir(study.study_uid, a.algorithm_version, a.revision)
     baseline_dir = store.study_dir(decision.baseline_uid) if decision.baseline_uid is not None else None
+    predecessor = _predecessor(reg, a)
     try:
         record = parse_procedure(item.procedure.record)
         injected_fault(settings.fault_inject, study.study_uid)
@@ -348,12 +381,12 @@ def _run(item: WorkItem, decision: Decision) -> Outcome:
 
         with heartbeat(reg, a.id, lease_s / 4):
             result = run_job(store.study_dir(study.study_uid), baseline_dir, record, out_dir,
-                             revision=a.revision)
+                             revision=a.revision, predecessor=predecessor)
     except FollowupError as err:
         reason = f"[{err.code}] {err.message}"
         reg.finish_analysis(a.id, AnalysisStatus.FAILED, reason, duration_s=time.perf_counter() - started)
-        reg.mark_study(study.study_uid, StudyState.FAILED, reason=reason)
-        return Outcome(a.id, AnalysisStatus.FAILED, reason, [], [])
+        _end_study(reg, a, StudyState.FAILED, reason)
+        return Outcome(a.id, AnalysisStatus.FAILED, reason, [], _waiting_after(reg, a))
     return _record(item, decision, result.report, out_dir, started)
 
 
@@ -365,10 +398,60 @@ def _record(item: WorkItem, decision: Decision, report, out_dir: Path, started: 
     reg.finish_analysis(a.id, status, report.reason, probability=report.residual_probability,
                         interval_low=low, interval_high=high, baseline_study_uid=decision.baseline_uid,
                         report_dir=str(out_dir), duration_s=time.perf_counter() - started)
-    reg.mark_study(a.study_uid, StudyState(status), reason=report.reason)
-    deliveries = _add_deliveries(item, report.outputs, out_dir)
+    # A study quarantined meanwhile (an instance of another patient arrived) gets nothing sent.
+    sendable = _end_study(reg, a, StudyState(status), report.reason) != StudyState.QUARANTINED
+    deliveries = _add_deliveries(item, report.outputs, out_dir) if sendable else []
     log.info("analysis %d of study %s: %s in %.1f s", a.id, a.study_uid, status, time.perf_counter() - started)
-    return Outcome(a.id, status, report.reason, deliveries, [])
+    return Outcome(a.id, status, report.reason, deliveries, _waiting_after(reg, a))
+
+
+# --- revisions of one study ------------------------------------------------------------------------
+def earlier_running(registry: Registry, analysis: Analysis, lease_s: float) -> bool:
+    """Is an earlier analysis of the same study running in a live worker (lease held)?"""
+    return any(b.id < analysis.id and registry.lease_held(b, lease_s)
+               for b in registry.analyses(study_uid=analysis.study_uid, statuses=(AnalysisStatus.RUNNING,)))
+
+
+def later_started(registry: Registry, analysis: Analysis) -> bool:
+    """Has a later analysis of the same study started (or ended)? One still waiting unstarted
+    (``WAIT_FOR_EARLIER``) does not count."""
+    return any(b.id > analysis.id and (b.status != AnalysisStatus.QUEUED or b.attempts or b.started_at)
+               for b in registry.analyses(study_uid=analysis.study_uid))
+
+
+def _predecessor(registry: Registry, analysis: Analysis) -> Predecessor | None:
+    """The report ``analysis`` supersedes: that of the study's newest earlier analysis that made one
+    (with an SR; any algorithm version). Deferrals decided without a run made none."""
+    for b in reversed(registry.analyses(study_uid=analysis.study_uid)):
+        if b.id < analysis.id and b.status in TERMINAL_ANALYSIS and b.report_dir:
+            found = read_predecessor(Path(b.report_dir) / "report.json")
+            if found is not None:
+                return found
+    return None
+
+
+def _end_study(registry: Registry, analysis: Analysis, state: StudyState, reason: str | None) -> str:
+    """The run ended: its study takes the analysis's end state, unless new images reopened it
+    meanwhile (it is no longer ``analysing``): then it stays as it is and its next quiet period
+    makes a new revision, which supersedes this one's report. The state the study is left in."""
+    try:
+        registry.mark_study(analysis.study_uid, state, reason=reason, only_from=frozenset({StudyState.ANALYSING}))
+    except IllegalTransition as exc:
+        log.info("analysis %d ended %s; study %s left as it is (%s)", analysis.id, state, analysis.study_uid, exc)
+        return exc.current
+    return state
+
+
+def _waiting_after(registry: Registry, analysis: Analysis) -> list[str]:
+    """The study, when a later revision of it waits unstarted for this analysis to end
+    (``WAIT_FOR_EARLIER``): handing the study over again sends that revision (an unstarted
+    real-time analysis is reused, ``analysis_for_handover``). A batch revision is left to the
+    reconciliation sweep (a hand-over would make another revision)."""
+    later = [b for b in registry.analyses(study_uid=analysis.study_uid, statuses=(AnalysisStatus.QUEUED,))
+             if b.id > analysis.id]
+    if later and later[-1].queue == QueueName.REALTIME and later[-1].batch_id is None and not later[-1].attempts:
+        return [analysis.study_uid]
+    return []
 
 
 def _add_deliveries(item: WorkItem, outputs: dict, out_dir: Path) -> list[int]:

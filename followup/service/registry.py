@@ -365,11 +365,13 @@ class Registry:
 
     # --- named transitions -------------------------------------------------------------------------
     def _transition(self, table: Transitions, column, key_column, key: object, target: str,
-                    values: dict) -> None:
-        """One conditional UPDATE to ``target`` from the states ``table`` allows; IllegalTransition
-        (naming the state found) when the row was in another, LookupError when there is no row."""
+                    values: dict, only_from: frozenset[str] | None = None) -> None:
+        """One conditional UPDATE to ``target`` from the states ``table`` allows (and, given
+        ``only_from``, only from those of them); IllegalTransition (naming the state found) when the
+        row was in another, LookupError when there is no row."""
         with self.session() as s:
-            sources = sorted(str(state) for state in table.sources(target))  # plain strings for any driver
+            allowed = table.sources(target) if only_from is None else table.sources(target) & only_from
+            sources = sorted(str(state) for state in allowed)  # plain strings for any driver
             done = s.execute(update(column.class_).where(key_column == key, column.in_(sources))
                              .values({column.key: str(target), **values}))
             if _rowcount(done) == 1:
@@ -378,18 +380,23 @@ class Registry:
         if current is None:
             raise LookupError(f"no {table.what} {key}")
         table.check(key, current, target)  # raises: the row was in a state target is not reached from
+        if only_from is not None and current not in only_from:
+            raise IllegalTransition(table.what, key, current, target, f"only from {', '.join(sorted(only_from))}")
         raise IllegalTransition(table.what, key, current, target, "changed meanwhile")  # pragma: no cover
 
     def mark_study(self, study_uid: str, state: StudyState, *, reason: str | object | None = _KEEP,
-                   role: StudyRole | None = None) -> None:
+                   role: StudyRole | None = None, only_from: frozenset[StudyState] | None = None) -> None:
         """Move the study to ``state`` (``followup.states.STUDY_TRANSITIONS``); ``reason`` and
-        ``role`` are written when given (``reason=None`` clears it)."""
+        ``role`` are written when given (``reason=None`` clears it). ``only_from``: only from these
+        states (an analysis ending moves its study only if it is still ``analysing``: new images
+        may have reopened it meanwhile)."""
         values: dict = {"updated_at": utcnow()}
         if reason is not _KEEP:
             values["reason"] = reason
         if role is not None:
             values["role"] = StudyRole(role)
-        self._transition(STUDY_TRANSITIONS, Study.state, Study.study_uid, study_uid, StudyState(state), values)
+        self._transition(STUDY_TRANSITIONS, Study.state, Study.study_uid, study_uid, StudyState(state), values,
+                         None if only_from is None else frozenset(str(x) for x in only_from))
 
     def instance_paths(self, study_uid: str) -> list[str]:
         with self.session() as s:

@@ -4,7 +4,9 @@ command line (the composition root) imports ``workers``.
 
 The registry is the source of truth: every hand-over first makes (or reuses) the analysis row,
 then sends its id. A message lost with the broker is found again by the reconciliation sweep
-(``followup.service.reconcile``), which asks the queue which analyses it still holds.
+(``followup.service.reconcile``), which asks the queue which analyses it still holds
+(``analysis_ids_in_broker``, ``broker_messages``) and takes over the messages of dead workers
+(``restore_message``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,29 @@ class QueueName(StrEnum):
 QUEUES = tuple(QueueName)
 
 
+class TaskKind(StrEnum):
+    """The two tasks, both keyed by an analysis id."""
+    ANALYZE = "analyze"  # workers.tasks.analyze_study
+    DELIVER = "deliver"  # workers.tasks.send_results
+
+
+@dataclass(frozen=True)
+class BrokerMessage:
+    """One task message in the broker. ``tag`` is None while it waits in a queue; once a worker
+    took it and has not acknowledged it yet it has the broker's delivery tag, when the worker took
+    it (``delivered_at``) and when it is due (``due_at``: the later of that and the task's ETA, a
+    retry's countdown), both in seconds since the epoch."""
+    kind: TaskKind
+    analysis_id: int
+    tag: str | None = None
+    delivered_at: float | None = None
+    due_at: float | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self.tag is None
+
+
 class WorkQueue(Protocol):
     def enqueue_study(self, study_uid: str, queue: str = QueueName.REALTIME, batch_id: int | None = None) -> int:
         """Hand the study over for analysis (``analysis_for_handover``); returns the analysis id.
@@ -41,6 +66,21 @@ class WorkQueue(Protocol):
     def analysis_ids_in_broker(self) -> set[int] | None:
         """Analyses with a message in the broker (waiting or unacknowledged); None when this queue
         cannot tell (the sweep then goes by age alone). Raises when the broker cannot be read."""
+        ...
+
+    def broker_messages(self) -> list[BrokerMessage] | None:
+        """Every task message in the broker, waiting or unacknowledged; None when this queue cannot
+        tell. Raises when the broker cannot be read."""
+        ...
+
+    def restore_message(self, tag: str) -> bool:
+        """Put the unacknowledged message ``tag`` (its worker died) back at the head of its queue,
+        as the broker itself does after the visibility timeout, and drop it from the unacknowledged
+        ones, atomically; False when it was no longer there (acknowledged, or restored already)."""
+        ...
+
+    def enqueue_delivery(self, analysis_id: int, queue: str) -> None:
+        """Send (again) the task that delivers the analysis's pending objects."""
         ...
 
 
@@ -64,11 +104,15 @@ def analysis_for_handover(registry: Registry, study_uid: str, queue: str = Queue
 class RecordingQueue:
     """A WorkQueue that records what it is given instead of sending it (tests, dry runs). With a
     registry it makes the analysis rows as a real queue does; ``in_broker`` answers
-    ``analysis_ids_in_broker`` (None: cannot tell)."""
+    ``analysis_ids_in_broker`` (None: cannot tell), ``messages`` answers ``broker_messages`` (None:
+    cannot tell; without it, what ``in_broker`` says, as waiting analysis messages)."""
     registry: Registry | None = None
     in_broker: Callable[[], set[int]] | None = None
+    messages: Callable[[], list[BrokerMessage]] | None = None
     studies: list[str] = field(default_factory=list)
     analyses: list[tuple[int, str]] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    deliveries: list[tuple[int, str]] = field(default_factory=list)
 
     def enqueue_study(self, study_uid: str, queue: str = QueueName.REALTIME, batch_id: int | None = None) -> int:
         self.studies.append(study_uid)
@@ -82,4 +126,22 @@ class RecordingQueue:
         self.analyses.append((analysis_id, str(queue)))
 
     def analysis_ids_in_broker(self) -> set[int] | None:
+        if self.messages is not None:
+            return {m.analysis_id for m in self.messages() if m.kind is TaskKind.ANALYZE}
         return None if self.in_broker is None else self.in_broker()
+
+    def broker_messages(self) -> list[BrokerMessage] | None:
+        if self.messages is not None:
+            return self.messages()
+        if self.in_broker is None:
+            return None
+        return [BrokerMessage(TaskKind.ANALYZE, i) for i in self.in_broker()]
+
+    def restore_message(self, tag: str) -> bool:
+        if tag in self.restored:
+            return False
+        self.restored.append(tag)
+        return True
+
+    def enqueue_delivery(self, analysis_id: int, queue: str) -> None:
+        self.deliveries.append((analysis_id, str(queue)))

@@ -1,22 +1,35 @@
 """``followup synth``: a baseline/follow-up study pair with its procedure record and ground truth.
 
 Writes ``OUT/baseline/`` and ``OUT/followup/`` (DICOM), ``OUT/procedure.json`` and
-``OUT/truth.json``. Deterministic for a given (scenario, seed, vendor, size).
+``OUT/truth.json``. Deterministic for a given (scenario, seed, vendor, size, variation).
+
+``variation="wide"`` (scenario.draw_case) also draws each study's layout (unless ``vendor`` is
+given), field of view, slab, matrix and slices, placed on the breasts as an operator would, and
+records every drawn parameter in ``truth.json`` (``variation``, ``transforms.displacement``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from followup.synth import kinetics
 from followup.synth.dicom_writer import SeriesPlan, StudyMeta, UidSource, write_series
-from followup.synth.phantom import S0_T2, Grid, phase_motion_centre, render_phases
-from followup.synth.scenario import Case, draw_case, radial_margin_mm
+from followup.synth.phantom import S0_T2, Grid, dce_s0, phase_motion_centre, render_phases
+from followup.synth.scenario import (
+    CHEST_WALL_Y,
+    VARIATIONS,
+    Acquisition,
+    Case,
+    curve_json,
+    draw_case,
+    radial_margin_mm,
+    transform_summary,
+)
 
 VENDORS = ("per-phase", "single-series", "sagittal")
 SIZES = ("small", "full")
@@ -57,6 +70,68 @@ def dce_grid(vendor: str, size: str, case: Case) -> Grid:
     return Grid((n, n, ns), aff)
 
 
+def wide_grid(layout: str, size: str, case: Case, acq: Acquisition, study: str) -> Grid:
+    """The dynamic grid of a wide draw: matrix and slices scaled from the size's, the field of view
+    and slab sized to the anatomy plus the drawn margins, its anterior edge ``anterior_margin_mm``
+    in front of the nipple line and its centre on the breast(s), then moved by the drawn offset.
+    Placed in the study's scanner frame: the follow-up's anatomy has moved, and the operator follows
+    it (``follows_anatomy``) or keeps the stored position; either way the field is then moved, if
+    needed, to keep the site 15 mm inside it."""
+    spec = SIZE_SPECS[size]
+    v = case.variation
+    ry = v.breast_radii_mm[1]
+    n = int(round(spec.inplane * acq.matrix_scale / 16.0)) * 16
+    ns = max(16, int(round(spec.slices * acq.slice_scale)))
+    side_x = case.side_sign * v.breast_centre_x_mm
+    sagittal = layout == "sagittal"
+    # Anatomical anchor (body frame): the treated breast (sagittal) or the midline (axial), at the
+    # nipple line, mid-height; where it lies in this study's scanner frame.
+    anchor_b = np.array([side_x if sagittal else 0.0, CHEST_WALL_Y - ry, 0.0])
+    moved = study == "followup" and acq.follows_anatomy
+    anchor = case.transform.invert_points(anchor_b)[0] if moved else anchor_b
+    anchor = anchor + np.asarray(acq.centre_offset_mm)
+    grid = _placed_grid(layout, size, case, acq, anchor, n, ns)
+    # keep the site (tumour / zone centre) at least 15 mm inside the field: move the field if not
+    site = case.zone.centre if study == "followup" else case.tumour.centre
+    site = case.transform.invert_points(site)[0] if study == "followup" else site
+    ijk = np.linalg.solve(grid.affine[:3, :3], site - grid.affine[:3, 3])
+    step = np.linalg.norm(grid.affine[:3, :3], axis=0)
+    margin = 15.0 / step
+    lo, hi = margin, np.asarray(grid.shape) - 1 - margin
+    shift_vox = np.clip(ijk, lo, np.maximum(lo, hi)) - ijk
+    if np.any(shift_vox):
+        aff = grid.affine.copy()
+        aff[:3, 3] -= aff[:3, :3] @ shift_vox
+        grid = Grid(grid.shape, aff)
+    return grid
+
+
+def _placed_grid(layout: str, size: str, case: Case, acq: Acquisition, anchor: np.ndarray,
+                 n: int, ns: int) -> Grid:
+    v = case.variation
+    rx, ry, rz = v.breast_radii_mm
+    sagittal = layout == "sagittal"
+    y0 = anchor[1] - acq.anterior_margin_mm
+    if sagittal:
+        fov = max(2 * rz, ry + 60.0) + acq.fov_margin_mm
+        slab = 2 * rx + acq.slab_margin_mm
+        d, dz = fov / n, slab / ns
+        x0 = anchor[0] + slab / 2 - dz / 2
+        aff = np.array([[0, 0, -dz, x0],
+                        [d, 0, 0, y0 + d / 2],
+                        [0, -d, 0, anchor[2] + fov / 2 - d / 2],
+                        [0, 0, 0, 1]], dtype=float)
+        return Grid((n, n, ns), aff)
+    fov = 2 * (v.breast_centre_x_mm + rx) + acq.fov_margin_mm
+    slab = 2 * rz + acq.slab_margin_mm
+    d, dz = fov / n, slab / ns
+    aff = np.array([[d, 0, 0, anchor[0] - fov / 2 + d / 2],
+                    [0, d, 0, y0 + d / 2],
+                    [0, 0, dz, anchor[2] - slab / 2 + dz / 2],
+                    [0, 0, 0, 1]], dtype=float)
+    return Grid((n, n, ns), aff)
+
+
 def _t2_grid(size: str) -> Grid:
     n = 128 if size == "small" else 384
     d = 320.0 / n
@@ -78,9 +153,15 @@ def _study_plans(case: Case, study: str, vendor: str, size: str, start: dt.datet
                  rng: np.random.Generator) -> tuple[list[tuple[SeriesPlan, bool]], Grid]:
     timing = case.baseline_timing if study == "baseline" else case.followup_timing
     motion = case.baseline_phase_motion if study == "baseline" else case.followup_phase_motion
-    grid = dce_grid(vendor, size, case)
+    acq = getattr(case.variation, study)
+    if acq is None:
+        grid = dce_grid(vendor, size, case)
+        images = render_phases(case, study, grid, timing.all_times_s, motion, rng)
+    else:
+        grid = wide_grid(vendor, size, case, acq, study)
+        images = render_phases(case, study, grid, timing.all_times_s, motion, rng,
+                               s0=dce_s0(case.variation), fat_falloff=case.variation.fat_suppression_falloff)
     times = timing.all_times_s
-    images = render_phases(case, study, grid, times, motion, rng)
     injection = start + dt.timedelta(minutes=6, seconds=timing.pre_to_injection_s)
     acq = [injection + dt.timedelta(seconds=t) for t in times]
     plans: list[tuple[SeriesPlan, bool]] = []
@@ -135,19 +216,33 @@ def _write_study(out: Path, meta: StudyMeta, plans: list[tuple[SeriesPlan, bool]
     return records
 
 
-def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str = "per-phase",
-                  size: str = "small") -> dict:
-    """Write the study pair, procedure.json and truth.json; return the truth dictionary."""
-    if vendor not in VENDORS:
+def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str | None = "per-phase",
+                  size: str = "small", variation: str = "standard") -> dict:
+    """Write the study pair, procedure.json and truth.json; return the truth dictionary.
+
+    ``vendor`` None: per-phase in the standard variation; drawn per study in the wide one (a
+    given vendor is used for both studies)."""
+    if vendor is not None and vendor not in VENDORS:
         raise ValueError(f"unknown vendor layout {vendor!r}; choose from {', '.join(VENDORS)}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+    if variation not in VARIATIONS:
+        raise ValueError(f"unknown variation {variation!r}; choose from {', '.join(VARIATIONS)}")
     out = Path(out_dir)
     spec = SIZE_SPECS[size]
-    case = draw_case(scenario, seed, spec.n_post)
-    rng = np.random.default_rng([seed, 7, VENDORS.index(vendor), SIZES.index(size)])
-    uids = UidSource("followup-synth", scenario, seed, vendor, size)
-    patient_id = f"SYN{seed:05d}{scenario[:3].upper()}"
+    case = draw_case(scenario, seed, spec.n_post, variation)
+    layouts = _layouts(case, vendor)
+    if variation == "standard":
+        vendor = layouts["baseline"]
+        rng = np.random.default_rng([seed, 7, VENDORS.index(vendor), SIZES.index(size)])
+        uids = UidSource("followup-synth", scenario, seed, vendor, size)
+        patient_id = f"SYN{seed:05d}{scenario[:3].upper()}"
+    else:
+        vendor = vendor or "drawn"
+        rng = np.random.default_rng([seed, 7, 100 + VENDORS.index(layouts["baseline"]),
+                                     VENDORS.index(layouts["followup"]), SIZES.index(size)])
+        uids = UidSource("followup-synth", "wide", scenario, seed, vendor, size)
+        patient_id = f"SYW{seed:05d}{scenario[:3].upper()}"
     patient_name = f"SYNTHETIC^{scenario.upper()}^{seed}"
     studies = {}
     grids = {}
@@ -156,7 +251,7 @@ def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str = "
         meta = StudyMeta(patient_id, patient_name, "19580312", uids(), uids(), start,
                          f"ACC{seed:04d}{'B' if study == 'baseline' else 'F'}",
                          "1" if study == "baseline" else "2", case.laterality)
-        plans, grid = _study_plans(case, study, vendor, size, start, rng)
+        plans, grid = _study_plans(case, study, layouts[study], size, start, rng)
         records = _write_study(out / study, meta, plans, uids)
         grids[study] = grid
         timing = case.baseline_timing if study == "baseline" else case.followup_timing
@@ -169,7 +264,46 @@ def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str = "
     procedure = _procedure_record(case, patient_id)
     (out / "procedure.json").write_text(json.dumps(procedure, indent=2) + "\n")
     truth = _truth(case, vendor, size, studies, grids)
+    if case.variation.wide:
+        truth = _wide_truth(truth, case, layouts)
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
+    return truth
+
+
+def _layouts(case: Case, vendor: str | None) -> dict[str, str]:
+    """Each study's layout: the given vendor, else the wide draw's, else per-phase."""
+    out = {}
+    for study in ("baseline", "followup"):
+        acq = getattr(case.variation, study)
+        out[study] = vendor or (acq.layout if acq is not None else "per-phase")
+    return out
+
+
+def _wide_truth(truth: dict, case: Case, layouts: dict[str, str]) -> dict:
+    """The standard truth plus every parameter the wide draw drew."""
+    v = case.variation
+    to_fu = lambda p: case.transform.invert_points(p)[0]  # noqa: E731
+    drawn = {f.name: getattr(v, f.name) for f in fields(v)}
+    drawn["gland_curve"] = curve_json(v.gland_curve)
+    for study in ("baseline", "followup"):
+        drawn[study] = asdict(getattr(v, study))
+        drawn[study]["layout_used"] = layouts[study]
+    truth["variation"] = json.loads(json.dumps(drawn, default=float))
+    truth["layouts"] = layouts
+    truth["transforms"]["displacement"] = transform_summary(case)
+    assert v.rotation_axes_deg is not None and v.translation_mm is not None  # a wide draw sets both
+    truth["transforms"]["rotation_axes_deg"] = [round(a, 3) for a in v.rotation_axes_deg]
+    truth["transforms"]["translation_vector_mm"] = [round(a, 3) for a in v.translation_mm]
+    truth["rim"]["curve"] = curve_json(case.rim_curve)
+    for rec, nod in zip(truth["nodules"], case.nodules, strict=True):
+        rec["curve"] = curve_json(nod.enhancement)
+    truth["benign_features"] = [f.to_json(to_fu) for f in case.benign_features]
+    if truth["confounder"] is not None and truth["confounder"]["focus"] is None and case.benign_features:
+        truth["confounder"]["focus"] = truth["benign_features"][0]
+    truth["timing"] = {s: {"post_times_s": [round(t, 2) for t in tm.post_times_s],
+                           "pre_to_injection_s": round(tm.pre_to_injection_s, 2)}
+                       for s, tm in (("baseline", case.baseline_timing), ("followup", case.followup_timing))}
+    truth["tumour"]["curve"] = curve_json(kinetics.TUMOUR_CURVES[case.tumour_kinetics])
     return truth
 
 
@@ -223,7 +357,7 @@ def _truth(case: Case, vendor: str, size: str, studies: dict, grids: dict) -> di
             "centre_followup_lps_mm": _r(to_fu(n.centre)),
             "centre_baseline_lps_mm": _r(n.centre),
             "diameter_mm": round(n.diameter_mm, 2), "kinetics": n.kinetics,
-            "curve_type": kinetics.curve_type(kinetics.TUMOUR_CURVES[n.kinetics], t_early, t_late),
+            "curve_type": kinetics.curve_type(n.enhancement, t_early, t_late),
         } for n in case.nodules],
         "ablation_zone": {
             "centre_followup_lps_mm": _r(to_fu(case.zone.centre)),

@@ -20,14 +20,15 @@ from scipy import ndimage
 from followup.synth import kinetics
 from followup.synth.motion import rotation_matrix
 from followup.synth.scenario import (
-    BREAST_CENTRE_X,
-    BREAST_RADII,
     CHEST_WALL_Y,
     MUSCLE_THICKNESS,
     SKIN_THICKNESS,
+    STANDARD,
+    BenignFeature,
     Case,
     Ellipsoid,
     PhaseMotion,
+    Variation,
 )
 
 # Baseline signal S0 (arbitrary scanner units) on fat-suppressed T1 gradient echo.
@@ -60,10 +61,10 @@ class Grid:
 class GlandTexture:
     """Two smooth random fields on a coarse body-frame grid: gland layout and gland brightness."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, sigmas: tuple[float, float] = (2.5, 1.5)) -> None:
         rng = np.random.default_rng(seed)
         fields = []
-        for sigma in (2.5, 1.5):
+        for sigma in sigmas:
             f = ndimage.gaussian_filter(rng.standard_normal(GLAND_BOX_SHAPE).astype(np.float32), sigma)
             fields.append((f - f.mean()) / f.std())
         self.layout, self.brightness = fields
@@ -94,11 +95,12 @@ def _sphere_distance(centre: np.ndarray, radius: float, bx, by, bz) -> np.ndarra
     return np.sqrt((bx - centre[0]) ** 2 + (by - centre[1]) ** 2 + (bz - centre[2]) ** 2) - radius
 
 
-def _body_distance(bx, by, bz) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _body_distance(bx, by, bz, v: Variation = STANDARD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Signed distance to the skin surface, plus each breast's normalised radius (for gland)."""
     d_breasts, rhos = [], []
     for side in (1.0, -1.0):
-        e = Ellipsoid(np.array([side * BREAST_CENTRE_X, CHEST_WALL_Y, 0.0]), np.array(BREAST_RADII))
+        e = Ellipsoid(np.array([side * v.breast_centre_x_mm, CHEST_WALL_Y, 0.0]),
+                      np.array(v.breast_radii_mm))
         d = ellipsoid_distance(e, bx, by, bz)
         # The breast continues 15 mm behind the chest-wall plane so the union with the torso
         # has no skin seam at the junction.
@@ -115,7 +117,8 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
                  s0: dict[str, float] = S0) -> dict[kinetics.Curve, np.ndarray]:
     """Basis image per enhancement curve for points given in body coordinates."""
     layers: list[tuple[np.ndarray, np.ndarray | float, kinetics.Curve]] = []
-    d_body, d_breast, d_breast_shape = _body_distance(bx, by, bz)
+    v = case.variation
+    d_body, d_breast, d_breast_shape = _body_distance(bx, by, bz, v)
     f_body = _ramp(d_body, width)
     f_inner = _ramp(d_body + SKIN_THICKNESS, width)
     layers.append((f_body, s0["skin"], kinetics.SKIN))
@@ -131,10 +134,10 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
     layers.append((f_breast, s0["fat"], kinetics.FAT))
     depth = np.clip(-d_breast_shape / 60.0, 0.0, 1.0)  # 0 at the surface, 1 deep inside
     layout = tex.sample(tex.layout, bx, by, bz)
-    threshold = 1.2 - 1.4 * depth
+    threshold = (1.2 - v.gland_density) - 1.4 * depth
     f_gland = f_breast * np.clip((layout - threshold) / 0.35 + 0.5, 0.0, 1.0)
     bright = tex.sample(tex.brightness, bx, by, bz)
-    layers.append((f_gland, s0["gland"] * (1.0 + 0.08 * bright), kinetics.GLAND))
+    layers.append((f_gland, s0["gland"] * (1.0 + v.gland_brightness_var * bright), v.gland_curve))
 
     if study == "baseline":
         f_t = _ramp(ellipsoid_distance(case.tumour, bx, by, bz), width)
@@ -144,6 +147,8 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
         if case.benign_focus is not None:
             layers.append((_ramp(ellipsoid_distance(case.benign_focus, bx, by, bz), width),
                            s0["benign"], kinetics.GLAND_BENIGN_FOCUS))
+        for feature in case.benign_features:
+            layers += _feature_layers(feature, bx, by, bz, width, f_breast, s0)
         d_zone = ellipsoid_distance(case.zone, bx, by, bz)
         thickness = case.rim_thickness_mm
         if case.rim_kind == "early-hyperaemic":  # irregular early rim
@@ -152,7 +157,7 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
         layers.append((_ramp(d_zone, width), s0["zone"] * (1.0 + 0.05 * bright), kinetics.NONE))
         for nod in case.nodules:
             f_n = _ramp(_sphere_distance(nod.centre, nod.diameter_mm / 2, bx, by, bz), width)
-            layers.append((f_n, s0["nodule"], kinetics.TUMOUR_CURVES[nod.kinetics]))
+            layers.append((f_n, s0["nodule"], nod.enhancement))
 
     # Painter's composition: weight of a layer = its fraction times what the layers above leave.
     bases: dict[kinetics.Curve, np.ndarray] = {}
@@ -164,6 +169,31 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
     return bases
 
 
+def _feature_layers(f: BenignFeature, bx, by, bz, width: float, f_breast: np.ndarray,
+                    s0: dict[str, float]) -> list[tuple[np.ndarray, float, kinetics.Curve]]:
+    """Layers of a benign feature (bottom first), inside the breast."""
+    if f.kind == "benign-gland":
+        assert f.ellipsoid is not None  # drawn with every gland patch
+        return [(_ramp(ellipsoid_distance(f.ellipsoid, bx, by, bz), width), s0["benign"], f.curve)]
+    if f.kind == "fat-necrosis":  # oil cyst: enhancing wall around fat
+        outer = _ramp(_sphere_distance(f.centre, f.radius_mm, bx, by, bz), width)
+        inner = _ramp(_sphere_distance(f.centre, max(f.radius_mm - f.wall_mm, 0.5), bx, by, bz), width)
+        return [(outer * f_breast, s0["rim"], f.curve), (inner * f_breast, s0["fat"], kinetics.FAT)]
+    # biopsy track: a thin cylinder from the zone's edge towards the skin
+    assert f.end is not None  # drawn with every track
+    a, b = f.centre.astype(np.float32), f.end.astype(np.float32)
+    ab = b - a
+    rel = [bx - a[0], by - a[1], bz - a[2]]
+    tpar = np.clip((rel[0] * ab[0] + rel[1] * ab[1] + rel[2] * ab[2]) / np.float32(ab @ ab), 0, 1)
+    dist = np.sqrt(sum((rel[i] - tpar * ab[i]) ** 2 for i in range(3)))
+    return [(_ramp(dist - np.float32(f.radius_mm), width) * f_breast, s0["rim"], f.curve)]
+
+
+def dce_s0(v: Variation) -> dict[str, float]:
+    """Signals of the fat-suppressed dynamic series for a case's variation (fat suppression)."""
+    return S0 if v.fat_s0 == S0["fat"] else {**S0, "fat": v.fat_s0}
+
+
 def grid_points(grid: Grid, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LPS coordinates (float32) of the voxel centres of slices k0..k1-1."""
     i = np.arange(grid.shape[0], dtype=np.float32)[:, None, None]
@@ -171,6 +201,12 @@ def grid_points(grid: Grid, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, n
     k = np.arange(k0, k1, dtype=np.float32)[None, None, :]
     a = grid.affine.astype(np.float32)
     return tuple(a[r, 0] * i + a[r, 1] * j + a[r, 2] * k + a[r, 3] for r in range(3))
+
+
+def fat_suppression_gain(x, y, z, centre: np.ndarray, falloff: float) -> np.ndarray:
+    """Fat suppression failing away from the FOV centre: 1 + falloff * (r / 150 mm)^2."""
+    r2 = (x - np.float32(centre[0])) ** 2 + (y - np.float32(centre[1])) ** 2 + (z - np.float32(centre[2])) ** 2
+    return (1.0 + np.float32(falloff) * r2 / np.float32(150.0 ** 2)).astype(np.float32)
 
 
 def bias_field(x, y, z, coeffs: np.ndarray) -> np.ndarray:
@@ -182,11 +218,16 @@ def bias_field(x, y, z, coeffs: np.ndarray) -> np.ndarray:
 
 def render_phases(case: Case, study: str, grid: Grid, times_s: tuple[float, ...],
                   motion: tuple[PhaseMotion, ...], rng: np.random.Generator,
-                  s0: dict[str, float] = S0, noise_sigma: float = NOISE_SIGMA,
-                  slab: int = 16) -> list[np.ndarray]:
-    """Noisy float32 images, one per time point (seconds after injection; < 0 = pre-contrast)."""
-    tex = GlandTexture(case.gland_seed)
-    coeffs = rng.uniform(-0.12, 0.12, size=6)
+                  s0: dict[str, float] = S0, noise_sigma: float | None = None,
+                  slab: int = 16, fat_falloff: float = 0.0) -> list[np.ndarray]:
+    """Noisy float32 images, one per time point (seconds after injection; < 0 = pre-contrast).
+
+    ``noise_sigma`` None: the case's (``NOISE_SIGMA`` in the standard draw); ``fat_falloff``:
+    fat suppression failing towards the FOV's edge (fat-suppressed series of wide draws)."""
+    v = case.variation
+    noise_sigma = v.noise_sigma if noise_sigma is None else noise_sigma
+    tex = GlandTexture(case.gland_seed, v.gland_texture_sigma)
+    coeffs = rng.uniform(-v.bias_strength, v.bias_strength, size=6)
     out = [np.empty(grid.shape, dtype=np.float32, order="F") for _ in times_s]
     width = grid.voxel_mm
     centre = phase_motion_centre(grid.affine, grid.shape)
@@ -203,6 +244,8 @@ def render_phases(case: Case, study: str, grid: Grid, times_s: tuple[float, ...]
             mx, my, mz = _moved(x, y, z, motion[indices[0]], centre)
             bx, by, bz = (mx, my, mz) if study == "baseline" else case.transform.apply(mx, my, mz)
             bases = basis_images(case, study, bx, by, bz, width, tex, s0)
+            if fat_falloff > 0 and kinetics.FAT in bases:
+                bases[kinetics.FAT] = bases[kinetics.FAT] * fat_suppression_gain(x, y, z, centre, fat_falloff)
             for n in indices:
                 acc = np.zeros(x.shape, dtype=np.float32)
                 for curve, b in bases.items():

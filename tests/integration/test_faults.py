@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pydicom
@@ -30,6 +30,7 @@ from pydicom.uid import generate_uid
 from followup.procedure import load_procedure
 from followup.service.registry import Instance, Registry, utcnow
 from followup.testing.service_harness import FOLLOWUP, free_port, require, storescp, wait_for, wait_port
+from workers.tasks import broker_messages
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,8 @@ VISIBILITY_S = 10  # Redis gives a dead worker's task back after this long
 SWEEP_S = 2  # the listener's reconciliation sweep runs this often ...
 OLDER_THAN_S = 4  # ... for work queued or running longer than this
 QUIET_S = 2
+SHORT = {"FOLLOWUP_VISIBILITY_TIMEOUT": str(VISIBILITY_S), "FOLLOWUP_RECONCILE_SECONDS": str(SWEEP_S),
+         "FOLLOWUP_RECONCILE_OLDER_THAN": str(OLDER_THAN_S)}
 TERMINAL = ("complete", "deferred", "failed")
 SR, SEG, PDF = "Comprehensive 3D SR Storage", "Segmentation Storage", "Encapsulated PDF Storage"
 
@@ -104,20 +107,28 @@ def store_responses(lines) -> list[tuple[str, str]]:
 class Service:
     """redis-server (restartable on its port), listener and worker subprocesses, storescp as PACS."""
 
-    def __init__(self, tmp: Path, pacs_port: int, pacs_dir: Path, fault_inject: str) -> None:
+    def __init__(self, tmp: Path, pacs_port: int, pacs_dir: Path, fault_inject: str = "",
+                 settings: dict[str, str] | None = None) -> None:
+        """``settings``: the FOLLOWUP_* variables the processes get (default ``SHORT``: timeouts
+        shortened so that the tests run quickly; ``{}``: the service's defaults)."""
         self.tmp, self.pacs_dir = tmp, pacs_dir
         self.data = tmp / "data"
         self.redis_port, self.port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWUP_")}
-        env.update(FOLLOWUP_DATA_DIR=str(self.data), FOLLOWUP_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
-                   FOLLOWUP_VISIBILITY_TIMEOUT=str(VISIBILITY_S), FOLLOWUP_RECONCILE_SECONDS=str(SWEEP_S),
-                   FOLLOWUP_RECONCILE_OLDER_THAN=str(OLDER_THAN_S), FOLLOWUP_FAULT_INJECT=fault_inject)
+        env.update(FOLLOWUP_DATA_DIR=str(self.data), FOLLOWUP_REDIS_URL=self.redis_url,
+                   **(SHORT if settings is None else settings))
+        if fault_inject:
+            env["FOLLOWUP_FAULT_INJECT"] = fault_inject
         self.env = env
         self.pacs_port = pacs_port
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, list[Path]] = {}
         self.data.mkdir()
         self._registry: Registry | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
 
     # processes
     def _start(self, name: str, cmd: list[str]) -> subprocess.Popen:
@@ -276,9 +287,9 @@ def test_worker_killed_mid_analysis_is_redelivered_and_sent_once(svc, synth_pair
     rows = svc.finished(fu, 300, n_sent=3)
     assert [(a.id, a.revision, a.status, a.attempts) for a in rows] == [(running.id, 1, "complete", 2)]
     assert svc.registry.study(fu).state == "complete"
-    # The redelivery came from Redis (visibility timeout), not from the sweep: its message stayed
-    # in `unacked`, so the sweep left it alone.
-    assert f"reconcile: analysis {running.id} " not in svc.log("listener")
+    # The dead worker's message went back to the queue once: by the sweep when the lease (5 s here)
+    # expired, or by Redis after the visibility timeout (10 s here), whichever came first.
+    assert svc.log("listener").count(f"reconcile: analysis {running.id} ") <= 1
     deliveries = svc.registry.deliveries(analysis_id=running.id)
     assert sorted(d.kind for d in deliveries) == ["pdf", "seg", "sr"]
     assert svc.pacs_objects(fu) == Counter({SR: 1, SEG: 1, PDF: 1})
@@ -485,3 +496,103 @@ def test_reconcile_cli_reports_a_broker_it_cannot_reach(tmp_path):
     assert r.returncode == 2 and "error [broker]" in r.stderr, (r.stdout, r.stderr)
     assert "0 analysis/analyses re-sent" in r.stdout
     assert reg.analysis(a.id).status == "queued"
+
+
+# --- 6. a whole worker killed, with the default settings -----------------------------------------------
+# Nothing shortened but the listener's quiet period: lease 60 s (FOLLOWUP_ANALYSIS_LEASE, heartbeat
+# every 15 s), visibility timeout 3600 s, sweep every 15 s (FOLLOWUP_RECONCILE_SECONDS), age 300 s.
+DEFAULTS: dict[str, str] = {}
+RECOVERY_LIMIT_S = 120
+
+
+@contextmanager
+def default_service(tmp: Path, pair: Path):
+    """A service of its own with the default settings: PACS, Redis, listener; the pair's procedure."""
+    with ExitStack() as stack:
+        pacs_port, pacs_dir = stack.enter_context(storescp(tmp))
+        service = Service(tmp, pacs_port, pacs_dir, settings=DEFAULTS)
+        stack.callback(service.close)
+        service.start_redis()
+        service.start_listener()
+        service.add_procedure(pair / "procedure.json")
+        yield service
+
+
+def kill_worker_mid_analysis(svc: Service, pair: Path):
+    """Send the pair, let the follow-up's analysis run a few seconds, SIGKILL the worker's whole
+    process group (Celery main process and pool child: an OOM kill of the container, a lost node).
+    Returns the analysis as the dead worker left it and the time of the kill."""
+    fu = study_uid_of(pair / "followup")
+    svc.ensure("worker")
+    svc.send(pair / "baseline")
+    svc.send(pair / "followup")
+    running = wait_for(lambda: next((a for a in svc.registry.analyses(fu) if a.status == "running"), None), 120,
+                       "the follow-up's analysis to start")
+    time.sleep(2)  # inside the analysis (~6 s for this pair on an idle machine)
+    assert svc.registry.analysis(running.id).status == "running", "the analysis ended before the kill"
+    pgid = svc.kill("worker")
+    killed_at = time.monotonic()
+    assert not alive_in_group(pgid)
+    left = svc.registry.analysis(running.id)
+    assert (left.status, left.attempts) == ("running", 1)
+    # What the issue saw: the task sits in Redis's `unacked` hash, as it would for an hour.
+    assert [m.tag is not None for m in broker_messages(svc.redis_url) if m.analysis_id == running.id] == [True]
+    return fu, left, killed_at
+
+
+def assert_analysed_once(svc: Service, fu: str, analysis) -> None:
+    """One revision, run twice (the takeover is its second attempt), one SR/SEG/PDF at the PACS,
+    nothing sent twice; the dead worker's message was taken over once and is gone from Redis, so
+    the broker will not hand it out again after the visibility timeout."""
+    rows = svc.finished(fu, 120, n_sent=3)
+    assert [(a.id, a.revision, a.status, a.attempts) for a in rows] == [(analysis.id, 1, "complete", 2)]
+    assert svc.registry.study(fu).state == "complete"
+    assert svc.pacs_objects(fu) == Counter({SR: 1, SEG: 1, PDF: 1}) and svc.pacs_overwrites() == 0
+    assert [p.name for p in (svc.data / "reports" / fu).iterdir()] == [f"{analysis.algorithm_version}-r1"]
+    listener = svc.log("listener")
+    assert listener.count(f"reconcile: analysis {analysis.id} ") == 1, listener[-4000:]
+    assert f"reconcile: analysis {analysis.id} of study {fu} was running with no heartbeat" in listener
+    assert "task restored" in listener  # the same message, not a second one
+    assert [m for m in broker_messages(svc.redis_url) if m.analysis_id == analysis.id] == []
+
+
+def test_whole_worker_killed_default_settings_sr_at_pacs_within_2_minutes(tmp_path, synth_pair):
+    """Default settings, the whole worker SIGKILLed mid-analysis, a new worker started at once:
+    the sweep finds the lease expired (<= 60 s), puts the dead worker's message back in its queue
+    (<= 15 s later), the new worker re-runs the analysis: the SR is at the PACS within 2 minutes of
+    the kill, not after the hour of the visibility timeout."""
+    pair = synth_pair("residual", 1, "per-phase")
+    with default_service(tmp_path, pair) as svc:
+        fu, analysis, killed_at = kill_worker_mid_analysis(svc, pair)
+        svc.start_worker()
+        ready_s = time.monotonic() - killed_at
+        wait_for(lambda: svc.pacs_objects(fu)[SR] >= 1, RECOVERY_LIMIT_S + 60, "the SR at the PACS", 0.25)
+        recovery_s = time.monotonic() - killed_at
+        a = svc.registry.analysis(analysis.id)
+        print(f"\nwhole worker SIGKILLed, default settings: SR at the PACS {recovery_s:.1f} s after the kill "
+              f"(new worker ready after {ready_s:.1f} s; the re-run took {a.duration_s or 0:.1f} s)")
+        assert recovery_s <= RECOVERY_LIMIT_S, f"SR at the PACS {recovery_s:.1f} s after the kill"
+        assert_analysed_once(svc, fu, analysis)
+
+
+@pytest.mark.slow
+def test_whole_worker_killed_no_worker_for_5_minutes_completes_once_then(tmp_path, synth_pair):
+    """As above, but no worker runs for 5 minutes: the sweep puts the message back in its queue
+    once (after ~1 minute) and then leaves it waiting there, sweep after sweep; the worker started
+    5 minutes later analyses the study once."""
+    pair = synth_pair("residual", 1, "per-phase")
+    with default_service(tmp_path, pair) as svc:
+        fu, analysis, killed_at = kill_worker_mid_analysis(svc, pair)
+        wait_for(lambda: f"reconcile: analysis {analysis.id} " in svc.log("listener"), 120,
+                 "the sweep to take the analysis over")
+        taken_s = time.monotonic() - killed_at
+        time.sleep(max(0.0, 300 - (time.monotonic() - killed_at)))
+        # Five minutes on: one message, waiting in its queue, and nothing else in Redis for it.
+        assert [(m.kind, m.waiting) for m in broker_messages(svc.redis_url) if m.analysis_id == analysis.id] == [
+            ("analyze", True)]
+        assert svc.registry.analysis(analysis.id).status == "running"
+        svc.start_worker()
+        wait_for(lambda: svc.pacs_objects(fu)[SR] >= 1, 180, "the SR at the PACS", 0.25)
+        print(f"\nno worker for 5 minutes: taken over {taken_s:.1f} s after the kill; SR at the PACS "
+              f"{time.monotonic() - killed_at:.1f} s after the kill")
+        assert_analysed_once(svc, fu, analysis)

@@ -14,6 +14,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
 from followup.config import AE_TITLE_RE, Settings
+from followup.dicom.codecs import decodable_syntaxes
 from followup.service import tls
 from followup.service.listener.handler import StoreHandler
 from followup.service.listener.validation import STORAGE_CLASSES
@@ -23,25 +24,17 @@ from followup.service.store import Store
 
 log = logging.getLogger("followup.service.listener")
 
-# What we accept for storage: everything pydicom can read the header of without decoding the
-# pixels; the bytes are stored as they arrive.
-TRANSFER_SYNTAXES: list[str] = [
-    U.ExplicitVRLittleEndian,
-    U.ImplicitVRLittleEndian,
-    U.DeflatedExplicitVRLittleEndian,
-    U.JPEGBaseline8Bit,
-    U.JPEGExtended12Bit,
-    U.JPEGLossless,
-    U.JPEGLosslessSV1,
-    U.JPEGLSLossless,
-    U.JPEGLSNearLossless,
-    U.JPEG2000Lossless,
-    U.JPEG2000,
-    U.HTJ2KLossless,
-    U.HTJ2KLosslessRPCL,
-    U.HTJ2K,
-    U.RLELossless,
-]
+
+def accepted_transfer_syntaxes() -> list[str]:
+    """What we accept for storage: the candidate syntaxes (``followup.dicom.codecs``) whose pixel
+    data we can decode here, asked of pydicom's decoders at each start. A syntax without a decoder
+    is not accepted in association negotiation, so the sender falls back to an uncompressed one.
+    The bytes are stored as they arrive."""
+    return decodable_syntaxes()
+
+
+# As computed at import (Explicit and Implicit VR Little Endian first); ``build_ae`` asks again.
+TRANSFER_SYNTAXES: list[str] = accepted_transfer_syntaxes()
 
 DEFAULT_MAX_PDU = 262_144
 
@@ -89,8 +82,9 @@ def build_ae(settings: Settings, *, ae_title: str | None = None, allow: list[str
     ae.maximum_associations = limit
     ae.maximum_pdu_size = int(max_pdu)
     ae.add_supported_context(Verification, [U.ExplicitVRLittleEndian, U.ImplicitVRLittleEndian])
+    syntaxes = accepted_transfer_syntaxes()
     for sop_class in STORAGE_CLASSES:
-        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        ae.add_supported_context(sop_class, syntaxes)
     return ae
 
 

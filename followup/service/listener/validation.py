@@ -3,8 +3,8 @@
 ``validate_instance`` parses the header (``defer_size``: the pixel data is not read) and checks
 the UIDs (present, valid, equal to the C-STORE request's), the SOP class and its modality, and for
 MR images that the header describes pixels that are there (a sane matrix, finite geometry, as many
-uncompressed pixel bytes as declared). ``check_size``, ``check_same_patient`` and
-``check_study_room`` are the bounds. Each refusal is a :class:`Refused` carrying the C-STORE
+uncompressed pixel bytes as declared, pixel data in a transfer syntax we can decode). ``check_size``,
+``check_same_patient`` and ``check_study_room`` are the bounds. Each refusal is a :class:`Refused` carrying the C-STORE
 status and the reason the quarantine keeps with the data."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from followup.dicom.codecs import can_decode, syntax_name
 from followup.dicom.scan import MR_SOP_CLASSES
 from followup.service.listener.statuses import (
     CANNOT_UNDERSTAND,
@@ -217,18 +218,22 @@ def _decoded_size(ds: Dataset) -> tuple[int, str]:
 
 def check_image(ds: Dataset, data_len: int) -> None:
     """An MR image's header must describe pixels that are there: Pixel Data present, a sane
-    matrix, finite geometry and (uncompressed) as many pixel bytes as the header declares."""
+    matrix, finite geometry, a transfer syntax we can decode and (uncompressed) as many pixel bytes
+    as the header declares."""
     elem = next((ds.get_item(t, keep_deferred=True) for t in PIXEL_TAGS if t in ds), None)
     if elem is None:
         raise Refused(DATASET_DOES_NOT_MATCH, "no pixel data")
     expected, described = _decoded_size(ds)
     check_geometry(ds)
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if syntax and not can_decode(syntax):  # not negotiated, but an import has no negotiation
+        raise Refused(CANNOT_UNDERSTAND, f"undecodable: no decoder installed for the pixel data's "
+                      f"transfer syntax {syntax_name(syntax)}")
     length = getattr(elem, "length", None)
     if length is None:  # read already (small): its value's length
         length = len(elem.value or b"")
     if length == 0xFFFFFFFF:  # encapsulated (compressed): its length says nothing
         return
-    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     tell = getattr(elem, "value_tell", None)  # an offset in the received bytes unless deflated
     if syntax != U.DeflatedExplicitVRLittleEndian and tell is not None and tell + length > data_len:
         raise Refused(CANNOT_UNDERSTAND, f"truncated: the data ends {tell + length - data_len} "

@@ -96,3 +96,34 @@ def test_deterministic_and_drivers_chain():
         assert nxt.probability_before == pytest.approx(prev.probability_after)
     assert a.drivers[-1].probability_after == pytest.approx(a.probability)
     assert np.isfinite(a.interval).all()
+
+
+def test_unconfirmed_location_still_uses_the_imaging_with_low_confidence():
+    """Poor registration, zone found in the follow-up: the focus still counts (weighted for the
+    zone's identity), the margin factor is dropped, the interval is wider, the confidence low."""
+    focus = (FocusEvidence("washout", 8.0, 0.0),)
+    rec = record()
+    confirmed = residual_probability(rec, ImagingEvidence(focus, margin_covered=False))
+    poor = residual_probability(rec, ImagingEvidence(focus, margin_covered=False,
+                                                     location_confirmed=False))
+    assert poor.confidence == "low" and confirmed.confidence == "normal"
+    assert poor.counted_focus == focus[0]
+    mri = [d for d in poor.drivers if d.name.startswith("MRI")]
+    q = ev.ZONE_IDENTITY_UNCERTAIN.value
+    lr_confirmed = next(d.factor for d in confirmed.drivers if d.name.startswith("MRI"))
+    assert len(mri) == 1 and mri[0].factor == pytest.approx((1 - q) * lr_confirmed + q)
+    assert mri[0].factor > 1.0 and mri[0].assumption
+    assert not any("margin" in d.name for d in poor.drivers)
+    assert any("margin" in d.name for d in confirmed.drivers)
+    assert poor.prior < poor.probability < confirmed.probability
+    assert poor.interval[1] - poor.interval[0] > confirmed.interval[1] - confirmed.interval[0]
+    # a negative read at an unconfirmed zone still lowers the probability, less than a confirmed one
+    neg_c = residual_probability(rec, ImagingEvidence())
+    neg_p = residual_probability(rec, ImagingEvidence(location_confirmed=False))
+    assert neg_c.probability < neg_p.probability < neg_p.prior
+    assert neg_p.interval[1] - neg_p.interval[0] > neg_c.interval[1] - neg_c.interval[0]
+
+
+def test_calibration_unchanged_when_the_location_is_confirmed():
+    res = residual_probability(record(diameter_mm=17), ImagingEvidence(location_confirmed=True))
+    assert res.probability == pytest.approx(1 - ev.MRI_NPV_INVASIVE, abs=0.002)

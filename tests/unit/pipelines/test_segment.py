@@ -328,3 +328,21 @@ def test_search_band_ends_10_mm_beyond_the_edge(iso, gap, found):
     rim = segment_rim(phases, maps, iso.affine, zone, iso.centre, distances)
     foci = find_foci(phases, maps, iso.affine, zone, rim, iso.centre, distances)
     assert [np.array_equal(f.mask, nodule) and f.suspicious for f in foci] == ([True] if found else [])
+
+
+def test_rays_from_the_zone_centre_measure_the_margin_around_an_offset_tumour(iso):
+    """Rays start at the zone's centre; the margin is measured around the tumour, here 3 mm off
+    the centre along the zone's shortest axis: the smallest margin shrinks by those 3 mm."""
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE))
+    maps = _maps(phases)
+    tumour = iso.centre + ROT[:, 2] * 3.0
+    zone = segment_zone(phases[0], maps, iso.affine, tumour, TUMOUR_RADIUS, 5.0,
+                        ray_origin_lps=iso.centre)
+    centred = _zone(iso, phases)
+    assert np.array_equal(zone.mask, centred.mask)  # the same zone: it is grown from its centre
+    assert zone.smallest_margin_mm == pytest.approx(centred.smallest_margin_mm - 3.0, abs=0.75)
+    assert not zone.covers_margin and centred.covers_margin
+    # a tumour whose centre lies outside the zone has a negative margin
+    outside = segment_zone(phases[0], maps, iso.affine, iso.centre + ROT[:, 2] * 14.0,
+                           TUMOUR_RADIUS, 5.0, ray_origin_lps=iso.centre)
+    assert outside.smallest_margin_mm < -TUMOUR_RADIUS + 0.5

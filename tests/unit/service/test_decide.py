@@ -128,3 +128,17 @@ def test_deferral_reasons_say_what_resumes_them():
 
     assert waiting_followups(Reg(), "P") == ["1", "2", "3"]
     assert waiting_followups(Reg(), "P", ("procedure record",)) == ["1"]
+
+
+def test_a_later_revision_waits_while_an_earlier_one_runs():
+    """Its report supersedes the earlier one's, which is not known before that one ends."""
+    d = run(earlier_running=True)
+    assert d.kind is K.WAIT_FOR_EARLIER and d.study_state is None
+    assert run(analysis(AnalysisStatus.COMPLETE, reason="r"), earlier_running=True).kind is K.ALREADY_DONE
+    assert run(earlier_running=True, lease_held=True).kind is K.SKIP_RUNNING
+
+
+def test_an_unfinished_analysis_is_not_run_once_a_later_revision_started():
+    d = run(analysis(AnalysisStatus.RUNNING, attempts=1), later_started=True)
+    assert d.kind is K.FAIL and "superseded before it finished" in (d.reason or "") and d.study_state is None
+    assert run(analysis(AnalysisStatus.COMPLETE, reason="r"), later_started=True).kind is K.ALREADY_DONE
