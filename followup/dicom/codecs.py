@@ -18,7 +18,10 @@ set by ``prefer_fast_plugins``):
 | JPEG Lossless process 14, SV1 | .1.2.4.57, .70 | GDCM |
 | JPEG-LS lossless, near-lossless | .1.2.4.80, .81 | pyjpegls (CharLS), GDCM as fallback |
 | JPEG 2000 lossless, lossy | .1.2.4.90, .91 | GDCM, pylibjpeg-openjpeg / Pillow as fallback |
-| HTJ2K lossless, lossless RPCL, lossy | .1.2.4.201, .202, .203 | pylibjpeg-openjpeg |
+
+HTJ2K (.1.2.4.201-.203) is not accepted although pylibjpeg-openjpeg decodes it: no real HTJ2K file
+and no encoder are at hand to test our decode against, and a syntax we have not seen decode
+correctly is not one we promise a sender (it falls back to another it offered).
 """
 
 from __future__ import annotations
@@ -42,9 +45,6 @@ CANDIDATE_SYNTAXES: tuple[str, ...] = (
     U.JPEGLSNearLossless,
     U.JPEG2000Lossless,
     U.JPEG2000,
-    U.HTJ2KLossless,
-    U.HTJ2KLosslessRPCL,
-    U.HTJ2K,
     U.RLELossless,
 )
 

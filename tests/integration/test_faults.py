@@ -576,6 +576,7 @@ def test_whole_worker_killed_default_settings_sr_at_pacs_within_2_minutes(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.long_wait
 def test_whole_worker_killed_no_worker_for_5_minutes_completes_once_then(tmp_path, synth_pair):
     """As above, but no worker runs for 5 minutes: the sweep puts the message back in its queue
     once (after ~1 minute) and then leaves it waiting there, sweep after sweep; the worker started
