@@ -240,10 +240,14 @@ def run_job(followup_dir: Path, baseline_dir: Path | None, record: ProcedureReco
     inputs = load_inputs(Path(followup_dir), None if baseline_dir is None else Path(baseline_dir),
                          record, clock)
     a = analyse(inputs, clock)
-    try:
+
+    def report_of(a: Assessment) -> tuple[Report, dict[str, bytes]]:
         with clock.stage("write"):
             report = build(a, inputs, revision=revision, predecessor=predecessor)
-        files = render(report, a, inputs, clock)
+        return report, render(report, a, inputs, clock)
+
+    try:
+        report, files = report_of(a)
     except Exception as exc:  # noqa: BLE001
         if a.status == "failed":
             raise  # the failed report itself cannot be made: nothing to fall back to
@@ -251,9 +255,7 @@ def run_job(followup_dir: Path, baseline_dir: Path | None, record: ProcedureReco
         # refuses, a renderer's error): the study still gets a report, a failed one
         _log_internal_error("report", inputs)
         a = failed(inputs.record, inputs.days, internal_error_reason("report", exc))
-        with clock.stage("write"):
-            report = build(a, inputs, revision=revision, predecessor=predecessor)
-        files = render(report, a, inputs, clock)
+        report, files = report_of(a)
     with clock.stage("write"):
         paths = write(report, files, Path(out_dir))
     timings = clock.timings

@@ -81,9 +81,6 @@ class CeleryWorkQueue:
     def enqueue_delivery(self, analysis_id: int, queue: str) -> None:
         send_results.apply_async(args=[analysis_id], queue=str(queue))
 
-    def analysis_ids_in_broker(self) -> set[int]:
-        return broker_analysis_ids(self.settings.redis_url)
-
     def broker_messages(self) -> list[BrokerMessage]:
         return broker_messages(self.settings.redis_url)
 
@@ -182,12 +179,6 @@ def broker_messages(redis_url: str, settle_s: float = 0.5) -> list[BrokerMessage
     return list(found.values())
 
 
-def broker_analysis_ids(redis_url: str, settle_s: float = 0.5) -> set[int]:
-    """Analyses with an ``analyze_study`` message in Redis, waiting or unacknowledged
-    (``broker_messages``). Raises when Redis cannot be read."""
-    return {m.analysis_id for m in broker_messages(redis_url, settle_s) if m.kind is TaskKind.ANALYZE}
-
-
 def restore_message(redis_url: str, tag: str) -> bool:
     """Put the unacknowledged message ``tag`` back at the head of the queue it was routed to and
     drop it from ``unacked``/``unacked_index``, in one transaction watched on ``unacked`` (what
@@ -253,7 +244,7 @@ def analyze_study(self, analysis_id: int) -> dict:
         analysis = reg.analysis(analysis_id)
         name = analysis.queue if analysis is not None else QueueName.REALTIME
         if not deliver_pending(settings, reg, analysis_id):
-            send_results.apply_async(args=[analysis_id], queue=str(name), countdown=5)
+            send_results.apply_async(args=[analysis_id], queue=str(name), countdown=retry_countdown(0))
     return {"analysis_id": outcome.analysis_id, "status": str(outcome.status)}
 
 

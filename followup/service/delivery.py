@@ -28,7 +28,7 @@ def retry_countdown(retries: int) -> float:
 def next_attempt_within(attempts: int) -> float:
     """At most this long after a pending delivery's last change (``updated_at``: made, or its
     attempt number ``attempts`` failed) a live worker tries it again: the first attempt right after
-    the analysis, the second 5 s after that (``workers.tasks``), then ``retry_countdown``. A
+    the analysis, the second ``retry_countdown(0)`` after that (``workers.tasks``), then ``retry_countdown``. A
     delivery left untried longer than this (plus a grace period) lost its task with its worker."""
     return 0.0 if attempts <= 0 else retry_countdown(max(0, attempts - 2))
 

@@ -35,7 +35,7 @@ from followup.states import TERMINAL_ANALYSIS, AnalysisStatus, DeliveryStatus, S
 
 log = logging.getLogger(__name__)
 ACTIVE = (AnalysisStatus.QUEUED, AnalysisStatus.RUNNING)
-DEFAULT_LEASE_S = 60.0  # Settings().analysis_lease_s with the default visibility timeout
+DEFAULT_LEASE_S = Settings().analysis_lease_s  # with the default visibility timeout
 
 
 @dataclass

@@ -4,8 +4,8 @@ command line (the composition root) imports ``workers``.
 
 The registry is the source of truth: every hand-over first makes (or reuses) the analysis row,
 then sends its id. A message lost with the broker is found again by the reconciliation sweep
-(``followup.service.reconcile``), which asks the queue which analyses it still holds
-(``analysis_ids_in_broker``, ``broker_messages``) and takes over the messages of dead workers
+(``followup.service.reconcile``), which asks the queue which task messages it still holds
+(``broker_messages``) and takes over the messages of dead workers
 (``restore_message``).
 """
 
@@ -63,11 +63,6 @@ class WorkQueue(Protocol):
         """Send (again) the task of an existing analysis row."""
         ...
 
-    def analysis_ids_in_broker(self) -> set[int] | None:
-        """Analyses with a message in the broker (waiting or unacknowledged); None when this queue
-        cannot tell (the sweep then goes by age alone). Raises when the broker cannot be read."""
-        ...
-
     def broker_messages(self) -> list[BrokerMessage] | None:
         """Every task message in the broker, waiting or unacknowledged; None when this queue cannot
         tell. Raises when the broker cannot be read."""
@@ -103,9 +98,9 @@ def analysis_for_handover(registry: Registry, study_uid: str, queue: str = Queue
 @dataclass
 class RecordingQueue:
     """A WorkQueue that records what it is given instead of sending it (tests, dry runs). With a
-    registry it makes the analysis rows as a real queue does; ``in_broker`` answers
-    ``analysis_ids_in_broker`` (None: cannot tell), ``messages`` answers ``broker_messages`` (None:
-    cannot tell; without it, what ``in_broker`` says, as waiting analysis messages)."""
+    registry it makes the analysis rows as a real queue does; ``messages`` answers
+    ``broker_messages``; without it, ``in_broker`` gives the analyses with a waiting message
+    (neither: None, the queue cannot tell)."""
     registry: Registry | None = None
     in_broker: Callable[[], set[int]] | None = None
     messages: Callable[[], list[BrokerMessage]] | None = None
@@ -124,11 +119,6 @@ class RecordingQueue:
 
     def enqueue_analysis(self, analysis_id: int, queue: str) -> None:
         self.analyses.append((analysis_id, str(queue)))
-
-    def analysis_ids_in_broker(self) -> set[int] | None:
-        if self.messages is not None:
-            return {m.analysis_id for m in self.messages() if m.kind is TaskKind.ANALYZE}
-        return None if self.in_broker is None else self.in_broker()
 
     def broker_messages(self) -> list[BrokerMessage] | None:
         if self.messages is not None:
