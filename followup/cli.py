@@ -28,6 +28,7 @@ class Scenario(StrEnum):
     residual = "residual"
     early = "early"
     confounder = "confounder"
+    surveillance = "surveillance"  # baseline + 3-5 follow-ups (followup/synth/surveillance.py)
 
 
 class Vendor(StrEnum):
@@ -141,6 +142,9 @@ def synth(
     if out.exists() and any(out.iterdir()):
         typer.secho(f"error: {out} is not empty; choose a new folder", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
+    if scenario == Scenario.surveillance:
+        _synth_surveillance(out, seed, vendor, size, variation)
+        return
     layout = vendor.value if vendor is not None else ("per-phase" if variation == "standard" else None)
     truth = generate_pair(out, scenario.value, seed, layout, size.value, variation)
     n_files = sum(s["files"] for st in truth["studies"].values() for s in st["series"])
@@ -152,6 +156,19 @@ def synth(
         f"vendor={shown}, size={size.value}{extra}); residual={truth['residual']}, "
         f"days since procedure={truth['days_since_procedure']}"
     )
+
+
+def _synth_surveillance(out: Path, seed: int, vendor: Vendor | None, size: Size, variation: str) -> None:
+    from followup.synth.surveillance import generate_surveillance
+
+    if variation != "standard":
+        typer.secho("error: --scenario surveillance takes the standard variation only", err=True,
+                    fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    truth = generate_surveillance(out, seed, None if vendor is None else vendor.value, size.value)
+    points = ", ".join(f"{tp['label']} month {tp['month']}{' RECURRENCE' if tp['recurrence'] else ''}"
+                       for tp in truth["time_points"])
+    typer.echo(f"wrote a surveillance series to {out} (seed={seed}, size={size.value}): baseline, {points}")
 
 
 @app.command()
@@ -185,6 +202,8 @@ def analyze(
     followup: Path = typer.Option(..., "--followup", help="Folder of the follow-up MRI study."),
     procedure: Path = typer.Option(..., "--procedure", help="procedure.json (the procedure record)."),
     out: Path = typer.Option(..., "--out", help="Folder for report.json and report.html."),
+    prior: list[Path] = typer.Option([], "--prior", help="Folder of an earlier follow-up of the same "
+                                     "patient, compared with this one (repeat for each)."),
 ) -> None:
     """Assess residual tumour on a follow-up study: registration, enhancement, probability, reports.
 
@@ -195,7 +214,7 @@ def analyze(
     from followup.procedure import load_procedure
 
     try:
-        result = run_job(followup, baseline, load_procedure(procedure), out)
+        result = run_job(followup, baseline, load_procedure(procedure), out, priors=prior)
     except FollowupError as err:
         _fail(err)
         return
@@ -208,6 +227,9 @@ def analyze(
                    f"{len(r.findings.suspicious_foci) if r.findings else 0} suspicious focus/foci")
     else:
         typer.secho(f"{r.status}: {r.reason}", err=True, fg=typer.colors.YELLOW)
+    if r.longitudinal is not None:
+        typer.echo(f"  surveillance: {len(r.longitudinal.time_points)} time points; trend "
+                   f"{r.longitudinal.trend or 'none'}: {r.longitudinal.trend_reason}")
     for rec in r.recommendations:
         typer.echo(f"  recommendation [{rec.code}]: {rec.text}")
     typer.echo(f"report: {result.paths['html']} (data: {result.paths['json']}); "
@@ -405,6 +427,52 @@ def reanalyze_cmd(
                 break
             time.sleep(1.0)
     typer.echo(json.dumps(reg.batch_progress(batch_id)["by_status"]))
+
+
+@app.command("import")
+def import_cmd(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, dir_okay=True,
+                                  help="Folder of DICOM files (earlier studies exported from PACS or a disk)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also the files in its sub-folders."),
+    analyse: bool = typer.Option(True, "--analyse/--no-analyse",
+                                 help="Queue the studies that received new images for analysis on the batch queue."),
+) -> None:
+    """Bring existing DICOM files into the store and registry through the listener's own validation."""
+    from followup.service.importer import files_in, import_files, queue_imported
+    from followup.service.patients import index_patients
+    from followup.service.store import Store
+
+    settings = _settings()
+    reg = _registry(settings)
+    paths = files_in(folder, recursive)
+    if not paths:
+        hint = "" if recursive else " (sub-folders: --recursive)"
+        typer.secho(f"error [import]: no file to import in {folder}{hint}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    store = Store(settings.data_dir, sync=settings.sync_storage)
+    with typer.progressbar(length=len(paths), label="importing", file=sys.stderr) as bar:
+        res = import_files(paths, store, reg, on_file=lambda _path, _outcome: bar.update(1))
+    index_patients(reg)
+    typer.echo(f"{len(paths)} files: {res.stored} stored, {res.duplicates} duplicate (already stored), "
+               f"{res.refused} refused, {len(res.failed)} failed; {len(res.studies)} study/studies")
+    for reason, n in sorted(res.reasons().items(), key=lambda kv: (-kv[1], kv[0])):
+        typer.echo(f"  {n} x {reason}")
+    if res.refused:
+        typer.echo(f"refused files are kept with their reason in {store.quarantine_dir}")
+    if analyse and res.new_images:
+        batch, failed = queue_imported(reg, _work_queue(settings, reg), res.new_images,
+                                       reason=f"import of {len(res.new_images)} study/studies")
+        if batch is not None:
+            typer.echo(f"batch {batch.id}: {batch.total - len(failed)} study/studies queued for analysis on 'batch' "
+                       f"(progress: the page's reanalysis review; after a broker restart: "
+                       f"followup reanalyze --resume {batch.id})")
+        if failed:
+            typer.secho(f"error [broker]: {len(failed)} study/studies could not be queued now; the listener's "
+                        "reconciliation sweep (or followup reconcile) sends them", err=True, fg=typer.colors.RED)
+    elif not analyse:
+        typer.echo("not queued for analysis (--no-analyse)")
+    if res.failed:
+        raise typer.Exit(code=1)
 
 
 @app.command("reconcile")

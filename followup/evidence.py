@@ -113,6 +113,12 @@ KUHL_N_CANCERS = 100
 KUHL_N_BENIGN = 160
 KUHL_SOURCE = "Kuhl et al., Radiology 1999: LR persistent 0.11, plateau 2.9, washout 10.4"
 # BI-RADS: enhancing "foci" < 5 mm are mostly benign; assumption: LR x 0.5 for a focus < 5 mm.
+# ACR BI-RADS Atlas, 5th ed. (2013), MRI: morphology takes precedence over kinetics: a lesion
+# with suspicious morphology is not downgraded by a benign (persistent) curve. Applied as a floor:
+# a nodular focus's positive-MRI x kinetic likelihood ratio is at least 1 (never reassuring). The
+# floor's value is our reading of the rule (an assumption), not a published figure.
+MORPHOLOGY_OVER_KINETICS = ("BI-RADS 2013: suspicious morphology is not downgraded by persistent kinetics "
+                            "(ratio floored at 1, an assumption)")
 LR_SMALL_FOCUS = OddsFactor(0.5, 0.3, 0.8, "BI-RADS: foci < 5 mm are mostly benign", True)
 SMALL_FOCUS_MM = 5.0
 

@@ -22,10 +22,11 @@ patient) a ``FollowupError`` says why and nothing is written.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,14 @@ from followup.dicom.study import DCEStudy
 from followup.errors import FollowupError
 from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
 from followup.pipelines.assess import AnalysisError, Assessment, assess, check_inputs, failed
+from followup.pipelines.surveillance import assess_with_priors
 from followup.procedure import ProcedureRecord
 from followup.reporting import key_images
 from followup.reporting.build import build_report, patient_identity
 from followup.reporting.dicom_objects import dicom_bytes, render_dicom
 from followup.reporting.fhir_report import build_fhir_bundle
 from followup.reporting.html_report import render_html
+from followup.reporting.longitudinal_images import longitudinal_images
 from followup.reporting.model import Report
 from followup.reporting.pdf_report import render_pdf
 from followup.reporting.plan import plan_outputs
@@ -90,6 +93,7 @@ class Inputs:
     days: int  # from the procedure to the follow-up
     baseline: DCEStudy | None
     baseline_problem: str | None  # why there is no baseline, when there is none
+    priors: tuple[DCEStudy, ...] = ()  # earlier follow-ups of the patient (issue 14), by date
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,11 @@ def _read_baseline(baseline_dir: Path | None, followup: DCEStudy) -> tuple[DCESt
 
 
 def load_inputs(followup_dir: Path, baseline_dir: Path | None, record: ProcedureRecord,
-                clock: StageClock | None = None) -> Inputs:
-    """Read the follow-up, check it against the record, then read the baseline when the study is
-    late enough to be analysed (``baseline_dir`` None: there is none)."""
+                clock: StageClock | None = None, prior_dirs: Sequence[Path] = (), *,
+                strict_priors: bool = True) -> Inputs:
+    """Read the follow-up, check it against the record, then read the baseline (``baseline_dir``
+    None: there is none) and the earlier follow-ups (``prior_dirs``, each checked:
+    :func:`read_priors`) when the study is late enough to be analysed."""
     clock = clock or StageClock()
     with clock.stage("read_followup"):
         followup = load_dce_study(followup_dir)
@@ -124,7 +130,44 @@ def load_inputs(followup_dir: Path, baseline_dir: Path | None, record: Procedure
     if days >= MIN_DAYS_AFTER_PROCEDURE:
         with clock.stage("read_baseline"):
             baseline, problem = _read_baseline(baseline_dir, followup)
-    return Inputs(record, followup, header, days, baseline, problem)
+    priors: tuple[DCEStudy, ...] = ()
+    if prior_dirs and days >= MIN_DAYS_AFTER_PROCEDURE:
+        with clock.stage("read_priors"):
+            priors = read_priors(prior_dirs, followup, record, strict=strict_priors)
+    return Inputs(record, followup, header, days, baseline, problem, priors)
+
+
+def read_priors(prior_dirs: Sequence[Path], followup: DCEStudy, record: ProcedureRecord, *,
+                strict: bool = True) -> tuple[DCEStudy, ...]:
+    """Each earlier follow-up, refused (``FollowupError``, nothing written) when it cannot be read or
+    is not an earlier follow-up of the record's patient: another patient, dated before the
+    procedure (a baseline) or after the current follow-up, or the current study itself.
+    ``strict=False`` (the service, whose priors come from the registry): such a study is left out
+    (logged by its folder's name, the Study Instance UID) and the others are used."""
+    out = []
+    for d in prior_dirs:
+        try:
+            out.append(_read_prior(Path(d), followup, record))
+        except FollowupError as err:
+            if strict:
+                raise
+            log.warning("earlier follow-up %s of study %s left out [%s]", Path(d).name, followup.study_uid, err.code)
+    return tuple(sorted(out, key=lambda p: (p.study_date or dt.date.min, p.study_uid)))
+
+
+def _read_prior(d: Path, followup: DCEStudy, record: ProcedureRecord) -> DCEStudy:
+    prior = load_dce_study(d)
+    if prior.patient_id.strip() != record.patient_id.strip():
+        raise AnalysisError("a --prior study's Patient ID does not match the procedure record's",
+                            code="prior-patient-mismatch")
+    if prior.study_uid == followup.study_uid:
+        raise AnalysisError("a --prior study is the follow-up itself", code="prior-is-followup")
+    if prior.study_date is None or followup.study_date is None or \
+            not record.procedure_date <= prior.study_date <= followup.study_date:
+        raise AnalysisError(f"a --prior study ({prior.study_date}) is not dated between the procedure "
+                            f"({record.procedure_date}) and the follow-up ({followup.study_date})",
+                            code="prior-date")
+    return prior
 
 
 def internal_error_reason(stage: str, exc: BaseException) -> str:
@@ -149,6 +192,9 @@ def analyse(inputs: Inputs, clock: StageClock | None = None) -> Assessment:
     its traceback logged at ERROR: an analysable study always gets a report."""
     clock = clock or StageClock()
     try:
+        if inputs.priors:
+            return assess_with_priors(inputs.baseline, inputs.followup, inputs.priors, inputs.record,
+                                      inputs.baseline_problem, run_stage=clock.run, days=inputs.days)
         return assess(inputs.baseline, inputs.followup, inputs.record, inputs.baseline_problem,
                       run_stage=clock.run, days=inputs.days)
     except AnalysisError:
@@ -194,7 +240,7 @@ def render(report: Report, a: Assessment, inputs: Inputs,
     """Every file of the report as bytes, by kind, all from the same finished ``report``."""
     clock = clock or StageClock()
     with clock.stage("key_images"):
-        images = report_images(a, inputs)
+        images = report_images(a, inputs) + longitudinal_images(a, report.longitudinal)
     with clock.stage("pdf"):
         pdf = render_pdf(report, images)
     with clock.stage("dicom"):
@@ -225,11 +271,14 @@ def write(report: Report, files: dict[str, bytes], out_dir: Path) -> dict[str, P
 
 
 def run_job(followup_dir: Path, baseline_dir: Path | None, record: ProcedureRecord,
-            out_dir: Path, *, revision: int = 1, predecessor: Predecessor | None = None) -> JobResult:
+            out_dir: Path, *, revision: int = 1, predecessor: Predecessor | None = None,
+            priors: Sequence[Path] = (), strict_priors: bool = True) -> JobResult:
     """Analyse one follow-up and write every report. ``revision`` numbers re-analyses of the
     same study with the same algorithm version: each revision gets its own DICOM UIDs.
     ``predecessor``: the study's earlier report that this one supersedes (its SR becomes the new
     SR's predecessor document; the readable reports say so), None for a first report.
+    ``priors``: folders of the patient's earlier follow-ups, compared with this one (issue 14);
+    ``strict_priors`` False leaves out one that cannot be used instead of refusing the job.
 
     ``timings_s`` splits the wall time by stage: read_followup, read_baseline (DICOM scan and
     decoding), registration, motion, enhancement, segmentation, scoring (the analysis), then
@@ -238,7 +287,7 @@ def run_job(followup_dir: Path, baseline_dir: Path | None, record: ProcedureReco
     clock = StageClock()
     t0 = time.perf_counter()
     inputs = load_inputs(Path(followup_dir), None if baseline_dir is None else Path(baseline_dir),
-                         record, clock)
+                         record, clock, priors, strict_priors=strict_priors)
     a = analyse(inputs, clock)
 
     def report_of(a: Assessment) -> tuple[Report, dict[str, bytes]]:

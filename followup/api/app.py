@@ -1,16 +1,19 @@
 """HTTP API of the follow-up service.
 
 ``create_app(settings, registry)`` composes the FastAPI application from one router per resource
-(``followup.api.routers``: studies, procedures, reports, deliveries, batches, and the service
-routes: health, the page, the spec); ``serve_api`` runs it with uvicorn (127.0.0.1 by default).
-Every route except ``GET /health`` and the web page ``GET /`` needs
+(``followup.api.routers``: studies, procedures, reports, deliveries, batches, patients, analyses,
+and the service routes: health, the page, its icon, the spec); ``serve_api`` runs it with
+uvicorn (127.0.0.1 by default).
+Every route except ``GET /health``, the web page ``GET /`` and its icon needs
 ``Authorization: Bearer <FOLLOWUP_API_TOKEN>`` (``followup.api.dependencies``); the API refuses to
 start without a token. ``/openapi.json`` is FastAPI's generated spec, behind the token as well
 (the interactive docs are off: they load assets from a CDN).
 
-Patient identity never leaves through the JSON routes: studies and procedures carry the
-accession number and ``patient_ref`` (first 12 hex digits of sha256(PatientID)); names, IDs and
-birth dates stay inside the report files. Log lines name study UIDs and row ids only.
+Studies and procedures carry the accession number and ``patient_ref`` (first 12 hex digits of
+sha256(PatientID)), no name; names, Patient IDs and birth dates leave only through the page's
+views (``/patients``, ``/analyses/{id}``, ``/batches/{id}/changes``), behind the same token, with
+the patient's ``patient_ref`` as URL key and searches in the request body (never in a URL, so never
+in an access log). Log lines name study UIDs and row ids only.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 
 from followup.api.routers import (
+    analyses,
     batches,
     deliveries,
+    patients,
     procedures,
     reports,
     service,
@@ -37,7 +42,7 @@ from followup.service.work_queue import WorkQueue
 log = logging.getLogger("followup.api")
 
 ROUTERS = (service.open_router, service.router, procedures.router, studies.router, reports.router,
-           deliveries.router, batches.router)
+           deliveries.router, batches.router, patients.router, analyses.router)
 
 
 class ApiConfigError(FollowupError):

@@ -148,3 +148,169 @@ class BatchRequest(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+# --- the page's views (authenticated): patient identity appears here, and only here -------------
+class PatientSearch(BaseModel):
+    """A search sent in the body (a query string would put names in the access log)."""
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field("", max_length=200, description="words to find in the name, Patient ID or accession number")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class PatientSummary(_Out):
+    patient_ref: str = Field(description="first 12 hex digits of sha256(PatientID): the patient's URL key")
+    patient_id: str
+    name: str = Field(description="Family, Given (from DICOM PN)")
+    birth_date: dt.date | None = None
+    n_studies: int
+    last_study_date: dt.date | None = None
+    accession_numbers: list[str] = Field(default_factory=list)
+    latest_probability: float | None = Field(None, description="of the newest reported follow-up")
+    latest_probability_date: dt.date | None = Field(None, description="that follow-up's study date")
+    states: dict[str, int] = Field(default_factory=dict, description="studies in each state")
+
+
+class KeyImageOut(_Out):
+    index: int
+    caption: str
+    url: str
+
+
+class FileOut(_Out):
+    name: str
+    media_type: str
+    description: str
+    size: int
+    url: str
+
+
+class ReviewOut(_Out):
+    analysis_id: int
+    reviewed_by: str
+    reviewed_at: dt.datetime
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str = Field(min_length=1, max_length=100, description="who reviewed the change")
+
+
+class RevisionOut(_Out):
+    """One analysis of a study, for the lists of revisions."""
+    id: int
+    algorithm_version: str
+    revision: int
+    status: str
+    reason: str | None = None
+    probability: float | None = None
+    interval_low: float | None = None
+    interval_high: float | None = None
+    batch_id: int | None = None
+    created_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    has_report: bool = False
+
+
+class PatientStudy(_Out):
+    study_uid: str
+    study_date: dt.date | None = None
+    accession_number: str = ""
+    state: str
+    role: str
+    reason: str | None = None
+    n_instances: int = 0
+    days_since_procedure: int | None = None
+    reported: RevisionOut | None = None
+    latest: RevisionOut | None = None
+    revisions: list[RevisionOut] = Field(default_factory=list)
+    recommendations: list[str] = Field(default_factory=list, description="texts of the reported analysis")
+    trend: str | None = None
+    key_images: list[KeyImageOut] = Field(default_factory=list)
+
+
+class TimePointOut(_Out):
+    """One time point of the newest report's longitudinal comparison (issue 14)."""
+    study_date: dt.date | None = None
+    months_since_procedure: float | None = None
+    zone_volume_ml: float | None = None
+    rim_thickness_mm: float | None = None
+    suspicious_foci: int = 0
+    current: bool = False
+
+
+class LongitudinalOut(_Out):
+    trend: str | None = None
+    trend_reason: str = ""
+    time_points: list[TimePointOut] = Field(default_factory=list)
+
+
+class PatientDetail(_Out):
+    patient_ref: str
+    patient_id: str
+    name: str
+    birth_date: dt.date | None = None
+    procedures: list[ProcedureOut] = Field(default_factory=list)
+    studies: list[PatientStudy] = Field(default_factory=list, description="oldest first")
+    longitudinal: LongitudinalOut | None = Field(
+        None, description="the newest reported follow-up's comparison with the earlier ones, when it has one")
+
+
+class AnalysisView(_Out):
+    """One analysis's report for the page: what made it, its files, images and the study's other revisions."""
+    analysis: RevisionOut
+    study_uid: str
+    study_date: dt.date | None = None
+    accession_number: str = ""
+    patient_ref: str
+    patient_name: str = ""
+    algorithm_name: str | None = None
+    report_created: str | None = None
+    supersedes_revision: int | None = None
+    html_url: str | None = Field(None, description="the HTML report made ready for the page (report-view)")
+    files: list[FileOut] = Field(default_factory=list)
+    key_images: list[KeyImageOut] = Field(default_factory=list)
+    revisions: list[RevisionOut] = Field(default_factory=list, description="every analysis of the study, newest first")
+
+
+class ReportFragment(_Out):
+    """``report.html`` for the page: its stylesheet, and its body with no script and every style
+    attribute as ``data-style``."""
+    css: str
+    body: str
+
+
+class ChangeSide(_Out):
+    analysis_id: int
+    algorithm_version: str
+    revision: int
+    status: str
+    probability: float | None = None
+    interval_low: float | None = None
+    interval_high: float | None = None
+    recommendations: list[str] = Field(default_factory=list, description="codes")
+    trend: str | None = None
+
+
+class ChangeOut(_Out):
+    study_uid: str
+    study_date: dt.date | None = None
+    accession_number: str = ""
+    patient_ref: str
+    patient_name: str = ""
+    patient_id: str = ""
+    reasons: list[str]
+    old: ChangeSide
+    new: ChangeSide
+    review: ReviewOut | None = None
+
+
+class BatchChanges(_Out):
+    batch: BatchOut
+    threshold_points: float
+    changes: list[ChangeOut] = Field(default_factory=list)
+    unchanged: int = Field(0, description="finished, compared, nothing moved enough")
+    first_analyses: int = Field(0, description="finished with no earlier analysis to compare with")
+    unfinished: int = 0

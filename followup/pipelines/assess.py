@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from followup.procedure import (
     ProcedureRecord,
 )
 
+if TYPE_CHECKING:
+    from followup.pipelines.surveillance import LongitudinalRead
+
 ALGORITHM_NAME = "followup-residual"
 ALGORITHM_VERSION = __version__  # = followup.ALGORITHM_VERSION
 ROI_HALF_MM = 55.0
@@ -77,6 +80,8 @@ class Assessment:
     maps: EnhancementMaps | None = None
     segmentation: Segmentation | None = None
     zone_search: ZoneSearch | None = None  # the ablation zone as found in the follow-up itself
+    # earlier follow-ups compared (issue 14; followup.pipelines.surveillance), None without priors
+    longitudinal: LongitudinalRead | None = None
     caveats: list[Note] = field(default_factory=list)
     recommendations: list[Note] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -304,7 +309,11 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
                               f"itself ({search.reason}): it was outlined around the mapped tumour."))
     if seg.zone.leaked:
         a.caveats.append(Note("zone-edge-not-found", "The edge of the ablation zone was not found in "
-                              "every direction: zone size and margin are uncertain."))
+                              "every direction: zone size and margin are uncertain" + (
+                                  "; the suspicious focus at the site is used." if used else
+                                  ", and a negative read of a site not fully outlined cannot be "
+                                  "trusted: the imaging findings are not used and the interval "
+                                  "spans every imaging outcome.")))
     if not seg.zone.covers_margin:
         if reg.quality == "poor":
             a.caveats.append(Note("margin-not-scored", "Margin coverage around the mapped tumour is "
@@ -340,14 +349,21 @@ def imaging_evidence(reg: RegistrationResult, seg: Segmentation,
                      search: ZoneSearch | None) -> ImagingEvidence:
     """What the imaging tells the model. A zone found in the follow-up is used whatever the
     registration (a poor one only withholds the margin and lowers the confidence); without it,
-    the zone outlined around the mapped tumour is used only when registration was good."""
+    the zone outlined around the mapped tumour is used only when registration was good.
+
+    A zone whose edge was not found in every direction (``leaked``) still counts a suspicious
+    focus at the site (what is seen is seen), but a negative read of it is not trusted: part of
+    the site was not delineated, so without a focus the imaging is not used. A focus whose curve is
+    not assessable (phases misaligned) counts with the least suspicious curve, persistent."""
     good = reg.quality == "good"
     found = search is not None and search.found
-    reliable = (found or good) and not seg.zone.leaked
-    return ImagingEvidence(
-        foci=tuple(FocusEvidence(f.curve_type, f.largest_diameter_mm, f.distance_to_zone_edge_mm)
-                   for f in seg.foci if f.suspicious),
-        margin_covered=seg.zone.covers_margin, reliable=reliable, location_confirmed=good)
+    foci = tuple(FocusEvidence(f.curve_type if f.kinetics_reliable else "persistent",
+                               f.largest_diameter_mm, f.distance_to_zone_edge_mm)
+                 for f in seg.foci if f.suspicious)
+    located = found or good
+    reliable = located and (not seg.zone.leaked or bool(site_foci(ImagingEvidence(foci))))
+    margin = None if seg.zone.leaked else seg.zone.covers_margin  # a leaked edge measures no margin
+    return ImagingEvidence(foci=foci, margin_covered=margin, reliable=reliable, location_confirmed=good)
 
 
 def _score(record: ProcedureRecord, reg: RegistrationResult, seg: Segmentation,

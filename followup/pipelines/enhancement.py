@@ -82,6 +82,26 @@ def curve_type_of_signal(signal: np.ndarray) -> tuple[str, float, float]:
     return kind, pe, change
 
 
+# A mean curve whose post-contrast signal falls and then rises again by more than this share of
+# its enhancement is not a perfusion curve (uptake, then plateau, washout or further uptake): it
+# is misalignment between phases at an edge, and its curve type means nothing (a modelling
+# choice; the BI-RADS curve types assume a monotone delayed phase).
+ZIGZAG_FRACTION = 0.15
+
+
+def curve_is_physiological(signal: np.ndarray) -> bool:
+    """False when the post-contrast signal dips and recovers by more than ``ZIGZAG_FRACTION`` of
+    the enhancement (down-up between phases): motion, not kinetics."""
+    s = np.asarray(signal, dtype=float)
+    post = s[1:]
+    if len(post) < 3:
+        return True
+    enhancement = max(float(post.max() - s[0]), 1e-6)
+    t = ZIGZAG_FRACTION * enhancement
+    dips = (post[:j].max() - post[j] > t and post[j + 1:].max() - post[j] > t for j in range(1, len(post) - 1))
+    return not any(dips)
+
+
 def initial_phase_class(pe: float) -> str:
     if pe < SLOW_BELOW_PE:
         return "slow"

@@ -20,6 +20,7 @@ The interval is the spread of the posterior when every figure is drawn from its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,8 +139,16 @@ class _Draw:
         sens = np.clip(1.0 - self.lr_negative() * self.specificity, 0.05, 0.99)
         return sens / (1.0 - self.specificity)
 
+    def kinetics_floored(self, focus: FocusEvidence) -> bool:
+        """Whether the focus's kinetics would have made it reassuring (ratio below 1: floored)."""
+        kinetic = self.kuhl_cancer[focus.curve_type] / self.kuhl_benign[focus.curve_type]
+        return bool(np.all(self.lr_positive() * kinetic < 1.0))
+
     def lr_focus(self, focus: FocusEvidence):
-        lr = self.lr_positive() * self.kuhl_cancer[focus.curve_type] / self.kuhl_benign[focus.curve_type]
+        # benign (persistent) kinetics do not make a nodular focus reassuring: the combined ratio
+        # does not fall below 1 (ev.MORPHOLOGY_OVER_KINETICS)
+        kinetic = self.kuhl_cancer[focus.curve_type] / self.kuhl_benign[focus.curve_type]
+        lr = np.maximum(self.lr_positive() * kinetic, 1.0)
         if focus.largest_diameter_mm < ev.SMALL_FOCUS_MM:
             lr = lr * self.small_focus
         return lr
@@ -202,13 +211,15 @@ def _posterior(d: _Draw, imaging: ImagingEvidence, n_factors: int) -> np.ndarray
 
 
 def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence,
-                         seed: int = 0) -> ProbabilityResult:
+                         seed: int = 0, extra: Sequence[tuple[str, ev.OddsFactor]] = ()) -> ProbabilityResult:
+    """``extra``: further named odds factors of the imaging, applied last (drivers and interval),
+    e.g. a change against the previous follow-up (:mod:`followup.pipelines.longitudinal`)."""
     prior = prior_figure(record)
     rec_factors = record_factors(record)
     fs = [f for _, f in rec_factors]
     point = _point_draw(fs, prior)
     rng = np.random.default_rng(seed)
-    draws = _random_draw(fs, prior, ev.INTERVAL_DRAWS, rng)
+    draws = _random_draw(fs + [f for _, f in extra], prior, ev.INTERVAL_DRAWS, rng)
     tail = (1 - ev.INTERVAL_LEVEL) / 2 * 100
 
     drivers: list[Driver] = []
@@ -240,16 +251,20 @@ def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence,
              f"calibrated to NPV {ev.MRI_NPV_INVASIVE:.0%} at Z1072 prevalence "
              f"{ev.CALIBRATION_PREVALENCE.value:.0%}" + identity_src, not imaging.location_confirmed)
     else:
+        floored = point.kinetics_floored(counted)
         step(f"MRI: {counted.curve_type} focus {counted.largest_diameter_mm:.1f} mm at the zone edge"
              + unconfirmed,
              float(lr[0]), f"positive MRI (Poplack 2015 specificity, NPV calibration) x {ev.KUHL_SOURCE}"
+             + ("; " + ev.MORPHOLOGY_OVER_KINETICS if floored else "")
              + ("; small focus" if counted.largest_diameter_mm < ev.SMALL_FOCUS_MM else "") + identity_src,
-             counted.largest_diameter_mm < ev.SMALL_FOCUS_MM or not imaging.location_confirmed)
+             floored or counted.largest_diameter_mm < ev.SMALL_FOCUS_MM or not imaging.location_confirmed)
     if _margin_counts(imaging):
         f = ev.OR_MARGIN_NOT_COVERED
         step("ablation zone does not cover tumour + margin", f.value, f.source, f.assumption)
+    for name, f in extra:
+        step(name, f.value, f.source, f.assumption)
 
-    post = _posterior(draws, imaging, len(fs))
+    post = _posterior(draws, imaging, len(fs) + len(extra))
     lo, hi = float(np.percentile(post, tail)), float(np.percentile(post, 100 - tail))
     lo, hi = min(lo, p), max(hi, p)
     if not imaging.location_confirmed:

@@ -688,6 +688,30 @@ def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
     )
 
 
+@_single_threaded
+def alignment_figures(fixed: Volume, moving: Volume, matrix: np.ndarray,
+                      lesion_baseline_lps: np.ndarray) -> dict[str, float]:
+    """The quality figures that judge an alignment by itself (no optimisation): the local NCC in
+    the lesion's box (as after :func:`register`'s local refinement) and the normalised MI over the
+    overlapping fields of view, for any follow-up -> baseline ``matrix`` (ours, a peer's, or a
+    deliberately wrong one: how the benchmark measures whether the figures tell a failed
+    registration from a converged one)."""
+    matrix = np.asarray(matrix, dtype=float)
+    f_img, m_img = prepare(fixed), prepare(moving)
+    lesion_fu = _inverse_point(matrix, np.asarray(lesion_baseline_lps, float))
+    box = _box(lesion_fu, LOCAL_HALF_BOX_MM)
+    f_lvl = pool_level(f_img, LOCAL_LEVEL[0], box)
+    m_lvl = pool_level(m_img, LOCAL_LEVEL[0], _mapped_box(box, matrix, MOVING_MARGIN_MM))
+    pts, vals = _level_points(f_lvl, 0.02, box)
+    m_t = torch.from_numpy(matrix).float().to(pts.device)[None]
+    ncc = _ncc_batch(m_t, pts, vals, m_lvl)[0] if pts.shape[0] >= 500 else float("nan")
+    voxel_mm = GLOBAL_LEVELS[-1][0]
+    f_g, m_g = pool_level(f_img, voxel_mm), pool_level(m_img, voxel_mm)
+    g_pts, g_vals = _level_points(f_g, 0.05, None)
+    nmi, overlap = _overlap_nmi(matrix, g_pts, g_vals, m_g, moving)
+    return {"local_ncc": float(ncc), "normalised_mi": float(nmi), "fov_overlap": float(overlap)}
+
+
 def _overlap_nmi(matrix: np.ndarray, fixed_pts, fixed_vals, moving: _Level, moving_vol: Volume,
                  n: int = 60000) -> tuple[float, float]:
     """MI / entropy of the follow-up, over the follow-up body voxels that the transform maps into

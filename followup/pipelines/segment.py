@@ -23,12 +23,28 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from followup.pipelines.enhancement import EnhancementMaps, curve_type_of_signal, initial_phase_class
+from followup.pipelines.enhancement import (
+    FAST_ABOVE_PE,
+    EnhancementMaps,
+    curve_is_physiological,
+    curve_type_of_signal,
+    initial_phase_class,
+)
 
 N_RAYS = 642
 RAY_STEP_MM = 0.5
 MAX_ZONE_RADIUS_MM = 45.0
 ZONE_ENHANCEMENT_STOP_PE = 30.0  # peak percent enhancement that ends the non-enhancing zone
+# A thin, slow rim seen through 3-4 mm voxels keeps only part of its enhancement (partial volume):
+# 15-30 % where the cavity itself reads ~0 +- 5 % and suppressed fat ~5-10 %. A ray also stops where
+# the enhancement rises this far above the zone core's own level (and by at least
+# ZONE_FAINT_RIM_NOISE_K robust SDs of the core) for ZONE_FAINT_RIM_PERSIST_MM: a faint rim ends the
+# zone instead of letting the ray run on through fat of the cavity's signal. (Measured on tuning
+# cases, seeds 70000+; a modelling choice, not a published figure.)
+ZONE_FAINT_RIM_RISE_PE = 12.0
+ZONE_FAINT_RIM_NOISE_K = 4.0
+ZONE_FAINT_RIM_PERSIST_MM = 1.0
+ZONE_FAINT_RIM_PEAK_MM = 5.0
 ZONE_SIGNAL_DEVIATION = 0.35  # relative pre-contrast deviation from the zone core that ends it
 RIM_SEARCH_MM = 8.0
 RIM_ENHANCEMENT_PE = 45.0
@@ -37,11 +53,22 @@ FOCUS_MIN_PE = 50.0  # medium or fast initial enhancement (clinical-evidence.md)
 # percentile of S0 in the region; a voxel needs >= 4 of its 26 neighbours in the mask.
 ISPY_S0_FRACTION = 0.60
 ISPY_MIN_NEIGHBOURS = 4
+# The neighbour rule was made for I-SPY's ~1 mm^3 voxels. Through coarse voxels (3 x 3 x 4-5 mm,
+# ~40 mm^3) a 5 mm nodule is a 2 x 2 x 1 block whose voxels have 3 neighbours each, and the rule
+# would erase it: above COARSE_VOXEL_MM3 a voxel needs COARSE_MIN_NEIGHBOURS (an isolated noisy
+# voxel still goes; FOCUS_MIN_VOLUME_MM3 still applies). A modelling choice (tuning seeds 70000+).
+COARSE_VOXEL_MM3 = 8.0
+COARSE_MIN_NEIGHBOURS = 2
 FOCUS_BAND_INSIDE_MM = 5.0
 FOCUS_BAND_OUTSIDE_MM = 10.0
 FOCUS_MIN_VOLUME_MM3 = 30.0
 NODULAR_MIN_COMPACTNESS = 0.25  # volume / volume of the sphere of the largest diameter
 NODULAR_MIN_THICKNESS_MM = 3.0
+# A focus at least NODULAR_MIN_THICKNESS_MM thick whose initial enhancement is fast and at least
+# this many times the rim's is a lesion of its own, not a thicker stretch of the slow benign rim
+# (through 3-4 mm voxels a 2-3 mm rim reads 5-7 mm thick, so thickness alone misses nodules that
+# sit on it; the benign cryo rim enhances slowly: clinical-evidence.md, "benign thin rim").
+DISTINCT_FROM_RIM_PE_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +114,7 @@ class Focus:
     distance_to_zone_edge_mm: float
     suspicious: bool
     reasons: list[str] = field(default_factory=list)
+    kinetics_reliable: bool = True  # False: the curve dips and recovers (phases misaligned)
 
 
 @dataclass(frozen=True)
@@ -139,8 +167,11 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     pts = origin_lps[None, None, :] + dirs[:, None, :] * radii[None, :, None]
     pe_ray = _sample(pe_smooth, affine, pts, cval=np.inf)
     s0_ray = _sample(s0_smooth, affine, pts, cval=0.0)
-    core = float(np.median(s0_ray[:, : max(2, int(3.0 / RAY_STEP_MM))]))
-    enhancing = pe_ray > ZONE_ENHANCEMENT_STOP_PE
+    n_core = max(2, int(3.0 / RAY_STEP_MM))
+    core = float(np.median(s0_ray[:, :n_core]))
+    rim_edge, rises = _rim_edge(pe_ray, n_core)
+    # the rim's half height where a rise was seen; the fixed stop level only on rays without one
+    enhancing = rim_edge | ((pe_ray > ZONE_ENHANCEMENT_STOP_PE) & ~rises[:, None])
     deviates = np.abs(s0_ray - core) > ZONE_SIGNAL_DEVIATION * max(core, 1e-6)
     # a signal change must persist for 2 mm to end the zone (noise does not)
     n_persist = int(round(2.0 / RAY_STEP_MM)) + 1
@@ -149,6 +180,44 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     stop = _first_true(enhancing | persist)
     raw = radii[np.minimum(stop, len(radii) - 1)]
     return _circular_median(raw, dirs, k_median), stop >= len(radii) - 1
+
+
+def _rim_edge(pe_ray: np.ndarray, n_core: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per ray sample: beyond the zone's edge at the enhancement that ends it. The rise is where
+    the enhancement climbs clearly above the zone core's own level (``ZONE_FAINT_RIM_RISE_PE`` or
+    ``ZONE_FAINT_RIM_NOISE_K`` robust SDs) and stays there for ``ZONE_FAINT_RIM_PERSIST_MM`` (not
+    a noisy sample): faint rims (15-30 %) count too. The edge is the steepest ascent of the
+    enhancement from 1 mm before the rise to ``ZONE_FAINT_RIM_PEAK_MM`` after it (the edge of a
+    step blurred by partial volume lies where it climbs fastest; a fixed level, below half of a
+    bright rim or on the foot of a slow ramp, put the edge 1-4 mm inside and the volume ~20 %
+    short). Also returns, per ray, whether a rise was found."""
+    core_pe = pe_ray[:, :n_core]
+    core_pe = core_pe[np.isfinite(core_pe)]
+    if core_pe.size == 0:
+        return np.zeros(pe_ray.shape, dtype=bool), np.zeros(len(pe_ray), dtype=bool)
+    level = float(np.median(core_pe))
+    spread = 1.4826 * float(np.median(np.abs(core_pe - level)))
+    threshold = level + max(ZONE_FAINT_RIM_RISE_PE, ZONE_FAINT_RIM_NOISE_K * spread)
+    n_persist = int(round(ZONE_FAINT_RIM_PERSIST_MM / RAY_STEP_MM)) + 1
+    pe = np.where(np.isfinite(pe_ray), pe_ray, 1e6)
+    above = (pe > threshold).astype(np.uint8)
+    rise = _first_true(ndimage.minimum_filter1d(above, n_persist, axis=1,
+                                                origin=-(n_persist // 2)).astype(bool))
+    # the edge: the steepest ascent from 1 mm before the rise to ZONE_FAINT_RIM_PEAK_MM after it
+    n_peak = int(round(ZONE_FAINT_RIM_PEAK_MM / RAY_STEP_MM))
+    n_back = int(round(1.0 / RAY_STEP_MM))
+    idx = np.arange(pe.shape[1])[None, :]
+    # ... but not past the first crest (where the enhancement starts to fall over 1 mm): a stronger
+    # structure just beyond a faint rim (gland, a nodule) does not move the edge out to it
+    n_fall = int(round(1.0 / RAY_STEP_MM))
+    falling = np.zeros(pe.shape, dtype=bool)
+    falling[:, :-n_fall] = pe[:, :-n_fall] > pe[:, n_fall:] + 0.5
+    crest = _first_true(falling & (idx >= rise[:, None]))
+    window = (idx >= (rise - n_back)[:, None]) & (idx <= np.minimum(rise + n_peak, crest)[:, None])
+    slope = np.gradient(np.minimum(pe, 1e4), axis=1)
+    edge = np.argmax(np.where(window, slope, -np.inf), axis=1)
+    rises = rise < pe.shape[1]
+    return (idx >= edge[:, None]) & rises[:, None], rises
 
 
 def _star_lookup(dirs: np.ndarray, ray_r: np.ndarray, origin: np.ndarray):
@@ -305,13 +374,13 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
     candidate = band & maps.valid & tissue & (pe_s >= FOCUS_MIN_PE)
     neighbours = ndimage.convolve(candidate.astype(np.uint8), np.ones((3, 3, 3), np.uint8),
                                   mode="constant") - candidate
-    candidate &= neighbours >= ISPY_MIN_NEIGHBOURS
+    min_neighbours = ISPY_MIN_NEIGHBOURS if voxel_mm3 <= COARSE_VOXEL_MM3 else COARSE_MIN_NEIGHBOURS
+    candidate &= neighbours >= min_neighbours
     labels, n = ndimage.label(candidate, structure=np.ones((3, 3, 3)))
     foci: list[Focus] = []
     if n == 0:
         return foci
     lps = _voxel_lps(zone.mask.shape, affine).reshape(*zone.mask.shape, 3)
-    rim_thickness = max(rim.thickness_mm, 1.0)
     for lab in range(1, n + 1):
         m = labels == lab
         vol = float(m.sum() * voxel_mm3)
@@ -333,27 +402,42 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
         pe_vals = maps.pe[m]
         core = m.copy()
         core[m] = pe_vals >= np.median(pe_vals)
-        kind, pe, change = curve_type_of_signal(_mean_curve(phases, core))
         s = _mean_curve(phases, core)
+        kind, pe, change = curve_type_of_signal(s)
+        reliable = curve_is_physiological(s)
         ser = float((s[1] - s[0]) / (s[-1] - s[0])) if abs(s[-1] - s[0]) > 1e-6 else float("nan")
         # distance from the focus's nearest voxel to the zone edge (<= 0: touches or inside)
         edge = float(np.min(signed[m]))
-        thick = thickness >= max(NODULAR_MIN_THICKNESS_MM, 1.5 * rim_thickness)
-        nodular = thick or compactness >= NODULAR_MIN_COMPACTNESS
-        reasons = []
-        if nodular:
-            reasons.append(f"nodular ({thickness:.1f} mm thick, compactness {compactness:.2f}; "
-                           f"rim {rim.thickness_mm:.1f} mm)")
-        if kind in ("plateau", "washout"):
+        nodular, reasons = _nodular(thickness, compactness, pe, rim)
+        if kind in ("plateau", "washout") and reliable:
             reasons.append(f"{kind} kinetics")
-        if pe > 100:
+        if not reliable:
+            reasons.append("curve not assessable (signal dips and recovers between phases: motion)")
+        if pe > FAST_ABOVE_PE:
             reasons.append(f"fast initial enhancement ({pe:.0f}%)")
-        suspicious = nodular and (kind in ("plateau", "washout") or pe > 100)
+        suspicious = bool(nodular and ((reliable and kind in ("plateau", "washout")) or pe > FAST_ABOVE_PE))
         foci.append(Focus(lab, m, centre.astype(float), vol, largest, thickness,
                           float(maps.pe_peak[m].max()), pe, ser, change, kind,
-                          initial_phase_class(pe), edge, suspicious, reasons))
+                          initial_phase_class(pe), edge, suspicious, reasons, reliable))
     foci.sort(key=lambda f: (not f.suspicious, -f.peak_pe))
     return foci
+
+
+def _nodular(thickness: float, compactness: float, pe: float, rim: Rim) -> tuple[bool, list[str]]:
+    """Whether a focus is nodular (not a stretch of the thin benign rim), with its reason: thicker
+    than the rim, compact, or thick enough and enhancing fast and far above the rim."""
+    rim_thickness = max(rim.thickness_mm, 1.0)
+    thick = thickness >= max(NODULAR_MIN_THICKNESS_MM, 1.5 * rim_thickness)
+    compact = compactness >= NODULAR_MIN_COMPACTNESS
+    distinct = (thickness >= NODULAR_MIN_THICKNESS_MM and pe > FAST_ABOVE_PE
+                and pe >= DISTINCT_FROM_RIM_PE_RATIO * max(rim.initial_pe, 0.0))
+    if thick or compact:
+        return True, [f"nodular ({thickness:.1f} mm thick, compactness {compactness:.2f}; "
+                      f"rim {rim.thickness_mm:.1f} mm)"]
+    if distinct:
+        return True, [f"nodular: {thickness:.1f} mm thick on the rim, enhancing {pe:.0f}% against the "
+                      f"rim's {rim.initial_pe:.0f}% (a lesion of its own)"]
+    return False, []
 
 
 def _largest_diameter(pts: np.ndarray) -> float:

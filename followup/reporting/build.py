@@ -20,6 +20,7 @@ from followup.pipelines.enhancement import ser_band
 from followup.pipelines.probability import SITE_BAND_MM
 from followup.pipelines.segment import Focus, Rim as RimResult, Zone
 from followup.procedure import ProcedureRecord
+from followup.reporting.longitudinal_report import longitudinal_summary
 from followup.reporting.model import (
     AblationZone,
     Algorithm,
@@ -64,7 +65,8 @@ def focus_row(f: Focus) -> FocusRow:
         peak_enhancement_pct=_round(f.peak_pe, 1), initial_enhancement_pct=_round(f.initial_pe, 1),
         initial_phase=f.initial_phase,
         ser=None if not np.isfinite(f.ser) else _round(f.ser, 2), ser_band=ser_band(f.ser),
-        delayed_change_pct=_round(f.delayed_change_pct, 1), curve_type=f.curve_type,
+        delayed_change_pct=_round(f.delayed_change_pct, 1),
+        curve_type=f.curve_type if f.kinetics_reliable else "not assessable",
         distance_to_zone_edge_mm=_round(f.distance_to_zone_edge_mm, 1),
         at_ablation_site=f.distance_to_zone_edge_mm <= SITE_BAND_MM, suspicious=f.suspicious,
         why=tuple(f.reasons))
@@ -153,7 +155,8 @@ def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
         studies=Studies(followup=study_summary(followup), baseline=study_summary(baseline)),
         procedure=record, algorithm=Algorithm(name=ALGORITHM_NAME, version=ALGORITHM_VERSION),
         created=(created or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
-        revision=revision, outputs=plan.outputs, supersedes=supersedes)
+        revision=revision, outputs=plan.outputs, supersedes=supersedes,
+        longitudinal=longitudinal_summary(a))
 
 
 __all__ = ["build_report", "findings", "focus_row", "patient_identity", "registration",

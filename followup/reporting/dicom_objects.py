@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from followup.dicom.study import DCEStudy
 from followup.pipelines.assess import Assessment
 from followup.reporting.encapsulated_pdf import encapsulated_pdf
+from followup.reporting.longitudinal_sr import prior_evidence, region_groups, time_point_groups
 from followup.reporting.model import Report
 from followup.reporting.seg import build_seg, roi_offset
 from followup.reporting.sr import build_sr
@@ -83,7 +84,10 @@ def render_dicom(report: Report, a: Assessment, followup: DCEStudy, source_heade
                                tumour_radius_mm=report.procedure.lesion.diameter_mm / 2.0,
                                margin_mm=report.procedure.margin_mm,
                                series_uid=uids.series_instance_uid, sop_uid=uids.sop_instance_uid)
-    out["sr"] = build_sr(report, list(headers.values()), out.get("seg"))
+    priors = [p.study for p in a.longitudinal.priors] if a.longitudinal is not None else []
+    extra = [*region_groups(report, followup, headers), *time_point_groups(report)]
+    out["sr"] = build_sr(report, list(headers.values()) + prior_evidence(priors), out.get("seg"),
+                         extra_groups=extra)
     uids = report.outputs["pdf"]
     out["pdf"] = encapsulated_pdf(pdf, source_header, series_uid=uids.series_instance_uid,
                                   sop_uid=uids.sop_instance_uid, software_version=report.algorithm.version)

@@ -262,7 +262,51 @@ def _observations(b: _Bundle, ctx: _Context, r: Report) -> list[str]:
         results += _zone_observations(b, ctx, r.findings)
         results += [_focus_observation(b, ctx, n, x)
                     for n, x in enumerate(r.findings.suspicious_foci, start=1)]
+    results += _time_point_observations(b, ctx, r)
     return results
+
+
+def _time_point_observations(b: _Bundle, ctx: _Context, r: Report) -> list[str]:
+    """One Observation per measured time point of ``r.longitudinal`` (issue 14): the zone volume at
+    that follow-up's date, derived from that study, with its change against the previous one."""
+    lon = r.longitudinal
+    if lon is None:
+        return []
+    out = []
+    for n, t in enumerate(lon.time_points, start=1):
+        if t.zone_volume_ml is None:
+            continue
+        comps: list[dict] = [{"code": _code("days-since-procedure", "Days since the procedure"),
+                              "valueQuantity": _qty(t.days_since_procedure or 0, "d", "d")}]
+        if t.zone_axes_mm:
+            comps.append({"code": _code("long-axis", "Ablation zone long axis"),
+                          "valueQuantity": _qty(round(t.zone_axes_mm[0], 1), "mm", "mm")})
+        if t.rim_thickness_mm is not None:
+            comps.append({"code": _code("rim-thickness", "Rim thickness"),
+                          "valueQuantity": _qty(round(t.rim_thickness_mm, 1), "mm", "mm")})
+        c = t.change_vs_previous
+        if c is not None and c.volume_ratio is not None:
+            comps.append({"code": _code("volume-ratio-previous", "Zone volume ratio to the previous follow-up"),
+                          "valueQuantity": _qty(round(c.volume_ratio, 3), "ratio", "1")})
+        if c is not None:
+            comps.append({"code": _code("new-or-grown-foci", "New or grown suspicious foci since the previous "
+                                        "follow-up"), "valueInteger": len(c.new_foci) + len(c.grown_foci)})
+        derived = ctx.study_ref if t.current else {
+            "type": "ImagingStudy", "identifier": {"system": "urn:dicom:uid",
+                                                   "value": f"urn:oid:{t.study_instance_uid}"}}
+        obs: dict = {"resourceType": "Observation", "status": "final",
+                     "category": [_code("imaging", "Imaging", OBS_CATEGORY)],
+                     "code": _code("ablation-zone-surveillance", "Ablation zone at a surveillance time point"),
+                     "subject": ctx.subject, "derivedFrom": [derived], "issued": ctx.issued,
+                     "valueQuantity": _qty(round(t.zone_volume_ml, 2), "mL", "mL"), "component": comps}
+        if t.study_date:
+            obs["effectiveDateTime"] = t.study_date
+        if ctx.body_site:
+            obs["bodySite"] = ctx.body_site
+        if t.current:
+            obs["note"] = [{"text": f"Surveillance trend: {lon.trend or 'none'}: {lon.trend_reason}"}]
+        out.append(b.add(f"Observation/time-point-{n}", obs))
+    return out
 
 
 def _diagnostic_report(r: Report, ctx: _Context, results: list[str], pdf: bytes | None) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import Report
 from followup.reporting.report_text import identity_cells, supersedes_text, technical_rows, zone_and_rim_rows
 
@@ -102,6 +103,17 @@ def _findings(r: Report) -> str:
     return html
 
 
+def _longitudinal(r: Report) -> str:
+    """The comparison with the earlier follow-ups (issue 14); empty without them."""
+    if r.longitudinal is None:
+        return ""
+    header, rows = comparison_rows(r.longitudinal)
+    html = ("<h2>Comparison with earlier follow-ups</h2><p><b>" + _e(trend_text(r.longitudinal)) + "</b></p><table><tr>"
+            + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>")
+    html += "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return html + "</table>"
+
+
 def _drivers(r: Report) -> str:
     if not r.drivers:
         return "<p>No probability was computed.</p>"
@@ -142,6 +154,7 @@ def render_html(r: Report, images: list[tuple[str, bytes]]) -> str:
 <h2>Recommendations</h2><ul class="rec">{recs}</ul>
 {imgs}
 <h2>Findings</h2>{_findings(r) or '<p>No imaging analysis (see status).</p>'}
+{_longitudinal(r)}
 <h2>What drove the number</h2>{_drivers(r)}
 <h2>Caveats</h2><ul class="cav">{caveats}</ul>
 <h2>Technical details</h2>{_technical(r)}

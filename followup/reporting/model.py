@@ -220,6 +220,76 @@ class Supersedes(_Model):
     series_added: tuple[str, ...]  # follow-up series this report has and the earlier one had not
 
 
+# --- longitudinal surveillance (issue 14: the earlier follow-ups compared) -----------------------
+
+class SurveillanceFocus(_Model):
+    """A suspicious focus at the ablation site of one time point; its centre in the *current*
+    follow-up's LPS space (null when the time point could not be registered to it)."""
+
+    center_lps_mm: Point | None
+    largest_diameter_mm: float
+    curve_type: str
+    distance_to_zone_edge_mm: float
+    peak_enhancement_pct: float
+
+
+class FocusChange(_Model):
+    center_lps_mm: Point | None  # current follow-up's LPS
+    largest_diameter_mm: float
+    previous_diameter_mm: float | None  # null: new
+    change_mm: float | None
+    curve_type: str
+
+
+class ChangeVsPrevious(_Model):
+    """A time point against the previous measured follow-up."""
+
+    previous_study_instance_uid: str
+    previous_study_date: str | None
+    volume_ratio: float | None
+    rim_thickness_change_mm: float | None
+    new_foci: tuple[FocusChange, ...]
+    grown_foci: tuple[FocusChange, ...]
+    foci_compared: bool  # false: the two could not be put in one space (no focus called new)
+
+
+class TimePointRegistration(_Model):
+    """How a time point's findings reach the current follow-up: ``self`` (the current one),
+    ``direct`` (registered to it), ``via-baseline`` (through both registrations to the baseline),
+    ``none``."""
+
+    mapping: Literal["self", "direct", "via-baseline", "none"]
+    quality: str | None  # of the direct registration to the current follow-up
+    chain_discrepancy_mm: float | None  # current -> prior -> baseline vs current -> baseline
+
+
+class TimePoint(_Model):
+    study_instance_uid: str
+    study_date: str | None
+    days_since_procedure: int | None
+    months_since_procedure: float | None
+    current: bool
+    status: str  # complete | deferred | failed (of this time point's own analysis)
+    reason: str | None
+    zone_volume_ml: float | None
+    zone_axes_mm: tuple[float, ...]
+    rim_thickness_mm: float | None
+    rim_curve_type: str | None
+    rim_initial_enhancement_pct: float | None
+    rim_delayed_change_pct: float | None
+    suspicious_foci: tuple[SurveillanceFocus, ...]
+    registration_to_current: TimePointRegistration
+    change_vs_previous: ChangeVsPrevious | None
+
+
+class Longitudinal(_Model):
+    """Every follow-up of the patient (by date, the current one last) and the current trend."""
+
+    time_points: tuple[TimePoint, ...]
+    trend: Literal["involuting", "stable", "growing", "new-enhancement"] | None
+    trend_reason: str
+
+
 Status = Literal["complete", "deferred", "failed"]
 
 
@@ -227,7 +297,8 @@ class Report(_Model):
     """``report.json``. Keys, in this order: the answer (status, reason, timing, probability with
     its interval and confidence), registration, findings, drivers, caveats, recommendations,
     warnings, patient, studies, procedure (the record as given), algorithm, created, revision,
-    the DICOM outputs and, for a later revision, the report it supersedes."""
+    the DICOM outputs and, for a later revision, the report it supersedes; with earlier follow-ups,
+    ``longitudinal`` (issue 14)."""
 
     status: Status
     reason: str | None
@@ -252,6 +323,7 @@ class Report(_Model):
     revision: int
     outputs: dict[str, DicomOutput]
     supersedes: Supersedes | None = None  # the earlier report of the study this one replaces
+    longitudinal: Longitudinal | None = None  # earlier follow-ups compared (issue 14); null without
 
     def to_json_bytes(self) -> bytes:
         """``report.json``'s bytes (indented, UTF-8, a final newline)."""
@@ -267,6 +339,7 @@ __all__ = [
     "FiniteOrNone",
     "FocusRow",
     "IgnoredSeries",
+    "Longitudinal",
     "MotionStep",
     "Note",
     "Patient",

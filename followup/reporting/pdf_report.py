@@ -32,6 +32,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas as rl_canvas
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import FocusRow, Report
 from followup.reporting.report_text import identity_cells, supersedes_text, technical_rows, zone_and_rim_rows
 
@@ -307,6 +308,19 @@ def _findings(r: Report, st: _Styles) -> list:
     return out
 
 
+def _longitudinal(r: Report, st: _Styles) -> list:
+    """The comparison with the earlier follow-ups (issue 14); nothing without them."""
+    if r.longitudinal is None:
+        return []
+    header, rows = comparison_rows(r.longitudinal)
+    data = [[Paragraph(_e(h), st.small_b) for h in header]]
+    data += [[Paragraph(_e(v), st.small) for v in row] for row in rows]
+    t = Table(data, hAlign="LEFT", repeatRows=1, colWidths=[FRAME_W / len(header)] * len(header))
+    t.setStyle(_grid_style(header_row=True))
+    return [Paragraph("Comparison with earlier follow-ups", st.h2),
+            Paragraph(f"<b>{_e(trend_text(r.longitudinal))}</b>", st.body), Spacer(1, 4), t]
+
+
 def _drivers(r: Report, st: _Styles) -> list:
     if not r.drivers:
         return [Paragraph("No probability was computed.", st.body)]
@@ -389,6 +403,7 @@ def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
     if images:
         story += [Paragraph("Key images", st.h2), *_images(images, st)]
     story += [Paragraph("Findings", st.h2), *_findings(r, st)]
+    story += _longitudinal(r, st)
     story += [Paragraph("What drove the number", st.h2), *_drivers(r, st)]
     caveats = [Paragraph(_e(c.text), st.bullet, bulletText="\u2022") for c in r.caveats]
     story += [Paragraph("Caveats", st.h2), *(caveats or [Paragraph("None.", st.body)])]

@@ -6,19 +6,34 @@ from __future__ import annotations
 from followup.reporting.model import Findings, Report
 
 
+def person_name(dicom_pn: str) -> str:
+    """A DICOM PN (``FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX``, '=' between representations) as people
+    write it: ``FAMILY, Given Middle`` (the first, alphabetic, representation only)."""
+    parts = [p.strip() for p in (dicom_pn or "").split("=")[0].split("^")]
+    family, given = [*parts, "", ""][:2]
+    rest = " ".join(p for p in [given, *parts[2:3]] if p)
+    return f"{family}, {rest}" if family and rest else (family or rest)
+
+
+def iso_date(dicom_da: str | None) -> str:
+    """A DICOM DA (``YYYYMMDD``) as an ISO date; anything else unchanged."""
+    d = (dicom_da or "").strip()
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+
 def identity_cells(r: Report) -> list[tuple[str, str]]:
     pt, fu, proc = r.patient, r.studies.followup, r.procedure
     bl = r.studies.baseline
     lesion = proc.lesion
     procedure_date = proc.procedure_date.isoformat()
     return [
-        ("Patient", pt.name), ("Patient ID", pt.id), ("Birth date", pt.birth_date),
+        ("Patient", person_name(pt.name)), ("Patient ID", pt.id), ("Birth date", iso_date(pt.birth_date)),
         ("Sex", pt.sex),
-        ("Follow-up study", (fu.study_date or "") if fu else "-"),
+        ("Follow-up study", iso_date(fu.study_date) if fu else "-"),
         ("Accession", (fu.accession_number or "") if fu else "-"),
         ("Procedure", f"{procedure_date} ({r.days_since_procedure} days before)"
          if r.days_since_procedure is not None else procedure_date),
-        ("Baseline study", (bl.study_date or "") if bl else "not available"),
+        ("Baseline study", iso_date(bl.study_date) if bl else "not available"),
         ("Side", {"L": "left", "R": "right"}.get(proc.laterality, proc.laterality)),
         ("Tumour", f"{lesion.diameter_mm:g} mm {lesion.histology}, grade {lesion.grade}"),
         ("In-situ component", f"{lesion.dcis_component_pct:g}%"

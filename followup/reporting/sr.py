@@ -18,6 +18,8 @@ Deferred and failed analyses still give a valid SR saying why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import highdicom as hd
 from highdicom.sr import (
     CodedConcept,
@@ -175,9 +177,11 @@ def predecessor_documents(report: Report) -> list[Dataset] | None:
 
 
 def build_sr(report: Report, evidence: list[Dataset], seg: Dataset | None, *,
-             series_number: int = 9000) -> hd.sr.Comprehensive3DSR:
+             series_number: int = 9000, extra_groups: Sequence = ()) -> hd.sr.Comprehensive3DSR:
     """The SR of the finished report (its UIDs: ``report.outputs["sr"]``); ``seg``: the SEG
-    made for this report (its segments are referenced), when there is one."""
+    made for this report (its segments are referenced), when there is one. ``extra_groups``: more
+    measurement groups after the report's own (image regions, time points:
+    :mod:`followup.reporting.longitudinal_sr`)."""
     study_uid = _study_uid(report)
     uids = report.outputs["sr"]
     device = hd.sr.DeviceObserverIdentifyingAttributes(
@@ -187,7 +191,7 @@ def build_sr(report: Report, evidence: list[Dataset], seg: Dataset | None, *,
         observer_type=pcodes.DCM.Device, observer_identifying_attributes=device))
     measurement_report = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=codes.MRI_OF_BREAST,
-        imaging_measurements=measurement_groups(report, seg))
+        imaging_measurements=[*measurement_groups(report, seg), *extra_groups])
     root = measurement_report[0]
     root.ContentSequence.append(text_evaluations(report))
     sr = hd.sr.Comprehensive3DSR(

@@ -53,6 +53,12 @@ from followup.errors import FollowupError
 from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
 from followup.procedure import parse_procedure
 from followup.reporting.supersede import Predecessor, read_predecessor
+from followup.service.priors import (
+    WAITING_FOR_PRIORS,
+    earlier_followups,
+    later_followups_to_resume,
+    retrieve_priors,
+)
 from followup.service.registry import Analysis, IllegalTransition, Procedure, Registry, Study
 from followup.service.store import Store
 from followup.service.work_queue import QueueName, WorkQueue, new_analysis
@@ -198,6 +204,7 @@ class DecisionKind(StrEnum):
     RETRIEVE_BASELINE = "retrieve-baseline"  # fetch the baseline from the PACS, then decide again
     RUN = "run"  # run the analysis (against ``baseline_uid`` when there is one)
     WAIT_FOR_EARLIER = "wait-for-earlier"  # an earlier revision of the study runs: handed over again when it ends
+    WAIT_FOR_PRIORS = "wait-for-priors"  # an earlier follow-up of the patient is still arriving (issue 14)
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,7 @@ class Decision:
     baseline_uid: str | None = None  # RUN: the baseline study (None: the analysis needs none yet)
     study_state: StudyState | None = None  # what the study becomes (None: left as it is)
     role: StudyRole | None = None  # the study's role, when the decision sets it
+    prior_uids: tuple[str, ...] = ()  # RUN: the patient's earlier follow-ups to compare with (issue 14)
 
 
 @dataclass(frozen=True)
@@ -240,11 +248,13 @@ def _no_baseline(procedure_date: dt.date, retrieve_from: str | None, retrieval: 
 def decide(analysis: Analysis, study: Study, procedure: Procedure | None, baseline: Study | None, *,
            lease_held: bool, retrieve_from: str | None = None, retrieval: Retrieval | None = None,
            max_attempts: int = MAX_ATTEMPTS, earlier_running: bool = False,
-           later_started: bool = False) -> Decision:
+           later_started: bool = False, priors: tuple[str, ...] = (),
+           priors_arriving: tuple[str, ...] = ()) -> Decision:
     """What to do with ``analysis`` of ``study``: pure, from plain values (the rows as read, the
     patient's procedure for the study, the baseline candidate in the store, whether a live worker
     holds the lease, the retrieval PACS if any and, once tried, how the retrieval went, whether an
-    earlier revision of the study is running in a live worker, whether a later one has started)."""
+    earlier revision of the study is running in a live worker, whether a later one has started,
+    the patient's earlier follow-ups in the store and those still arriving: ``followup.service.priors``)."""
     if analysis.status in TERMINAL_ANALYSIS:
         return Decision(DecisionKind.ALREADY_DONE, analysis.reason)
     if study.state == StudyState.QUARANTINED:  # the listener found two patients in it: never analysed
@@ -267,8 +277,10 @@ def decide(analysis: Analysis, study: Study, procedure: Procedure | None, baseli
         return Decision(DecisionKind.FAIL, f"the analysis was started {analysis.attempts} times and never "
                         "finished: its worker process died each time (killed, e.g. for lack of memory); "
                         "not retried again", study_state=StudyState.FAILED)
+    if priors_arriving:  # compared with every earlier follow-up: wait until they have arrived
+        return Decision(DecisionKind.WAIT_FOR_PRIORS, WAITING_FOR_PRIORS)
     return Decision(DecisionKind.RUN, baseline_uid=baseline.study_uid if baseline is not None else None,
-                    study_state=StudyState.ANALYSING, role=StudyRole.FOLLOWUP)
+                    study_state=StudyState.ANALYSING, role=StudyRole.FOLLOWUP, prior_uids=priors)
 
 
 # --- acting on it ------------------------------------------------------------------------------------
@@ -282,6 +294,8 @@ class WorkItem:
     study: Study
     procedure: Procedure | None
     baseline: Study | None
+    priors: tuple[Study, ...] = ()  # the patient's earlier follow-ups in the store (issue 14)
+    priors_arriving: tuple[Study, ...] = ()  # ... and those still arriving
 
     @classmethod
     def load(cls, settings: Settings, registry: Registry, store: Store, analysis_id: int) -> WorkItem:
@@ -292,7 +306,8 @@ class WorkItem:
         assert study is not None
         proc = registry.procedure_for(study.patient_id, study.study_date)
         baseline = find_baseline(registry, study, proc.procedure_date) if proc is not None else None
-        return cls(settings, registry, store, analysis, study, proc, baseline)
+        usable, arriving = earlier_followups(registry, study, proc.procedure_date) if proc is not None else ([], [])
+        return cls(settings, registry, store, analysis, study, proc, baseline, tuple(usable), tuple(arriving))
 
     def decide(self, retrieval: Retrieval | None = None) -> Decision:
         retrieve_from = self.settings.retrieve_from
@@ -301,7 +316,9 @@ class WorkItem:
                       lease_held=self.registry.lease_held(self.analysis, lease_s),
                       retrieve_from=str(retrieve_from) if retrieve_from else None, retrieval=retrieval,
                       earlier_running=earlier_running(self.registry, self.analysis, lease_s),
-                      later_started=later_started(self.registry, self.analysis))
+                      later_started=later_started(self.registry, self.analysis),
+                      priors=tuple(s.study_uid for s in self.priors),
+                      priors_arriving=tuple(s.study_uid for s in self.priors_arriving))
 
 
 def process_analysis(settings: Settings, registry: Registry, store: Store, analysis_id: int) -> Outcome:
@@ -311,7 +328,25 @@ def process_analysis(settings: Settings, registry: Registry, store: Store, analy
     if decision.kind is DecisionKind.RETRIEVE_BASELINE:
         item, retrieval = _retrieve(item)
         decision = item.decide(retrieval)
+    if decision.kind is DecisionKind.RUN and item.settings.retrieve_from is not None:
+        item = _retrieve_priors(item)
+        decision = item.decide()
     return execute(item, decision)
+
+
+def _retrieve_priors(item: WorkItem) -> WorkItem:
+    """Fetch the earlier follow-ups the store lacks from the PACS (issue 14); a PACS that cannot be
+    reached leaves the analysis with the ones in the store (logged)."""
+    assert item.procedure is not None
+    try:
+        fetched = retrieve_priors(item.settings, item.registry, item.store, item.study, item.procedure.procedure_date)
+    except Exception as exc:  # noqa: BLE001  (the comparison is an addition: analyse without them)
+        log.warning("study %s: earlier follow-ups not retrieved (%s)", item.study.study_uid, type(exc).__name__)
+        return item
+    if not fetched:
+        return item
+    usable, arriving = earlier_followups(item.registry, item.study, item.procedure.procedure_date)
+    return replace(item, priors=tuple(usable), priors_arriving=tuple(arriving))
 
 
 def _retrieve(item: WorkItem) -> tuple[WorkItem, Retrieval]:
@@ -336,6 +371,9 @@ def execute(item: WorkItem, decision: Decision) -> Outcome:
         return _running_elsewhere(a)
     if kind is DecisionKind.WAIT_FOR_EARLIER:
         log.info("analysis %d of study %s waits for the study's earlier analysis to end", a.id, a.study_uid)
+        return Outcome(a.id, AnalysisStatus.QUEUED, decision.reason, [], [])
+    if kind is DecisionKind.WAIT_FOR_PRIORS:
+        log.info("analysis %d of study %s waits for an earlier follow-up still arriving", a.id, a.study_uid)
         return Outcome(a.id, AnalysisStatus.QUEUED, decision.reason, [], [])
     if kind is DecisionKind.RUN:
         return _run(item, decision)
@@ -381,12 +419,14 @@ def _run(item: WorkItem, decision: Decision) -> Outcome:
 
         with heartbeat(reg, a.id, lease_s / 4):
             result = run_job(store.study_dir(study.study_uid), baseline_dir, record, out_dir,
-                             revision=a.revision, predecessor=predecessor)
+                             revision=a.revision, predecessor=predecessor,
+                             priors=[store.study_dir(uid) for uid in decision.prior_uids], strict_priors=False)
     except FollowupError as err:
         reason = f"[{err.code}] {err.message}"
         reg.finish_analysis(a.id, AnalysisStatus.FAILED, reason, duration_s=time.perf_counter() - started)
         _end_study(reg, a, StudyState.FAILED, reason)
-        return Outcome(a.id, AnalysisStatus.FAILED, reason, [], _waiting_after(reg, a))
+        resume = _waiting_after(reg, a) + later_followups_to_resume(reg, a, AnalysisStatus.FAILED)
+        return Outcome(a.id, AnalysisStatus.FAILED, reason, [], resume)
     return _record(item, decision, result.report, out_dir, started)
 
 
@@ -402,7 +442,8 @@ def _record(item: WorkItem, decision: Decision, report, out_dir: Path, started: 
     sendable = _end_study(reg, a, StudyState(status), report.reason) != StudyState.QUARANTINED
     deliveries = _add_deliveries(item, report.outputs, out_dir) if sendable else []
     log.info("analysis %d of study %s: %s in %.1f s", a.id, a.study_uid, status, time.perf_counter() - started)
-    return Outcome(a.id, status, report.reason, deliveries, _waiting_after(reg, a))
+    resume = _waiting_after(reg, a) + later_followups_to_resume(reg, a, status)
+    return Outcome(a.id, status, report.reason, deliveries, resume)
 
 
 # --- revisions of one study ------------------------------------------------------------------------

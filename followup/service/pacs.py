@@ -93,15 +93,16 @@ class StudyMatch:
 
 
 def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt.date, *,
-                 ssl_context: ssl.SSLContext | None = None) -> list[StudyMatch]:
-    """C-FIND (study root) the patient's MR studies dated before ``before``."""
+                 ssl_context: ssl.SSLContext | None = None, after: dt.date | None = None) -> list[StudyMatch]:
+    """C-FIND (study root) the patient's MR studies dated before ``before`` (and on or after
+    ``after`` when given: a follow-up's earlier follow-ups)."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
     q = Dataset()
     q.QueryRetrieveLevel = "STUDY"
     q.PatientID = patient_id
-    q.StudyDate = f"-{(before - dt.timedelta(days=1)).strftime('%Y%m%d')}"
+    q.StudyDate = (after.strftime("%Y%m%d") if after else "") + f"-{(before - dt.timedelta(days=1)).strftime('%Y%m%d')}"
     q.ModalitiesInStudy = "MR"
     q.StudyInstanceUID = ""
     assoc = ae.associate(source.host, source.port, ae_title=source.ae_title,

@@ -106,6 +106,10 @@ class Study(Base):
     study_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     modality: Mapped[str] = mapped_column(String(16), default="")
     accession_number: Mapped[str] = mapped_column(String(64), default="")
+    # From a stored instance's header, for the authenticated page (``followup.service.patients``):
+    # NULL until indexed, "" when the header has none. DICOM PN as received, DA as received.
+    patient_name: Mapped[str | None] = mapped_column(String(324), nullable=True)
+    patient_birth_date: Mapped[str | None] = mapped_column(String(16), nullable=True)
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
     n_instances: Mapped[int] = mapped_column(Integer, default=0)
     first_received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -178,6 +182,14 @@ class Batch(Base):
     algorithm_version: Mapped[str] = mapped_column(String(40))
     total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ChangeReview(Base):
+    """A clinician's "reviewed" mark on a reanalysis result that changed (one per analysis)."""
+    __tablename__ = "change_reviews"
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"), primary_key=True)
+    reviewed_by: Mapped[str] = mapped_column(String(100))
+    reviewed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ServiceSetting(Base):
@@ -449,7 +461,8 @@ class Registry:
             return s.get(Analysis, analysis_id)
 
     # Columns added after a registry may have been created: (table, column, SQL type).
-    NEW_COLUMNS = (("analyses", "heartbeat_at", "TIMESTAMP"),)
+    NEW_COLUMNS = (("analyses", "heartbeat_at", "TIMESTAMP"), ("studies", "patient_name", "VARCHAR(324)"),
+                   ("studies", "patient_birth_date", "VARCHAR(16)"))
 
     def _add_new_columns(self) -> None:
         """``create_all`` makes missing tables, not missing columns: add those to an older
@@ -626,3 +639,59 @@ class Registry:
         with self.session() as s:
             inst = s.get(Instance, sop_uid)
             return None if inst is None else inst.path
+
+    # --- patients and review marks (the web page) ------------------------------------------------
+    def studies_to_index(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """(Study UID, one stored instance's path) of studies whose patient name is not read yet."""
+        q = (select(Study.study_uid, func.min(Instance.path)).join(Instance, Instance.study_uid == Study.study_uid)
+             .where(Study.patient_name.is_(None)).group_by(Study.study_uid).limit(limit))
+        with self.session() as s:
+            return [(uid, path) for uid, path in s.execute(q).all()]
+
+    def search_patient_ids(self, words: list[str], limit: int = 200) -> list[str]:
+        """Patient IDs with a study matching every word (in the name, the Patient ID or an
+        accession number; case-insensitive; the name's ``^`` read as spaces), most recent first."""
+        name = func.lower(func.replace(func.coalesce(Study.patient_name, ""), "^", " "))
+        where = []
+        for word in words:
+            pattern = "%" + word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(or_(name.like(pattern, escape="\\"), func.lower(Study.patient_id).like(pattern, escape="\\"),
+                             func.lower(Study.accession_number).like(pattern, escape="\\")))
+        q = (select(Study.patient_id).where(Study.patient_id != "", *where).group_by(Study.patient_id)
+             .order_by(func.max(Study.study_date).desc().nulls_last(), Study.patient_id).limit(limit))
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def studies_of_patients(self, patient_ids: list[str]) -> list[Study]:
+        """Every study of these patients, by date (undated last)."""
+        if not patient_ids:
+            return []
+        with self.session() as s:
+            return list(s.scalars(select(Study).where(Study.patient_id.in_(patient_ids))
+                                  .order_by(Study.study_date.is_(None), Study.study_date, Study.first_received_at)))
+
+    def analyses_of_studies(self, study_uids: list[str]) -> list[Analysis]:
+        if not study_uids:
+            return []
+        with self.session() as s:
+            return list(s.scalars(select(Analysis).where(Analysis.study_uid.in_(study_uids)).order_by(Analysis.id)))
+
+    def mark_reviewed(self, analysis_id: int, reviewed_by: str) -> ChangeReview:
+        """Store the "reviewed" mark (who, when); an analysis already marked keeps its first mark."""
+        try:
+            with self.session() as s:
+                mark = s.get(ChangeReview, analysis_id)
+                if mark is None:
+                    mark = ChangeReview(analysis_id=analysis_id, reviewed_by=reviewed_by[:100], reviewed_at=utcnow())
+                    s.add(mark)
+                return mark
+        except IntegrityError:  # marked by someone else just now: theirs stands
+            with self.session() as s:
+                return s.get_one(ChangeReview, analysis_id)
+
+    def reviews(self, analysis_ids: list[int]) -> dict[int, ChangeReview]:
+        if not analysis_ids:
+            return {}
+        with self.session() as s:
+            return {m.analysis_id: m for m in s.scalars(select(ChangeReview)
+                                                         .where(ChangeReview.analysis_id.in_(analysis_ids)))}

@@ -4,6 +4,8 @@
 * ``service_harness``: real processes for service tests and benchmarks (redis-server, dcmtk
   storescp/storescu, ``followup`` subprocesses), each on 127.0.0.1 and a free port;
 * ``pairs``: a synthetic study pair placed in a service's store and registry;
+* ``webpage``: one patient analysed through the service's real paths and a reanalysis batch, and the
+  API under uvicorn (the web page's browser tests and screenshots);
 * ``bench``: what several benchmark scripts share (synthetic pairs, timing, the results file).
 
 An installed package (``pip install -e .``) so that benchmark scripts import it without

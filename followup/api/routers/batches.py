@@ -1,4 +1,5 @@
-"""``/batches``: reanalysis batches (start one, list them, one batch's progress)."""
+"""``/batches``: reanalysis batches (start one, list them, one batch's progress) and their review
+(the results that changed, and the "reviewed" marks)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import logging
 
 from fastapi import HTTPException, status
 
-from followup.api.dependencies import QueueDep, RegistryDep, protected_router
-from followup.api.models import BatchOut, BatchProgress, BatchRequest, ErrorOut
+from followup.api.dependencies import DataRootDep, QueueDep, RegistryDep, protected_router
+from followup.api.models import (
+    BatchChanges,
+    BatchOut,
+    BatchProgress,
+    BatchRequest,
+    ErrorOut,
+    ReviewOut,
+    ReviewRequest,
+)
+from followup.api.review import batch_changes
 from followup.errors import FollowupError
 from followup.service.registry import Batch, Registry
 from followup.service.store import valid_uid
@@ -65,3 +75,25 @@ def create_batch(req: BatchRequest, registry: RegistryDep, queue: QueueDep) -> B
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     log.info("batch %d started: %d studies", b.id, b.total)
     return batch_out(registry, b)
+
+
+@router.get("/batches/{batch_id}/changes", response_model=BatchChanges, responses={404: {"model": ErrorOut}})
+def batch_changes_view(batch_id: int, registry: RegistryDep, data_root: DataRootDep) -> BatchChanges:
+    """The batch's results that changed enough to review (``followup.api.review``), old beside new,
+    with their "reviewed" marks."""
+    return batch_changes(registry, get_batch(batch_id, registry), data_root)
+
+
+@router.post("/batches/{batch_id}/changes/{analysis_id}/review", response_model=ReviewOut,
+             responses={404: {"model": ErrorOut}})
+def mark_reviewed(batch_id: int, analysis_id: int, req: ReviewRequest, registry: RegistryDep) -> ReviewOut:
+    """Store the "reviewed" mark (who, when) of one changed result; a result already marked keeps its first mark."""
+    a = registry.analysis(analysis_id)
+    if a is None or a.batch_id != batch_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such analysis in this batch")
+    reviewer = " ".join(req.reviewer.split())
+    if not reviewer:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "reviewer: name who reviewed the change")
+    mark = registry.mark_reviewed(analysis_id, reviewer)
+    log.info("batch %d: analysis %d marked reviewed", batch_id, analysis_id)
+    return ReviewOut.model_validate(mark)

@@ -1,4 +1,4 @@
-"""Service routes: ``GET /health`` and the web page ``GET /`` (open), the OpenAPI spec (token)."""
+"""Service routes: ``GET /health``, the web page ``GET /`` and its icon (open), the OpenAPI spec (token)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from followup.api.dependencies import RegistryDep, protected_router
 from followup.api.models import Health
-from followup.api.page import PAGE_HTML
+from followup.api.page import FAVICON_SVG, PAGE_HTML
 
 log = logging.getLogger("followup.api")
 
@@ -32,7 +32,7 @@ def _csp_hash(page: str, tag: str) -> str:
 
 PAGE = PAGE_HTML.lstrip()
 PAGE_CSP = (f"default-src 'none'; script-src {_csp_hash(PAGE, 'script')}; "
-            f"style-src {_csp_hash(PAGE, 'style')}; connect-src 'self'; img-src 'self' data:; "
+            f"style-src {_csp_hash(PAGE, 'style')}; connect-src 'self'; img-src 'self' data: blob:; "
             "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
@@ -56,6 +56,13 @@ def health(registry: RegistryDep) -> Any:
 def index() -> HTMLResponse:
     # The page holds no data: it asks for the token and calls the API with it.
     return HTMLResponse(PAGE, headers={"Content-Security-Policy": PAGE_CSP})
+
+
+@open_router.get("/favicon.svg", include_in_schema=False)
+@open_router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    # Browsers ask for /favicon.ico by themselves: answered, so the page causes no 404.
+    return Response(FAVICON_SVG, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/openapi.json", include_in_schema=False)

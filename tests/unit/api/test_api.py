@@ -102,11 +102,14 @@ def test_refuses_to_start_without_token(tmp_path):
             create_app(Settings(data_dir=tmp_path, api_token=token), Registry("sqlite://"))
 
 
+OPEN_ROUTES = ("/health", "/", "/favicon.svg", "/favicon.ico")
+
+
 def test_every_route_but_health_and_page_needs_the_token(env):
     client = env["client"]
     checked = 0
     for route in env["app"].routes:
-        if route.path in ("/health", "/"):
+        if route.path in OPEN_ROUTES:
             continue
         methods = getattr(route, "methods", None) or {"GET"}
         for method in methods - {"HEAD", "OPTIONS"}:
@@ -413,12 +416,15 @@ def test_page(env):
     r = env["client"].get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     page = r.text
-    assert "sessionStorage" in page and "Authorization" in page and 'createElement("progress")' in page
-    assert "Bearer" in page and "report." in page
+    assert "sessionStorage" in page and "Authorization" in page and 'el("progress"' in page
+    assert "Bearer" in page and "patients/search" in page and "report-view" in page
     # no patient data and no external assets
     for secret in (PATIENT, env["patient_id"], env["study_uid"], "ACC-REAL", TOKEN):
         assert secret not in page
-    assert "http://" not in page and "https://" not in page and "src=" not in page
+    # no external assets (the one URL is SVG's XML namespace, a name, never fetched)
+    assert "https://" not in page and "src=" not in page
+    assert page.replace("http://www.w3.org/2000/svg", "").count("http://") == 0
+    assert 'style="' not in page and " on" + "click=" not in page  # the CSP allows neither
     csp = r.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "unsafe-inline" not in csp
     script = page.split("<script>", 1)[1].split("</script>", 1)[0]

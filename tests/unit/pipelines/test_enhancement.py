@@ -44,3 +44,18 @@ def test_curve_classes_follow_the_10_percent_rule():
 def test_needs_a_post_contrast_phase():
     with pytest.raises(ValueError):
         enhancement_maps([np.ones((2, 2, 2), np.float32)], 1.0)
+
+
+@pytest.mark.parametrize("curve, ok", [
+    ((100, 250, 230, 200), True),   # washout
+    ((100, 230, 232, 228), True),   # plateau with noise
+    ((100, 135, 165, 185), True),   # persistent
+    ((100, 200, 260, 240), True),   # rise, then washout from a later peak
+    ((100, 170, 120, 175), False),  # falls by 50 and rises by 55 of an enhancement of 75
+    ((100, 272, 158, 321, 193), False),
+    ((100, 150, 145, 152), True),   # a dip of 5 of 52: noise, under 15 %
+])
+def test_curve_is_physiological(curve, ok):
+    from followup.pipelines.enhancement import curve_is_physiological
+
+    assert curve_is_physiological(np.array(curve, float)) is ok

@@ -346,3 +346,67 @@ def test_rays_from_the_zone_centre_measure_the_margin_around_an_offset_tumour(is
     outside = segment_zone(phases[0], maps, iso.affine, iso.centre + ROT[:, 2] * 14.0,
                            TUMOUR_RADIUS, 5.0, ray_origin_lps=iso.centre)
     assert outside.smallest_margin_mm < -TUMOUR_RADIUS + 0.5
+
+
+# ----------------------------------------------------------------------------- faint rims, motion
+
+
+FAINT_RIM = (100.0, 118.0, 122.0, 125.0)  # PE 18 %: a thin slow rim seen through large voxels
+
+
+def test_faint_rim_ends_the_zone_where_the_cavity_reads_as_its_surroundings(iso):
+    """Cavity and surroundings share one pre-contrast level and neither enhances: only a faint rim
+    (PE 18 %, under the 30 % stop) marks the edge. The rays stop at it (at its half height)
+    instead of running on to their limit."""
+    phases = iso.phases((iso.rim(2.0), FAINT_RIM))
+    zone = _zone(iso, phases)
+    assert not zone.leaked
+    err = zone.ray_radius_mm - _true_ray_radius()
+    assert np.abs(err).max() < 1.0 and abs(np.median(err)) < 0.5
+    assert zone.volume_ml == pytest.approx(4.0 / 3.0 * np.pi * SEMI_AXES.prod() / 1000.0, rel=0.08)
+
+
+def test_noise_in_the_cavity_does_not_end_the_zone_early(iso):
+    """Noise of a few percent enhancement inside the cavity is not a faint rim."""
+    rng = np.random.default_rng(3)
+    phases = [p + rng.normal(0.0, 3.0, p.shape).astype(np.float32)
+              for p in iso.phases((iso.rim(2.0), RIM_CURVE))]
+    zone = _zone(iso, phases)
+    assert not zone.leaked
+    err = zone.ray_radius_mm - _true_ray_radius()
+    assert np.median(err) > -0.75 and np.percentile(err, 5) > -2.0
+
+
+def _rim_strip(ph: Phantom, thickness: float) -> np.ndarray:
+    """A 4 mm wide, ~20 mm long strip of the rim (thick along the radius): not compact."""
+    local = (ph.lps - ph.centre) @ ROT
+    return ph.rim(thickness) & (np.abs(local[..., 2]) <= 2.0) & (local[..., 1] > 0) \
+        & (np.abs(local[..., 0]) <= 10.0)
+
+
+@pytest.mark.parametrize("curve, nodular", [(PLATEAU, True), ((100.0, 180.0, 200.0, 215.0), False)])
+def test_fast_stretch_on_a_thick_rim_is_a_lesion_of_its_own(iso, curve, nodular):
+    """On a 4 mm rim (PE 35 %), a stretch as thick as the rim is nodular only when it enhances fast
+    and far above the rim (plateau, PE 130 %: a lesion on the rim), not when medium (PE 80 %)."""
+    strip = _rim_strip(iso, 4.0)
+    phases = iso.phases((iso.rim(4.0), RIM_CURVE), (strip, curve))
+    seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
+    f = _the_focus(seg, strip)
+    assert f.thickness_mm < 1.5 * seg.rim.thickness_mm  # not thicker than the rim
+    assert f.suspicious is nodular
+    assert any("a lesion of its own" in r for r in f.reasons) is nodular
+
+
+@pytest.mark.parametrize("curve, suspicious", [((100.0, 170.0, 120.0, 175.0), False),
+                                               ((100.0, 230.0, 150.0, 240.0), True)])
+def test_curve_that_dips_and_recovers_is_not_assessed(iso, curve, suspicious):
+    """A nodule whose mean curve falls and rises again (phases misaligned at an edge): its curve
+    type is not assessable; medium enhancement then does not make it suspicious, fast still does."""
+    centre = iso.snap(iso.centre + ROT[:, 0] * (SEMI_AXES[0] + 3.0 + 3.0))
+    nodule = iso.sphere(centre, 3.0)
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE), (nodule, curve))
+    seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
+    f = _the_focus(seg, nodule)
+    assert not f.kinetics_reliable
+    assert any("not assessable" in r for r in f.reasons)
+    assert f.suspicious is suspicious

@@ -151,3 +151,23 @@ def test_poor_registration_report_in_every_format(synth_pair, tmp_path, monkeypa
     assert "review-registration" in [c.code for c in r.recommendations]
     assert {"json", "html", "pdf", "fhir", "sr", "seg"} <= set(res.paths)
     assert "found in the follow-up itself" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_leaked_zone_counts_a_focus_but_not_a_negative_read(residual_runs):
+    """A zone whose edge was not found everywhere: a suspicious focus at the site is still used
+    (what is seen is seen), but without one the imaging is not trusted as negative, and no margin
+    is measured on an edge that was not found."""
+    from dataclasses import replace
+
+    from followup.pipelines import zone_search as Z
+    _, runs = residual_runs
+    good = runs["good"]
+    assert good.suspicious_foci
+    found = Z.ZoneSearch(True, good.segmentation.zone.centre_lps, 0.9, np.zeros((1, 3)), 15.0, 30.0, [])
+    leaked = replace(good.segmentation, zone=replace(good.segmentation.zone, leaked=True))
+    with_focus = A.imaging_evidence(good.registration, leaked, found)
+    assert with_focus.reliable and with_focus.foci and with_focus.margin_covered is None
+    without = A.imaging_evidence(good.registration, replace(leaked, foci=[]), found)
+    assert not without.reliable
+    closed = A.imaging_evidence(good.registration, replace(good.segmentation, foci=[]), found)
+    assert closed.reliable and closed.margin_covered is not None
