@@ -143,9 +143,10 @@ def summarise(results: list[dict], wall_s: float, size: str, command: str) -> st
               f"{r['recurrence_kind']} {r['recurrence_size_mm']} mm): {r['trend']}: {r['reason']}"
               for r in wrong] or ["* none"]
     lines += ["", "Measured against truth: the zone is the generator's ellipsoid; the measured one is "
-              "the segmentation's non-enhancing region (`segment.py`), which stops where the smoothed "
-              "enhancement passes 30 % (inside a present rim) or where the pre-contrast signal leaves "
-              "the zone's level (no rim).", ""]
+              "the segmentation's non-enhancing region (`segment.py`), whose rays stop at the steepest "
+              "rise of the smoothed enhancement into the rim (partial volume through 3-4 mm voxels "
+              "still puts that edge ~1-2 mm inside the true one) or where the pre-contrast signal "
+              "leaves the zone's level (no rim).", ""]
     return "\n".join(lines)
 
 

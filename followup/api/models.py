@@ -198,19 +198,12 @@ class ReviewRequest(BaseModel):
     reviewer: str = Field(min_length=1, max_length=100, description="who reviewed the change")
 
 
-class RevisionOut(_Out):
-    """One analysis of a study, for the lists of revisions."""
-    id: int
-    algorithm_version: str
-    revision: int
-    status: str
+class RevisionOut(AnalysisBrief):
+    """One analysis of a study, for the lists of revisions: the brief plus why, which batch, when
+    it was asked for and whether a report was written."""
     reason: str | None = None
-    probability: float | None = None
-    interval_low: float | None = None
-    interval_high: float | None = None
     batch_id: int | None = None
     created_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
     has_report: bool = False
 
 

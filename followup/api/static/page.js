@@ -143,7 +143,11 @@
   }
   function runSearch(input, results, count) {
     var q = input.value.trim(); lastQuery = q;
+    clearTimeout(searchTimer);
+    // the same query already shown: leave the list (and the reader's focus in it) alone
+    if (results.firstChild && results.getAttribute("data-query") === q) { return Promise.resolve(); }
     return getJSON("patients/search", { method: "POST", body: { q: q, limit: 200 } }).then(function (rows) {
+      results.setAttribute("data-query", q);
       count.textContent = rows.length + (rows.length === 1 ? " patient" : " patients") + (q ? " matching “" + q + "”" : "") + ".";
       results.replaceChildren(table(["Name", "Patient ID", "Birth date", "Studies", "Last study", "Latest probability",
         ["Accession numbers", "hide-narrow"]], rows.map(patientRow), q ? "No patient matches." : "No patient yet."));

@@ -15,6 +15,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from followup.dicom import load_dce_study
+from followup.pipelines import register as R
 from followup.pipelines.initialise import coarse_search
 from followup.pipelines.register import prepare, register
 from followup.volume import Volume
@@ -110,7 +111,7 @@ def test_another_patients_baseline_is_poor(synth_pair):
     _, base, other = _load(synth_pair("complete", 4, "per-phase"))
     res = register(fu, base, np.array(other["tumour"]["centre_baseline_lps_mm"]))
     assert res.quality == "poor" and res.reasons
-    assert res.to_json()["quality_figures"]["local_ncc"] < 0.55
+    assert res.to_json()["quality_figures"]["local_ncc"] < R.MIN_LOCAL_NCC
     json.dumps(res.to_json())  # plain JSON types
 
 
