@@ -139,16 +139,17 @@ class _Draw:
         sens = np.clip(1.0 - self.lr_negative() * self.specificity, 0.05, 0.99)
         return sens / (1.0 - self.specificity)
 
+    def _positive_with_kinetics(self, focus: FocusEvidence):
+        return self.lr_positive() * self.kuhl_cancer[focus.curve_type] / self.kuhl_benign[focus.curve_type]
+
     def kinetics_floored(self, focus: FocusEvidence) -> bool:
         """Whether the focus's kinetics would have made it reassuring (ratio below 1: floored)."""
-        kinetic = self.kuhl_cancer[focus.curve_type] / self.kuhl_benign[focus.curve_type]
-        return bool(np.all(self.lr_positive() * kinetic < 1.0))
+        return bool(np.all(self._positive_with_kinetics(focus) < 1.0))
 
     def lr_focus(self, focus: FocusEvidence):
         # benign (persistent) kinetics do not make a nodular focus reassuring: the combined ratio
         # does not fall below 1 (ev.MORPHOLOGY_OVER_KINETICS)
-        kinetic = self.kuhl_cancer[focus.curve_type] / self.kuhl_benign[focus.curve_type]
-        lr = np.maximum(self.lr_positive() * kinetic, 1.0)
+        lr = np.maximum(self._positive_with_kinetics(focus), 1.0)
         if focus.largest_diameter_mm < ev.SMALL_FOCUS_MM:
             lr = lr * self.small_focus
         return lr

@@ -174,12 +174,16 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     enhancing = rim_edge | ((pe_ray > ZONE_ENHANCEMENT_STOP_PE) & ~rises[:, None])
     deviates = np.abs(s0_ray - core) > ZONE_SIGNAL_DEVIATION * max(core, 1e-6)
     # a signal change must persist for 2 mm to end the zone (noise does not)
-    n_persist = int(round(2.0 / RAY_STEP_MM)) + 1
-    persist = ndimage.minimum_filter1d(deviates.astype(np.uint8), n_persist, axis=1,
-                                       origin=-(n_persist // 2)).astype(bool)
+    persist = _held(deviates, 2.0)
     stop = _first_true(enhancing | persist)
     raw = radii[np.minimum(stop, len(radii) - 1)]
     return _circular_median(raw, dirs, k_median), stop >= len(radii) - 1
+
+
+def _held(flags: np.ndarray, mm: float) -> np.ndarray:
+    """Per ray sample: ``flags`` holds from there on for ``mm`` along the ray (rays are rows)."""
+    n = int(round(mm / RAY_STEP_MM)) + 1
+    return ndimage.minimum_filter1d(flags.astype(np.uint8), n, axis=1, origin=-(n // 2)).astype(bool)
 
 
 def _rim_edge(pe_ray: np.ndarray, n_core: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,11 +202,8 @@ def _rim_edge(pe_ray: np.ndarray, n_core: int) -> tuple[np.ndarray, np.ndarray]:
     level = float(np.median(core_pe))
     spread = 1.4826 * float(np.median(np.abs(core_pe - level)))
     threshold = level + max(ZONE_FAINT_RIM_RISE_PE, ZONE_FAINT_RIM_NOISE_K * spread)
-    n_persist = int(round(ZONE_FAINT_RIM_PERSIST_MM / RAY_STEP_MM)) + 1
     pe = np.where(np.isfinite(pe_ray), pe_ray, 1e6)
-    above = (pe > threshold).astype(np.uint8)
-    rise = _first_true(ndimage.minimum_filter1d(above, n_persist, axis=1,
-                                                origin=-(n_persist // 2)).astype(bool))
+    rise = _first_true(_held(pe > threshold, ZONE_FAINT_RIM_PERSIST_MM))
     # the edge: the steepest ascent from 1 mm before the rise to ZONE_FAINT_RIM_PEAK_MM after it
     n_peak = int(round(ZONE_FAINT_RIM_PEAK_MM / RAY_STEP_MM))
     n_back = int(round(1.0 / RAY_STEP_MM))

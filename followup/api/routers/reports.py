@@ -18,6 +18,7 @@ from followup.api.dependencies import (
     protected_router,
 )
 from followup.api.models import ErrorOut
+from followup.api.report_files import within
 from followup.service.registry import Analysis, Registry
 from followup.service.store import valid_uid
 from followup.states import AnalysisStatus
@@ -44,20 +45,12 @@ def reported_analyses(registry: Registry, study_uids: list[str]) -> dict[str, An
     return registry.newest_analyses(study_uids, statuses=tuple(REPORTED_STATUSES), with_report=True)
 
 
-def _within(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
 def _serve_report(a: Analysis | None, fmt: str, data_root: Path) -> FileResponse:
     if a is None or not a.report_dir:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no report for this study")
     name, media_type = REPORT_FILES[fmt]
     path = (Path(a.report_dir) / name).resolve()
-    if not _within(path, data_root):
+    if not within(path, data_root):
         log.warning("analysis %d: report directory outside the data directory; not served", a.id)
         raise HTTPException(status.HTTP_404_NOT_FOUND, "report not available")
     if not path.is_file():
