@@ -410,3 +410,73 @@ def test_curve_that_dips_and_recovers_is_not_assessed(iso, curve, suspicious):
     assert not f.kinetics_reliable
     assert any("not assessable" in r for r in f.reasons)
     assert f.suspicious is suspicious
+
+
+# ----------------------------------------------------------------------------- touching foci
+
+BRIDGE = (100.0, 160.0, 170.0, 180.0)  # PE 60 %: enhancing gland between two nodules
+FAINTER_WASHOUT = (100.0, 190.0, 180.0, 165.0)  # PE 90 % (fast), washout
+
+
+def _two_nodules_on_a_bridge(iso: Phantom):
+    """A washout nodule (r 4 mm, PE 150 %) straddling the zone's edge, and a fainter one (r 3 mm,
+    PE 90 %) 4 mm beyond it along the edge; a 60 % gland bridge joins them into one region."""
+    u, v = ROT[:, 0], ROT[:, 1]
+    big_c = iso.snap(iso.centre + u * SEMI_AXES[0])
+    small_c = iso.snap(big_c + v * 11.0)
+    big, small = iso.sphere(big_c, 4.0), iso.sphere(small_c, 3.0)
+    t = np.clip((iso.lps - big_c) @ (small_c - big_c) / np.sum((small_c - big_c) ** 2), 0.0, 1.0)
+    axis = big_c + t[..., None] * (small_c - big_c)
+    bridge = (np.linalg.norm(iso.lps - axis, axis=-1) <= 1.5) & ~big & ~small
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE), (bridge, BRIDGE), (big, WASHOUT),
+                        (small, FAINTER_WASHOUT))
+    return phases, (big, big_c), (small, small_c), bridge
+
+
+def test_touching_nodules_are_two_foci(iso):
+    """Two nodules joined by enhancing tissue are one connected region; each has its own
+    enhancement maximum, so each is reported as a focus centred on itself (one focus centred
+    between them would lose the second nodule)."""
+    phases, (big, big_c), (small, small_c), bridge = _two_nodules_on_a_bridge(iso)
+    maps = _maps(phases)
+    candidate = ndimage.gaussian_filter(maps.pe, 0.5) >= 50.0
+    assert ndimage.label(candidate & (big | small | bridge))[1] == 1  # one connected region
+    seg = segment(phases, maps, iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
+    suspicious = [f for f in seg.foci if f.suspicious]
+    assert len(suspicious) == 2
+    for mask, centre in ((big, big_c), (small, small_c)):
+        f = _the_focus(seg, mask)
+        assert f.suspicious and f.curve_type == "washout"
+        assert np.linalg.norm(f.centre_lps - centre) < 1.0
+        assert not (f.mask & (big | small) & ~mask).any()  # neither takes the other's voxels
+
+
+def test_split_keeps_a_noisy_nodule_whole():
+    """Noise in one nodule's enhancement makes small bumps, not separate maxima: it stays one."""
+    from followup.pipelines.segment import split_at_maxima
+
+    rng = np.random.default_rng(7)
+    grid = np.stack(np.meshgrid(*[np.arange(24.0)] * 3, indexing="ij"), -1)
+    nodule = np.linalg.norm(grid - 11.5, axis=-1) <= 6.0
+    pe = np.where(nodule, 150.0, 0.0) + rng.normal(0.0, 15.0, nodule.shape)
+    pe_s = ndimage.gaussian_filter(pe, 0.5)
+    region = nodule & (pe_s >= 50.0)
+    assert [p.sum() for p in split_at_maxima(region, pe_s, np.ones(3), 30)] == [region.sum()]
+
+
+def test_split_divides_every_voxel_once():
+    """Two peaks joined by a plateau: two parts, disjoint, that together are the region."""
+    from followup.pipelines.segment import split_at_maxima
+
+    pe = np.zeros((30, 10, 10))
+    pe[2:9, 2:8, 2:8] = 200.0
+    pe[9:21, 4:6, 4:6] = 80.0
+    pe[21:28, 2:8, 2:8] = 120.0
+    region = pe >= 50.0
+    parts = split_at_maxima(region, pe, np.array([1.0, 1.0, 1.0]), 30)
+    assert len(parts) == 2
+    assert not (parts[0] & parts[1]).any() and np.array_equal(parts[0] | parts[1], region)
+    assert parts[0][5, 5, 5] and parts[1][24, 5, 5]
+    # a weaker second peak (90 over a 80 plateau: under 15 % of its peak above the dip) stays joined
+    pe[21:28, 2:8, 2:8] = 90.0
+    assert len(split_at_maxima(pe >= 50.0, pe, np.ones(3), 30)) == 1
