@@ -40,6 +40,7 @@ from followup.reporting.model import (
     Supersedes,
 )
 from followup.reporting.plan import OutputPlan
+from followup.reporting.rounding import rounded, rounded_list
 
 
 def patient_identity(ds: pydicom.Dataset) -> Patient:
@@ -48,43 +49,34 @@ def patient_identity(ds: pydicom.Dataset) -> Patient:
                    birth_date=str(ds.get("PatientBirthDate", "")), sex=str(ds.get("PatientSex", "")))
 
 
-def _r(v, nd: int = 2) -> Any:
-    """An array (or None) rounded, as nested lists of Python floats."""
-    return None if v is None else np.round(np.asarray(v, dtype=float), nd).tolist()
-
-
-def _round(v, nd: int) -> float:
-    """A number rounded as a Python float (a float32 rounded in float32 would print 0.2399999)."""
-    return round(float(v), nd)
-
-
 def focus_row(f: Focus) -> FocusRow:
     return FocusRow(
-        center_lps_mm=_r(f.centre_lps, 1), volume_mm3=_round(f.volume_mm3, 1),
-        largest_diameter_mm=_round(f.largest_diameter_mm, 1), thickness_mm=_round(f.thickness_mm, 1),
-        peak_enhancement_pct=_round(f.peak_pe, 1), initial_enhancement_pct=_round(f.initial_pe, 1),
+        center_lps_mm=rounded_list(f.centre_lps, 1), volume_mm3=rounded(f.volume_mm3, 1),
+        largest_diameter_mm=rounded(f.largest_diameter_mm, 1), thickness_mm=rounded(f.thickness_mm, 1),
+        peak_enhancement_pct=rounded(f.peak_pe, 1), initial_enhancement_pct=rounded(f.initial_pe, 1),
         initial_phase=f.initial_phase,
-        ser=None if not np.isfinite(f.ser) else _round(f.ser, 2), ser_band=ser_band(f.ser),
-        delayed_change_pct=_round(f.delayed_change_pct, 1),
+        ser=None if not np.isfinite(f.ser) else rounded(f.ser, 2), ser_band=ser_band(f.ser),
+        delayed_change_pct=rounded(f.delayed_change_pct, 1),
         curve_type=f.curve_type if f.kinetics_reliable else "not assessable",
-        distance_to_zone_edge_mm=_round(f.distance_to_zone_edge_mm, 1),
+        distance_to_zone_edge_mm=rounded(f.distance_to_zone_edge_mm, 1),
         at_ablation_site=f.distance_to_zone_edge_mm <= SITE_BAND_MM, suspicious=f.suspicious,
         why=tuple(f.reasons))
 
 
 def zone_summary(z: Zone, margin_mm: float, found_in_followup: bool = True) -> AblationZone:
     return AblationZone(
-        center_lps_mm=_r(z.centre_lps, 1), volume_ml=_round(z.volume_ml, 2), axes_mm=_r(z.axes_mm, 1),
-        axis_directions_lps=_r(z.axis_directions, 3), margin_mm=margin_mm,
-        covers_tumour_plus_margin=z.covers_margin, smallest_margin_mm=_round(z.smallest_margin_mm, 1),
+        center_lps_mm=rounded_list(z.centre_lps, 1), volume_ml=rounded(z.volume_ml, 2),
+        axes_mm=rounded_list(z.axes_mm, 1),
+        axis_directions_lps=rounded_list(z.axis_directions, 3), margin_mm=margin_mm,
+        covers_tumour_plus_margin=z.covers_margin, smallest_margin_mm=rounded(z.smallest_margin_mm, 1),
         edge_found_everywhere=not z.leaked, found_in_followup=found_in_followup)
 
 
 def rim_summary(rim: RimResult) -> Rim:
     return Rim(
-        thickness_mm=_round(rim.thickness_mm, 1), thickness_p90_mm=_round(rim.thickness_p90_mm, 1),
-        uniform=rim.uniform, initial_enhancement_pct=_round(rim.initial_pe, 1),
-        initial_phase=rim.initial_phase, delayed_change_pct=_round(rim.delayed_change_pct, 1),
+        thickness_mm=rounded(rim.thickness_mm, 1), thickness_p90_mm=rounded(rim.thickness_p90_mm, 1),
+        uniform=rim.uniform, initial_enhancement_pct=rounded(rim.initial_pe, 1),
+        initial_phase=rim.initial_phase, delayed_change_pct=rounded(rim.delayed_change_pct, 1),
         curve_type=rim.curve_type,
         benign_pattern=bool(rim.uniform and rim.initial_phase == "slow" and rim.curve_type == "persistent"))
 
@@ -105,7 +97,7 @@ def registration(a: Assessment, record: ProcedureRecord) -> Registration | None:
     if a.registration is None:
         return None
     return Registration(**a.registration.to_json(),
-                        tumour_center_followup_lps_mm=_r(a.tumour_center_followup, 2),
+                        tumour_center_followup_lps_mm=rounded_list(a.tumour_center_followup, 2),
                         tumour_center_baseline_lps_mm=cast(Any, record.lesion.center_lps_mm))
 
 
@@ -117,7 +109,7 @@ def study_summary(s: DCEStudy | None) -> StudySummary | None:
         study_date=s.study_date.isoformat() if s.study_date else None,
         accession_number=s.accession_number, series_instance_uids=tuple(s.series_uids),
         series_description=s.series_description, phases=len(s.phases),
-        phase_times_s=tuple(_round(p.time_s, 1) if np.isfinite(p.time_s) else None for p in s.phases),
+        phase_times_s=tuple(rounded(p.time_s, 1) if np.isfinite(p.time_s) else None for p in s.phases),
         phase_ordering=s.ordering,
         ignored_series=tuple(IgnoredSeries(series_instance_uid=i.series_uid, description=i.description,
                                            reason=i.reason) for i in s.ignored_series),
@@ -128,12 +120,12 @@ def _probability_fields(a: Assessment) -> dict:
     p = a.probability
     done = p is not None and a.status == "complete"
     return {
-        "residual_probability": _round(p.probability, 4) if done else None,  # type: ignore[union-attr]
-        "probability_interval": [_round(p.interval[0], 4), _round(p.interval[1], 4)]  # type: ignore[union-attr]
+        "residual_probability": rounded(p.probability, 4) if done else None,  # type: ignore[union-attr]
+        "probability_interval": [rounded(p.interval[0], 4), rounded(p.interval[1], 4)]  # type: ignore[union-attr]
         if done else None,
         "interval_level": 0.95 if p is not None else None,
         "confidence": None if p is None else p.confidence,
-        "prior_probability": None if p is None else _round(p.prior, 4),
+        "prior_probability": None if p is None else rounded(p.prior, 4),
         "drivers": [Driver(**d.to_json()) for d in p.drivers] if p else [],
     }
 

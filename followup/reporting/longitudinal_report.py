@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import numpy as np
-
 from followup.pipelines.assess import Assessment
 from followup.pipelines.longitudinal import Change, FocusChange as FocusChangeResult, TimePointMeasure
 from followup.reporting.model import (
@@ -18,19 +16,13 @@ from followup.reporting.model import (
     TimePoint,
     TimePointRegistration,
 )
-
-
-def _pt(v: np.ndarray | None) -> Any:
-    return None if v is None else np.round(np.asarray(v, dtype=float), 1).tolist()
-
-
-def _opt(v: float | None, nd: int) -> float | None:
-    return None if v is None else round(float(v), nd)
+from followup.reporting.rounding import rounded_list, rounded_or_none
 
 
 def _focus_change(f: FocusChangeResult) -> FocusChange:
-    return FocusChange(center_lps_mm=_pt(f.centre_lps), largest_diameter_mm=round(f.largest_diameter_mm, 1),
-                       previous_diameter_mm=_opt(f.previous_diameter_mm, 1), change_mm=_opt(f.change_mm, 1),
+    return FocusChange(center_lps_mm=rounded_list(f.centre_lps, 1), largest_diameter_mm=round(f.largest_diameter_mm, 1),
+                       previous_diameter_mm=rounded_or_none(f.previous_diameter_mm, 1),
+                       change_mm=rounded_or_none(f.change_mm, 1),
                        curve_type=f.curve_type)
 
 
@@ -40,7 +32,8 @@ def _change(c: Change | None) -> ChangeVsPrevious | None:
     return ChangeVsPrevious(
         previous_study_instance_uid=c.previous_study_uid,
         previous_study_date=c.previous_date.isoformat() if c.previous_date else None,
-        volume_ratio=_opt(c.volume_ratio, 3), rim_thickness_change_mm=_opt(c.rim_thickness_change_mm, 1),
+        volume_ratio=rounded_or_none(c.volume_ratio, 3),
+        rim_thickness_change_mm=rounded_or_none(c.rim_thickness_change_mm, 1),
         new_foci=tuple(_focus_change(f) for f in c.new_foci),
         grown_foci=tuple(_focus_change(f) for f in c.grown_foci), foci_compared=c.foci_compared)
 
@@ -49,19 +42,19 @@ def time_point(m: TimePointMeasure, change: Change | None) -> TimePoint:
     months = m.months_since_procedure
     return TimePoint(
         study_instance_uid=m.study_uid, study_date=m.date.isoformat() if m.date else None,
-        days_since_procedure=m.days_since_procedure, months_since_procedure=_opt(months, 1),
+        days_since_procedure=m.days_since_procedure, months_since_procedure=rounded_or_none(months, 1),
         current=m.current, status=m.status, reason=m.reason,
-        zone_volume_ml=_opt(m.zone_volume_ml, 2), zone_axes_mm=tuple(round(x, 1) for x in m.zone_axes_mm),
-        rim_thickness_mm=_opt(m.rim_thickness_mm, 1), rim_curve_type=m.rim_curve_type,
-        rim_initial_enhancement_pct=_opt(m.rim_initial_enhancement_pct, 1),
-        rim_delayed_change_pct=_opt(m.rim_delayed_change_pct, 1),
+        zone_volume_ml=rounded_or_none(m.zone_volume_ml, 2), zone_axes_mm=tuple(round(x, 1) for x in m.zone_axes_mm),
+        rim_thickness_mm=rounded_or_none(m.rim_thickness_mm, 1), rim_curve_type=m.rim_curve_type,
+        rim_initial_enhancement_pct=rounded_or_none(m.rim_initial_enhancement_pct, 1),
+        rim_delayed_change_pct=rounded_or_none(m.rim_delayed_change_pct, 1),
         suspicious_foci=tuple(SurveillanceFocus(
-            center_lps_mm=_pt(f.centre_lps), largest_diameter_mm=round(f.largest_diameter_mm, 1),
+            center_lps_mm=rounded_list(f.centre_lps, 1), largest_diameter_mm=round(f.largest_diameter_mm, 1),
             curve_type=f.curve_type, distance_to_zone_edge_mm=round(f.distance_to_zone_edge_mm, 1),
             peak_enhancement_pct=round(f.peak_enhancement_pct, 1)) for f in m.suspicious_site_foci),
         registration_to_current=TimePointRegistration(
             mapping=cast(Any, m.mapping), quality=m.registration_quality,
-            chain_discrepancy_mm=_opt(m.chain_discrepancy_mm, 2)),
+            chain_discrepancy_mm=rounded_or_none(m.chain_discrepancy_mm, 2)),
         change_vs_previous=_change(change))
 
 
