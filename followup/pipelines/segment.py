@@ -73,7 +73,8 @@ DISTINCT_FROM_RIM_PE_RATIO = 2.0
 # reported as one focus, its centre lies between them and the second nodule is lost. A region is
 # split where its smoothed enhancement has separate maxima: at the lowest enhancement level (from
 # FOCUS_MIN_PE up, in FOCUS_SPLIT_STEP_PE steps) at which it falls apart into >= 2 parts, each of
-# at least FOCUS_MIN_VOLUME_MM3 and with its peak at least FOCUS_SPLIT_PROMINENCE of that peak
+# at least FOCUS_MIN_VOLUME_MM3 (one voxel through coarse voxels: there a 5 mm nodule's top above
+# the dip is one voxel) and with its peak at least FOCUS_SPLIT_PROMINENCE of that peak
 # above the level (a real dip between them, not noise), the parts seed the foci and every voxel of
 # the region goes to the nearest seed. As a reader measures each enhancing lesion on its own; a
 # modelling choice checked on tuning seeds 70000+ (a 7.5 mm nodule beside a 13 mm one through
@@ -394,9 +395,11 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
         return foci
     lps = _voxel_lps(zone.mask.shape, affine).reshape(*zone.mask.shape, 3)
     min_voxels = max(1, int(np.ceil(FOCUS_MIN_VOLUME_MM3 / voxel_mm3)))
+    # the top of a 5 mm nodule seen through coarse voxels is one voxel above its dip
+    seed_voxels = 1 if voxel_mm3 > COARSE_VOXEL_MM3 else min_voxels
     regions = [part for lab in range(1, n + 1)
                if (labels == lab).sum() >= min_voxels
-               for part in split_at_maxima(labels == lab, pe_s, spacing, min_voxels)]
+               for part in split_at_maxima(labels == lab, pe_s, spacing, seed_voxels)]
     for lab, m in enumerate(regions, start=1):
         vol = float(m.sum() * voxel_mm3)
         if vol < FOCUS_MIN_VOLUME_MM3:
