@@ -150,7 +150,7 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
         for feature in case.benign_features:
             layers += _feature_layers(feature, bx, by, bz, width, f_breast, s0)
         d_zone = ellipsoid_distance(case.zone, bx, by, bz)
-        thickness = case.rim_thickness_mm
+        thickness: float | np.ndarray = case.rim_thickness_mm
         if case.rim_kind == "early-hyperaemic":  # irregular early rim
             thickness = thickness * (1.0 + 0.35 * np.clip(bright, -1.5, 1.5))
         layers.append((_ramp(d_zone - thickness, width), s0["rim"], case.rim_curve))
