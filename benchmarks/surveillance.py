@@ -143,10 +143,15 @@ def summarise(results: list[dict], wall_s: float, size: str, command: str) -> st
               f"{r['recurrence_kind']} {r['recurrence_size_mm']} mm): {r['trend']}: {r['reason']}"
               for r in wrong] or ["* none"]
     lines += ["", "Measured against truth: the zone is the generator's ellipsoid; the measured one is "
-              "the segmentation's non-enhancing region (`segment.py`), whose rays stop at the steepest "
-              "rise of the smoothed enhancement into the rim (partial volume through 3-4 mm voxels "
-              "still puts that edge ~1-2 mm inside the true one) or where the pre-contrast signal "
-              "leaves the zone's level (no rim).", ""]
+              "the segmentation's non-enhancing region (`segment.py`), whose rays stop where the "
+              "enhancement rises into the rim (on the subtraction image) or where the pre-contrast "
+              "signal leaves the zone's level (no rim). Through 3-4 mm voxels a 1.5-3.5 mm rim is "
+              "thinner than the blur (partial volume, interpolation, smoothing): a bump whose steepest "
+              "rise lies ~1-2 mm inside the true edge. The edge is placed inside the bump's middle by "
+              "half the rim thickness that the blur's bounds (from the voxel size) allow, and moved out "
+              "by how far the blur pulls a curved surface in (s^2/R); a rim's thickness below the blur "
+              "cannot be measured, so the edge keeps an error of up to about half that bracket "
+              "(~0.5-1 mm: 5-15 % of a small zone's volume).", ""]
     return "\n".join(lines)
 
 

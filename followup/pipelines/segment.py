@@ -4,8 +4,10 @@
   zone's centre as found in the follow-up (:mod:`followup.pipelines.zone_search`; the mapped
   tumour centre when none is given); each stops where enhancement starts (the rim) or where the
   pre-contrast signal leaves the zone's own level; the zone is the star-shaped region inside the
-  (median-filtered) ray lengths. The smallest margin is the distance from the mapped tumour's
-  centre to the zone's edge, smallest over all directions, minus the tumour's radius.
+  (median-filtered) ray lengths; at a rim thinner than the blur of coarse voxels the edge is
+  corrected for it (:func:`_thin_rim_edge`, :func:`_curvature_shift_mm`). The smallest margin is
+  the distance from the mapped tumour's centre to the zone's edge, smallest over all directions,
+  minus the tumour's radius.
 * Rim: the enhancing shell just outside the zone: its thickness along each ray and its kinetics.
   The benign "cryohalo" is thin, smooth, slow and persistent.
 * Foci: connected enhancing regions in or at the edge of the zone (from 5 mm inside to 10 mm
@@ -45,6 +47,22 @@ ZONE_FAINT_RIM_RISE_PE = 12.0
 ZONE_FAINT_RIM_NOISE_K = 4.0
 ZONE_FAINT_RIM_PERSIST_MM = 1.0
 ZONE_FAINT_RIM_PEAK_MM = 5.0
+# The zone's edge at a rim is found on the subtraction image smoothed by a Gaussian of this SD
+# (voxels), as the percent enhancement is (against noise).
+ZONE_SMOOTH_VOXELS = 0.5
+# Blur of that profile along a ray, as a variance in units of the voxel's size along the ray
+# (d^2), for the thin-rim correction (:func:`_thin_rim_edge`). Known exactly: our own linear
+# interpolation of the ray's samples (a tent, d^2/6) and the smoothing ((0.5 d)^2). Not known: the
+# acquisition's point-spread function, from nothing (an ideal sampling) to that of an unfiltered
+# Cartesian acquisition (a sinc of FWHM 1.21 voxels, as a Gaussian of the same FWHM:
+# (1.207 / 2.355)^2 d^2; k-space filters widen it further, partial volume alone is d^2/12).
+EDGE_BLUR_OWN_VAR = 1.0 / 6.0 + ZONE_SMOOTH_VOXELS ** 2
+EDGE_BLUR_ACQUISITION_VAR = (1.207 / 2.355) ** 2
+# A rim thinner than the blur is a bump: its far side falls back below half its height within
+# about one blur SD beyond its crest (a Gaussian bump: 1.18 SD; a blurred layer as thick as two
+# SDs: 1.5 SD). Within this many of the blur's upper SDs (+ 1 mm): room for noise and for an
+# outer tissue that enhances a little (fat, a thin strand of gland). Beyond it: a step, not a bump.
+THIN_RIM_FALL_SPREADS = 2.0
 ZONE_SIGNAL_DEVIATION = 0.35  # relative pre-contrast deviation from the zone core that ends it
 RIM_SEARCH_MM = 8.0
 RIM_ENHANCEMENT_PE = 45.0
@@ -169,27 +187,49 @@ def _first_true(flags: np.ndarray) -> np.ndarray:
 
 
 def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndarray,
-                   origin_lps: np.ndarray, dirs: np.ndarray,
-                   k_median: int = 15) -> tuple[np.ndarray, np.ndarray]:
+                   origin_lps: np.ndarray, dirs: np.ndarray, k_median: int = 15,
+                   sub_smooth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Zone radius along each ray from ``origin_lps`` (smoothed maps in): a ray stops where
     enhancement starts or where the pre-contrast signal leaves the core's level for 2 mm; each
     radius is then the median with its ``k_median`` nearest rays. Also, per ray, whether it ran to
-    the search limit (no edge found)."""
+    the search limit (no edge found). With ``sub_smooth`` (the smoothed subtraction image, peak
+    post-contrast minus pre-contrast signal) the rim's edge is placed on it, thin rims corrected
+    for the blur (:func:`_rim_edge`)."""
     radii = np.arange(0.0, MAX_ZONE_RADIUS_MM + RAY_STEP_MM, RAY_STEP_MM)
     pts = origin_lps[None, None, :] + dirs[:, None, :] * radii[None, :, None]
     pe_ray = _sample(pe_smooth, affine, pts, cval=np.inf)
     s0_ray = _sample(s0_smooth, affine, pts, cval=0.0)
     n_core = max(2, int(3.0 / RAY_STEP_MM))
     core = float(np.median(s0_ray[:, :n_core]))
-    rim_edge, rises = _rim_edge(pe_ray, n_core)
-    # the rim's half height where a rise was seen; the fixed stop level only on rays without one
-    enhancing = rim_edge | ((pe_ray > ZONE_ENHANCEMENT_STOP_PE) & ~rises[:, None])
+    sub_ray = None if sub_smooth is None else _sample(sub_smooth, affine, pts, cval=np.inf)
+    voxel = None if sub_ray is None else _voxel_along(affine, dirs)
+    edge, rises = _rim_edge(pe_ray, n_core, sub_ray, voxel)
+    # the rim's edge where a rise was seen (moved out by the blur's pull on a curved surface); the
+    # fixed stop level only on rays without one
+    enhancing = (pe_ray > ZONE_ENHANCEMENT_STOP_PE) & ~rises[:, None]
     deviates = np.abs(s0_ray - core) > ZONE_SIGNAL_DEVIATION * max(core, 1e-6)
     # a signal change must persist for 2 mm to end the zone (noise does not)
     persist = _held(deviates, 2.0)
     stop = _first_true(enhancing | persist)
-    raw = radii[np.minimum(stop, len(radii) - 1)]
-    return _circular_median(raw, dirs, k_median), stop >= len(radii) - 1
+    ran_out = (stop >= len(radii) - 1) & ~rises
+    edge_mm = edge * RAY_STEP_MM
+    if voxel is not None:
+        edge_mm = edge_mm + _curvature_shift_mm(edge_mm, voxel, affine)
+    raw = np.minimum(radii[np.minimum(stop, len(radii) - 1)], edge_mm)
+    return _circular_median(raw, dirs, k_median), ran_out
+
+
+def _curvature_shift_mm(radius_mm: np.ndarray, voxel_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """How far the blur moves a closed surface's features (its steepest ascent, a thin shell's
+    middle) inwards, per ray. The level sets of a Gaussian-blurred shape move by its curvature:
+    a sphere of radius R blurred with covariance C moves by (tr C - u'Cu) / 2R at the point whose
+    normal is u (the blur across the surface curves it; 0.2-0.6 mm for an 8-15 mm zone through
+    3-4 mm voxels). The blur per axis is the voxel's size there times its SD in voxels, its variance
+    taken midway between its bounds (``EDGE_BLUR_OWN_VAR``, ``EDGE_BLUR_ACQUISITION_VAR``); the
+    curvature that of a sphere through the edge around the rays' origin (the zone's centre)."""
+    per_voxel = EDGE_BLUR_OWN_VAR + 0.5 * EDGE_BLUR_ACQUISITION_VAR
+    across = per_voxel * (float((np.linalg.norm(affine[:3, :3], axis=0) ** 2).sum()) - voxel_mm ** 2)
+    return across / (2.0 * np.maximum(radius_mm, voxel_mm))
 
 
 def _held(flags: np.ndarray, mm: float) -> np.ndarray:
@@ -198,19 +238,25 @@ def _held(flags: np.ndarray, mm: float) -> np.ndarray:
     return ndimage.minimum_filter1d(flags.astype(np.uint8), n, axis=1, origin=-(n // 2)).astype(bool)
 
 
-def _rim_edge(pe_ray: np.ndarray, n_core: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per ray sample: beyond the zone's edge at the enhancement that ends it. The rise is where
-    the enhancement climbs clearly above the zone core's own level (``ZONE_FAINT_RIM_RISE_PE`` or
+def _rim_edge(pe_ray: np.ndarray, n_core: int, sub_ray: np.ndarray | None = None,
+              voxel_mm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per ray: where the zone's edge lies at the enhancement that ends it (in ray samples, a
+    fraction; +inf where none), and whether a rise was found. The rise is where the enhancement
+    climbs clearly above the zone core's own level (``ZONE_FAINT_RIM_RISE_PE`` or
     ``ZONE_FAINT_RIM_NOISE_K`` robust SDs) and stays there for ``ZONE_FAINT_RIM_PERSIST_MM`` (not
-    a noisy sample): faint rims (15-30 %) count too. The edge is the steepest ascent of the
-    enhancement from 1 mm before the rise to ``ZONE_FAINT_RIM_PEAK_MM`` after it (the edge of a
-    step blurred by partial volume lies where it climbs fastest; a fixed level, below half of a
-    bright rim or on the foot of a slow ramp, put the edge 1-4 mm inside and the volume ~20 %
-    short). Also returns, per ray, whether a rise was found."""
+    a noisy sample): faint rims (15-30 %) count too. The edge is the steepest ascent from 1 mm
+    before the rise to ``ZONE_FAINT_RIM_PEAK_MM`` after it (the edge of a step blurred by partial
+    volume lies where it climbs fastest; a fixed level, below half of a bright rim or on the foot
+    of a slow ramp, put the edge 1-4 mm inside and the volume ~20 % short), on the subtraction
+    image where it is given (partial volume mixes signal, not its ratio to the pre-contrast
+    signal: the percent enhancement of a voxel half zone, half rim is weighted towards the
+    brighter rim, its steepest ascent pulled inwards), there moved out for a rim thinner than the
+    blur (:func:`_thin_rim_edge`; ``voxel_mm``: the voxel's size along each ray)."""
+    n = pe_ray.shape[1]
     core_pe = pe_ray[:, :n_core]
     core_pe = core_pe[np.isfinite(core_pe)]
     if core_pe.size == 0:
-        return np.zeros(pe_ray.shape, dtype=bool), np.zeros(len(pe_ray), dtype=bool)
+        return np.full(len(pe_ray), np.inf), np.zeros(len(pe_ray), dtype=bool)
     level = float(np.median(core_pe))
     spread = 1.4826 * float(np.median(np.abs(core_pe - level)))
     threshold = level + max(ZONE_FAINT_RIM_RISE_PE, ZONE_FAINT_RIM_NOISE_K * spread)
@@ -219,7 +265,7 @@ def _rim_edge(pe_ray: np.ndarray, n_core: int) -> tuple[np.ndarray, np.ndarray]:
     # the edge: the steepest ascent from 1 mm before the rise to ZONE_FAINT_RIM_PEAK_MM after it
     n_peak = int(round(ZONE_FAINT_RIM_PEAK_MM / RAY_STEP_MM))
     n_back = int(round(1.0 / RAY_STEP_MM))
-    idx = np.arange(pe.shape[1])[None, :]
+    idx = np.arange(n)[None, :]
     # ... but not past the first crest (where the enhancement starts to fall over 1 mm): a stronger
     # structure just beyond a faint rim (gland, a nodule) does not move the edge out to it
     n_fall = int(round(1.0 / RAY_STEP_MM))
@@ -227,10 +273,124 @@ def _rim_edge(pe_ray: np.ndarray, n_core: int) -> tuple[np.ndarray, np.ndarray]:
     falling[:, :-n_fall] = pe[:, :-n_fall] > pe[:, n_fall:] + 0.5
     crest = _first_true(falling & (idx >= rise[:, None]))
     window = (idx >= (rise - n_back)[:, None]) & (idx <= np.minimum(rise + n_peak, crest)[:, None])
-    slope = np.gradient(np.minimum(pe, 1e4), axis=1)
-    edge = np.argmax(np.where(window, slope, -np.inf), axis=1)
-    rises = rise < pe.shape[1]
-    return (idx >= edge[:, None]) & rises[:, None], rises
+    prof = pe if sub_ray is None else np.minimum(np.where(np.isfinite(sub_ray), sub_ray, 1e6), 1e6)
+    slope = np.gradient(np.minimum(prof, 1e4), axis=1)
+    steepest = np.argmax(np.where(window, slope, -np.inf), axis=1)
+    rises = rise < n
+    edge = steepest.astype(float)
+    if sub_ray is not None and voxel_mm is not None:
+        sub_core = prof[:, :n_core]
+        edge = _thin_rim_edge(prof, slope, steepest, float(np.median(sub_core[sub_core < 1e6])),
+                              voxel_mm / RAY_STEP_MM)
+    return np.where(rises, edge, np.inf), rises
+
+
+def _vertex(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Per row, the position of the maximum near sample ``at`` (1 .. n-2) refined by the parabola
+    through it and its two neighbours (within half a sample)."""
+    rows = np.arange(len(values))
+    lo, mid, hi = values[rows, at - 1], values[rows, at], values[rows, at + 1]
+    curv = lo - 2.0 * mid + hi
+    shift = np.where(curv < 0, 0.5 * (lo - hi) / np.where(curv < 0, curv, -1.0), 0.0)
+    return at + np.clip(shift, -0.5, 0.5)
+
+
+def _thin_rim_edge(prof: np.ndarray, slope: np.ndarray, steepest: np.ndarray, level: float,
+                   voxel: np.ndarray) -> np.ndarray:
+    """The zone's edge per ray (ray samples) where the enhancement that ends it is a rim that the
+    blur does not resolve (``voxel``: the voxel's size along each ray, in ray samples).
+
+    Blurred (the acquisition's point-spread function, our interpolation and smoothing), a rim of
+    thickness t beyond the zone's edge R is a bump centred on its middle: its crest lies at
+    R + t/2. Its steepest ascent lies D = s y(t / 2s) before that middle (s: the blur's SD; y, from
+    the inflection of a blurred box, is 1 for a sheet and t / 2s for a thick layer): at R for a
+    thick rim (a step), but up to s - t/2 inside R for a rim thinner than about 2 s (3-4 mm
+    through 3-4 mm voxels), where the steepest ascent alone made small zones 15-40 % short. The
+    measured D and a blur give t (inverting y) and so R = middle - t/2. The blur is known only
+    within bounds (``EDGE_BLUR_OWN_VAR``, ``EDGE_BLUR_ACQUISITION_VAR``), and below about 2 s the
+    bump's width is the blur's whatever t is: the bounds give the thinnest and thickest rims that
+    fit; a rim up to one voxel thick may also lie within one voxel along the ray, whose value
+    tells its amount (thickness x enhancement), not its thickness, so the thickest is never below
+    one voxel. The edge is the middle of that bracket (the estimate whose worst error is
+    smallest), never outside [steepest ascent, middle] (the edge of any layer lies between them).
+    Where a rim reads as a bump, the steepest ascent alone put the edge 0.5-1.5 mm inside the true
+    one on tuning series (seeds 75000+), the zone's volume 5-25 % short.
+
+    The bump's middle is taken midway between its half heights (above the core's level) on
+    either side of its crest, and only where the profile falls back below that half height within
+    ``THIN_RIM_FALL_SPREADS`` x the blur's upper SD beyond the crest: a layer whose far side is
+    seen within the blur's reach. Where it does not (enhancing gland beyond, a step) the steepest
+    ascent stays."""
+    n = prof.shape[1]
+    rows = np.arange(len(prof))
+    idx = np.arange(n)[None, :]
+    n_fall = int(round(1.0 / RAY_STEP_MM))
+    n_peak = int(round(ZONE_FAINT_RIM_PEAK_MM / RAY_STEP_MM))
+    blur_lo = voxel * np.sqrt(EDGE_BLUR_OWN_VAR)
+    blur_hi = voxel * np.sqrt(EDGE_BLUR_OWN_VAR + EDGE_BLUR_ACQUISITION_VAR)
+    falling = np.zeros(prof.shape, dtype=bool)
+    falling[:, :-n_fall] = prof[:, :-n_fall] > prof[:, n_fall:]
+    crest = _first_true(falling & (idx >= steepest[:, None]))
+    found = crest <= steepest + n_peak
+    crest = np.clip(crest, 1, n - 2)
+    # the local maximum within 1 mm of where it starts to fall
+    near = np.clip(crest[:, None] + np.arange(-n_fall, n_fall + 1)[None, :], 1, n - 2)
+    crest = near[rows, np.argmax(prof[rows[:, None], near], axis=1)]
+    height = prof[rows, crest] - level
+    half = level + 0.5 * height
+    # the bump's middle: midway between its half heights on either side of the crest (its crest
+    # alone wanders over the flat top that sampling leaves), the far one within the blur's reach
+    below = prof <= half[:, None]
+    reach = crest + THIN_RIM_FALL_SPREADS * blur_hi + n_fall
+    out = _first_true(below & (idx > crest[:, None]) & (idx <= reach[:, None]))
+    inside = n - 1 - _first_true((below & (idx < crest[:, None]))[:, ::-1])
+    thin = found & (out < n) & (inside >= 0) & (height > 0) & (crest > steepest)
+    middle = 0.5 * (_crossing(prof, half, inside) + _crossing(prof, half, np.clip(out, 1, n - 1) - 1))
+    fastest = _vertex(slope, np.clip(steepest, 1, n - 2))
+    rise = np.maximum(middle - fastest, 0.0)
+    thinnest = _thickness_from_rise(rise, blur_hi)
+    thickest = np.maximum(_thickness_from_rise(rise, blur_lo), voxel)
+    edge = np.clip(middle - 0.25 * (thinnest + thickest), fastest, middle)
+    return np.where(thin, edge, steepest.astype(float))
+
+
+def _crossing(prof: np.ndarray, level: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Per row, where the profile crosses ``level`` between samples ``at`` and ``at + 1``
+    (linear; ``at`` where it does not change there)."""
+    rows = np.arange(len(prof))
+    at = np.clip(at, 0, prof.shape[1] - 2)
+    a, b = prof[rows, at], prof[rows, at + 1]
+    frac = np.where(b != a, (level - a) / np.where(b != a, b - a, 1.0), 0.0)
+    return at + np.clip(frac, 0.0, 1.0)
+
+
+def _inflection_table() -> tuple[np.ndarray, np.ndarray]:
+    """(distance from the steepest ascent to the middle, half width) of a box blurred by a unit
+    Gaussian, for half widths 0.01-6 SD: where (y - a) exp(-(y - a)^2 / 2) = (y + a)
+    exp(-(y + a)^2 / 2), solved by bisection."""
+    half = np.linspace(0.01, 6.0, 600)
+    lo, hi = half.copy(), half + 2.0
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        below = (mid - half) - (mid + half) * np.exp(-2.0 * half * mid) < 0
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi), half
+
+
+_RISE_SD, _HALF_SD = _inflection_table()
+
+
+def _thickness_from_rise(rise: np.ndarray, blur_sd: np.ndarray) -> np.ndarray:
+    """Thickness of the layer whose blurred profile climbs fastest ``rise`` before its middle
+    (same units as ``blur_sd``): none where the rise is no more than the blur's SD."""
+    return 2.0 * blur_sd * np.interp(rise / blur_sd, _RISE_SD, _HALF_SD, left=0.0)
+
+
+def _voxel_along(affine: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """The voxel's size (mm) along each ray direction: its spacing projected on the direction."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    u = dirs @ (affine[:3, :3] / spacing)
+    return np.sqrt(((u * spacing) ** 2).sum(axis=1))
 
 
 def _star_lookup(dirs: np.ndarray, ray_r: np.ndarray, origin: np.ndarray):
@@ -273,9 +433,11 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
     dirs = fibonacci_sphere(N_RAYS)
     tumour_centre_lps = np.asarray(tumour_centre_lps, dtype=float)
     origin = tumour_centre_lps if ray_origin_lps is None else np.asarray(ray_origin_lps, dtype=float)
-    pe_smooth = ndimage.gaussian_filter(maps.pe_peak, 0.5)
+    pe_smooth = ndimage.gaussian_filter(maps.pe_peak, ZONE_SMOOTH_VOXELS)
     s0_smooth = ndimage.gaussian_filter(s0, 0.7)
-    ray_r, ran_out = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs)
+    # the subtraction image (peak minus pre-contrast signal: the peak enhancement times the signal)
+    sub_smooth = ndimage.gaussian_filter(maps.pe_peak * s0 / 100.0, ZONE_SMOOTH_VOXELS)
+    ray_r, ran_out = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs, sub_smooth=sub_smooth)
     leaked = bool(np.mean(ran_out) > 0.1)
 
     # Zone mask: voxels closer to the origin than the radius along their own direction (only

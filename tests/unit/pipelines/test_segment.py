@@ -9,6 +9,8 @@ volume), so volumes, kinetics and distances have known values.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -129,9 +131,13 @@ def test_zone_by_rays_matches_the_ellipsoid(make):
     assert zone.axes_mm == pytest.approx(2 * SEMI_AXES, abs=1.5)
     assert abs(zone.axis_directions[0] @ ROT[:, 0]) > 0.98
     assert abs(zone.axis_directions[2] @ ROT[:, 2]) > 0.98
-    # each ray's radius is the ellipsoid's radius in that direction
+    # each ray's radius is the ellipsoid's radius in that direction; along z through 1.6 mm slices
+    # this phantom's 2 mm rim (no partial volume) is one slice thick: on the grid the zone ends at
+    # that slice's boundary, 0.4 mm beyond the ellipsoid, and a rim within one voxel does not show
+    # its thickness (the edge goes midway in what that voxel allows, up to 0.4 mm more)
     err = zone.ray_radius_mm - _true_ray_radius()
-    assert np.abs(err).max() < 1.0 and abs(np.median(err)) < 0.5
+    worst = 1.0 if make is _iso_phantom else 1.25
+    assert np.abs(err).max() < worst and abs(np.median(err)) < 0.5
     assert not zone.leaked
 
 
@@ -166,6 +172,39 @@ def test_zone_grows_with_the_ellipsoid(iso):
     grown = big.ray_radius_mm - small.ray_radius_mm
     assert np.median(grown) == pytest.approx(3.0, abs=0.6)
     assert big.volume_ml > small.volume_ml * 1.5
+
+
+def _partial_volume_sphere(radius: float, rim: float, spacing, supersample: int = 5):
+    """A non-enhancing spherical cavity (S0 = 100) in non-enhancing tissue (S0 = 100), wrapped in a
+    rim of ``rim`` mm with the benign kinetics (RIM_CURVE), on a coarse grid of ``spacing`` mm:
+    each voxel holds each structure's share of its box (partial volume, ``supersample``^3 points)."""
+    spacing = np.asarray(spacing, dtype=float)
+    shape = tuple(int(np.ceil(70.0 / d)) for d in spacing)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = (-30.0, 12.0, 40.0)
+    centre = affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0) + affine[:3, 3] + np.array([0.7, -0.4, 1.1])
+    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij"), -1)
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    shell = np.zeros(shape)
+    for offset in itertools.product(offsets, repeat=3):
+        r = np.linalg.norm((ijk + np.array(offset)) @ affine[:3, :3].T + affine[:3, 3] - centre, axis=-1)
+        shell += (r >= radius) & (r < radius + rim)
+    shell /= supersample ** 3
+    phases = [(S0 * (1.0 - shell) + value * shell).astype(np.float32) for value in RIM_CURVE]
+    return phases, affine, centre
+
+
+@pytest.mark.parametrize("radius", [8.0, 12.0])
+def test_thin_rim_through_coarse_voxels_gives_the_cavity_volume(radius):
+    """A 2 mm rim through 3 x 3 x 4 mm voxels is thinner than the blur: a bump whose steepest
+    ascent lies ~1 mm inside the cavity's edge (a small, involuted cavity then read 15-30 % short);
+    the edge goes between that ascent and the rim's crest, the volume within 10 %."""
+    phases, affine, centre = _partial_volume_sphere(radius, 2.0, (3.0, 3.0, 4.0))
+    zone = segment_zone(phases[0], _maps(phases), affine, centre, TUMOUR_RADIUS, 2.0)
+    true_ml = 4.0 / 3.0 * np.pi * radius ** 3 / 1000.0
+    assert zone.volume_ml == pytest.approx(true_ml, rel=0.10)
+    assert abs(np.median(zone.ray_radius_mm) - radius) < 0.6
+    assert not zone.leaked
 
 
 @pytest.mark.parametrize("base", [S0, 0.0], ids=["uniform-tissue", "zeros"])
