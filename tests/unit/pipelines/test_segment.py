@@ -519,3 +519,65 @@ def test_split_divides_every_voxel_once():
     # a weaker second peak (90 over a 80 plateau: under 15 % of its peak above the dip) stays joined
     pe[21:28, 2:8, 2:8] = 90.0
     assert len(split_at_maxima(pe >= 50.0, pe, np.ones(3), 30)) == 1
+
+
+def _coarse_blob(centres_radii, shape=(16, 16, 12), spacing=(2.5, 2.5, 3.5), pe_value=200.0):
+    """Spheres of ``pe_value`` enhancement drawn with partial volume (8^3 subsamples per voxel) on
+    a coarse grid: (enhancement, affine)."""
+    affine = np.diag([*spacing, 1.0])
+    sub = (np.arange(8) + 0.5) / 8 - 0.5
+    frac = np.zeros(shape)
+    ijk = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in shape], indexing="ij"), -1)
+    for di in sub:
+        for dj in sub:
+            for dk in sub:
+                p = (ijk + np.array([di, dj, dk])) * spacing
+                inside = np.zeros(shape, dtype=bool)
+                for c, r in centres_radii:
+                    inside |= np.linalg.norm(p - c, axis=-1) <= r
+                frac += inside
+    return pe_value * frac / 512.0, affine
+
+
+def _lobe_centres(lobes, pe, affine):
+    out = []
+    for lobe in lobes:
+        solid = lobe & (pe >= 0.5 * pe[lobe].max())
+        out.append(affine[:3, :3] @ np.argwhere(solid).mean(axis=0) + affine[:3, 3])
+    return out
+
+
+def test_touching_nodules_without_a_dip_are_two_lobes():
+    """A 14 mm and an 8 mm nodule that touch, equally enhancing, through 2.5 x 2.5 x 3.5 mm voxels
+    and a blur of half a voxel: the dip between them is too shallow to part them by enhancement,
+    but the union is lobulated: two lobes, each centred on its nodule."""
+    from followup.pipelines.segment import split_at_maxima, split_lobes
+
+    big, small = np.array([16.0, 20.0, 20.0]), np.array([16.0 + 11.0, 20.0, 20.0])
+    pe, affine = _coarse_blob([(big, 7.0), (small, 4.0)])
+    pe = ndimage.gaussian_filter(pe, 0.5)  # the acquisition's blur
+    pe_s = ndimage.gaussian_filter(pe, 0.5)  # find_foci's smoothing
+    focus = pe_s >= 50.0
+    assert len(split_at_maxima(focus, pe_s, np.diag(affine)[:3], 1)) == 1  # no second maximum
+    lobes = split_lobes(focus, pe, affine)
+    assert len(lobes) == 2
+    assert not (lobes[0] & lobes[1]).any() and np.array_equal(lobes[0] | lobes[1], focus)
+    found = sorted(_lobe_centres(lobes, pe, affine), key=lambda c: c[0])
+    assert np.linalg.norm(found[0] - big) < 1.0 and np.linalg.norm(found[1] - small) < 1.0
+
+
+@pytest.mark.parametrize("blob", ["sphere", "ellipsoid"])
+def test_one_nodule_is_one_lobe(blob):
+    """A single 14 mm nodule, or an ovoid 20 x 9 x 9 mm one (a ridge, not two lobes), stays whole
+    (blurred as in the test above)."""
+    from followup.pipelines.segment import split_lobes
+
+    if blob == "sphere":
+        pe, affine = _coarse_blob([(np.array([20.0, 20.0, 20.0]), 7.0)])
+    else:  # an ovoid as a chain of overlapping spheres whose radii follow the ellipse
+        xs = np.linspace(-10.0, 10.0, 21)
+        pe, affine = _coarse_blob([(np.array([20.0 + x, 20.0, 20.0]), 4.5 * np.sqrt(max(1 - (x / 10.0) ** 2, 0.01)))
+                                   for x in xs])
+    pe = ndimage.gaussian_filter(pe, 0.5)
+    focus = ndimage.gaussian_filter(pe, 0.5) >= 50.0
+    assert [lobe.sum() for lobe in split_lobes(focus, pe, affine)] == [focus.sum()]
