@@ -291,24 +291,32 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
                     search.centre_lps if search.found else None)
     a.segmentation = seg
     a.probability = run_stage("scoring", _score, record, reg, seg, search)
+    a.caveats = _always_caveats() + _record_caveats(record) + _analysis_caveats(record, followup, reg, seg, search)
+    a.recommendations = _recommendations(record, a)
+    return a
+
+
+def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: RegistrationResult,
+                      seg: Segmentation, search: ZoneSearch) -> list[Note]:
+    """What the analysis itself leaves uncertain: registration, zone, margin, phases."""
     used = imaging_evidence(reg, seg, search).reliable
-    a.caveats = _always_caveats() + _record_caveats(record)
+    out: list[Note] = []
     if reg.quality == "poor" and used:
-        a.caveats.append(Note("poor-registration", "Registration to the baseline was poor ("
+        out.append(Note("poor-registration", "Registration to the baseline was poor ("
                               + "; ".join(reg.reasons) + "): the ablation zone was found in the "
                               "follow-up itself and its findings are used, but the margin around "
                               "the mapped tumour is not scored, the zone's identity is uncertain, "
                               "the confidence is low and the interval is wider."))
     elif reg.quality == "poor":
-        a.caveats.append(Note("poor-registration", "Registration to the baseline was poor ("
+        out.append(Note("poor-registration", "Registration to the baseline was poor ("
                               + "; ".join(reg.reasons) + ") and the ablation zone was not found "
                               "reliably in the follow-up: the imaging findings are not used and the "
                               "interval spans every imaging outcome."))
     if not search.found:
-        a.caveats.append(Note("zone-not-found", "The ablation zone was not found in the follow-up "
+        out.append(Note("zone-not-found", "The ablation zone was not found in the follow-up "
                               f"itself ({search.reason}): it was outlined around the mapped tumour."))
     if seg.zone.leaked:
-        a.caveats.append(Note("zone-edge-not-found", "The edge of the ablation zone was not found in "
+        out.append(Note("zone-edge-not-found", "The edge of the ablation zone was not found in "
                               "every direction: zone size and margin are uncertain" + (
                                   "; the suspicious focus at the site is used." if used else
                                   ", and a negative read of a site not fully outlined cannot be "
@@ -316,21 +324,20 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
                                   "spans every imaging outcome.")))
     if not seg.zone.covers_margin:
         if reg.quality == "poor":
-            a.caveats.append(Note("margin-not-scored", "Margin coverage around the mapped tumour is "
+            out.append(Note("margin-not-scored", "Margin coverage around the mapped tumour is "
                                   "not scored: registration was poor, so the tumour's place in the "
                                   f"zone is unknown (smallest margin measured "
                                   f"{seg.zone.smallest_margin_mm:.1f} mm)."))
         else:
-            a.caveats.append(Note("margin-not-covered", f"The ablation zone does not cover the tumour "
+            out.append(Note("margin-not-covered", f"The ablation zone does not cover the tumour "
                                   f"plus its {record.margin_mm:g} mm margin everywhere (smallest "
                                   f"margin {seg.zone.smallest_margin_mm:.1f} mm)."))
     if len(followup.phases) < 3:
-        a.caveats.append(Note("no-delayed-phase", "Only one post-contrast phase: no curve type."))
+        out.append(Note("no-delayed-phase", "Only one post-contrast phase: no curve type."))
     if any("description" in w.lower() for w in followup.warnings):
-        a.caveats.append(Note("phase-order-uncertain", "Phases were ordered by series description "
+        out.append(Note("phase-order-uncertain", "Phases were ordered by series description "
                               "only; check the order."))
-    a.recommendations = _recommendations(record, a)
-    return a
+    return out
 
 
 def _maps(roi: AlignedRoi) -> EnhancementMaps:

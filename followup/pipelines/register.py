@@ -617,6 +617,38 @@ def rigid_in_box(fixed: Volume | Prepared, moving: Volume | Prepared, centre_lps
 # ----------------------------------------------------------------------------- registration
 
 
+def _multi_start(bases: np.ndarray, centre: np.ndarray, level: tuple, lesion_b: np.ndarray,
+                 gen: torch.Generator) -> tuple[np.ndarray, float]:
+    """Multi-start: the first level's rigid refinement from every start in one batch. The best
+    start's matrix by MI, and how far apart the lesion lands under the starts that nearly tie with
+    it (``RIVAL_MI``): the start spread."""
+    m_first, pts0, vals0, w0, iters0, n0 = level
+    model = _Transform(centre, affine=False, base=bases, batch=len(bases))
+    _optimise(model, pts0, vals0, m_first, iters0, n0, gen, w_fixed_all=w0)
+    refined = model.numpy()
+    start_mi = np.array([_mi(m, pts0, vals0, m_first) for m in refined])
+    best = int(np.argmax(start_mi))
+    lesion_starts = np.array([_inverse_point(m, lesion_b) for m in refined])
+    rivals = start_mi >= start_mi[best] - RIVAL_MI
+    return refined[best], float(np.max(np.linalg.norm(lesion_starts[rivals] - lesion_starts[best], axis=1)))
+
+
+def _local_refinement(f_img, m_img, lesion_fu: np.ndarray, global_m: np.ndarray, gen: torch.Generator,
+                      reasons: list[str]) -> tuple[np.ndarray, float, float]:
+    """Local rigid refinement in a box around the lesion's position in the follow-up: the better
+    of it and the global matrix there, with the local NCC before and after (a reason is added
+    where the box holds too little tissue to check)."""
+    local = rigid_in_box(f_img, m_img, lesion_fu, LOCAL_HALF_BOX_MM, LOCAL_LEVEL, base=global_m,
+                         gen=gen, ncc_exclude_mm=NCC_EXCLUDE_RADIUS_MM)
+    if local is None:
+        reasons.append("too little tissue around the lesion's mapped position for a local check")
+        return global_m, float("nan"), float("nan")
+    local_m, ncc_before, ncc_global, ncc_after = local
+    if ncc_after < ncc_global:  # keep the better of the two around the lesion
+        local_m, ncc_after = global_m, ncc_global
+    return local_m, ncc_before, ncc_after
+
+
 @_single_threaded
 def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
              seed: int = 0, global_search: bool = True) -> RegistrationResult:
@@ -644,23 +676,14 @@ def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
         levels.append((m_lvl, pts, vals, parzen_weights(vals), iters, n_sample))
     centre = fixed.centre_world()
     lesion_b = np.asarray(lesion_baseline_lps, float)
-    m_first, pts0, vals0, w0, iters0, n0 = levels[0]
+    m_first, pts0, vals0 = levels[0][:3]
     mi_before = _mi(np.eye(4), pts0, vals0, m_first)
     search = coarse_search(f_img, m_img, STARTS if global_search else 1, seed,
                            identity_only=not global_search)
     bases = np.stack([c.matrix for c in search.candidates])
+    best_start, start_spread = _multi_start(bases, centre, levels[0], lesion_b, gen)
 
-    # Multi-start: the first level's rigid refinement from every start in one batch.
-    model = _Transform(centre, affine=False, base=bases, batch=len(bases))
-    _optimise(model, pts0, vals0, m_first, iters0, n0, gen, w_fixed_all=w0)
-    refined = model.numpy()
-    start_mi = np.array([_mi(m, pts0, vals0, m_first) for m in refined])
-    best = int(np.argmax(start_mi))
-    lesion_starts = np.array([_inverse_point(m, lesion_b) for m in refined])
-    rivals = start_mi >= start_mi[best] - RIVAL_MI
-    start_spread = float(np.max(np.linalg.norm(lesion_starts[rivals] - lesion_starts[best], axis=1)))
-
-    model = _Transform(centre, affine=False, base=refined[best])
+    model = _Transform(centre, affine=False, base=best_start)
     for m_lvl, pts, vals, w_fixed, iters, n_sample in levels[1:]:
         _optimise(model, pts, vals, m_lvl, iters, n_sample, gen, w_fixed_all=w_fixed)
     model = _Transform(centre, affine=True, base=model.numpy()[0])
@@ -671,18 +694,9 @@ def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
     mi_after = _mi(global_m, pts, vals, m_last)
     nmi_overlap, fov_overlap = _overlap_nmi(global_m, pts, vals, m_last, moving)
 
-    # Local rigid refinement in a box around the lesion's position in the follow-up.
     lesion_fu = _inverse_point(global_m, lesion_b)
     reasons: list[str] = []
-    local = rigid_in_box(f_img, m_img, lesion_fu, LOCAL_HALF_BOX_MM, LOCAL_LEVEL, base=global_m,
-                         gen=gen, ncc_exclude_mm=NCC_EXCLUDE_RADIUS_MM)
-    local_m, ncc_before, ncc_after = global_m, float("nan"), float("nan")
-    if local is None:
-        reasons.append("too little tissue around the lesion's mapped position for a local check")
-    else:
-        local_m, ncc_before, ncc_global, ncc_after = local
-        if ncc_after < ncc_global:  # keep the better of the two around the lesion
-            local_m, ncc_after = global_m, ncc_global
+    local_m, ncc_before, ncc_after = _local_refinement(f_img, m_img, lesion_fu, global_m, gen, reasons)
     shift = float(np.linalg.norm((local_m[:3, :3] @ lesion_fu + local_m[:3, 3])
                                  - (global_m[:3, :3] @ lesion_fu + global_m[:3, 3])))
     scales = np.linalg.svd(global_m[:3, :3], compute_uv=False)
