@@ -581,8 +581,9 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
         if len(lobes) == 1:
             foci.append(focus)
             continue
-        foci += [_focus(len(foci) + 1 + k, lobe, phases, maps, affine, lps, signed, rim)
-                 for k, lobe in enumerate(lobe for lobe in lobes if lobe.sum() * voxel_mm3 >= FOCUS_MIN_VOLUME_MM3)]
+        for lobe in lobes:
+            if lobe.sum() * voxel_mm3 >= FOCUS_MIN_VOLUME_MM3:
+                foci.append(_focus(len(foci) + 1, lobe, phases, maps, affine, lps, signed, rim))
     foci.sort(key=lambda f: (not f.suspicious, -f.peak_pe))
     return foci
 

@@ -25,6 +25,8 @@ from followup.pipelines.segment import (
     segment,
     segment_rim,
     segment_zone,
+    split_at_maxima,
+    split_lobes,
     zone_distances,
 )
 
@@ -492,8 +494,6 @@ def test_touching_nodules_are_two_foci(iso):
 
 def test_split_keeps_a_noisy_nodule_whole():
     """Noise in one nodule's enhancement makes small bumps, not separate maxima: it stays one."""
-    from followup.pipelines.segment import split_at_maxima
-
     rng = np.random.default_rng(7)
     grid = np.stack(np.meshgrid(*[np.arange(24.0)] * 3, indexing="ij"), -1)
     nodule = np.linalg.norm(grid - 11.5, axis=-1) <= 6.0
@@ -505,8 +505,6 @@ def test_split_keeps_a_noisy_nodule_whole():
 
 def test_split_divides_every_voxel_once():
     """Two peaks joined by a plateau: two parts, disjoint, that together are the region."""
-    from followup.pipelines.segment import split_at_maxima
-
     pe = np.zeros((30, 10, 10))
     pe[2:9, 2:8, 2:8] = 200.0
     pe[9:21, 4:6, 4:6] = 80.0
@@ -551,8 +549,6 @@ def test_touching_nodules_without_a_dip_are_two_lobes():
     """A 14 mm and an 8 mm nodule that touch, equally enhancing, through 2.5 x 2.5 x 3.5 mm voxels
     and a blur of half a voxel: the dip between them is too shallow to part them by enhancement,
     but the union is lobulated: two lobes, each centred on its nodule."""
-    from followup.pipelines.segment import split_at_maxima, split_lobes
-
     big, small = np.array([16.0, 20.0, 20.0]), np.array([16.0 + 11.0, 20.0, 20.0])
     pe, affine = _coarse_blob([(big, 7.0), (small, 4.0)])
     pe = ndimage.gaussian_filter(pe, 0.5)  # the acquisition's blur
@@ -570,8 +566,6 @@ def test_touching_nodules_without_a_dip_are_two_lobes():
 def test_one_nodule_is_one_lobe(blob):
     """A single 14 mm nodule, or an ovoid 20 x 9 x 9 mm one (a ridge, not two lobes), stays whole
     (blurred as in the test above)."""
-    from followup.pipelines.segment import split_lobes
-
     if blob == "sphere":
         pe, affine = _coarse_blob([(np.array([20.0, 20.0, 20.0]), 7.0)])
     else:  # an ovoid as a chain of overlapping spheres whose radii follow the ellipse
