@@ -520,21 +520,23 @@ def test_split_divides_every_voxel_once():
 
 
 def _coarse_blob(centres_radii, shape=(16, 16, 12), spacing=(2.5, 2.5, 3.5), pe_value=200.0):
-    """Spheres of ``pe_value`` enhancement drawn with partial volume (8^3 subsamples per voxel) on
-    a coarse grid: (enhancement, affine)."""
+    """Spheres ``(centre, radius)`` of ``pe_value`` enhancement, or ``(centre, radius, pe)`` of
+    their own (the brightest wins where they overlap), drawn with partial volume (8^3 subsamples
+    per voxel) on a coarse grid: (enhancement, affine)."""
     affine = np.diag([*spacing, 1.0])
     sub = (np.arange(8) + 0.5) / 8 - 0.5
-    frac = np.zeros(shape)
+    total = np.zeros(shape)
     ijk = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in shape], indexing="ij"), -1)
     for di in sub:
         for dj in sub:
             for dk in sub:
                 p = (ijk + np.array([di, dj, dk])) * spacing
-                inside = np.zeros(shape, dtype=bool)
-                for c, r in centres_radii:
-                    inside |= np.linalg.norm(p - c, axis=-1) <= r
-                frac += inside
-    return pe_value * frac / 512.0, affine
+                value = np.zeros(shape)
+                for c, r, *own in centres_radii:
+                    inside = np.linalg.norm(p - c, axis=-1) <= r
+                    value = np.where(inside, np.maximum(value, own[0] if own else pe_value), value)
+                total += value
+    return total / 512.0, affine
 
 
 def _lobe_centres(lobes, pe, affine):
@@ -560,6 +562,23 @@ def test_touching_nodules_without_a_dip_are_two_lobes():
     assert not (lobes[0] & lobes[1]).any() and np.array_equal(lobes[0] | lobes[1], focus)
     found = sorted(_lobe_centres(lobes, pe, affine), key=lambda c: c[0])
     assert np.linalg.norm(found[0] - big) < 1.0 and np.linalg.norm(found[1] - small) < 1.0
+
+
+@pytest.mark.parametrize("small_pe", [200.0, 140.0], ids=["as-bright", "dimmer"])
+def test_a_nodule_pressed_against_a_larger_one_is_a_lobe(small_pe):
+    """A 6.5 mm nodule overlapping a 13 mm one by 0.5 mm (no neck between them: the depth of the
+    union rises all the way from the small one into the large one), as bright as it or enhancing
+    at 70 % of it (through the voxels and the blur, its centre then lies below half the focus's
+    peak): two lobes, each within 1.5 mm of its nodule's centre."""
+    big, small = np.array([16.0, 20.0, 20.0]), np.array([16.0 + 9.25, 20.0, 20.0])
+    pe, affine = _coarse_blob([(big, 6.5, 200.0), (small, 3.25, small_pe)])
+    pe = ndimage.gaussian_filter(pe, 0.5)
+    focus = ndimage.gaussian_filter(pe, 0.5) >= 50.0
+    lobes = split_lobes(focus, pe, affine)
+    assert len(lobes) == 2
+    assert not (lobes[0] & lobes[1]).any() and np.array_equal(lobes[0] | lobes[1], focus)
+    found = sorted(_lobe_centres(lobes, pe, affine), key=lambda c: c[0])
+    assert np.linalg.norm(found[0] - big) < 1.5 and np.linalg.norm(found[1] - small) < 1.5
 
 
 @pytest.mark.parametrize("blob", ["sphere", "ellipsoid"])
