@@ -231,7 +231,8 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
            "translation_mm": disp["translation_norm_mm"], "rotation_deg": disp["rotation_max_axis_deg"],
            "tumour_mm": truth["tumour"]["diameter_mm"], "status": "crash", "crash": None,
            "error_mm": None, "ncc": None, "imaging": False, "lr": 1.0, "p": None, "quality": None,
-           "nodules": [{"diameter_mm": n["diameter_mm"], "found": False} for n in truth["nodules"]],
+           "nodules": [{"diameter_mm": n["diameter_mm"], "found": False, "gap_mm": gap}
+                       for n, gap in zip(truth["nodules"], nodule_gaps(truth["nodules"]), strict=True)],
            "foci": 0, "seconds": None, "peers": {}, "quality_arm": []}
     t0 = time.perf_counter()
     try:
@@ -257,9 +258,8 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
     if r["status"] == "complete" and r.get("findings"):
         foci = r["findings"]["suspicious_foci"]
         row["foci"] = len(foci)
-        row["nodules"] = [{"diameter_mm": n["diameter_mm"],
-                           "found": any(_dist(f["center_lps_mm"], n["centre_followup_lps_mm"]) <= FOUND_WITHIN_MM
-                                        for f in foci)} for n in truth["nodules"]]
+        for n, t in zip(row["nodules"], truth["nodules"], strict=True):
+            n["found"] = any(_dist(f["center_lps_mm"], t["centre_followup_lps_mm"]) <= FOUND_WITHIN_MM for f in foci)
     if r["status"] != "deferred" and (peers or quality_arm):
         from followup.dicom import load_dce_study
 
@@ -279,6 +279,26 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
                 err = float("inf")
             row["peers"][name] = {"error_mm": err, "seconds": time.perf_counter() - t}
     return row
+
+
+def nodule_gaps(nodules: list[dict]) -> list[float | None]:
+    """Each nodule's distance to the nearest other nodule of the study, surface to surface (negative:
+    they overlap by that much); None when it is alone."""
+    out: list[float | None] = []
+    for i, a in enumerate(nodules):
+        gaps = [_dist(a["centre_followup_lps_mm"], b["centre_followup_lps_mm"])
+                - (a["diameter_mm"] + b["diameter_mm"]) / 2 for j, b in enumerate(nodules) if j != i]
+        out.append(min(gaps) if gaps else None)
+    return out
+
+
+def _by_neighbour(big: list[dict]) -> str:
+    """Nodules >= 5 mm found, by their distance to the nearest other nodule (failures by kind)."""
+    kinds = (("> 3 mm from any other", lambda g: g is None or g > 3),
+             ("0-3 mm from another", lambda g: g is not None and 0 <= g <= 3),
+             ("overlapping another", lambda g: g is not None and g < 0))
+    return "; ".join(f"{label} {sum(n['found'] for n in sel)} / {len(sel)}"
+                     for label, test in kinds for sel in [[n for n in big if test(n.get("gap_mm"))]])
 
 
 def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:
@@ -393,6 +413,7 @@ def accuracy_table(rows: list[dict]) -> list[str]:
         f"| tumour-centre error, max | {np.max(e):.2f} mm | |",
         f"| residual nodules >= 5 mm found as a suspicious focus within {FOUND_WITHIN_MM:g} mm | "
         f"{sum(n['found'] for n in big)} / {len(big)} | all |",
+        f"| ... by distance to the nearest other nodule | {_by_neighbour(big)} | |",
         f"| residual nodules < 5 mm found | {sum(n['found'] for n in nods if n['diameter_mm'] < 5)} / "
         f"{sum(n['diameter_mm'] < 5 for n in nods)} | |",
         f"| studies without residual with a suspicious focus | {len(foci_neg)} / {len(neg)} | 0 |",
