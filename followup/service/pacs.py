@@ -62,6 +62,29 @@ def _refused(node: DicomNode, what: str = "") -> PacsError:
     return PacsError(f"association with {node}{what} refused or not reachable{hint}")
 
 
+def keep_responses(assoc) -> None:
+    """Make sure a DIMSE response on ``assoc`` reaches the ``send_*()`` call that waits for it.
+
+    pynetdicom 3.0's reactor pauses for a ``send_*()`` by a flag that it raises just before it tests
+    the checkpoint (``Association._run_reactor``), so a sender that clears the checkpoint in that
+    instant goes on while the reactor runs one more turn. If the response is already in, the reactor
+    takes it off the queue, logs "Received unexpected C-STORE service message" and drops it. The
+    sender then times out after the DIMSE timeout, and the object, which the PACS stored, is sent
+    again on the retry. This happened under load in our tests, about one delivery in a few hundred.
+    A response is never a request that the reactor should serve, so put it back where the sender
+    reads it."""
+    serve = assoc._serve_request
+
+    def serve_or_hand_back(msg, context_id: int) -> None:
+        if msg.is_valid_request:
+            serve(msg, context_id)
+            return
+        log.info("a DIMSE response taken by the association's reactor handed back to its sender")
+        assoc.dimse.msg_queue.put((context_id, msg))
+
+    assoc._serve_request = serve_or_hand_back
+
+
 def send_files(paths: list[Path], destination: DicomNode, calling_ae: str, *,
                ssl_context: ssl.SSLContext | None = None) -> None:
     """C-STORE every file to ``destination`` in one association; raise on any failure."""
@@ -74,6 +97,7 @@ def send_files(paths: list[Path], destination: DicomNode, calling_ae: str, *,
                          tls_args=_tls_args(destination, ssl_context))
     if not assoc.is_established:
         raise _refused(destination)
+    keep_responses(assoc)
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)
@@ -109,6 +133,7 @@ def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt
                          tls_args=_tls_args(source, ssl_context))
     if not assoc.is_established:
         raise _refused(source, " for C-FIND")
+    keep_responses(assoc)
     out = []
     try:
         for status, ident in assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind):
@@ -154,6 +179,7 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
                          tls_args=_tls_args(source, ssl_context))
     if not assoc.is_established:
         raise _refused(source, " for C-GET")
+    keep_responses(assoc)
     try:
         for status, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet):
             if status and status.Status not in (0x0000, 0xFF00, 0xFF01, 0xB000):
