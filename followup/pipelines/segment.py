@@ -656,7 +656,7 @@ def split_lobes(m: np.ndarray, pe: np.ndarray, affine: np.ndarray) -> list[np.nd
     to_coarse = (np.array(sub_m.shape) - 1) / np.maximum(np.array(fine_m.shape) - 1, 1)
     for fraction in LOBE_SOLID_FRACTIONS:
         solid = fine_m & (fine_pe >= fraction * peak)
-        depth = ndimage.distance_transform_edt(np.pad(solid, 1), sampling=LOBE_FINE_MM)[1:-1, 1:-1, 1:-1]
+        depth = _depth_mm(solid)
         lobes = _lobes_at_necks(depth) or _lobes_beside_body(solid, depth)
         if not lobes:
             continue
@@ -673,6 +673,12 @@ def split_lobes(m: np.ndarray, pe: np.ndarray, affine: np.ndarray) -> list[np.nd
             out.append(lobe)
         return out
     return [m]
+
+
+def _depth_mm(mask: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each voxel of ``mask`` on the fine lobe grid to its surface, the grid's
+    border counting as outside."""
+    return ndimage.distance_transform_edt(np.pad(mask, 1), sampling=LOBE_FINE_MM)[1:-1, 1:-1, 1:-1]
 
 
 def _lobes_at_necks(depth: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -700,7 +706,7 @@ def _lobes_beside_body(solid: np.ndarray, depth: np.ndarray) -> list[tuple[np.nd
         return []
     body = solid & (ndimage.distance_transform_edt(~core, sampling=LOBE_FINE_MM) <= ball)
     rest = solid & ~body
-    rest_depth = ndimage.distance_transform_edt(np.pad(rest, 1), sampling=LOBE_FINE_MM)[1:-1, 1:-1, 1:-1]
+    rest_depth = _depth_mm(rest)
     parts, n = ndimage.label(rest, structure=np.ones((3, 3, 3)))
     if n == 0:
         return []

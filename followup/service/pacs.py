@@ -70,9 +70,9 @@ def keep_responses(assoc) -> None:
     instant goes on while the reactor runs one more turn. If the response is already in, the reactor
     takes it off the queue, logs "Received unexpected C-STORE service message" and drops it. The
     sender then times out after the DIMSE timeout, and the object, which the PACS stored, is sent
-    again on the retry. This happened under load in our tests, about one delivery in a few hundred.
-    A response is never a request that the reactor should serve, so put it back where the sender
-    reads it."""
+    again on the retry. This happened under load in our tests (the load test and a worker-restart
+    test). A response is never a request that the reactor should serve, so put it back where the
+    sender reads it."""
     serve = assoc._serve_request
 
     def serve_or_hand_back(msg, context_id: int) -> None:
@@ -85,6 +85,17 @@ def keep_responses(assoc) -> None:
     assoc._serve_request = serve_or_hand_back
 
 
+def _associate(ae: AE, node: DicomNode, ssl_context: ssl.SSLContext | None, what: str = "", **kwargs):
+    """An established association with ``node`` (``kwargs``: more of ``AE.associate``'s) whose
+    responses reach their callers (``keep_responses``); ``PacsError`` when refused or unreachable."""
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=_tls_args(node, ssl_context),
+                         **kwargs)
+    if not assoc.is_established:
+        raise _refused(node, what)
+    keep_responses(assoc)
+    return assoc
+
+
 def send_files(paths: list[Path], destination: DicomNode, calling_ae: str, *,
                ssl_context: ssl.SSLContext | None = None) -> None:
     """C-STORE every file to ``destination`` in one association; raise on any failure."""
@@ -93,11 +104,7 @@ def send_files(paths: list[Path], destination: DicomNode, calling_ae: str, *,
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     for ds in datasets:
         ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
-                         tls_args=_tls_args(destination, ssl_context))
-    if not assoc.is_established:
-        raise _refused(destination)
-    keep_responses(assoc)
+    assoc = _associate(ae, destination, ssl_context)
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)
@@ -129,11 +136,7 @@ def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt
     q.StudyDate = (after.strftime("%Y%m%d") if after else "") + f"-{(before - dt.timedelta(days=1)).strftime('%Y%m%d')}"
     q.ModalitiesInStudy = "MR"
     q.StudyInstanceUID = ""
-    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title,
-                         tls_args=_tls_args(source, ssl_context))
-    if not assoc.is_established:
-        raise _refused(source, " for C-FIND")
-    keep_responses(assoc)
+    assoc = _associate(ae, source, ssl_context, " for C-FIND")
     out = []
     try:
         for status, ident in assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind):
@@ -173,13 +176,9 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     q = Dataset()
     q.QueryRetrieveLevel = "STUDY"
     q.StudyInstanceUID = checked_uid(study_uid, "Study Instance UID")
-    assoc = ae.associate(source.host, source.port, ae_title=source.ae_title,
-                         ext_neg=[build_role(cx, scp_role=True) for cx in storage],
-                         evt_handlers=[(evt.EVT_C_STORE, handle_store)],
-                         tls_args=_tls_args(source, ssl_context))
-    if not assoc.is_established:
-        raise _refused(source, " for C-GET")
-    keep_responses(assoc)
+    assoc = _associate(ae, source, ssl_context, " for C-GET",
+                       ext_neg=[build_role(cx, scp_role=True) for cx in storage],
+                       evt_handlers=[(evt.EVT_C_STORE, handle_store)])
     try:
         for status, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet):
             if status and status.Status not in (0x0000, 0xFF00, 0xFF01, 0xB000):
