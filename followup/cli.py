@@ -222,11 +222,16 @@ def analyze(
     if r.status == "complete" and r.probability_interval is not None and r.residual_probability is not None:
         lo, hi = r.probability_interval
         conf = " (LOW CONFIDENCE)" if r.confidence == "low" else ""
-        typer.echo(f"residual-tumour probability {r.residual_probability:.0%} "
-                   f"(95% interval {lo:.0%}-{hi:.0%}){conf}; "
-                   f"{len(r.findings.suspicious_foci) if r.findings else 0} suspicious focus/foci")
+        what = "recurrent" if r.question == "recurrence" else "residual"
+        typer.echo(f"probability of {what} disease at the ablation site {r.residual_probability:.0%} "
+                   f"({r.interval_kind} 95% interval {lo:.0%}-{hi:.0%}){conf}; "
+                   f"{len(r.findings.suspicious_foci) if r.findings else 0} suspicious finding(s)")
     else:
         typer.secho(f"{r.status}: {r.reason}", err=True, fg=typer.colors.YELLOW)
+    if r.birads is not None:
+        typer.echo(f"  BI-RADS {r.birads.category}: {r.birads.label}. {r.birads.management}")
+    for c in r.contraindications:
+        typer.secho(f"  CONTRAINDICATION: {c.text}", fg=typer.colors.RED)
     if r.longitudinal is not None:
         typer.echo(f"  surveillance: {len(r.longitudinal.time_points)} time points; trend "
                    f"{r.longitudinal.trend or 'none'}: {r.longitudinal.trend_reason}")

@@ -88,31 +88,11 @@ class ProcedureRecord(BaseModel):
         return json.loads(self.model_dump_json())
 
     def indication_notes(self) -> list[str]:
-        """Where this procedure lies outside the indication of the deck (empty when inside)."""
-        notes = []
-        les = self.lesion
-        if les.histology == "ILC":
-            notes.append("Lobular carcinoma is a contraindication to cryoablation.")
-        if les.dcis_component_pct > EXTENSIVE_DCIS_PCT:
-            notes.append(
-                f"Extensive in-situ component ({les.dcis_component_pct:g}% > "
-                f"{EXTENSIVE_DCIS_PCT:g}% of the biopsy) is a contraindication."
-            )
-        if les.diameter_mm > CR_HALVED_ABOVE_DIAMETER_MM:
-            notes.append(
-                f"Tumour {les.diameter_mm:g} mm > 20 mm: the complete-response rate is about halved."
-            )
-        elif les.diameter_mm >= INDICATION_MAX_DIAMETER_MM:
-            notes.append(
-                f"Tumour {les.diameter_mm:g} mm is not < 15 mm (indication: unifocal < 15 mm)."
-            )
-        if self.freeze_thaw_cycles < MIN_FREEZE_THAW_CYCLES:
-            notes.append(
-                f"{self.freeze_thaw_cycles} freeze-thaw cycle(s) recorded; the technique calls for >= 2."
-            )
-        if self.margin_mm < TARGET_MARGIN_MM:
-            notes.append(f"Planned margin {self.margin_mm:g} mm is below the 10 mm target.")
-        return notes
+        """Where this procedure lies outside the indication of the deck (empty when inside); the
+        rules are :mod:`followup.record_rules`' table."""
+        from followup import record_rules  # the rules read this module's record: imported late
+
+        return record_rules.indication_notes(self)
 
 
 def _bad_date(v: str) -> dt.date:

@@ -16,41 +16,42 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from followup import __version__, evidence as ev
+from followup import __version__, evidence as ev, record_rules
 from followup.dicom.study import DCEStudy
 from followup.errors import FollowupError
+from followup.pipelines.assessment import Assessment, Note, Status
+from followup.pipelines.birads import categorise
+from followup.pipelines.conclusion import (
+    always_caveats,
+    category,
+    contraindications,
+    recommendations,
+    record_caveats,
+)
 from followup.pipelines.enhancement import EnhancementMaps, enhancement_maps
 from followup.pipelines.motion import AlignedRoi, realign_phases
 from followup.pipelines.probability import (
+    NOT_ASSESSABLE,
     SITE_BAND_MM,
     FocusEvidence,
     ImagingEvidence,
-    ProbabilityResult,
     residual_probability,
     site_foci,
 )
-from followup.pipelines.register import RegistrationResult, register
-from followup.pipelines.segment import Focus, Segmentation, segment
+from followup.pipelines.register import Quality, RegistrationResult, register
+from followup.pipelines.segment import Segmentation, segment
 from followup.pipelines.zone_search import (
     SEARCH_RADIUS_GOOD_MM,
     SEARCH_RADIUS_POOR_MM,
     ZoneSearch,
     find_zone,
 )
-from followup.procedure import (
-    CR_HALVED_ABOVE_DIAMETER_MM,
-    EXTENSIVE_DCIS_PCT,
-    INDICATION_MAX_DIAMETER_MM,
-    ProcedureRecord,
-)
-
-if TYPE_CHECKING:
-    from followup.pipelines.surveillance import LongitudinalRead
+from followup.procedure import ProcedureRecord
 
 ALGORITHM_NAME = "followup-residual"
 ALGORITHM_VERSION = __version__  # = followup.ALGORITHM_VERSION
@@ -59,44 +60,6 @@ ROI_HALF_MM = 55.0
 # far from the mapped tumour (the box's centre): the rim and the foci band stay inside the box.
 RECENTRE_ROI_MM = 12.0
 S0_FLOOR_FRACTION = 0.25  # pre-contrast signal below 25 % of the ROI's 95th percentile: no ratio
-
-
-@dataclass(frozen=True)
-class Note:
-    code: str
-    text: str
-
-
-@dataclass
-class Assessment:
-    status: str  # complete | deferred | failed
-    reason: str | None
-    days_since_procedure: int | None
-    analysable_from: dt.date | None = None
-    probability: ProbabilityResult | None = None
-    registration: RegistrationResult | None = None
-    tumour_center_followup: np.ndarray | None = None
-    roi: AlignedRoi | None = None
-    maps: EnhancementMaps | None = None
-    segmentation: Segmentation | None = None
-    zone_search: ZoneSearch | None = None  # the ablation zone as found in the follow-up itself
-    # earlier follow-ups compared (issue 14; followup.pipelines.surveillance), None without priors
-    longitudinal: LongitudinalRead | None = None
-    caveats: list[Note] = field(default_factory=list)
-    recommendations: list[Note] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def zone_found(self) -> bool:
-        return self.zone_search is not None and self.zone_search.found
-
-    @property
-    def registration_poor(self) -> bool:
-        return self.registration is not None and self.registration.quality == "poor"
-
-    @property
-    def suspicious_foci(self) -> list[Focus]:
-        return [f for f in (self.segmentation.foci if self.segmentation else []) if f.suspicious]
 
 
 class AnalysisError(FollowupError):
@@ -120,121 +83,51 @@ def check_inputs(followup: DCEStudy, record: ProcedureRecord) -> int:
     return (followup.study_date - record.procedure_date).days
 
 
-def _always_caveats() -> list[Note]:
-    lo, hi = ev.MRI_NPV_Z1072[1], ev.MRI_NPV_Z1072[2]
-    return [
-        Note("mri-npv", f"MRI's negative predictive value for residual invasive tumour after "
-             f"cryoablation is only {ev.MRI_NPV_INVASIVE:.0%} (published: {ev.MRI_NPV_Z1072[0]:.1%}, "
-             f"90% CI {lo:.1%}-{hi:.1%}, ACOSOG Z1072; 15/18 = 83%, Poplack 2015): a negative MRI "
-             "does not exclude residual disease."),
-        Note("insitu-invisible", f"{ev.INSITU_LOWGRADE_MRI_INVISIBLE:.0%} of low-grade in-situ lesions "
-             "are not visible on MRI: MRI cannot exclude an in-situ component; peripheral biopsies "
-             "exclude an extensive in-situ component."),
-    ]
-
-
-def _record_caveats(record: ProcedureRecord) -> list[Note]:
-    les = record.lesion
-    notes = []
-    if les.diameter_mm > CR_HALVED_ABOVE_DIAMETER_MM:
-        notes.append(Note("tumour-over-2cm", f"Tumour {les.diameter_mm:g} mm: above 2 cm the "
-                          "complete-response rate of cryoablation is about halved."))
-    elif les.diameter_mm >= INDICATION_MAX_DIAMETER_MM:
-        notes.append(Note("outside-indication-size", f"Tumour {les.diameter_mm:g} mm: outside the "
-                          "indication (unifocal cancer < 15 mm, 95-100% complete response)."))
-    if les.histology == "ILC":
-        notes.append(Note("lobular", "Lobular carcinoma is a contraindication to cryoablation; "
-                          "MRI also tends to underestimate lobular disease."))
-    if les.dcis_component_pct > EXTENSIVE_DCIS_PCT:
-        notes.append(Note("extensive-dcis", f"Extensive in-situ component ({les.dcis_component_pct:g}% "
-                          "> 25% of the biopsy) is a contraindication to cryoablation."))
-    if les.dcis_component_pct > 0 or les.histology in ("DCIS", "mixed") or les.insitu_grade:
-        grade = f", {les.insitu_grade} grade" if les.insitu_grade else ""
-        notes.append(Note("insitu-component", f"In-situ component recorded ({les.dcis_component_pct:g}% "
-                          f"of the biopsy{grade}): in-situ disease is the main blind spot of MRI."))
-    if record.freeze_thaw_cycles < 2:
-        notes.append(Note("single-freeze", f"{record.freeze_thaw_cycles} freeze-thaw cycle recorded; "
-                          "the technique calls for at least 2."))
-    return notes
-
-
-def _biopsy_reasons(record: ProcedureRecord, a: Assessment) -> list[str]:
-    les = record.lesion
-    reasons = []
-    if les.dcis_component_pct > 0 or les.histology in ("DCIS", "mixed"):
-        reasons.append("an in-situ component is recorded")
-    if les.insitu_grade == "low":
-        reasons.append("low-grade in situ is recorded (31% are not visible on MRI)")
-    if a.suspicious_foci:
-        reasons.append("suspicious enhancement at the ablation site")
-    if a.probability is not None and a.probability.probability >= ev.BIOPSY_PROBABILITY_THRESHOLD:
-        reasons.append(f"the residual-tumour probability stays high "
-                       f"({a.probability.probability:.0%} >= {ev.BIOPSY_PROBABILITY_THRESHOLD:.0%})")
-    if a.probability is not None and a.probability.confidence == "low" and \
-            a.probability.interval[1] >= ev.BIOPSY_PROBABILITY_THRESHOLD:
-        reasons.append("the imaging could not be trusted fully and a high probability is not excluded")
-    return reasons
-
-
-def _recommendations(record: ProcedureRecord, a: Assessment) -> list[Note]:
-    out = []
-    reasons = _biopsy_reasons(record, a)
-    if reasons:
-        out.append(Note("peripheral-biopsy", "Peripheral biopsies around the ablation zone are "
-                        "recommended: " + "; ".join(reasons) + "."))
-    for f in a.suspicious_foci:
-        if f.distance_to_zone_edge_mm <= SITE_BAND_MM:
-            out.append(Note("targeted-biopsy",
-                            f"Targeted biopsy (second-look ultrasound or MRI-guided) of the "
-                            f"{f.curve_type} focus of {f.largest_diameter_mm:.0f} mm at LPS "
-                            f"({', '.join(f'{v:.0f}' for v in f.centre_lps)}) mm."))
-    remote = [f for f in (a.segmentation.foci if a.segmentation else [])
-              if f.suspicious and f.distance_to_zone_edge_mm > SITE_BAND_MM]
-    if remote:
-        out.append(Note("remote-finding", f"{len(remote)} suspicious enhancing finding(s) more than "
-                        f"{SITE_BAND_MM:g} mm from the ablation zone: assess on their own (BI-RADS)."))
-    if a.registration_poor:
-        where = ("the ablation zone was found in the follow-up itself; check that it is the treated "
-                 "site" if a.zone_found else "the ablation zone could not be found either")
-        out.append(Note("review-registration", "Check the mapped tumour position on the images: "
-                        f"automatic registration to the baseline was poor ({where})."))
-    if not reasons:
-        out.append(Note("imaging-follow-up", "No biopsy indication from this study: continue imaging "
-                        "surveillance (follow-up breast MRI at about 6 months, per local protocol)."))
-    return out
-
-
 def deferred(record: ProcedureRecord, days: int) -> Assessment:
     start = record.procedure_date + dt.timedelta(days=ev.MIN_DAYS_AFTER_PROCEDURE)
     reason = (f"study taken {days} days after the procedure: enhancement before 3 weeks "
               f"({ev.MIN_DAYS_AFTER_PROCEDURE} days) gives false positives; "
               f"analysable from {start.isoformat()}")
-    a = Assessment("deferred", reason, days, analysable_from=start)
-    a.caveats = [*_always_caveats(), Note("early-timing", "Early post-procedure enhancement "
-                                          "(hyperaemia, inflammation) mimics residual tumour before 3 weeks.")]
-    a.caveats += _record_caveats(record)
-    a.recommendations = [Note("repeat-after", f"Repeat the MRI on or after {start.isoformat()} "
-                              f"(>= {ev.MIN_DAYS_AFTER_PROCEDURE} days after the procedure).")]
-    return a
+    caveats = [*always_caveats(), Note("early-timing", "Early post-procedure enhancement "
+                                       "(hyperaemia, inflammation) mimics residual tumour before 3 weeks."),
+               *record_caveats(record)]
+    return Assessment(
+        Status.DEFERRED, reason, days, analysable_from=start,
+        birads=categorise("deferred", None, imaging_used=False, suspicious_at_site=False,
+                          benign_appearance=False, confidence_normal=False, repeat_from=start.isoformat()),
+        caveats=tuple(caveats), contraindications=contraindications(record),
+        recommendations=(Note("repeat-after", f"Repeat the MRI on or after {start.isoformat()} "
+                              f"(>= {ev.MIN_DAYS_AFTER_PROCEDURE} days after the procedure)."),
+                         *_record_biopsy(record)))
 
 
 def failed(record: ProcedureRecord, days: int | None, reason: str) -> Assessment:
-    a = Assessment("failed", reason, days)
-    a.caveats = _always_caveats() + _record_caveats(record)
-    a.recommendations = [Note("radiologist-review", "No automatic assessment: the radiologist reads "
-                              "the study; " + reason + ".")]
-    return a
+    return Assessment(
+        Status.FAILED, reason, days,
+        birads=categorise("failed", None, imaging_used=False, suspicious_at_site=False,
+                          benign_appearance=False, confidence_normal=False),
+        caveats=tuple(always_caveats() + record_caveats(record)), contraindications=contraindications(record),
+        recommendations=(Note("radiologist-review", "No automatic assessment: the radiologist reads "
+                              "the study; " + reason + "."), *_record_biopsy(record)))
+
+
+def _record_biopsy(record: ProcedureRecord) -> tuple[Note, ...]:
+    """Peripheral biopsies the record alone calls for (in situ, lobular): said even without a read."""
+    reasons = record_rules.biopsy_reasons(record)
+    return (Note("peripheral-biopsy", "Peripheral biopsies around the ablation zone are recommended: "
+                 + "; ".join(reasons) + "."),) if reasons else ()
 
 
 StageRunner = Callable[..., Any]
 
 
-def _call(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+def run_directly(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """The default stage runner: call the stage (callers that time stages pass their own)."""
     return fn(*args)
 
 
 def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecord,
-           baseline_problem: str | None = None, run_stage: StageRunner = _call, *,
+           baseline_problem: str | None = None, run_stage: StageRunner = run_directly, *,
            days: int | None = None) -> Assessment:
     """Assess one follow-up. ``baseline`` None (with ``baseline_problem``) gives a failed analysis.
 
@@ -263,37 +156,56 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
         return failed(record, days, f"the lesion centre {centre_b.round(1).tolist()} (LPS mm) lies "
                       "outside the baseline volume: check center_lps_mm and the baseline study")
 
-    a = Assessment("complete", None, days)
-    a.warnings = list(followup.warnings) + list(baseline.warnings)
     reg = run_stage("registration", register, followup.phases[0].volume, base_pre, centre_b)
-    a.registration = reg
     centre_f = reg.baseline_to_followup(centre_b)[0]
-    a.tumour_center_followup = centre_f
     volumes = [p.volume for p in followup.phases]
     roi = run_stage("motion", realign_phases, volumes, centre_f, ROI_HALF_MM)
     maps = run_stage("enhancement", _maps, roi)
     # The zone is found in the follow-up itself, seeded by the mapped tumour (a small search when
     # registration is good, a wide one, with the recorded site, when it is poor).
-    good = reg.quality == "good"
+    good = reg.quality == Quality.GOOD
     seeds = [centre_f] if good else [centre_f, *_inside_box(roi, centre_b)]
     search = run_stage("segmentation", find_zone, roi.phases[0], maps.pe_peak, maps.valid,
                        roi.grid.affine, np.array(seeds),
                        SEARCH_RADIUS_GOOD_MM if good else SEARCH_RADIUS_POOR_MM,
                        record.lesion.diameter_mm, record.margin_mm)
-    a.zone_search = search
     if search.found and np.linalg.norm(search.centre_lps - centre_f) > RECENTRE_ROI_MM:
         roi = run_stage("motion", realign_phases, volumes, search.centre_lps, ROI_HALF_MM)
         maps = run_stage("enhancement", _maps, roi)
-    a.roi = roi
-    a.maps = maps
     seg = run_stage("segmentation", segment, roi.phases, maps, roi.grid.affine, centre_f,
                     record.lesion.diameter_mm / 2.0, record.margin_mm,
                     search.centre_lps if search.found else None)
-    a.segmentation = seg
-    a.probability = run_stage("scoring", _score, record, reg, seg, search)
-    a.caveats = _always_caveats() + _record_caveats(record) + _analysis_caveats(record, followup, reg, seg, search)
-    a.recommendations = _recommendations(record, a)
-    return a
+    imaging = imaging_evidence(reg, seg, search)
+    probability = run_stage("scoring", residual_probability, record, imaging, days)
+    a = Assessment(
+        Status.COMPLETE, None, days, probability=probability, registration=reg,
+        tumour_center_followup=centre_f, roi=roi, maps=maps, segmentation=seg, zone_search=search,
+        caveats=tuple(always_caveats() + record_caveats(record)
+                      + _analysis_caveats(record, followup, reg, seg, search)),
+        contraindications=contraindications(record),
+        warnings=tuple(followup.warnings) + tuple(baseline.warnings))
+    return concluded(a, record, imaging)
+
+
+def benign_appearance(seg: Segmentation) -> bool:
+    """The benign post-treatment appearance: no enhancing finding at the site, a uniform thin rim
+    of slow persistent enhancement (clinical-evidence.md: the "cryohalo")."""
+    rim = seg.rim
+    at_site = [f for f in seg.foci if f.distance_to_zone_edge_mm <= SITE_BAND_MM]
+    return not at_site and rim.uniform and rim.initial_phase == "slow" and rim.curve_type == "persistent"
+
+
+def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
+              trend_reason: str | None = None) -> Assessment:
+    """``a`` with its BI-RADS category and recommendations, from its probability and findings."""
+    assert a.probability is not None and a.segmentation is not None  # a complete assessment
+    site = [f for f in a.suspicious_foci if f.distance_to_zone_edge_mm <= SITE_BAND_MM]
+    birads = category(a.probability, site, imaging_used=imaging.reliable,
+                      benign_appearance=benign_appearance(a.segmentation))
+    recs = recommendations(record, a.probability, birads, a.segmentation.foci,
+                           registration_poor=a.registration_poor, zone_found=a.zone_found,
+                           trend_reason=trend_reason)
+    return replace(a, birads=birads, recommendations=tuple(recs))
 
 
 def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: RegistrationResult,
@@ -301,13 +213,13 @@ def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: Registra
     """What the analysis itself leaves uncertain: registration, zone, margin, phases."""
     used = imaging_evidence(reg, seg, search).reliable
     out: list[Note] = []
-    if reg.quality == "poor" and used:
+    if reg.quality == Quality.POOR and used:
         out.append(Note("poor-registration", "Registration to the baseline was poor ("
                               + "; ".join(reg.reasons) + "): the ablation zone was found in the "
                               "follow-up itself and its findings are used, but the margin around "
                               "the mapped tumour is not scored, the zone's identity is uncertain, "
                               "the confidence is low and the interval is wider."))
-    elif reg.quality == "poor":
+    elif reg.quality == Quality.POOR:
         out.append(Note("poor-registration", "Registration to the baseline was poor ("
                               + "; ".join(reg.reasons) + ") and the ablation zone was not found "
                               "reliably in the follow-up: the imaging findings are not used and the "
@@ -323,7 +235,7 @@ def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: Registra
                                   "trusted: the imaging findings are not used and the interval "
                                   "spans every imaging outcome.")))
     if not seg.zone.covers_margin:
-        if reg.quality == "poor":
+        if reg.quality == Quality.POOR:
             out.append(Note("margin-not-scored", "Margin coverage around the mapped tumour is "
                                   "not scored: registration was poor, so the tumour's place in the "
                                   f"zone is unknown (smallest margin measured "
@@ -361,10 +273,10 @@ def imaging_evidence(reg: RegistrationResult, seg: Segmentation,
     A zone whose edge was not found in every direction (``leaked``) still counts a suspicious
     focus at the site (what is seen is seen), but a negative read of it is not trusted: part of
     the site was not delineated, so without a focus the imaging is not used. A focus whose curve is
-    not assessable (phases misaligned) counts with the least suspicious curve, persistent."""
-    good = reg.quality == "good"
+    not assessable (phases misaligned) counts as a mass with no curve: its morphology alone."""
+    good = reg.quality == Quality.GOOD
     found = search is not None and search.found
-    foci = tuple(FocusEvidence(f.curve_type if f.kinetics_reliable else "persistent",
+    foci = tuple(FocusEvidence(f.curve_type if f.kinetics_reliable else NOT_ASSESSABLE,
                                f.largest_diameter_mm, f.distance_to_zone_edge_mm)
                  for f in seg.foci if f.suspicious)
     located = found or good
@@ -373,10 +285,5 @@ def imaging_evidence(reg: RegistrationResult, seg: Segmentation,
     return ImagingEvidence(foci=foci, margin_covered=margin, reliable=reliable, location_confirmed=good)
 
 
-def _score(record: ProcedureRecord, reg: RegistrationResult, seg: Segmentation,
-           search: ZoneSearch | None = None) -> ProbabilityResult:
-    return residual_probability(record, imaging_evidence(reg, seg, search))
-
-
-__all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "AnalysisError", "Assessment", "Note", "assess",
-           "check_inputs", "deferred", "failed", "imaging_evidence", "site_foci"]
+__all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "AnalysisError", "Assessment", "Note", "Status", "assess",
+           "benign_appearance", "check_inputs", "concluded", "deferred", "failed", "imaging_evidence", "site_foci"]

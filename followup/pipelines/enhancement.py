@@ -13,6 +13,7 @@ Pure numpy: arrays in, arrays out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -64,7 +65,16 @@ def enhancement_maps(phases: list[np.ndarray], s0_floor: float) -> EnhancementMa
                            delayed.astype(np.float32), ser.astype(np.float32), curve, valid)
 
 
-def curve_type_of_signal(signal: np.ndarray) -> tuple[str, float, float]:
+class CurveType(StrEnum):
+    """The BI-RADS delayed-phase curve (``none``: no delayed phase)."""
+
+    NONE = "none"
+    PERSISTENT = "persistent"
+    PLATEAU = "plateau"
+    WASHOUT = "washout"
+
+
+def curve_type_of_signal(signal: np.ndarray) -> tuple[CurveType, float, float]:
     """Curve type of a mean time-signal curve (pre, post1, ..., postN).
 
     Returns (type, initial PE %, delayed change %)."""
@@ -72,13 +82,13 @@ def curve_type_of_signal(signal: np.ndarray) -> tuple[str, float, float]:
     pe = 100.0 * (s[1] - s[0]) / max(s[0], 1e-6)
     change = 100.0 * (s[-1] - s[1]) / max(s[1], 1e-6)
     if len(s) < 3:
-        return "none", pe, 0.0
+        return CurveType.NONE, pe, 0.0
     if change < -DELAYED_CHANGE_PCT:
-        kind = "washout"
+        kind = CurveType.WASHOUT
     elif change > DELAYED_CHANGE_PCT:
-        kind = "persistent"
+        kind = CurveType.PERSISTENT
     else:
-        kind = "plateau"
+        kind = CurveType.PLATEAU
     return kind, pe, change
 
 

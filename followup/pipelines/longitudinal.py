@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from followup.evidence import OddsFactor
+from followup.evidence import LR_INVOLUTING, OddsFactor
 
 # Zone volume against the previous follow-up (assumptions: no published criterion for an ablation
 # zone; 1.3 lies above the spread of our zone volumes between exams of an involuting phantom, and
@@ -255,11 +255,14 @@ def summarise(points: Sequence[TimePointMeasure]) -> Longitudinal:
 
 
 def likelihood_factor(lon: Longitudinal) -> tuple[str, OddsFactor] | None:
-    """The odds factor of the current trend (named for the drivers), None when it raises nothing."""
+    """The odds factor of the current trend (named for the drivers); None when stable or nothing to
+    compare. Involution lowers the odds a little (``evidence.LR_INVOLUTING``, an assumption)."""
     if lon.trend == "new-enhancement":
         return f"surveillance: {lon.reason}", LR_NEW_ENHANCEMENT
     if lon.trend == "growing":
         return f"surveillance: {lon.reason}", LR_ZONE_GROWING
+    if lon.trend == "involuting":
+        return f"surveillance: {lon.reason}", LR_INVOLUTING
     return None
 
 

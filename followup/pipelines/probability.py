@@ -1,39 +1,55 @@
-"""Residual-tumour probability: a transparent Bayes model over published figures.
+"""Probability of disease at the ablation site: a transparent Bayes model over published figures.
 
-posterior odds = prior odds (tumour size band)
-                 x odds ratios from the procedure record (in-situ component, lobular, cycles)
-                 x likelihood ratio of the MRI (negative, or the most suspicious focus with its
-                   kinetics and size) x margin coverage.
+The endpoint (:data:`followup.evidence.ENDPOINT`): residual (or, in surveillance, recurrent)
+invasive or in-situ disease at the ablation site (the zone and a 10 mm band around its edge) at
+this examination. The rest of both breasts and the axillae are not assessed.
 
-When registration to the baseline is poor but the zone was found in the follow-up itself, the
-imaging is still used: the margin factor is dropped (the mapped tumour's place is not known), the
-imaging likelihood ratio is weighted for the chance that the region is not the treated site
-(``(1 - q) LR + q``, ``evidence.ZONE_IDENTITY_UNCERTAIN``), the interval is widened towards every
-imaging outcome by that chance, and the confidence is low.
+odds at the site = prior odds of residual disease at the site (three series averaged)
+                   x size (continuous: log-odds linear in diameter, the deck's slope)
+                   x odds ratios from the procedure record (:mod:`followup.record_rules`)
+                   [surveillance: x negative ratio of each earlier negative follow-up, then
+                    recurrence since the procedure added (ICE3, by time)]
+                   x the MRI read: a negative read's ratio (Z1072 or Poplack, averaged), or the
+                     most suspicious focus's one joint ratio for morphology and kinetics
+                   x margin coverage (only without a counted focus: they measure the same thing)
+                   [surveillance: x the trend against the previous follow-up]
 
-The MRI likelihood ratios are calibrated so that a negative MRI at ACOSOG Z1072's prevalence of
-residual disease gives the deck's NPV of 86 %; a positive MRI uses Poplack's specificity and the
-sensitivity that calibration implies; a focus's kinetics multiply by Kuhl's likelihood ratios.
-The interval is the spread of the posterior when every figure is drawn from its own uncertainty
-(``followup.evidence``). Pure: numbers in, numbers out.
+Every choice between defensible sources is averaged (equal weights): the point probability is the
+mean of the posteriors over the alternatives, each driver's factor is the change of that mean's
+odds, and the Monte Carlo interval draws the alternative and then its figures (model-based: see
+:mod:`followup.evidence`). Pure: numbers in, numbers out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
-from followup import evidence as ev
+from followup import evidence as ev, record_rules
 from followup.procedure import ProcedureRecord
 
-CURVES = ("persistent", "plateau", "washout")
+SITE_BAND_MM = ev.SITE_BAND_MM
+CURVES = ev.CURVES
+NOT_ASSESSABLE = "not assessable"
+
+
+class Question(StrEnum):
+    RESIDUAL = "residual"  # the first follow-up(s) after the procedure
+    RECURRENCE = "recurrence"  # surveillance (>= ev.SURVEILLANCE_FROM_DAYS)
+
+
+class Confidence(StrEnum):
+    NORMAL = "normal"
+    LOW = "low"
 
 
 @dataclass(frozen=True)
 class FocusEvidence:
-    curve_type: str  # persistent | plateau | washout
+    curve_type: str  # persistent | plateau | washout | not assessable
     largest_diameter_mm: float
     distance_to_zone_edge_mm: float  # > 0 outside the zone, < 0 inside
 
@@ -44,9 +60,18 @@ class ImagingEvidence:
     margin_covered: bool | None = None
     reliable: bool = True  # False when the zone could not be found or trusted: record alone
     # False when registration to the baseline did not confirm that the zone found in the follow-up
-    # is the treated site: the margin factor is dropped, the imaging likelihood ratio is weighted
-    # for the zone's identity (evidence.ZONE_IDENTITY_UNCERTAIN), the confidence is low
+    # is the treated site: the imaging ratio is weighted for the zone's identity
+    # (evidence.ZONE_IDENTITY_UNCERTAIN), the margin factor is dropped, the confidence is low
     location_confirmed: bool = True
+
+
+@dataclass(frozen=True)
+class History:
+    """What the patient's earlier follow-ups add (surveillance): how many were read negative at the
+    site, and the trend against the previous one as a named odds factor (None: no change counted)."""
+
+    earlier_negative_reads: int = 0
+    trend: tuple[str, ev.OddsFactor] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,13 +95,11 @@ class ProbabilityResult:
     probability: float
     interval: tuple[float, float]
     prior: float
-    drivers: list[Driver] = field(default_factory=list)
-    confidence: str = "normal"  # "normal" | "low"
+    drivers: tuple[Driver, ...] = ()
+    confidence: Confidence = Confidence.NORMAL
     counted_focus: FocusEvidence | None = None
-
-
-# How far outside the zone's edge a focus still counts as "at the ablation site" (mm).
-SITE_BAND_MM = 10.0
+    question: Question = Question.RESIDUAL
+    interval_kind: str = ev.INTERVAL_KIND
 
 
 def _odds(p):
@@ -87,204 +110,259 @@ def _prob(o):
     return o / (1.0 + o)
 
 
-def prior_figure(record: ProcedureRecord) -> ev.Figure:
-    d = record.lesion.diameter_mm
-    if d < 10:
-        return ev.PRIOR_BELOW_10MM
-    if d < 15:
-        return ev.PRIOR_10_TO_15MM
-    if d <= 20:
-        return ev.PRIOR_15_TO_20MM
-    return ev.PRIOR_ABOVE_20MM
-
-
-def record_factors(record: ProcedureRecord) -> list[tuple[str, ev.OddsFactor]]:
-    les = record.lesion
-    out: list[tuple[str, ev.OddsFactor]] = []
-    if les.dcis_component_pct > 25:
-        out.append((f"extensive in-situ component ({les.dcis_component_pct:g}% of the biopsy)",
-                    ev.OR_EXTENSIVE_DCIS))
-    elif les.dcis_component_pct > 0 or les.histology in ("DCIS", "mixed") or les.insitu_grade:
-        out.append(("in-situ component recorded", ev.OR_INSITU_COMPONENT))
-    if les.histology == "ILC":
-        out.append(("lobular histology", ev.OR_LOBULAR))
-    if record.freeze_thaw_cycles < 2:
-        out.append((f"{record.freeze_thaw_cycles} freeze-thaw cycle", ev.OR_SINGLE_FREEZE))
-    return out
-
-
 def site_foci(imaging: ImagingEvidence) -> list[FocusEvidence]:
     return [f for f in imaging.foci if f.distance_to_zone_edge_mm <= SITE_BAND_MM]
 
 
-@dataclass(frozen=True)
-class _Draw:
-    """One set of the model's figures (the point values, or one Monte Carlo draw)."""
+def question_at(days: int | None) -> Question:
+    return Question.RECURRENCE if days is not None and days >= ev.SURVEILLANCE_FROM_DAYS else Question.RESIDUAL
 
-    prior: np.ndarray
-    factors: dict[int, np.ndarray]
-    npv: np.ndarray
-    prevalence: np.ndarray
-    specificity: np.ndarray
-    kuhl_cancer: dict[str, np.ndarray]
-    kuhl_benign: dict[str, np.ndarray]
+
+# --- the model's figures: one row per alternative (point) or per Monte Carlo draw ----------------
+
+@dataclass(frozen=True)
+class _Params:
+    prior: np.ndarray  # residual at the site, at the reference diameter
+    size_slope: np.ndarray
+    lr_negative: np.ndarray
+    specificity: np.ndarray  # post-cryoablation specificity (Poplack): the mass's benign arm
+    cancer_curves: dict[str, np.ndarray]
+    benign_curves: dict[str, np.ndarray]
     small_focus: np.ndarray
     margin: np.ndarray
-    identity: np.ndarray  # probability that the zone is not the treated site
+    identity: np.ndarray
+    hazard_scale: np.ndarray
+    factors: tuple[np.ndarray, ...]  # record factors, then the trend
 
-    def lr_negative(self):
-        return ((1 - self.npv) / self.npv) / _odds(self.prevalence)
-
-    def lr_positive(self):
-        sens = np.clip(1.0 - self.lr_negative() * self.specificity, 0.05, 0.99)
-        return sens / (1.0 - self.specificity)
-
-    def _positive_with_kinetics(self, focus: FocusEvidence):
-        return self.lr_positive() * self.kuhl_cancer[focus.curve_type] / self.kuhl_benign[focus.curve_type]
-
-    def kinetics_floored(self, focus: FocusEvidence) -> bool:
-        """Whether the focus's kinetics would have made it reassuring (ratio below 1: floored)."""
-        return bool(np.all(self._positive_with_kinetics(focus) < 1.0))
-
-    def lr_focus(self, focus: FocusEvidence):
-        # benign (persistent) kinetics do not make a nodular focus reassuring: the combined ratio
-        # does not fall below 1 (ev.MORPHOLOGY_OVER_KINETICS)
-        lr = np.maximum(self._positive_with_kinetics(focus), 1.0)
+    def lr_focus(self, focus: FocusEvidence) -> np.ndarray:
+        """One joint ratio for a suspicious focus: morphology (a mass at the site) times its curve
+        given a mass, floored at 1 (morphology before kinetics); x 0.5 below 5 mm, still >= 1."""
+        spec = self.specificity
+        sens = np.clip(1.0 - self.lr_negative * spec, *ev.MASS_SENSITIVITY_RANGE)
+        lr = np.maximum(sens / (1.0 - spec), 1.0)
+        if focus.curve_type in CURVES:
+            lr = lr * self.cancer_curves[focus.curve_type] / self.benign_curves[focus.curve_type]
         if focus.largest_diameter_mm < ev.SMALL_FOCUS_MM:
             lr = lr * self.small_focus
-        return lr
+        return np.maximum(lr, 1.0)
+
+    def kinetics_floored(self, focus: FocusEvidence) -> bool:
+        if focus.curve_type not in CURVES:
+            return False
+        spec = self.specificity
+        sens = np.clip(1.0 - self.lr_negative * spec, *ev.MASS_SENSITIVITY_RANGE)
+        raw = np.maximum(sens / (1.0 - spec), 1.0) * self.cancer_curves[focus.curve_type] \
+            / self.benign_curves[focus.curve_type]
+        return bool(np.mean(raw) < 1.0)
 
 
-def _point_draw(record_fs: list[ev.OddsFactor], prior: ev.Figure) -> _Draw:
-    a = lambda v: np.array([v], dtype=float)  # noqa: E731
-    return _Draw(a(prior.value), {i: a(f.value) for i, f in enumerate(record_fs)},
-                 a(ev.MRI_NPV.value), a(ev.CALIBRATION_PREVALENCE.value),
-                 a(ev.MRI_SPECIFICITY.value),
-                 {c: a(ev.KUHL_CANCERS[c]) for c in CURVES}, {c: a(ev.KUHL_BENIGN[c]) for c in CURVES},
-                 a(ev.LR_SMALL_FOCUS.value), a(ev.OR_MARGIN_NOT_COVERED.value),
-                 a(ev.ZONE_IDENTITY_UNCERTAIN.value))
+def _fat_necrosis_share(curve: str) -> float:
+    return ev.FAT_NECROSIS_CURVES[curve] / sum(ev.FAT_NECROSIS_CURVES.values())
 
 
-def _random_draw(record_fs: list[ev.OddsFactor], prior: ev.Figure, n: int,
-                 rng: np.random.Generator) -> _Draw:
+def _point_params(factors: Sequence[ev.OddsFactor]) -> _Params:
+    """Every combination of the alternative sources (prior x negative read), at point values."""
+    combos = list(itertools.product(ev.PRIOR_SITE_SOURCES, (0, 1)))
+    n = len(combos)
+    full = lambda v: np.full(n, float(v))  # noqa: E731
+    lr_neg = np.array([ev.lr_negative_z1072(ev.Z1072_NPV.value, ev.Z1072_PREVALENCE.value) if k == 0
+                       else ev.lr_negative_poplack(ev.POPLACK_SENSITIVITY.mean, ev.POPLACK_SPECIFICITY.mean)
+                       for _, k in combos])
+    return _Params(
+        np.array([fig.value for fig, _ in combos]), full(ev.SIZE_LOG_ODDS_PER_MM), lr_neg,
+        full(ev.POPLACK_SPECIFICITY.mean),
+        {c: full(ev.KUHL_CANCERS[c]) for c in CURVES}, {c: full(_fat_necrosis_share(c)) for c in CURVES},
+        full(ev.LR_SMALL_FOCUS.value), full(ev.OR_MARGIN_NOT_COVERED.value),
+        full(ev.ZONE_IDENTITY_UNCERTAIN.value), full(1.0), tuple(full(f.value) for f in factors))
+
+
+def _random_params(factors: Sequence[ev.OddsFactor], n: int, rng: np.random.Generator) -> _Params:
     beta = lambda f: rng.beta(f.a, f.b, size=n)  # noqa: E731
-    loguni = lambda f: np.exp(rng.uniform(np.log(f.low), np.log(f.high), size=n))  # noqa: E731
+    loguni = lambda lo, hi: np.exp(rng.uniform(np.log(lo), np.log(hi), size=n))  # noqa: E731
+    which_prior = rng.integers(len(ev.PRIOR_SITE_SOURCES), size=n)
+    priors = np.stack([beta(f) for f in ev.PRIOR_SITE_SOURCES])
+    which_negative = rng.integers(2, size=n)
+    spec = beta(ev.POPLACK_SPECIFICITY)
+    lr_neg = np.where(which_negative == 0,
+                      ev.lr_negative_z1072(beta(ev.Z1072_NPV), beta(ev.Z1072_PREVALENCE)),
+                      ev.lr_negative_poplack(beta(ev.POPLACK_SENSITIVITY), spec))
     cancers = rng.dirichlet([ev.KUHL_CANCERS[c] * ev.KUHL_N_CANCERS + 0.5 for c in CURVES], size=n)
-    benign = rng.dirichlet([ev.KUHL_BENIGN[c] * ev.KUHL_N_BENIGN + 0.5 for c in CURVES], size=n)
-    return _Draw(beta(prior), {i: loguni(f) for i, f in enumerate(record_fs)},
-                 beta(ev.MRI_NPV), beta(ev.CALIBRATION_PREVALENCE), beta(ev.MRI_SPECIFICITY),
-                 {c: cancers[:, k] for k, c in enumerate(CURVES)},
-                 {c: benign[:, k] for k, c in enumerate(CURVES)},
-                 loguni(ev.LR_SMALL_FOCUS), loguni(ev.OR_MARGIN_NOT_COVERED),
-                 beta(ev.ZONE_IDENTITY_UNCERTAIN))
+    benign = rng.dirichlet([ev.FAT_NECROSIS_CURVES[c] + 0.5 for c in CURVES], size=n)
+    return _Params(
+        priors[which_prior, np.arange(n)], ev.SIZE_LOG_ODDS_PER_MM * rng.uniform(*ev.SIZE_SLOPE_RANGE, size=n),
+        lr_neg, spec, {c: cancers[:, k] for k, c in enumerate(CURVES)},
+        {c: benign[:, k] for k, c in enumerate(CURVES)},
+        loguni(ev.LR_SMALL_FOCUS.low, ev.LR_SMALL_FOCUS.high),
+        loguni(ev.OR_MARGIN_NOT_COVERED.low, ev.OR_MARGIN_NOT_COVERED.high),
+        beta(ev.ZONE_IDENTITY_UNCERTAIN), loguni(*ev.ICE3_HAZARD_RANGE),
+        tuple(loguni(f.low, f.high) for f in factors))
 
 
-def _imaging_lr(d: _Draw, imaging: ImagingEvidence) -> tuple[np.ndarray, FocusEvidence | None]:
+# --- the model: a sequence of steps on the probability -------------------------------------------
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    apply: Callable[[_Params, np.ndarray], np.ndarray]  # probability -> probability, per row
+    source: str
+    assumption: bool
+
+
+def _times(factor: Callable[[_Params], np.ndarray]) -> Callable[[_Params, np.ndarray], np.ndarray]:
+    return lambda th, p: _prob(_odds(p) * factor(th))
+
+
+def _factor_at(i: int) -> Callable[[_Params], np.ndarray]:
+    return lambda th: th.factors[i]
+
+
+def _imaging_lr(th: _Params, imaging: ImagingEvidence) -> tuple[np.ndarray, FocusEvidence | None]:
     foci = site_foci(imaging)
     if not foci:
-        lr, counted = d.lr_negative(), None
+        lr, counted = th.lr_negative, None
     else:
-        lrs = [d.lr_focus(f) for f in foci]
-        k = int(np.argmax([float(np.median(lr)) for lr in lrs]))
+        lrs = [th.lr_focus(f) for f in foci]
+        k = int(np.argmax([float(np.mean(x)) for x in lrs]))
         lr, counted = lrs[k], foci[k]
     if not imaging.location_confirmed:
-        # the zone may not be the treated site (probability q): a wrong region's findings are
-        # taken to look like those of a site without residual disease, so
-        # P(obs | residual) / P(obs | none) = ((1 - q) LR P(obs|none) + q P(obs|none)) / P(obs|none)
-        lr = (1.0 - d.identity) * lr + d.identity
+        # the zone may not be the treated site (probability q); a wrong region's findings are taken
+        # to look like those of a site without disease: LR' = (1 - q) LR + q
+        lr = (1.0 - th.identity) * lr + th.identity
     return lr, counted
 
 
-def _margin_counts(imaging: ImagingEvidence) -> bool:
-    """The margin factor applies only where registration confirmed the mapped tumour's place."""
-    return imaging.margin_covered is False and imaging.location_confirmed
+@dataclass(frozen=True)
+class _Model:
+    record: ProcedureRecord
+    imaging: ImagingEvidence
+    days: int | None
+    history: History
+    factors: tuple[tuple[str, ev.OddsFactor], ...]  # record factors then the trend
+
+    @property
+    def question(self) -> Question:
+        return question_at(self.days)
+
+    def steps(self, use_imaging: bool) -> list[_Step]:
+        rec, im = self.record, self.imaging
+        d = rec.lesion.diameter_mm
+        n_rec = len(self.factors) - (1 if self.history.trend is not None else 0)
+        out = [_Step(f"prior: residual disease at the site after cryoablation ({len(ev.PRIOR_SITE_SOURCES)} "
+                     "series averaged)", lambda th, p: th.prior,
+                     "; ".join(f.source for f in ev.PRIOR_SITE_SOURCES), True),
+               _Step(f"tumour {d:g} mm (reference {ev.PRIOR_REFERENCE_DIAMETER_MM:g} mm)",
+                     _times(lambda th: np.exp(th.size_slope * (d - ev.PRIOR_REFERENCE_DIAMETER_MM))),
+                     ev.SIZE_SOURCE, True)]
+        for i, (name, f) in enumerate(self.factors[:n_rec]):
+            out.append(_Step(name, _times(_factor_at(i)), f.source, f.assumption))
+        if self.question is Question.RECURRENCE:
+            k = self.history.earlier_negative_reads
+            if k:
+                out.append(_Step(f"{k} earlier follow-up(s) without suspicious enhancement at the site",
+                                 _times(lambda th: th.lr_negative ** k),
+                                 "negative read: " + " or ".join(ev.NEGATIVE_READ_SOURCES), False))
+            months = (self.days or 0) / ev.DAYS_PER_MONTH
+            recurrence = np.vectorize(ev.recurrence_by)
+            out.append(_Step(f"recurrence since the procedure ({months:.0f} months)",
+                             lambda th, p: 1.0 - (1.0 - p) * (1.0 - recurrence(months, th.hazard_scale)),
+                             ev.ICE3_SOURCE + " (ipsilateral breast, an upper bound for the site)", False))
+        if not use_imaging:
+            return out
+        _, counted = _imaging_lr(_point_params([f for _, f in self.factors]), im)
+        where = "" if im.location_confirmed else \
+            " (zone found in the follow-up, registration poor: weighted for the zone's identity)"
+        identity_src = "" if im.location_confirmed else "; " + ev.ZONE_IDENTITY_UNCERTAIN.source
+        if counted is None:
+            out.append(_Step("MRI: no suspicious enhancement at the ablation site" + where,
+                             _times(lambda th: _imaging_lr(th, im)[0]),
+                             "negative read: " + " or ".join(ev.NEGATIVE_READ_SOURCES) + identity_src,
+                             not im.location_confirmed))
+        else:
+            floored = _point_params([]).kinetics_floored(counted)
+            curve = counted.curve_type if counted.curve_type in CURVES else "curve not assessable"
+            small = counted.largest_diameter_mm < ev.SMALL_FOCUS_MM
+            out.append(_Step(
+                f"MRI: {'focus' if small else 'mass'} {counted.largest_diameter_mm:.1f} mm at the site, "
+                f"{curve}" + where, _times(lambda th: _imaging_lr(th, im)[0]),
+                "morphology: Poplack 2015 specificity 15/17 with the negative read's implied sensitivity; "
+                + ev.KINETICS_SOURCE + ("; " + ev.MORPHOLOGY_OVER_KINETICS if floored else "")
+                + ("; " + ev.LR_SMALL_FOCUS.source if small else "") + identity_src, True))
+        if im.margin_covered is False and im.location_confirmed and counted is None:
+            f = ev.OR_MARGIN_NOT_COVERED
+            out.append(_Step("ablation zone does not cover tumour + margin", _times(lambda th: th.margin),
+                             f.source, f.assumption))
+        if self.history.trend is not None:
+            name, f = self.history.trend
+            out.append(_Step(name, _times(lambda th: th.factors[-1]), f.source, f.assumption))
+        return out
+
+    def run(self, th: _Params, use_imaging: bool) -> list[np.ndarray]:
+        """The probability after each step, per row of ``th``."""
+        p = np.zeros_like(th.prior)
+        out = []
+        for s in self.steps(use_imaging):
+            p = s.apply(th, p)
+            out.append(p)
+        return out
 
 
-def _posterior(d: _Draw, imaging: ImagingEvidence, n_factors: int) -> np.ndarray:
-    odds = _odds(d.prior)
-    for i in range(n_factors):
-        odds = odds * d.factors[i]
-    lr, _ = _imaging_lr(d, imaging)
-    odds = odds * lr
-    if _margin_counts(imaging):
-        odds = odds * d.margin
-    return _prob(odds)
+def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence, days: int | None = None, *,
+                         history: History = History(), seed: int = 0) -> ProbabilityResult:
+    """The probability of disease at the site (see the module), its drivers and its interval.
 
-
-def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence,
-                         seed: int = 0, extra: Sequence[tuple[str, ev.OddsFactor]] = ()) -> ProbabilityResult:
-    """``extra``: further named odds factors of the imaging, applied last (drivers and interval),
-    e.g. a change against the previous follow-up (:mod:`followup.pipelines.longitudinal`)."""
-    prior = prior_figure(record)
-    rec_factors = record_factors(record)
-    fs = [f for _, f in rec_factors]
-    point = _point_draw(fs, prior)
-    rng = np.random.default_rng(seed)
-    draws = _random_draw(fs + [f for _, f in extra], prior, ev.INTERVAL_DRAWS, rng)
+    ``days``: since the procedure (None: the residual question); from
+    ``evidence.SURVEILLANCE_FROM_DAYS`` the question is recurrence and ``history`` counts."""
+    factors = tuple(record_rules.odds_factors(record)) + ((history.trend,) if history.trend else ())
+    model = _Model(record, imaging, days, history, factors)
+    fs = [f for _, f in factors]
+    point = _point_params(fs)
+    draws = _random_params(fs, ev.INTERVAL_DRAWS, np.random.default_rng(seed))
     tail = (1 - ev.INTERVAL_LEVEL) / 2 * 100
 
+    use_imaging = imaging.reliable
+    steps = model.steps(use_imaging)
+    means = [float(np.mean(p)) for p in model.run(point, use_imaging)]
     drivers: list[Driver] = []
-    p = float(prior.value)
-    drivers.append(Driver(f"prior: tumour {record.lesion.diameter_mm:g} mm", _odds(p), 0.5, p,
-                          prior.source, prior.assumption))
+    before = 0.5
+    for s, after in zip(steps, means, strict=True):
+        factor = _odds(after) / _odds(before)  # the first step from even odds: the prior's odds
+        drivers.append(Driver(s.name, float(factor), before, after, s.source, s.assumption))
+        before = after
+    prior = means[1]  # the site's prior for this tumour size, before the record's factors
+    p = means[-1]
+    _, counted = _imaging_lr(point, imaging) if use_imaging else (None, None)
 
-    def step(name: str, factor: float, source: str, assumption: bool) -> None:
-        nonlocal p
-        after = _prob(_odds(p) * factor)
-        drivers.append(Driver(name, factor, p, after, source, assumption))
-        p = after
-
-    for name, f in rec_factors:
-        step(name, f.value, f.source, f.assumption)
-
-    if not imaging.reliable:
-        # Imaging cannot be trusted: the number rests on the record alone and the interval spans
-        # every imaging outcome, from a negative MRI to the most suspicious focus.
-        lo, hi = _record_only_span(draws, fs, tail)
-        return ProbabilityResult(p, (lo, hi), float(prior.value), drivers, "low", None)
-
-    lr, counted = _imaging_lr(point, imaging)
-    unconfirmed = "" if imaging.location_confirmed else \
-        " (zone found in the follow-up, registration poor: weighted for the zone's identity)"
-    identity_src = "" if imaging.location_confirmed else "; " + ev.ZONE_IDENTITY_UNCERTAIN.source
-    if counted is None:
-        step("MRI: no suspicious enhancement at the ablation site" + unconfirmed, float(lr[0]),
-             f"calibrated to NPV {ev.MRI_NPV_INVASIVE:.0%} at Z1072 prevalence "
-             f"{ev.CALIBRATION_PREVALENCE.value:.0%}" + identity_src, not imaging.location_confirmed)
+    if use_imaging:
+        post = model.run(draws, True)[-1]
+        lo, hi = float(np.percentile(post, tail)), float(np.percentile(post, 100 - tail))
+        if not imaging.location_confirmed:
+            # widen by the zone's identity: where the zone is not the site, the site's truth spans
+            # every imaging outcome
+            site_lo, site_hi = _record_only_span(model, draws, tail)
+            q_hi = float(np.percentile(draws.identity, 100 - tail))
+            lo = min(lo, (1 - q_hi) * lo + q_hi * site_lo)
+            hi = max(hi, (1 - q_hi) * hi + q_hi * site_hi)
     else:
-        floored = point.kinetics_floored(counted)
-        step(f"MRI: {counted.curve_type} focus {counted.largest_diameter_mm:.1f} mm at the zone edge"
-             + unconfirmed,
-             float(lr[0]), f"positive MRI (Poplack 2015 specificity, NPV calibration) x {ev.KUHL_SOURCE}"
-             + ("; " + ev.MORPHOLOGY_OVER_KINETICS if floored else "")
-             + ("; small focus" if counted.largest_diameter_mm < ev.SMALL_FOCUS_MM else "") + identity_src,
-             floored or counted.largest_diameter_mm < ev.SMALL_FOCUS_MM or not imaging.location_confirmed)
-    if _margin_counts(imaging):
-        f = ev.OR_MARGIN_NOT_COVERED
-        step("ablation zone does not cover tumour + margin", f.value, f.source, f.assumption)
-    for name, f in extra:
-        step(name, f.value, f.source, f.assumption)
-
-    post = _posterior(draws, imaging, len(fs) + len(extra))
-    lo, hi = float(np.percentile(post, tail)), float(np.percentile(post, 100 - tail))
+        # imaging not used: the number rests on the record and the interval spans every imaging
+        # outcome, from a negative read to the most suspicious mass
+        lo, hi = _record_only_span(model, draws, tail)
     lo, hi = min(lo, p), max(hi, p)
-    if not imaging.location_confirmed:
-        # widen by the zone's identity: where the zone is not the site, the imaging says nothing
-        # and the site's truth spans every imaging outcome (as for untrusted imaging)
-        site_lo, site_hi = _record_only_span(draws, fs, tail)
-        q_hi = float(np.percentile(draws.identity, 100 - tail))
-        lo = min(lo, (1 - q_hi) * lo + q_hi * site_lo)
-        hi = max(hi, (1 - q_hi) * hi + q_hi * site_hi)
-    return ProbabilityResult(p, (lo, hi), float(prior.value), drivers,
-                             "normal" if imaging.location_confirmed else "low", counted)
+    heavy = any(d.assumption and max(d.factor, 1 / d.factor) >= ev.HEAVY_ASSUMPTION_FACTOR
+                for d in drivers[1:])
+    low = not use_imaging or not imaging.location_confirmed or heavy
+    return ProbabilityResult(p, (lo, hi), prior, tuple(drivers), Confidence.LOW if low else Confidence.NORMAL,
+                             counted, model.question)
 
 
-def _record_only_span(draws: _Draw, fs: list, tail: float) -> tuple[float, float]:
-    """The interval when the imaging is not used: from a negative MRI to the most suspicious
-    focus, on the record's prior."""
-    prior_only = _prob(_odds(draws.prior) * np.prod([draws.factors[i] for i in range(len(fs))], axis=0)) \
-        if fs else draws.prior
+def _record_only_span(model: _Model, draws: _Params, tail: float) -> tuple[float, float]:
+    """From a negative read to the most suspicious mass (washout, 10 mm), on the record's prior."""
+    base = model.run(draws, False)[-1]
     worst = FocusEvidence("washout", 10.0, 0.0)
-    neg = _prob(_odds(prior_only) * draws.lr_negative())
-    pos = _prob(_odds(prior_only) * draws.lr_focus(worst))
+    neg = _prob(_odds(base) * draws.lr_negative)
+    pos = _prob(_odds(base) * draws.lr_focus(worst))
     return float(np.percentile(neg, tail)), float(np.percentile(pos, 100 - tail))
+
+
+__all__ = ["CURVES", "NOT_ASSESSABLE", "SITE_BAND_MM", "Confidence", "Driver", "FocusEvidence", "History",
+           "ImagingEvidence", "ProbabilityResult", "Question", "question_at", "residual_probability",
+           "site_foci"]

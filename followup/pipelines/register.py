@@ -37,6 +37,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache, wraps
 from typing import TypeVar
 
@@ -117,6 +118,13 @@ def _single_threaded(fn: _F) -> _F:
     return inner  # type: ignore[return-value]
 
 
+class Quality(StrEnum):
+    """Whether a registration is trusted (``good``) or failed the quality rule (``poor``)."""
+
+    GOOD = "good"
+    POOR = "poor"
+
+
 @dataclass(frozen=True)
 class RegistrationResult:
     matrix: np.ndarray  # 4x4 follow-up LPS -> baseline LPS (global affine)
@@ -126,7 +134,7 @@ class RegistrationResult:
     mi_after: float
     ncc_local_before: float
     ncc_local_after: float
-    quality: str  # "good" | "poor"
+    quality: Quality
     reasons: list[str] = field(default_factory=list)
     # the numbers the quality rule reads (see quality_reasons()); NaN -> null in to_json()
     figures: dict[str, float] = field(default_factory=dict)
@@ -143,7 +151,7 @@ class RegistrationResult:
                                   "local_ncc": round(self.ncc_local_before, 4)},
             "similarity_after": {"mutual_information": round(self.mi_after, 4),
                                  "local_ncc": round(self.ncc_local_after, 4)},
-            "quality": self.quality,
+            "quality": str(self.quality),
             "quality_reasons": list(self.reasons),
             "quality_figures": {k: (round(float(v), 4) if math.isfinite(float(v)) else None)
                                 for k, v in self.figures.items()},
@@ -724,7 +732,7 @@ def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
           f"{2 * LOCAL_HALF_BOX_MM:g} mm box)",
         mi_before=float(mi_before), mi_after=float(mi_after),
         ncc_local_before=float(ncc_before), ncc_local_after=float(ncc_after),
-        quality="poor" if reasons else "good", reasons=reasons, figures=figures,
+        quality=Quality.POOR if reasons else Quality.GOOD, reasons=reasons, figures=figures,
     )
 
 

@@ -27,6 +27,7 @@ from scipy.spatial import cKDTree
 
 from followup.pipelines.enhancement import (
     FAST_ABOVE_PE,
+    CurveType,
     EnhancementMaps,
     curve_is_physiological,
     curve_type_of_signal,
@@ -80,6 +81,11 @@ COARSE_MIN_NEIGHBOURS = 2
 FOCUS_BAND_INSIDE_MM = 5.0
 FOCUS_BAND_OUTSIDE_MM = 10.0
 FOCUS_MIN_VOLUME_MM3 = 30.0
+# ACR BI-RADS MRI 2013: a mass is >= 5 mm (smaller: a "focus"); a nodular mass at or inside the
+# ablation zone's edge is suspicious whatever its curve. "At the edge": its nearest voxel within
+# MASS_AT_EDGE_MM outside the edge (about one voxel of a clinical dynamic series).
+MASS_MIN_DIAMETER_MM = 5.0
+MASS_AT_EDGE_MM = 1.0
 NODULAR_MIN_COMPACTNESS = 0.25  # volume / volume of the sphere of the largest diameter
 NODULAR_MIN_THICKNESS_MM = 3.0
 # A focus at least NODULAR_MIN_THICKNESS_MM thick whose initial enhancement is fast and at least
@@ -551,7 +557,7 @@ def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndar
     if mask.sum() >= 5:
         kind, pe, change = curve_type_of_signal(_mean_curve(phases, mask))
     else:
-        kind, pe, change = "none", 0.0, 0.0
+        kind, pe, change = CurveType.NONE, 0.0, 0.0
     med = float(np.median(thickness))
     p90 = float(np.percentile(thickness, 90))
     uniform = bool(p90 <= max(2.0 * med, med + 2.0))
@@ -622,10 +628,15 @@ def _focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enhancemen
                                                            sampling=spacing).max()) \
         - float(spacing.min())
     compactness = vol / (np.pi / 6.0 * largest ** 3)
-    # kinetics from the most enhancing half of the focus (as a radiologist's small ROI)
-    pe_vals = maps.pe[m]
+    # kinetics from the most enhancing half of the focus (as a radiologist's small ROI), chosen on
+    # the mean enhancement over *all* post-contrast phases: chosen on the first phase alone, the
+    # voxels whose noise lifted that phase are kept and the curve, read against that same phase,
+    # looks flatter than the tissue's (regression to the mean)
+    s0 = np.maximum(phases[0][m], 1e-6)
+    mean_post = np.mean([ph[m] for ph in phases[1:]], axis=0) if len(phases) > 1 else phases[0][m]
+    roi_vals = (mean_post - s0) / s0
     core = m.copy()
-    core[m] = pe_vals >= np.median(pe_vals)
+    core[m] = roi_vals >= np.median(roi_vals)
     s = _mean_curve(phases, core)
     kind, pe, change = curve_type_of_signal(s)
     reliable = curve_is_physiological(s)
@@ -639,7 +650,14 @@ def _focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enhancemen
         reasons.append("curve not assessable (signal dips and recovers between phases: motion)")
     if pe > FAST_ABOVE_PE:
         reasons.append(f"fast initial enhancement ({pe:.0f}%)")
-    suspicious = bool(nodular and ((reliable and kind in ("plateau", "washout")) or pe > FAST_ABOVE_PE))
+    # morphology before kinetics (ACR BI-RADS MRI 2013): a nodular mass >= 5 mm at or inside the
+    # zone's edge is suspicious whatever its curve; a smaller or more distant nodular focus needs a
+    # plateau/washout curve or fast uptake. The curve then moves the probability, it opens no gate.
+    mass_at_edge = nodular and largest >= MASS_MIN_DIAMETER_MM and edge <= MASS_AT_EDGE_MM
+    if mass_at_edge:
+        reasons.append(f"nodular mass {largest:.1f} mm at the zone edge (suspicious whatever its curve)")
+    suspicious = bool(mass_at_edge or (nodular and ((reliable and kind in ("plateau", "washout"))
+                                                    or pe > FAST_ABOVE_PE)))
     return Focus(label, m, centre.astype(float), vol, largest, thickness, float(maps.pe_peak[m].max()),
                  pe, ser, change, kind, initial_phase_class(pe), edge, suspicious, reasons, reliable)
 

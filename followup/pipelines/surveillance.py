@@ -11,31 +11,25 @@ prior's findings are carried into the current follow-up's space through the dire
 when it is good, else through the baseline (both registrations to the baseline good), else not at
 all (its volumes are still compared, its foci are not).
 
-The comparison itself is pure (:mod:`followup.pipelines.longitudinal`). A growing zone or new /
-grown nodular enhancement against the previous follow-up multiplies the odds of residual or
-recurrent disease by its likelihood ratio (an assumption: no published figure) and recommends a
-biopsy. Pure: studies in memory in, the same ``Assessment`` out with ``longitudinal`` set.
+The comparison itself is pure (:mod:`followup.pipelines.longitudinal`). In surveillance
+(``evidence.SURVEILLANCE_FROM_DAYS`` on) the question is recurrence: each earlier follow-up read
+negative at the site lowers the prior, recurrence by time since the procedure (ICE3) raises it, an
+involuting zone lowers it a little, and a growing zone or new / grown nodular enhancement raises it
+(likelihood ratios that are assumptions: no published figure) and recommends a biopsy. Pure:
+studies in memory in, a new ``Assessment`` out (``dataclasses.replace``), with ``longitudinal`` set.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
 from followup.dicom.study import DCEStudy
-from followup.pipelines.assess import (
-    Assessment,
-    Note,
-    StageRunner,
-    _call,
-    _recommendations,
-    assess,
-    check_inputs,
-    imaging_evidence,
-)
+from followup.pipelines.assess import StageRunner, assess, check_inputs, concluded, imaging_evidence, run_directly
+from followup.pipelines.assessment import Assessment, LongitudinalRead, Note, PriorRead, Status
 from followup.pipelines.longitudinal import (
     CHAIN_TOLERANCE_MM,
     FocusMeasure,
@@ -46,36 +40,11 @@ from followup.pipelines.longitudinal import (
     map_points,
     summarise,
 )
-from followup.pipelines.probability import residual_probability
+from followup.pipelines.probability import History, residual_probability, site_foci
 from followup.pipelines.register import RegistrationResult, register
 from followup.procedure import ProcedureRecord
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PriorRead:
-    """One earlier follow-up: its own assessment and how it maps into the current follow-up."""
-
-    study: DCEStudy
-    assessment: Assessment
-    measure: TimePointMeasure
-    registration: RegistrationResult | None  # prior -> current, direct
-    current_to_prior: np.ndarray | None  # 4 x 4, current LPS -> prior LPS (the mapping used)
-
-
-@dataclass(frozen=True)
-class LongitudinalRead:
-    summary: Longitudinal
-    priors: tuple[PriorRead, ...]  # by date
-
-    @property
-    def previous(self) -> PriorRead | None:
-        """The latest earlier follow-up that was measured and maps into the current one."""
-        for p in reversed(self.priors):
-            if p.measure.measured and p.current_to_prior is not None:
-                return p
-        return None
 
 
 def measure(a: Assessment, study: DCEStudy, days: int | None, to_current: np.ndarray | None, *,
@@ -108,14 +77,14 @@ def _prior_assessment(prior: DCEStudy, baseline: DCEStudy | None, record: Proced
         a = assess(baseline, prior, record, run_stage=run_stage)
     except Exception as exc:  # noqa: BLE001  (a prior that cannot be read must not fail the current one)
         log.warning("earlier follow-up %s not assessed (%s)", prior.study_uid, type(exc).__name__)
-        a = Assessment("failed", f"not assessed ({type(exc).__name__})", None)
+        a = Assessment(Status.FAILED, f"not assessed ({type(exc).__name__})", None)
     if known is not None:
         known[prior.study_uid] = a
     return a
 
 
 def read_prior(current: Assessment, followup: DCEStudy, prior: DCEStudy, baseline: DCEStudy | None,
-               record: ProcedureRecord, run_stage: StageRunner = _call,
+               record: ProcedureRecord, run_stage: StageRunner = run_directly,
                known: MutableMapping[str, Assessment] | None = None) -> PriorRead:
     """Assess one earlier follow-up and register it to the current one (see the module)."""
     a = _prior_assessment(prior, baseline, record, run_stage, known)
@@ -155,7 +124,7 @@ def usable_priors(followup: DCEStudy, priors: Sequence[DCEStudy], record: Proced
 
 def assess_with_priors(baseline: DCEStudy | None, followup: DCEStudy, priors: Sequence[DCEStudy],
                        record: ProcedureRecord, baseline_problem: str | None = None,
-                       run_stage: StageRunner = _call, *, days: int | None = None,
+                       run_stage: StageRunner = run_directly, *, days: int | None = None,
                        known: MutableMapping[str, Assessment] | None = None) -> Assessment:
     """The current follow-up assessed, then compared with every usable prior (see the module).
 
@@ -172,34 +141,47 @@ def assess_with_priors(baseline: DCEStudy | None, followup: DCEStudy, priors: Se
     reads = tuple(read_prior(a, followup, p, baseline, record, run_stage, known) for p in usable)
     current = measure(a, followup, days, np.eye(4), current=True)
     summary = summarise([*(r.measure for r in reads), current])
-    a.longitudinal = LongitudinalRead(summary, reads)
-    _apply(a, summary, record, reads)
-    return a
+    return _apply(a, summary, record, reads)
 
 
-def _apply(a: Assessment, lon: Longitudinal, record: ProcedureRecord, reads: Sequence[PriorRead]) -> None:
-    """The trend's likelihood ratio in the probability, its biopsy recommendation, the caveats."""
+def _negative_reads(reads: Sequence[PriorRead]) -> int:
+    """Earlier follow-ups read at the site without suspicious enhancement (imaging used)."""
+    n = 0
+    for r in reads:
+        pa = r.assessment
+        if pa.status == Status.COMPLETE and pa.registration is not None and pa.segmentation is not None:
+            im = imaging_evidence(pa.registration, pa.segmentation, pa.zone_search)
+            n += int(im.reliable and not site_foci(im))
+    return n
+
+
+def _apply(a: Assessment, lon: Longitudinal, record: ProcedureRecord, reads: Sequence[PriorRead]) -> Assessment:
+    """The history in the probability (earlier negative reads, the trend), the category and
+    recommendations again, the caveats of the comparison: a new assessment."""
     assert a.registration is not None and a.segmentation is not None  # a complete assessment
     factor = likelihood_factor(lon)
     evidence = imaging_evidence(a.registration, a.segmentation, a.zone_search)
-    if factor is not None and evidence.reliable:
-        a.probability = residual_probability(record, evidence, extra=(factor,))
-        a.recommendations = [r for r in _recommendations(record, a) if r.code != "imaging-follow-up"]
-        a.recommendations.insert(0, Note("surveillance-biopsy", "Biopsy of the ablation site is recommended: "
-                                         f"{lon.reason} (trend: {lon.trend}); recurrence must be excluded."))
+    history = History(_negative_reads(reads), factor)
+    probability = residual_probability(record, evidence, a.days_since_procedure, history=history)
+    caveats = list(a.caveats)
     for r in reads:
         m = r.measure
         when = m.date.isoformat() if m.date else r.study.study_uid
         if m.status != "complete":
-            a.caveats.append(Note("prior-not-measured", f"The earlier follow-up of {when} could not be "
-                                  f"measured ({m.status}: {m.reason}); it is not compared."))
+            caveats.append(Note("prior-not-measured", f"The earlier follow-up of {when} could not be "
+                                f"measured ({m.status}: {m.reason}); it is not compared."))
         elif m.mapping == "none":
-            a.caveats.append(Note("prior-not-registered", f"The earlier follow-up of {when} could not be "
-                                  "registered to this one: its volumes are compared, its foci are not."))
+            caveats.append(Note("prior-not-registered", f"The earlier follow-up of {when} could not be "
+                                "registered to this one: its volumes are compared, its foci are not."))
         elif m.chain_discrepancy_mm is not None and m.chain_discrepancy_mm > CHAIN_TOLERANCE_MM:
-            a.caveats.append(Note("prior-chain-inconsistent", f"Registrations of the follow-up of {when} "
-                                  f"disagree by {m.chain_discrepancy_mm:.1f} mm at the treated site "
-                                  f"(direct vs through the baseline; mapping used: {m.mapping})."))
+            caveats.append(Note("prior-chain-inconsistent", f"Registrations of the follow-up of {when} "
+                                f"disagree by {m.chain_discrepancy_mm:.1f} mm at the treated site "
+                                f"(direct vs through the baseline; mapping used: {m.mapping})."))
+    raised = factor is not None and factor[1].value > 1.0 and evidence.reliable
+    trend_reason = f"{lon.reason} (trend: {lon.trend})" if raised else None
+    new = replace(a, probability=probability, longitudinal=LongitudinalRead(lon, tuple(reads)),
+                  caveats=tuple(caveats))
+    return concluded(new, record, evidence, trend_reason)
 
 
 __all__ = ["LongitudinalRead", "PriorRead", "assess_with_priors", "measure", "read_prior", "usable_priors"]

@@ -14,6 +14,7 @@ from typing import Any, cast
 import numpy as np
 import pydicom
 
+from followup import evidence as ev
 from followup.dicom.study import DCEStudy
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
 from followup.pipelines.enhancement import ser_band
@@ -24,6 +25,7 @@ from followup.reporting.longitudinal_report import longitudinal_summary
 from followup.reporting.model import (
     AblationZone,
     Algorithm,
+    Birads,
     Driver,
     Findings,
     FocusRow,
@@ -124,10 +126,20 @@ def _probability_fields(a: Assessment) -> dict:
         "probability_interval": [rounded(p.interval[0], 4), rounded(p.interval[1], 4)]  # type: ignore[union-attr]
         if done else None,
         "interval_level": 0.95 if p is not None else None,
-        "confidence": None if p is None else p.confidence,
+        "confidence": None if p is None else str(p.confidence),
         "prior_probability": None if p is None else rounded(p.prior, 4),
+        "question": None if p is None else str(p.question),
+        "interval_kind": ev.INTERVAL_KIND if done else None,
         "drivers": [Driver(**d.to_json()) for d in p.drivers] if p else [],
     }
+
+
+def birads(a: Assessment) -> Birads | None:
+    b = a.birads
+    if b is None:
+        return None
+    return Birads(category=b.category.value, label=b.label, management=b.management, criteria=b.criteria,
+                  tissue_diagnosis=b.category.tissue_diagnosis)
 
 
 def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
@@ -137,9 +149,10 @@ def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
     """The finished report: every renderer reads it, none changes it. ``supersedes``: the earlier
     report of the study this revision replaces (:func:`followup.reporting.supersede.supersedes`)."""
     return Report(
-        status=cast(Status, a.status), reason=a.reason, days_since_procedure=a.days_since_procedure,
+        status=cast(Status, str(a.status)), reason=a.reason, days_since_procedure=a.days_since_procedure,
         analysable_from=a.analysable_from.isoformat() if a.analysable_from else None,
-        **_probability_fields(a),
+        **_probability_fields(a), endpoint=ev.ENDPOINT, not_assessed=ev.NOT_ASSESSED, birads=birads(a),
+        contraindications=tuple(Note(code=c.code, text=c.text) for c in a.contraindications),
         registration=registration(a, record), findings=findings(a, record.margin_mm),
         caveats=tuple(Note(code=c.code, text=c.text) for c in a.caveats),
         recommendations=tuple(Note(code=r.code, text=r.text) for r in a.recommendations),

@@ -78,3 +78,21 @@ GOOD, POOR = private("FU030", "Good"), private("FU031", "Poor")
 STATUS_VALUES = {"complete": private("FU034", "Complete"),
                  "deferred": private("FU032", "Deferred: not analysed yet"),
                  "failed": private("FU033", "Failed: no automatic assessment")}
+
+# ACR BI-RADS assessment category (DCM 111005 "Assessment Category"; values: CID 6027 "Assessment
+# from BI-RADS", SNOMED CT); category 4's subdivision 4A/4B/4C has no SNOMED code in CID 6027: a
+# private coded subdivision beside SNOMED's category 4.
+BIRADS_ASSESSMENT = codes.DCM.AssessmentCategory
+_BIRADS_0 = CodedConcept("397138000", "SCT", "0 - Incomplete - Need additional imaging evaluation")
+_BIRADS_2 = CodedConcept("397141009", "SCT", "2 - Benign")
+_BIRADS_3 = CodedConcept("397143007", "SCT", "3 - Probably Benign")
+_BIRADS_4 = CodedConcept("397144001", "SCT", "4 - Suspicious")
+_BIRADS_5 = CodedConcept("397145000", "SCT", "5 - Highly suggestive of malignancy")
+BIRADS_VALUES = {"0": _BIRADS_0, "2": _BIRADS_2, "3": _BIRADS_3, "4A": _BIRADS_4, "4B": _BIRADS_4,
+                 "4C": _BIRADS_4, "5": _BIRADS_5}
+BIRADS_SUBCATEGORY = private("FU040", "BI-RADS category 4 subdivision")
+BIRADS_SUBCATEGORY_VALUES = {"4A": private("FU041", "4A - Low suspicion for malignancy"),
+                             "4B": private("FU042", "4B - Moderate suspicion for malignancy"),
+                             "4C": private("FU043", "4C - High suspicion for malignancy")}
+ENDPOINT = private("FU044", "What the probability is about (endpoint)")
+CONTRAINDICATION = private("FU045", "Procedure outside the indication of cryoablation")

@@ -38,6 +38,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from fhir.resources.bundle import Bundle
 
@@ -99,16 +100,50 @@ def _human_name(pn: str) -> dict | None:
 def _conclusion(r: Report) -> str:
     if r.status == "complete" and r.probability_interval is not None:
         (lo, hi), level = r.probability_interval, r.interval_level or 0.95
-        text = (f"Probability of residual tumour after cryoablation: {_pct(r.residual_probability)} "
-                f"({100 * level:.0f}% interval {_pct(lo)} - {_pct(hi)}); confidence {r.confidence}.")
+        text = (f"Probability of {r.question} disease at the ablation site: {_pct(r.residual_probability)} "
+                f"({100 * level:.0f}% {r.interval_kind} interval {_pct(lo)} - {_pct(hi)}); confidence "
+                f"{r.confidence}.")
         if r.confidence == "low":
-            text += (" Low confidence: the imaging could not be trusted (see the caveats); the interval spans "
-                     "every imaging outcome.")
+            text += (" Low confidence: the imaging could not be fully trusted, or a heavy driver is an "
+                     "assumption (see the caveats).")
+        text += f" {r.endpoint} {r.not_assessed}"
     elif r.status == "deferred":
         text = f"Deferred: no probability yet. {r.reason}"
     else:
         text = f"Analysis failed: no probability. {r.reason}"
+    if r.birads is not None:
+        text += f" BI-RADS {r.birads.category}: {r.birads.label}. {r.birads.management}"
+    for c in r.contraindications:
+        text += f" Contraindication: {c.text}"
     return text + " Clinical decision support, not a diagnosis."
+
+
+BIRADS_SNOMED = {"0": ("397138000", "Mammography assessment (Category 0) - Need additional evaluation"),
+                 "2": ("397141009", "Mammography assessment (Category 2) - Benign finding"),
+                 "3": ("397143007", "Mammography assessment (Category 3) - Probably benign finding"),
+                 "4": ("397144001", "Mammography assessment (Category 4) - Suspicious abnormality"),
+                 "5": ("397145000", "Mammography assessment (Category 5) - Highly suggestive of malignancy")}
+
+
+def birads_concept(category: str) -> dict:
+    """The BI-RADS category as a CodeableConcept: SNOMED CT (CID 6027) and, for 4A/4B/4C, the
+    subdivision as our own code beside it."""
+    code, display = BIRADS_SNOMED[category[0]]
+    concept: dict[str, Any] = {"coding": [{"system": SNOMED, "code": code, "display": display}],
+                               "text": f"BI-RADS {category}"}
+    if len(category) > 1:
+        concept["coding"].append({"system": CODE_SYSTEM, "code": f"birads-{category.lower()}",
+                                  "display": f"BI-RADS {category}"})
+    return concept
+
+
+def _birads_observation(b: _Bundle, ctx: _Context, r: Report) -> str:
+    assert r.birads is not None
+    return _observation(
+        b, ctx, "Observation/birads",
+        _code("111005", "Assessment Category", DICOM_DCM, text="ACR BI-RADS MRI assessment category"),
+        valueCodeableConcept=birads_concept(r.birads.category),
+        note=[{"text": f"{r.birads.label}. Management: {r.birads.management} Criteria: {r.birads.criteria}"}])
 
 
 @dataclass
@@ -209,7 +244,7 @@ def _probability_observation(b: _Bundle, ctx: _Context, r: Report) -> str:
                for d in r.drivers]
     return _observation(
         b, ctx, "Observation/residual-probability",
-        _code("residual-tumour-probability", "Probability of residual tumour after cryoablation"),
+        _code("residual-tumour-probability", "Probability of residual or recurrent disease at the ablation site"),
         valueQuantity=_qty(round(100 * r.residual_probability, 2), "%", "%"), component=components,
         note=drivers + _caveat_notes(r.caveats))
 
@@ -258,6 +293,8 @@ def _observations(b: _Bundle, ctx: _Context, r: Report) -> list[str]:
     if r.status != "complete":
         return []
     results = [_probability_observation(b, ctx, r)]
+    if r.birads is not None:
+        results.append(_birads_observation(b, ctx, r))
     if r.findings:
         results += _zone_observations(b, ctx, r.findings)
         results += [_focus_observation(b, ctx, n, x)
@@ -325,6 +362,8 @@ def _diagnostic_report(r: Report, ctx: _Context, results: list[str], pdf: bytes 
     if results:
         dr["result"] = [{"reference": ref} for ref in results]
     dr["conclusion"] = _conclusion(r)
+    if r.birads is not None:
+        dr["conclusionCode"] = [birads_concept(r.birads.category)]
     notes = _caveat_notes(r.caveats) + [{"text": f"Recommendation [{c.code}]: {c.text}"}
                                         for c in r.recommendations]
     superseded = supersedes_text(r)

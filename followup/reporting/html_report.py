@@ -13,7 +13,17 @@ from html import escape
 
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import Report
-from followup.reporting.report_text import identity_cells, supersedes_text, technical_rows, zone_and_rim_rows
+from followup.reporting.report_text import (
+    answer_style,
+    answer_title,
+    birads_line,
+    contraindication_lines,
+    identity_cells,
+    interval_sentence,
+    supersedes_text,
+    technical_rows,
+    zone_and_rim_rows,
+)
 
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:980px;color:#1d2733;font-size:14px}
@@ -22,7 +32,10 @@ h1{font-size:22px;margin:0 0 2px}h2{font-size:16px;border-bottom:2px solid #d8de
 background:#f4f6f9;padding:10px 14px;border-radius:6px;margin:12px 0}
 .id b{color:#5a6b7c;font-weight:normal;font-size:11px;display:block}
 .answer{border-radius:8px;padding:14px 18px;margin:14px 0;border:2px solid}.answer .p{font-size:30px;font-weight:bold}
-.low{background:#eef8ef;border-color:#5aa65f}.mid{background:#fff6e5;border-color:#e0a020}.high{background:#fdecec;border-color:#d04040}
+.low{background:#eef8ef;border-color:#5aa65f}
+.birads{border:2px solid;border-radius:6px;padding:8px 12px;margin:10px 0;font-size:18px}
+.contra{background:#fdecec;border:3px solid #b00020;border-radius:6px;padding:8px 12px;margin:10px 0;color:#7a0010}
+.mid{background:#fff6e5;border-color:#e0a020}.high{background:#fdecec;border-color:#d04040}
 .none{background:#f1f1f4;border-color:#8890a0}.conf{font-weight:bold;color:#a05a00}
 table{border-collapse:collapse;width:100%;margin:6px 0}
 td,th{border:1px solid #d8dee6;padding:4px 7px;text-align:left;vertical-align:top;font-size:13px}
@@ -51,6 +64,22 @@ def _img(png: bytes, caption: str) -> str:
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
+def _birads(r: Report) -> str:
+    line = birads_line(r)
+    if line is None:
+        return ""
+    criteria = r.birads.criteria if r.birads else ""
+    return f'<div class="birads {answer_style(r)}"><b>{_e(line)}</b><div class="sub">{_e(criteria)}</div></div>'
+
+
+def _banner(r: Report) -> str:
+    lines = contraindication_lines(r)
+    if not lines:
+        return ""
+    return ('<div class="contra"><b>Outside the indication of cryoablation</b><ul>'
+            + "".join(f"<li>{_e(t)}</li>" for t in lines) + "</ul></div>")
+
+
 def _answer(r: Report) -> str:
     if r.status != "complete" or r.residual_probability is None or r.probability_interval is None:
         title = "Deferred: no probability yet" if r.status == "deferred" else "Analysis failed: no probability"
@@ -58,16 +87,16 @@ def _answer(r: Report) -> str:
                 f"<div>{_e(r.reason)}</div></div>")
     p = r.residual_probability
     lo, hi = r.probability_interval
-    cls = "low" if p < 0.15 else ("mid" if p < 0.5 else "high")
     conf = ""
     if r.confidence == "low":
-        conf = ('<div class="conf">Low confidence: the imaging could not be trusted (see caveats); '
-                "the interval spans every imaging outcome.</div>")
-    return (f'<div class="answer {cls}"><div>Probability of residual tumour</div>'
+        conf = ('<div class="conf">Low confidence: the imaging could not be fully trusted, or a heavy driver '
+                "is an assumption (see caveats and drivers).</div>")
+    return (f'<div class="answer {answer_style(r)}"><div>{_e(answer_title(r))}</div>'
             f'<div class="p">{_pct(p)} <span style="font-size:16px;font-weight:normal">'
-            f"(95% interval {_pct(lo)} - {_pct(hi)})</span></div>{conf}"
-            f"<div class=\"sub\">Prior from the procedure record: {_pct(r.prior_probability)}. "
-            "The interval comes from the uncertainty of the published figures the model uses.</div></div>")
+            f"(95% model-based interval {_pct(lo)} - {_pct(hi)})</span></div>{conf}"
+            f"<div class=\"sub\">Prior at the site for this tumour size: {_pct(r.prior_probability)}. "
+            f"{_e(interval_sentence(r))}</div>"
+            f"<div class=\"sub\">{_e(r.endpoint)} {_e(r.not_assessed)}</div></div>")
 
 
 def _identity(r: Report) -> str:
@@ -147,9 +176,11 @@ def render_html(r: Report, images: list[tuple[str, bytes]]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>followup report</title><style>{CSS}</style></head>
 <body>
 <h1>Follow-up breast MRI after cryoablation</h1>
-<div class="sub">Residual-tumour assessment - clinical decision support, not a diagnosis. Status: {_e(r.status)}</div>
+<div class="sub">Ablation-site assessment - decision support, not a diagnosis. Status: {_e(r.status)}</div>
 {supersedes}
 {_identity(r)}
+{_banner(r)}
+{_birads(r)}
 {_answer(r)}
 <h2>Recommendations</h2><ul class="rec">{recs}</ul>
 {imgs}

@@ -10,8 +10,8 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from followup.pipelines.assess import Assessment
+from followup.pipelines.assessment import PriorRead
 from followup.pipelines.longitudinal import map_points
-from followup.pipelines.surveillance import PriorRead
 from followup.reporting.key_images import (
     FOCUS_COLOUR,
     ZONE_COLOUR,

@@ -158,6 +158,17 @@ class Note(_Model):
     text: str
 
 
+class Birads(_Model):
+    """The ACR BI-RADS MRI assessment category (5th ed.) of this examination, with its management
+    (:mod:`followup.pipelines.birads`)."""
+
+    category: Literal["0", "2", "3", "4A", "4B", "4C", "5"]
+    label: str
+    management: str
+    criteria: str  # the rule that gave the category
+    tissue_diagnosis: bool
+
+
 # --- who and what ---------------------------------------------------------------------------------
 
 class Patient(_Model):
@@ -309,6 +320,14 @@ class Report(_Model):
     interval_level: float | None
     confidence: Literal["normal", "low"] | None
     prior_probability: float | None
+    # what the probability is about (one sentence, evidence.ENDPOINT) and what is not assessed
+    question: Literal["residual", "recurrence"] | None = None
+    endpoint: str = ""
+    not_assessed: str = ""
+    interval_kind: str | None = None  # "model-based": see evidence.INTERVAL_METHOD
+    birads: Birads | None = None
+    # the procedure lies outside the indication or the technique: the report's banner
+    contraindications: tuple[Note, ...] = ()
     registration: Registration | None
     findings: Findings | None
     drivers: tuple[Driver, ...]
@@ -333,6 +352,7 @@ class Report(_Model):
 __all__ = [
     "AblationZone",
     "Algorithm",
+    "Birads",
     "DicomOutput",
     "Driver",
     "Findings",

@@ -34,7 +34,17 @@ from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate
 
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import FocusRow, Report
-from followup.reporting.report_text import identity_cells, supersedes_text, technical_rows, zone_and_rim_rows
+from followup.reporting.report_text import (
+    answer_style,
+    answer_title,
+    birads_line,
+    contraindication_lines,
+    identity_cells,
+    interval_sentence,
+    supersedes_text,
+    technical_rows,
+    zone_and_rim_rows,
+)
 
 
 def _ascii85(data: bytes | str) -> str:
@@ -190,21 +200,22 @@ def _answer(r: Report, st: _Styles) -> Table:
     else:
         p = r.residual_probability
         lo, hi = r.probability_interval
-        cls = "low" if p < 0.15 else ("mid" if p < 0.5 else "high")
+        cls = answer_style(r)
         level = r.interval_level or 0.95
-        content = [Paragraph("Probability of residual tumour", st.body),
-                   Paragraph(f"{_e(_pct(p))} <font size=\"12\" name=\"{st.font}\">({100 * level:.0f}% interval "
-                             f"{_e(_pct(lo))} - {_e(_pct(hi))})</font>", st.big)]
+        content = [Paragraph(_e(answer_title(r)), st.body),
+                   Paragraph(f"{_e(_pct(p))} <font size=\"12\" name=\"{st.font}\">({100 * level:.0f}% model-based "
+                             f"interval {_e(_pct(lo))} - {_e(_pct(hi))})</font>", st.big)]
         if r.confidence == "low":
             content.append(Paragraph(
-                "<font color=\"#a05a00\"><b>Low confidence: the imaging could not be trusted (see caveats); "
-                "the interval spans every imaging outcome.</b></font>", st.body))
+                "<font color=\"#a05a00\"><b>Low confidence: the imaging could not be fully trusted, or a heavy "
+                "driver is an assumption (see caveats and drivers).</b></font>", st.body))
         else:
             content.append(Paragraph(f"Confidence: {_e(r.confidence)}", st.body))
         content.append(Spacer(1, 2))
         content.append(Paragraph(
-            f"Prior from the procedure record: {_e(_pct(r.prior_probability))}. The interval comes from the "
-            "uncertainty of the published figures the model uses.", st.sub))
+            f"Prior at the site for this tumour size: {_e(_pct(r.prior_probability))}. "
+            f"{_e(interval_sentence(r))}", st.sub))
+        content.append(Paragraph(f"{_e(r.endpoint)} {_e(r.not_assessed)}", st.sub))
     bg, border = ANSWER_COLOURS[cls]
     t = Table([[content]], colWidths=[FRAME_W], hAlign="LEFT")
     t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(bg)),
@@ -382,6 +393,32 @@ def _numbered_canvas(header: str, footer: str, font: str):
     return NumberedCanvas
 
 
+def _birads_and_banner(r: Report, st: _Styles) -> list:
+    """The contraindication banner (never calm) and the BI-RADS category that head the report."""
+    out: list = []
+    lines = contraindication_lines(r)
+    if lines:
+        body = [Paragraph("<b>Outside the indication of cryoablation</b>", st.body),
+                *[Paragraph(_e(t), st.bullet, bulletText="\u2022") for t in lines]]
+        t = Table([[body]], colWidths=[FRAME_W], hAlign="LEFT")
+        t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#fdecec")),
+                               ("BOX", (0, 0), (-1, -1), 3, colors.HexColor("#b00020")),
+                               ("LEFTPADDING", (0, 0), (-1, -1), 10), ("TOPPADDING", (0, 0), (-1, -1), 6),
+                               ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))
+        out += [t, Spacer(1, 6)]
+    line = birads_line(r)
+    if line is not None and r.birads is not None:
+        bg, border = ANSWER_COLOURS[answer_style(r)]
+        t = Table([[[Paragraph(f"<b>{_e(line)}</b>", st.body), Paragraph(_e(r.birads.criteria), st.sub)]]],
+                  colWidths=[FRAME_W], hAlign="LEFT")
+        t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(bg)),
+                               ("BOX", (0, 0), (-1, -1), 2, colors.HexColor(border)),
+                               ("LEFTPADDING", (0, 0), (-1, -1), 10), ("TOPPADDING", (0, 0), (-1, -1), 6),
+                               ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))
+        out += [t, Spacer(1, 6)]
+    return out
+
+
 def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
     """The report as PDF bytes (A4); same content and order as ``render_html``."""
     r = report
@@ -394,10 +431,10 @@ def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
 
     story: list = [
         Paragraph("Follow-up breast MRI after cryoablation", st.title),
-        Paragraph(f"Residual-tumour assessment - clinical decision support, not a diagnosis. "
+        Paragraph(f"Assessment of the ablation site - clinical decision support, not a diagnosis. "
                   f"Status: <b>{_e(r.status)}</b>", st.sub),
         *([Spacer(1, 4), Paragraph(f"<b>{_e(superseded)}</b>", st.body)] if superseded else []),
-        Spacer(1, 7), _identity(r, st), Spacer(1, 8), _answer(r, st),
+        Spacer(1, 7), _identity(r, st), Spacer(1, 8), *_birads_and_banner(r, st), _answer(r, st),
         Paragraph("Recommendations", st.h2), *_recommendations(r, st),
     ]
     if images:

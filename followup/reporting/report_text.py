@@ -102,3 +102,36 @@ def technical_rows(r: Report) -> list[tuple[str, str]]:
         rows.append(("Supersedes", f"revision {r.supersedes.revision}; series added: "
                      + (", ".join(r.supersedes.series_added) or "none")))
     return rows
+
+
+def answer_style(r: Report) -> str:
+    """The answer box's style: ``low`` (calm, green) only for BI-RADS 2 or 3 (<= 2 %); ``mid`` for
+    4A/4B, ``high`` for 4C/5; ``none`` without a probability. Never calm above 2 %."""
+    b = r.birads
+    if r.status != "complete" or r.residual_probability is None or b is None or b.category == "0":
+        return "none"
+    if b.category in ("2", "3"):
+        return "low"
+    return "high" if b.category in ("4C", "5") else "mid"
+
+
+def answer_title(r: Report) -> str:
+    what = "recurrent" if r.question == "recurrence" else "residual"
+    return f"Probability of {what} disease (invasive or in situ) at the ablation site"
+
+
+def birads_line(r: Report) -> str | None:
+    b = r.birads
+    if b is None:
+        return None
+    return f"BI-RADS {b.category}: {b.label}. {b.management}"
+
+
+def interval_sentence(r: Report) -> str:
+    return (f"The interval is {r.interval_kind or 'model-based'}: it combines the published figures' own "
+            "uncertainty with the choice between sources that disagree; figures marked 'assumption' are "
+            "not published (see 'What drove the number').")
+
+
+def contraindication_lines(r: Report) -> list[str]:
+    return [c.text for c in r.contraindications]

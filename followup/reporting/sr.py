@@ -93,6 +93,17 @@ def _study_uid(report: Report) -> str:
     return report.studies.followup.study_instance_uid
 
 
+def birads_evaluations(report: Report) -> list[QualitativeEvaluation]:
+    """The BI-RADS category, coded (SNOMED CT, CID 6027), and category 4's subdivision."""
+    if report.birads is None:
+        return []
+    c = report.birads.category
+    out = [QualitativeEvaluation(codes.BIRADS_ASSESSMENT, codes.BIRADS_VALUES[c])]
+    if c in codes.BIRADS_SUBCATEGORY_VALUES:
+        out.append(QualitativeEvaluation(codes.BIRADS_SUBCATEGORY, codes.BIRADS_SUBCATEGORY_VALUES[c]))
+    return out
+
+
 def measurement_groups(report: Report, seg: Dataset | None) -> list:
     lat = report.procedure.laterality
     study_uid = _study_uid(report)
@@ -104,7 +115,7 @@ def measurement_groups(report: Report, seg: Dataset | None) -> list:
         # no measurement: the group says the analysis was deferred or failed (reason in the text)
         return [hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, finding_type=codes.RESIDUAL_ASSESSMENT,
-            finding_sites=_site(lat), qualitative_evaluations=[status],
+            finding_sites=_site(lat), qualitative_evaluations=[status, *birads_evaluations(report)],
             algorithm_id=algorithm_identification_sr())]
     groups = []
     p = report.residual_probability
@@ -116,7 +127,8 @@ def measurement_groups(report: Report, seg: Dataset | None) -> list:
         measurements=[_m(codes.PROBABILITY_OF_CANCER, 100 * p, codes.UNIT_PERCENT),
                       _m(codes.PROBABILITY_LOWER, 100 * lo, codes.UNIT_PERCENT),
                       _m(codes.PROBABILITY_UPPER, 100 * hi, codes.UNIT_PERCENT)],
-        qualitative_evaluations=[status, QualitativeEvaluation(codes.REGISTRATION_QUALITY, reg_quality)],
+        qualitative_evaluations=[status, *birads_evaluations(report),
+                                 QualitativeEvaluation(codes.REGISTRATION_QUALITY, reg_quality)],
         algorithm_id=algorithm_identification_sr()))
     z = report.findings.ablation_zone
     groups.append(_volumetric(
@@ -147,9 +159,17 @@ def text_evaluations(report: Report) -> ContainerContentItem:
     status = report.status + (f": {report.reason}" if report.reason else "")
     if report.status == "complete" and report.probability_interval and report.residual_probability is not None:
         lo, hi = report.probability_interval
-        status += (f"; residual tumour probability {100 * report.residual_probability:.0f}% "
-                   f"(95% interval {100 * lo:.0f}-{100 * hi:.0f}%), confidence {report.confidence}")
+        status += (f"; probability of {report.question} disease at the ablation site "
+                   f"{100 * report.residual_probability:.0f}% ({report.interval_kind} 95% interval "
+                   f"{100 * lo:.0f}-{100 * hi:.0f}%), confidence {report.confidence}")
+    if report.birads is not None:
+        status += f"; BI-RADS {report.birads.category}: {report.birads.label}. {report.birads.management}"
     items = [TextContentItem(codes.ANALYSIS_STATUS, status[:1024], RelationshipTypeValues.CONTAINS)]
+    if report.endpoint:
+        items.append(TextContentItem(codes.ENDPOINT, f"{report.endpoint} {report.not_assessed}"[:1024],
+                                     RelationshipTypeValues.CONTAINS))
+    items += [TextContentItem(codes.CONTRAINDICATION, c.text[:1024], RelationshipTypeValues.CONTAINS)
+              for c in report.contraindications]
     items += [TextContentItem(codes.CAVEAT, c.text[:1024], RelationshipTypeValues.CONTAINS)
               for c in report.caveats]
     items += [TextContentItem(codes.RECOMMENDATION, f"[{r.code}] {r.text}"[:1024],

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from followup.dicom import load_dce_study
 from followup.pipelines import assess as A
+from followup.pipelines.conclusion import category, recommendations, record_caveats
 from followup.pipelines.probability import FocusEvidence, ImagingEvidence, residual_probability
 from followup.pipelines.register import register
 from followup.procedure import parse_procedure
+from followup.testing.clinical_scenarios import focus
 from followup.volume import Volume
 
 BASE = {"patient_id": "P1", "procedure_date": "2026-01-02", "laterality": "L",
@@ -23,76 +27,61 @@ def record(freeze=2, **lesion):
     return parse_procedure({**BASE, "freeze_thaw_cycles": freeze, "lesion": {**BASE["lesion"], **lesion}})
 
 
-class _Seg:
-    def __init__(self, foci):
-        self.foci = foci
-
-
-class _Focus:
-    def __init__(self, curve="washout", d=8.0, edge=1.0):
-        self.suspicious, self.curve_type, self.largest_diameter_mm = True, curve, d
-        self.distance_to_zone_edge_mm, self.centre_lps = edge, np.array([10.0, -60.0, 5.0])
-
-
-def assessment(rec, foci=(), reliable=True):
-    a = A.Assessment("complete", None, 40)
-    a.segmentation = _Seg(list(foci))
-    ev = ImagingEvidence(tuple(FocusEvidence(f.curve_type, f.largest_diameter_mm,
-                                             f.distance_to_zone_edge_mm) for f in foci),
-                         reliable=reliable)
-    a.probability = residual_probability(rec, ev)
-    return a
+def conclude(rec, foci=(), reliable=True):
+    im = ImagingEvidence(tuple(FocusEvidence(str(f.curve_type), f.largest_diameter_mm, f.distance_to_zone_edge_mm)
+                               for f in foci), reliable=reliable)
+    p = residual_probability(rec, im, 40)
+    site = [f for f in foci if f.distance_to_zone_edge_mm <= 10]
+    b = category(p, site, imaging_used=reliable, benign_appearance=not foci)
+    return p, b, recommendations(rec, p, b, list(foci))
 
 
 def codes(notes):
     return [n.code for n in notes]
 
 
-def test_negative_small_idc_gets_imaging_follow_up_only():
-    rec = record()
-    recs = A._recommendations(rec, assessment(rec))
-    assert codes(recs) == ["imaging-follow-up"]
+def test_negative_small_idc_is_category_4a_with_peripheral_biopsy_not_reassurance():
+    p, b, recs = conclude(record(diameter_mm=8))
+    assert p.probability > 0.02 and b.category == "4A"
+    assert codes(recs) == ["peripheral-biopsy"] and "above BI-RADS 3" in recs[0].text
+
+
+def test_at_2_percent_or_less_a_negative_read_gets_surveillance_only():
+    rec = record(diameter_mm=3)  # a very small tumour: the size slope brings the prior under 2 %
+    p, b, recs = conclude(rec)
+    assert p.probability <= 0.02 and b.category in ("2", "3")
+    assert codes(recs) == ["imaging-follow-up"] and "no biopsy indication" in recs[0].text
 
 
 @pytest.mark.parametrize("lesion,reason", [
     ({"dcis_component_pct": 10, "insitu_grade": "high"}, "in-situ component"),
     ({"histology": "mixed", "dcis_component_pct": 5, "insitu_grade": "intermediate"}, "in-situ component"),
-    ({"histology": "DCIS", "dcis_component_pct": 100, "insitu_grade": "intermediate"}, "in-situ component"),
+    ({"histology": "DCIS", "dcis_component_pct": 100, "insitu_grade": "intermediate"}, "extensive in-situ"),
     ({"insitu_grade": "low"}, "low-grade in situ"),
+    ({"insitu_grade": "intermediate"}, "in-situ component"),  # 0 %, intermediate grade: was missed
+    ({"histology": "DCIS", "dcis_component_pct": 0}, "extensive in-situ"),  # pure DCIS written as 0 %
 ])
 def test_in_situ_keeps_peripheral_biopsy_whatever_the_mri_shows(lesion, reason):
-    rec = record(**lesion)
-    recs = A._recommendations(rec, assessment(rec))
+    _p, _b, recs = conclude(record(diameter_mm=3, **lesion))
     biopsy = [n for n in recs if n.code == "peripheral-biopsy"]
     assert biopsy and reason in biopsy[0].text
     assert "imaging-follow-up" not in codes(recs)
 
 
 def test_suspicious_focus_gets_peripheral_and_targeted_biopsy():
-    rec = record()
-    recs = A._recommendations(rec, assessment(rec, [_Focus()]))
-    assert {"peripheral-biopsy", "targeted-biopsy"} <= set(codes(recs))
+    _p, b, recs = conclude(record(), [focus("washout", 8.0, 1.0)])
+    assert {"peripheral-biopsy", "targeted-biopsy"} <= set(codes(recs)) and b.category.tissue_diagnosis
     assert "suspicious enhancement" in recs[0].text
 
 
 def test_remote_suspicious_focus_is_reported_separately():
-    rec = record()
-    recs = A._recommendations(rec, assessment(rec, [_Focus(edge=25.0)]))
+    _p, _b, recs = conclude(record(), [focus("washout", 8.0, 25.0)])
     assert "remote-finding" in codes(recs) and "targeted-biopsy" not in codes(recs)
 
 
-def test_high_prior_risk_keeps_biopsy_after_a_negative_mri():
-    rec = record(diameter_mm=24)  # > 2 cm: complete response halved
-    a = assessment(rec)
-    assert a.probability.probability > 0.15
-    recs = A._recommendations(rec, a)
-    assert "peripheral-biopsy" in codes(recs) and "stays high" in recs[0].text
-
-
-def test_unreliable_imaging_with_a_high_upper_bound_recommends_biopsy():
-    rec = record()
-    a = assessment(rec, reliable=False)
-    assert "could not be trusted" in A._recommendations(rec, a)[0].text
+def test_unreliable_imaging_is_incomplete_or_suspicious_never_benign():
+    p, b, recs = conclude(record(diameter_mm=3), reliable=False)
+    assert b.category in ("0", "4A", "4B", "4C", "5") and "imaging-follow-up" not in codes(recs)
 
 
 @pytest.mark.parametrize("kw,code", [
@@ -103,18 +92,26 @@ def test_unreliable_imaging_with_a_high_upper_bound_recommends_biopsy():
     ({"dcis_component_pct": 10, "insitu_grade": "low"}, "insitu-component"),
 ])
 def test_record_caveats(kw, code):
-    assert code in codes(A._record_caveats(record(**kw)))
+    assert code in codes(record_caveats(record(**kw)))
 
 
 def test_single_freeze_caveat_and_clean_record():
-    assert "single-freeze" in codes(A._record_caveats(record(freeze=1)))
-    assert A._record_caveats(record()) == []
+    assert "single-freeze" in codes(record_caveats(record(freeze=1)))
+    assert record_caveats(record()) == []
 
 
-def test_deferred_and_failed_carry_the_fixed_caveats():
+def test_deferred_and_failed_carry_the_fixed_caveats_category_0_and_the_records_biopsy():
     for a in (A.deferred(record(), 10), A.failed(record(), 30, "no baseline")):
-        assert {"mri-npv", "insitu-invisible"} <= set(codes(a.caveats))
-        assert a.probability is None
+        assert {"endpoint", "mri-npv", "insitu-invisible"} <= set(codes(a.caveats))
+        assert a.probability is None and a.birads is not None and a.birads.category == "0"
+    a = A.deferred(record(insitu_grade="low"), 10)
+    assert "peripheral-biopsy" in codes(a.recommendations)
+
+
+def test_the_assessment_is_frozen():
+    a = A.deferred(record(), 10)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.status = "complete"  # type: ignore[misc]
 
 
 def test_registration_to_an_unrelated_volume_is_flagged_poor(synth_pair):

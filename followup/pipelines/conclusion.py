@@ -1,0 +1,117 @@
+"""What the clinician acts on: the BI-RADS category, the caveats and the recommendations.
+
+Pure: the procedure record, the probability and the findings in; notes and a category out. One
+place decides them for a single follow-up (:mod:`followup.pipelines.assess`) and for one read with
+earlier follow-ups (:mod:`followup.pipelines.surveillance`).
+
+Safety rules (tests: tests/unit/pipelines/test_conclusion.py and the clinical scenario table):
+
+* above 2 % (BI-RADS 3's limit) the category is 4A or higher and peripheral biopsies are advised;
+  "no biopsy indication" is said only at 2 % or less, with no reason for a biopsy;
+* every recorded in-situ component (any grade, any percentage), DCIS or mixed histology, lobular
+  carcinoma or extensive in-situ disease gets peripheral-biopsy advice, whatever the MRI shows
+  (:mod:`followup.record_rules`: MRI cannot exclude in-situ disease);
+* every suspicious focus at the site gets category 4A or higher and a targeted biopsy;
+* every contraindication is listed for the banner, never in a reassuring style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from followup import evidence as ev, record_rules
+from followup.pipelines.assessment import Note
+from followup.pipelines.birads import BiradsAssessment, Category, categorise
+from followup.pipelines.probability import SITE_BAND_MM, Confidence, ProbabilityResult, Question
+from followup.pipelines.segment import Focus
+from followup.procedure import ProcedureRecord
+
+
+def always_caveats() -> list[Note]:
+    lo, hi = ev.MRI_NPV_Z1072[1], ev.MRI_NPV_Z1072[2]
+    return [
+        Note("endpoint", ev.ENDPOINT + " " + ev.NOT_ASSESSED),
+        Note("mri-npv", f"MRI's negative predictive value for residual invasive tumour after "
+             f"cryoablation is only {ev.MRI_NPV_INVASIVE:.0%} (published: {ev.MRI_NPV_Z1072[0]:.1%}, "
+             f"90% CI {lo:.1%}-{hi:.1%}, ACOSOG Z1072; 15/18 = 83%, Poplack 2015): a negative MRI "
+             "does not exclude residual disease."),
+        Note("insitu-invisible", f"{ev.INSITU_LOWGRADE_MRI_INVISIBLE:.0%} of low-grade in-situ lesions "
+             "are not visible on MRI: MRI cannot exclude an in-situ component; peripheral biopsies "
+             "exclude an extensive in-situ component."),
+        Note("interval-model-based", "The interval is model-based: " + ev.INTERVAL_METHOD + "."),
+    ]
+
+
+def record_caveats(record: ProcedureRecord) -> list[Note]:
+    return [Note(code, text) for code, text in record_rules.caveats(record)]
+
+
+def contraindications(record: ProcedureRecord) -> tuple[Note, ...]:
+    return tuple(Note(code, text) for code, text in record_rules.contraindications(record))
+
+
+def category(probability: ProbabilityResult, suspicious_site: Sequence[Focus], *, imaging_used: bool,
+             benign_appearance: bool) -> BiradsAssessment:
+    return categorise("complete", probability.probability, imaging_used=imaging_used,
+                      suspicious_at_site=bool(suspicious_site), benign_appearance=benign_appearance,
+                      confidence_normal=probability.confidence == Confidence.NORMAL)
+
+
+def _biopsy_reasons(record: ProcedureRecord, probability: ProbabilityResult, birads: BiradsAssessment,
+                    suspicious_site: Sequence[Focus], trend_reason: str | None) -> list[str]:
+    reasons = record_rules.biopsy_reasons(record)
+    if suspicious_site:
+        reasons.append("suspicious enhancement at the ablation site")
+    if trend_reason:
+        reasons.append(trend_reason)
+    p = probability.probability
+    if p > ev.BIRADS_3_MAX:
+        reasons.append(f"the probability of disease at the site ({p:.0%}) is above BI-RADS 3's 2% "
+                       f"(category {birads.category.value}: tissue diagnosis)")
+    elif birads.category is Category.INCOMPLETE and probability.interval[1] > ev.BIRADS_3_MAX:
+        reasons.append("the imaging could not be trusted fully and a probability above 2% is not excluded")
+    return reasons
+
+
+def recommendations(record: ProcedureRecord, probability: ProbabilityResult, birads: BiradsAssessment,
+                    foci: Sequence[Focus], *, registration_poor: bool = False, zone_found: bool = True,
+                    trend_reason: str | None = None) -> list[Note]:
+    """Peripheral biopsies with every reason, a targeted biopsy per suspicious focus at the site,
+    remote findings, a registration check, and surveillance only where nothing calls for a biopsy."""
+    site = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm <= SITE_BAND_MM]
+    remote = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm > SITE_BAND_MM]
+    out = []
+    if trend_reason:
+        out.append(Note("surveillance-biopsy", "Biopsy of the ablation site is recommended: "
+                        f"{trend_reason}; recurrence must be excluded."))
+    reasons = _biopsy_reasons(record, probability, birads, site, None)
+    if reasons:
+        out.append(Note("peripheral-biopsy", "Peripheral biopsies around the ablation zone are "
+                        "recommended: " + "; ".join(reasons) + "."))
+    for f in site:
+        out.append(Note("targeted-biopsy",
+                        f"Targeted biopsy (second-look ultrasound or MRI-guided) of the "
+                        f"{f.curve_type if f.kinetics_reliable else 'curve not assessable'} "
+                        f"{'mass' if f.largest_diameter_mm >= ev.SMALL_FOCUS_MM else 'focus'} of "
+                        f"{f.largest_diameter_mm:.0f} mm at LPS ({', '.join(f'{v:.0f}' for v in f.centre_lps)}) mm."))
+    if remote:
+        out.append(Note("remote-finding", f"{len(remote)} suspicious enhancing finding(s) more than "
+                        f"{SITE_BAND_MM:g} mm from the ablation zone: assess on their own (BI-RADS)."))
+    if registration_poor:
+        where = ("the ablation zone was found in the follow-up itself; check that it is the treated "
+                 "site" if zone_found else "the ablation zone could not be found either")
+        out.append(Note("review-registration", "Check the mapped tumour position on the images: "
+                        f"automatic registration to the baseline was poor ({where})."))
+    if birads.category is Category.INCOMPLETE:
+        out.append(Note("radiologist-review", "BI-RADS 0: the imaging could not be assessed automatically; "
+                        "the radiologist reads the study."))
+    if not reasons and not trend_reason and birads.category in (Category.BENIGN, Category.PROBABLY_BENIGN):
+        follow = "about 6 months" if birads.category is Category.PROBABLY_BENIGN else "the next scheduled time"
+        what = "recurrence" if probability.question is Question.RECURRENCE else "residual disease"
+        out.append(Note("imaging-follow-up", f"BI-RADS {birads.category.value}: no biopsy indication from "
+                        f"this study ({what} at the site {probability.probability:.1%} <= 2%); continue "
+                        f"imaging surveillance (follow-up breast MRI at {follow}, per local protocol)."))
+    return out
+
+
+__all__ = ["always_caveats", "category", "contraindications", "recommendations", "record_caveats"]
