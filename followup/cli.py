@@ -99,9 +99,26 @@ def _settings(**overrides):
 
 
 def _registry(settings):
+    """The registry, with this process's patient-ref key checked against it and installed."""
+    from followup.pseudonym import install_from_settings
     from followup.service.registry import Registry
 
-    return Registry(settings.database_url)
+    registry = Registry(settings.database_url)
+    try:
+        install_from_settings(settings, registry)
+    except FollowupError as err:
+        _fail(err)
+    return registry
+
+
+def _install_patient_ref_key(settings) -> None:
+    """The patient-ref key of a command that opens no registry (inspect, worker)."""
+    from followup.pseudonym import install_from_settings
+
+    try:
+        install_from_settings(settings)
+    except FollowupError as err:
+        _fail(err)
 
 
 def _work_queue(settings, registry):
@@ -180,6 +197,7 @@ def inspect(
     """Find the DCE series of each study in a folder, order its phases and describe its geometry."""
     from followup.dicom import inspect_directory, load_dce_study, write_nifti
 
+    _install_patient_ref_key(_settings())
     try:
         summary = inspect_directory(directory)
         written: list[str] = []
@@ -264,7 +282,7 @@ def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json 
 @procedures_app.command("list")
 def procedures_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """List procedure records (patient shown by pseudonymous reference)."""
-    from followup.dicom.scan import patient_ref
+    from followup.pseudonym import patient_ref
 
     rows = [{"id": p.id, "patient_ref": patient_ref(p.patient_id), "procedure_date": p.procedure_date.isoformat(),
              "laterality": p.laterality, "diameter_mm": p.record["lesion"]["diameter_mm"],
@@ -365,7 +383,9 @@ def worker_cmd(
     argv = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-l", "INFO"]
     if hostname:
         argv += ["--hostname", hostname]
-    configure(_settings()).worker_main(argv)
+    settings = _settings()
+    _install_patient_ref_key(settings)
+    configure(settings).worker_main(argv)
 
 
 @app.command("serve-api")
@@ -530,6 +550,28 @@ def status_cmd(study_uid: str | None = typer.Argument(None),
                                             "last_error": d.last_error} for d in reg.deliveries(analysis_id=a.id)]}
                            for a in reg.analyses(study_uid=study_uid)]}
     typer.echo(json.dumps(detail, indent=2, default=str))
+
+
+@app.command("patient-ref-key")
+def patient_ref_key_cmd(accept_new: bool = typer.Option(
+        False, "--accept-new", help="Record this key as the registry's, after it was replaced on purpose "
+                                    "(every patient_ref changes).")) -> None:
+    """Where the patient-ref key is and its fingerprint (back the key file up with the registry)."""
+    from followup.pseudonym import FINGERPRINT_SETTING, check_registry, fingerprint, load_key
+    from followup.service.registry import Registry
+
+    settings = _settings()
+    try:
+        key = load_key(settings.patient_ref_key, settings.patient_ref_key_path)
+        registry = Registry(settings.database_url)
+        recorded = registry.get_setting(FINGERPRINT_SETTING)
+        check_registry(key, registry, accept_new=accept_new)
+    except FollowupError as err:
+        _fail(err)
+        return
+    source = "FOLLOWUP_PATIENT_REF_KEY" if settings.patient_ref_key else str(settings.patient_ref_key_path)
+    typer.echo(f"key: {source}\nfingerprint: {fingerprint(key)}"
+               + (f" (was {recorded})" if recorded and recorded != fingerprint(key) else ""))
 
 
 def format_inspect_summary(summary: dict) -> str:
