@@ -94,8 +94,17 @@ def _settings(**overrides):
     options = dict((ctx.find_root().obj or {}) if ctx is not None else {})
     options.update(overrides)
     s = Settings.from_env(**options)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # images and reports: the owner's alone
     return s
+
+
+def _warn_insecure(settings, role: str) -> None:
+    """``check-config``'s findings that concern this server, one WARNING each, at its start."""
+    from followup.config_check import insecure_settings
+
+    log = logging.getLogger("followup.config_check")
+    for finding in insecure_settings(settings, role):
+        log.warning("insecure setting: %s", finding)
 
 
 def _registry(settings):
@@ -305,7 +314,8 @@ def serve_dicom_cmd(
                                            help="PACS receiving SR/SEG/PDF: AET@HOST:PORT, or AET@HOST:PORT/tls "
                                                 "(env FOLLOWUP_DESTINATION)."),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="Stable-study quiet period."),
-    host: str = typer.Option("0.0.0.0", "--host", help="Interface to listen on."),
+    host: str | None = typer.Option(None, "--host", show_default=False,
+                                    help="Interface to listen on (env FOLLOWUP_DICOM_HOST; default 0.0.0.0)."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", show_default=False,
                                          help="Our certificate (PEM): the listener speaks DICOM TLS "
                                               "(env FOLLOWUP_TLS_CERT)."),
@@ -336,11 +346,13 @@ def serve_dicom_cmd(
     try:
         settings = _listener_settings(destination, tls_destination, ae_title=ae_title, tls_cert=tls_cert,
                                       tls_key=tls_key, tls_ca=tls_ca, max_instance_bytes=max_instance_bytes,
-                                      max_study_instances=max_study_instances, max_associations=max_associations)
+                                      max_study_instances=max_study_instances, max_associations=max_associations,
+                                      dicom_host=host)
         listener_ssl_context(settings)  # unreadable certificate or key: say so now, in one line
     except (ValueError, OSError) as exc:
         typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from exc
+    _warn_insecure(settings, "dicom")
     reg = _registry(settings)
     dest = settings.destination
     if dest is not None:
@@ -348,6 +360,7 @@ def serve_dicom_cmd(
     queue = _work_queue(settings, reg)
     mode = ("TLS, client certificates required" if settings.tls_ca else "TLS") if settings.listener_tls \
         else "no TLS"
+    host = settings.dicom_host
     typer.echo(f"listening as {settings.ae_title} on {host}:{port} ({mode}); allowed callers: {', '.join(allow)}; "
                f"results to {dest or 'nowhere (no --destination)'}; at most {settings.max_associations} "
                f"associations, {settings.max_instance_bytes} bytes an instance, "
@@ -384,22 +397,61 @@ def worker_cmd(
     if hostname:
         argv += ["--hostname", hostname]
     settings = _settings()
+    _warn_insecure(settings, "worker")
     _install_patient_ref_key(settings)
     configure(settings).worker_main(argv)
 
 
 @app.command("serve-api")
 def serve_api_cmd(port: int = typer.Option(8080, "--port"),
-                  host: str = typer.Option("127.0.0.1", "--host")) -> None:
-    """The HTTP API and web page (token authentication)."""
+                  host: str | None = typer.Option(None, "--host", show_default=False,
+                                                  help="Interface to listen on (env FOLLOWUP_API_HOST; "
+                                                       "default 127.0.0.1)."),
+                  tls_cert: Path | None = typer.Option(None, "--tls-cert", show_default=False,
+                                                       help="Certificate (PEM, chain first): HTTPS "
+                                                            "(env FOLLOWUP_API_TLS_CERT)."),
+                  tls_key: Path | None = typer.Option(None, "--tls-key", show_default=False,
+                                                      help="Its private key (PEM) (env FOLLOWUP_API_TLS_KEY).")
+                  ) -> None:
+    """The HTTP API and web page (token authentication), over HTTPS with a certificate."""
     from followup.api.app import serve_api
 
-    settings = _settings()
+    try:
+        settings = _settings(api_host=host, api_tls_cert=tls_cert, api_tls_key=tls_key)
+    except ValueError as exc:
+        typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from exc
     if not settings.api_token:
         typer.secho("error [config]: set FOLLOWUP_API_TOKEN (or --api-token)", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
+    for path in (settings.api_tls_cert, settings.api_tls_key):
+        if path is not None and not Path(path).is_file():
+            typer.secho(f"error [config]: API TLS file {str(path)!r} is not a readable file", err=True,
+                        fg=typer.colors.RED)
+            raise typer.Exit(code=2)
+    _warn_insecure(settings, "api")
     reg = _registry(settings)
-    serve_api(settings, port=port, host=host, registry=reg, queue=_work_queue(settings, reg))
+    serve_api(settings, port=port, host=settings.api_host, registry=reg, queue=_work_queue(settings, reg))
+
+
+@app.command("check-config")
+def check_config_cmd() -> None:
+    """Every insecure setting of this deployment (environment and files), one line each; exit
+    status 1 when there is any. serve-api, serve-dicom and worker log theirs at start."""
+    from followup.config_check import insecure_settings
+
+    try:
+        settings = _settings()
+    except ValueError as exc:
+        typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from exc
+    findings = insecure_settings(settings)
+    for finding in findings:
+        typer.echo(f"WARNING {finding}")
+    if findings:
+        typer.echo(f"{len(findings)} insecure setting(s); see docs/security/deployment.md")
+        raise typer.Exit(code=1)
+    typer.echo("no insecure setting found")
 
 
 @app.command("reanalyze")

@@ -114,13 +114,18 @@ def _version() -> str:
 
 def serve_api(settings: Settings, port: int, host: str = "127.0.0.1", *, registry: Registry | None = None,
               queue: WorkQueue | None = None) -> None:
-    """Run the API with uvicorn (blocking). Refuses to start without ``settings.api_token``."""
+    """Run the API with uvicorn (blocking): HTTPS with ``settings.api_tls_cert``/``api_tls_key``
+    (uvicorn's ssl_certfile/ssl_keyfile), plain HTTP without. Refuses to start without
+    ``settings.api_token``."""
     import uvicorn
 
     app = create_app(settings, registry, queue)
-    log.info("API listening on %s:%d", host, port)
+    tls = settings.api_tls_cert is not None
+    log.info("API listening on %s:%d (%s)", host, port, "HTTPS" if tls else "plain HTTP")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
-                proxy_headers=False, access_log=True)
+                proxy_headers=False, access_log=True,
+                ssl_certfile=str(settings.api_tls_cert) if tls else None,
+                ssl_keyfile=str(settings.api_tls_key) if tls else None)
 
 
 __all__ = ["ApiConfigError", "create_app", "patient_ref", "serve_api"]
