@@ -116,8 +116,8 @@ def _api(settings: Settings) -> list[Finding]:
     token = (settings.api_token or "").strip()
     if len(token) < MIN_TOKEN_CHARS:
         out.append(Finding("api-token-short", f"the API token is {'missing' if not token else 'short'} "
-                           f"({len(token)} characters, want at least {MIN_TOKEN_CHARS}): "
-                           "python -c 'import secrets; print(secrets.token_urlsafe(32))'", api))
+                           f"({len(token)} characters, want at least {MIN_TOKEN_CHARS}): set FOLLOWUP_API_TOKEN to, "
+                           "e.g., python -c 'import secrets; print(secrets.token_urlsafe(32))'", api))
     return out
 
 
