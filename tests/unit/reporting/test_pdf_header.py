@@ -60,7 +60,8 @@ def _with_name(report, name: str):
     return report.model_copy(update={"patient": report.patient.model_copy(update={"name": name})})
 
 
-@pytest.mark.parametrize("name, shown", [(HOSTILE_GROUPS, "A, B C"), (LONG_NAME, None)])
+@pytest.mark.parametrize("name, shown", [(HOSTILE_GROUPS, "A, B C"), (LONG_NAME, None)],
+                         ids=["five-groups-three-representations", "300-characters"])
 def test_header_shows_formatted_name_within_its_space(report, name, shown):
     font = pdf_fonts()[0]
     pdf = render_pdf(_with_name(report, name), [])
