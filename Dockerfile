@@ -7,8 +7,9 @@ COPY pyproject.toml README.md ./
 COPY followup ./followup
 COPY workers ./workers
 RUN pip install --no-cache-dir '.[postgres]' flower
-RUN useradd --create-home followup && mkdir /data && chown followup /data
+# /data (images, reports, the registry and its patient-ref key) is the service user's alone
+RUN useradd --create-home --uid 1000 followup && mkdir /data && chown followup /data && chmod 700 /data
 USER followup
 ENV FOLLOWUP_DATA_DIR=/data
-EXPOSE 11112 8080
+EXPOSE 11112 8443
 CMD ["followup", "--help"]

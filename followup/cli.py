@@ -94,14 +94,40 @@ def _settings(**overrides):
     options = dict((ctx.find_root().obj or {}) if ctx is not None else {})
     options.update(overrides)
     s = Settings.from_env(**options)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # images and reports: the owner's alone
     return s
 
 
+def _warn_insecure(settings, role: str) -> None:
+    """``check-config``'s findings that concern this server, one WARNING each, at its start."""
+    from followup.config_check import insecure_settings
+
+    log = logging.getLogger("followup.config_check")
+    for finding in insecure_settings(settings, role):
+        log.warning("insecure setting: %s", finding)
+
+
 def _registry(settings):
+    """The registry, with this process's patient-ref key checked against it and installed."""
+    from followup.pseudonym import install_from_settings
     from followup.service.registry import Registry
 
-    return Registry(settings.database_url)
+    registry = Registry(settings.database_url)
+    try:
+        install_from_settings(settings, registry)
+    except FollowupError as err:
+        _fail(err)
+    return registry
+
+
+def _install_patient_ref_key(settings) -> None:
+    """The patient-ref key of a command that opens no registry (inspect, worker)."""
+    from followup.pseudonym import install_from_settings
+
+    try:
+        install_from_settings(settings)
+    except FollowupError as err:
+        _fail(err)
 
 
 def _work_queue(settings, registry):
@@ -180,6 +206,7 @@ def inspect(
     """Find the DCE series of each study in a folder, order its phases and describe its geometry."""
     from followup.dicom import inspect_directory, load_dce_study, write_nifti
 
+    _install_patient_ref_key(_settings())
     try:
         summary = inspect_directory(directory)
         written: list[str] = []
@@ -269,7 +296,7 @@ def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json 
 @procedures_app.command("list")
 def procedures_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """List procedure records (patient shown by pseudonymous reference)."""
-    from followup.dicom.scan import patient_ref
+    from followup.pseudonym import patient_ref
 
     rows = [{"id": p.id, "patient_ref": patient_ref(p.patient_id), "procedure_date": p.procedure_date.isoformat(),
              "laterality": p.laterality, "diameter_mm": p.record["lesion"]["diameter_mm"],
@@ -292,7 +319,8 @@ def serve_dicom_cmd(
                                            help="PACS receiving SR/SEG/PDF: AET@HOST:PORT, or AET@HOST:PORT/tls "
                                                 "(env FOLLOWUP_DESTINATION)."),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="Stable-study quiet period."),
-    host: str = typer.Option("0.0.0.0", "--host", help="Interface to listen on."),
+    host: str | None = typer.Option(None, "--host", show_default=False,
+                                    help="Interface to listen on (env FOLLOWUP_DICOM_HOST; default 0.0.0.0)."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", show_default=False,
                                          help="Our certificate (PEM): the listener speaks DICOM TLS "
                                               "(env FOLLOWUP_TLS_CERT)."),
@@ -323,11 +351,13 @@ def serve_dicom_cmd(
     try:
         settings = _listener_settings(destination, tls_destination, ae_title=ae_title, tls_cert=tls_cert,
                                       tls_key=tls_key, tls_ca=tls_ca, max_instance_bytes=max_instance_bytes,
-                                      max_study_instances=max_study_instances, max_associations=max_associations)
+                                      max_study_instances=max_study_instances, max_associations=max_associations,
+                                      dicom_host=host)
         listener_ssl_context(settings)  # unreadable certificate or key: say so now, in one line
     except (ValueError, OSError) as exc:
         typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from exc
+    _warn_insecure(settings, "dicom")
     reg = _registry(settings)
     dest = settings.destination
     if dest is not None:
@@ -335,6 +365,7 @@ def serve_dicom_cmd(
     queue = _work_queue(settings, reg)
     mode = ("TLS, client certificates required" if settings.tls_ca else "TLS") if settings.listener_tls \
         else "no TLS"
+    host = settings.dicom_host
     typer.echo(f"listening as {settings.ae_title} on {host}:{port} ({mode}); allowed callers: {', '.join(allow)}; "
                f"results to {dest or 'nowhere (no --destination)'}; at most {settings.max_associations} "
                f"associations, {settings.max_instance_bytes} bytes an instance, "
@@ -370,21 +401,62 @@ def worker_cmd(
     argv = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-l", "INFO"]
     if hostname:
         argv += ["--hostname", hostname]
-    configure(_settings()).worker_main(argv)
+    settings = _settings()
+    _warn_insecure(settings, "worker")
+    _install_patient_ref_key(settings)
+    configure(settings).worker_main(argv)
 
 
 @app.command("serve-api")
 def serve_api_cmd(port: int = typer.Option(8080, "--port"),
-                  host: str = typer.Option("127.0.0.1", "--host")) -> None:
-    """The HTTP API and web page (token authentication)."""
+                  host: str | None = typer.Option(None, "--host", show_default=False,
+                                                  help="Interface to listen on (env FOLLOWUP_API_HOST; "
+                                                       "default 127.0.0.1)."),
+                  tls_cert: Path | None = typer.Option(None, "--tls-cert", show_default=False,
+                                                       help="Certificate (PEM, chain first): HTTPS "
+                                                            "(env FOLLOWUP_API_TLS_CERT)."),
+                  tls_key: Path | None = typer.Option(None, "--tls-key", show_default=False,
+                                                      help="Its private key (PEM) (env FOLLOWUP_API_TLS_KEY).")
+                  ) -> None:
+    """The HTTP API and web page (token authentication), over HTTPS with a certificate."""
     from followup.api.app import serve_api
 
-    settings = _settings()
+    try:
+        settings = _settings(api_host=host, api_tls_cert=tls_cert, api_tls_key=tls_key)
+    except ValueError as exc:
+        typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from exc
     if not settings.api_token:
         typer.secho("error [config]: set FOLLOWUP_API_TOKEN (or --api-token)", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
+    for path in (settings.api_tls_cert, settings.api_tls_key):
+        if path is not None and not Path(path).is_file():
+            typer.secho(f"error [config]: API TLS file {str(path)!r} is not a readable file", err=True,
+                        fg=typer.colors.RED)
+            raise typer.Exit(code=2)
+    _warn_insecure(settings, "api")
     reg = _registry(settings)
-    serve_api(settings, port=port, host=host, registry=reg, queue=_work_queue(settings, reg))
+    serve_api(settings, port=port, host=settings.api_host, registry=reg, queue=_work_queue(settings, reg))
+
+
+@app.command("check-config")
+def check_config_cmd() -> None:
+    """Every insecure setting of this deployment (environment and files), one line each; exit
+    status 1 when there is any. serve-api, serve-dicom and worker log theirs at start."""
+    from followup.config_check import insecure_settings
+
+    try:
+        settings = _settings()
+    except ValueError as exc:
+        typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from exc
+    findings = insecure_settings(settings)
+    for finding in findings:
+        typer.echo(f"WARNING {finding}")
+    if findings:
+        typer.echo(f"{len(findings)} insecure setting(s); see docs/security/deployment.md")
+        raise typer.Exit(code=1)
+    typer.echo("no insecure setting found")
 
 
 @app.command("reanalyze")
@@ -535,6 +607,28 @@ def status_cmd(study_uid: str | None = typer.Argument(None),
                                             "last_error": d.last_error} for d in reg.deliveries(analysis_id=a.id)]}
                            for a in reg.analyses(study_uid=study_uid)]}
     typer.echo(json.dumps(detail, indent=2, default=str))
+
+
+@app.command("patient-ref-key")
+def patient_ref_key_cmd(accept_new: bool = typer.Option(
+        False, "--accept-new", help="Record this key as the registry's, after it was replaced on purpose "
+                                    "(every patient_ref changes).")) -> None:
+    """Where the patient-ref key is and its fingerprint (back the key file up with the registry)."""
+    from followup.pseudonym import FINGERPRINT_SETTING, check_registry, fingerprint, load_key
+    from followup.service.registry import Registry
+
+    settings = _settings()
+    try:
+        key = load_key(settings.patient_ref_key, settings.patient_ref_key_path)
+        registry = Registry(settings.database_url)
+        recorded = registry.get_setting(FINGERPRINT_SETTING)
+        check_registry(key, registry, accept_new=accept_new)
+    except FollowupError as err:
+        _fail(err)
+        return
+    source = "FOLLOWUP_PATIENT_REF_KEY" if settings.patient_ref_key else str(settings.patient_ref_key_path)
+    typer.echo(f"key: {source}\nfingerprint: {fingerprint(key)}"
+               + (f" (was {recorded})" if recorded and recorded != fingerprint(key) else ""))
 
 
 def format_inspect_summary(summary: dict) -> str:

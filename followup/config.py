@@ -23,6 +23,13 @@
 | FOLLOWUP_SYNC_STORAGE | 1: fsync every received instance (file and directory) and commit the registry with SQLite synchronous=FULL before answering success: survives power loss. 0: atomic rename and WAL commit only: survives a crash or restart of any process, not a power cut (like storescp; the PACS still holds the study) | 1 |
 | FOLLOWUP_MAX_ASSOCIATIONS | most concurrent associations of the listener; more are rejected (A-ASSOCIATE-RJ, transient) | 8 |
 | FOLLOWUP_MAX_MEMORY_PER_CHILD_KB | a worker's pool process is replaced after a task that left it above this (KiB) | 4194304 (4 GiB) |
+| FOLLOWUP_PATIENT_REF_KEY | the patient-ref key itself, hex (at least 64 digits): ``patient_ref`` = HMAC-SHA-256(key, PatientID), first 12 hex digits (followup.pseudonym) | (none: the key file) |
+| FOLLOWUP_PATIENT_REF_KEY_FILE | the file holding that key (hex); made at first start (32 random bytes, mode 0600, atomically) when missing. Back it up with the registry: losing it changes every patient_ref | <data dir>/patient-ref.key |
+| FOLLOWUP_API_TLS_CERT | the API's certificate (PEM, chain first): serve-api speaks HTTPS (also ``--tls-cert``) | (none: plain HTTP) |
+| FOLLOWUP_API_TLS_KEY | the private key (PEM) of FOLLOWUP_API_TLS_CERT (also ``--tls-key``) | (none) |
+| FOLLOWUP_API_HOST | the address serve-api listens on (its ``--host`` overrides it) | 127.0.0.1 |
+| FOLLOWUP_DICOM_HOST | the address serve-dicom listens on (its ``--host`` overrides it) | 0.0.0.0 |
+| FOLLOWUP_FLOWER_ADDRESS | where a Flower dashboard listens, HOST:PORT, for ``followup check-config`` (Flower has no authentication) | (none: no Flower) |
 | FOLLOWUP_FAULT_INJECT | tests only: ``raise:<Study UID>,kill:<Study UID>`` makes those analyses raise or SIGKILL their worker | (none: inert) |
 
 A node is written ``AET@HOST:PORT``; ``AET@HOST:PORT/tls`` marks it as reached over TLS.
@@ -134,6 +141,15 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    # The patient-ref key: the secret itself (hex) or the file holding it (followup.pseudonym).
+    patient_ref_key: str | None = field(default=None, repr=False)
+    patient_ref_key_file: Path | None = None  # None: <data dir>/patient-ref.key
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
+    # Where the servers listen (serve-api's and serve-dicom's --host override them)
+    api_host: str = "127.0.0.1"
+    dicom_host: str = "0.0.0.0"
+    flower_address: str | None = None
     max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES
     max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES
     max_associations: int = DEFAULT_MAX_ASSOCIATIONS
@@ -152,6 +168,9 @@ class Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS: give both a certificate (FOLLOWUP_TLS_CERT) and its key "
                              "(FOLLOWUP_TLS_KEY), or neither")
+        if (self.api_tls_cert is None) != (self.api_tls_key is None):
+            raise ValueError("API TLS: give both a certificate (FOLLOWUP_API_TLS_CERT, --tls-cert) and its "
+                             "key (FOLLOWUP_API_TLS_KEY, --tls-key), or neither")
         for name in ("max_instance_bytes", "max_study_instances", "max_associations",
                      "visibility_timeout_s", "max_memory_per_child_kb"):
             if int(getattr(self, name)) < 1:
@@ -175,6 +194,15 @@ class Settings:
         return self.tls_cert is not None
 
     @property
+    def patient_ref_key_path(self) -> Path:
+        """The patient-ref key file (made at first start when FOLLOWUP_PATIENT_REF_KEY is unset)."""
+        return self.patient_ref_key_file or self.data_dir / "patient-ref.key"
+
+    @property
+    def api_tls(self) -> bool:
+        return self.api_tls_cert is not None
+
+    @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.data_dir / 'followup.db').resolve()}"
 
@@ -192,6 +220,13 @@ class Settings:
             "tls_cert": _env_path("FOLLOWUP_TLS_CERT"),
             "tls_key": _env_path("FOLLOWUP_TLS_KEY"),
             "tls_ca": _env_path("FOLLOWUP_TLS_CA"),
+            "patient_ref_key": env.get("FOLLOWUP_PATIENT_REF_KEY", "").strip() or None,
+            "patient_ref_key_file": _env_path("FOLLOWUP_PATIENT_REF_KEY_FILE"),
+            "api_tls_cert": _env_path("FOLLOWUP_API_TLS_CERT"),
+            "api_tls_key": _env_path("FOLLOWUP_API_TLS_KEY"),
+            "api_host": env.get("FOLLOWUP_API_HOST", "").strip() or "127.0.0.1",
+            "dicom_host": env.get("FOLLOWUP_DICOM_HOST", "").strip() or "0.0.0.0",
+            "flower_address": env.get("FOLLOWUP_FLOWER_ADDRESS", "").strip() or None,
             "max_instance_bytes": _env_int("FOLLOWUP_MAX_INSTANCE_BYTES", DEFAULT_MAX_INSTANCE_BYTES),
             "max_study_instances": _env_int("FOLLOWUP_MAX_STUDY_INSTANCES", DEFAULT_MAX_STUDY_INSTANCES),
             "max_associations": _env_int("FOLLOWUP_MAX_ASSOCIATIONS", DEFAULT_MAX_ASSOCIATIONS),
@@ -201,7 +236,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["data_dir"], str):
             values["data_dir"] = Path(values["data_dir"])
-        for key in ("tls_cert", "tls_key", "tls_ca"):
+        for key in ("tls_cert", "tls_key", "tls_ca", "patient_ref_key_file", "api_tls_cert", "api_tls_key"):
             if isinstance(values[key], str):
                 values[key] = Path(values[key])
         tls_flags = {"destination": "FOLLOWUP_TLS_DESTINATION", "retrieve_from": "FOLLOWUP_TLS_RETRIEVE"}

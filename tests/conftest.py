@@ -24,3 +24,18 @@ def synth_pair(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def patient_ref_key():
+    """Each test's own patient-ref key (a service installs its configured one at start, and the
+    API's ``create_app`` replaces this with its data directory's): ``patient_ref`` needs one."""
+    import secrets
+
+    from followup import pseudonym
+
+    previous = pseudonym.installed_key()
+    key = secrets.token_bytes(pseudonym.KEY_BYTES)
+    pseudonym.install(key)
+    yield key
+    pseudonym._installed_key = previous

@@ -10,10 +10,11 @@ start without a token. ``/openapi.json`` is FastAPI's generated spec, behind the
 (the interactive docs are off: they load assets from a CDN).
 
 Studies and procedures carry the accession number and ``patient_ref`` (first 12 hex digits of
-sha256(PatientID)), no name; names, Patient IDs and birth dates leave only through the page's
-views (``/patients``, ``/analyses/{id}``, ``/batches/{id}/changes``), behind the same token, with
-the patient's ``patient_ref`` as URL key and searches in the request body (never in a URL, so never
-in an access log). Log lines name study UIDs and row ids only.
+HMAC-SHA-256(key, PatientID), ``followup.pseudonym``), no name; names, Patient IDs and birth
+dates leave only through the page's views (``/patients``, ``/analyses/{id}``,
+``/batches/{id}/changes``), behind the same token, with the patient's ``patient_ref`` as URL key
+and searches in the request body (never in a URL, so never in an access log).
+Log lines name study UIDs and row ids only.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from followup.api.routers import (
     studies,
 )
 from followup.config import Settings
-from followup.dicom.scan import patient_ref
 from followup.errors import FollowupError
+from followup.pseudonym import install_from_settings, patient_ref
 from followup.service.registry import Registry
 from followup.service.work_queue import WorkQueue
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
     if registry is None:
         data_root.mkdir(parents=True, exist_ok=True)
         registry = Registry(settings.database_url)
+    install_from_settings(settings, registry)  # the patient-ref key (followup.pseudonym)
     app = FastAPI(title="followup", version=_version(),
                   description="Follow-up breast MRI after cryoablation: registry, reports, reanalysis.",
                   openapi_url=None, docs_url=None, redoc_url=None)
@@ -112,13 +114,18 @@ def _version() -> str:
 
 def serve_api(settings: Settings, port: int, host: str = "127.0.0.1", *, registry: Registry | None = None,
               queue: WorkQueue | None = None) -> None:
-    """Run the API with uvicorn (blocking). Refuses to start without ``settings.api_token``."""
+    """Run the API with uvicorn (blocking): HTTPS with ``settings.api_tls_cert``/``api_tls_key``
+    (uvicorn's ssl_certfile/ssl_keyfile), plain HTTP without. Refuses to start without
+    ``settings.api_token``."""
     import uvicorn
 
     app = create_app(settings, registry, queue)
-    log.info("API listening on %s:%d", host, port)
+    tls = settings.api_tls_cert is not None
+    log.info("API listening on %s:%d (%s)", host, port, "HTTPS" if tls else "plain HTTP")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
-                proxy_headers=False, access_log=True)
+                proxy_headers=False, access_log=True,
+                ssl_certfile=str(settings.api_tls_cert) if tls else None,
+                ssl_keyfile=str(settings.api_tls_key) if tls else None)
 
 
 __all__ = ["ApiConfigError", "create_app", "patient_ref", "serve_api"]

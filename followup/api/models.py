@@ -1,5 +1,5 @@
 """The API's request and response models (pydantic). Patient identity never appears here: a
-patient is its ``patient_ref`` (first 12 hex digits of sha256(PatientID))."""
+patient is its ``patient_ref`` (first 12 hex digits of HMAC-SHA-256(key, PatientID))."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Health(_Out):
 
 class ProcedureOut(_Out):
     id: int
-    patient_ref: str = Field(description="first 12 hex digits of sha256(PatientID)")
+    patient_ref: str = Field(description="first 12 hex digits of HMAC-SHA-256(key, PatientID)")
     procedure_date: dt.date
     laterality: str
     lesion: dict[str, Any]
@@ -160,7 +160,7 @@ class PatientSearch(BaseModel):
 
 
 class PatientSummary(_Out):
-    patient_ref: str = Field(description="first 12 hex digits of sha256(PatientID): the patient's URL key")
+    patient_ref: str = Field(description="first 12 hex digits of HMAC-SHA-256(key, PatientID): the patient's URL key")
     patient_id: str
     name: str = Field(description="Family, Given (from DICOM PN)")
     birth_date: dt.date | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from followup.api import report_files
 from followup.api.models import BatchChanges, BatchOut, ChangeOut, ChangeSide, ReviewOut
-from followup.dicom.scan import patient_ref
+from followup.pseudonym import patient_ref
 from followup.service.patients import person_name
 from followup.service.registry import Analysis, Registry, Study
 from followup.states import TERMINAL_ANALYSIS

@@ -16,7 +16,7 @@ from followup.api.models import (
     RevisionOut,
     TimePointOut,
 )
-from followup.dicom.scan import patient_ref
+from followup.pseudonym import patient_ref
 from followup.service.patients import iso_date, person_name
 from followup.service.registry import Analysis, Study
 from followup.states import StudyRole

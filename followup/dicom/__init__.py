@@ -9,8 +9,9 @@ Public API::
 from followup.dicom.dce import IgnoredSeries
 from followup.dicom.inspect import inspect_directory
 from followup.dicom.nifti import write_nifti
-from followup.dicom.scan import RejectedFile, ScanResult, patient_ref, scan_directory
+from followup.dicom.scan import RejectedFile, ScanResult, scan_directory
 from followup.dicom.study import DCEStudy, Phase, load_dce_study
+from followup.pseudonym import patient_ref
 
 __all__ = [
     "DCEStudy",

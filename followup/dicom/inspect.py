@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from followup.dicom.dce import build_series
-from followup.dicom.scan import check_single_patient, patient_ref, scan_directory
+from followup.dicom.scan import check_single_patient, scan_directory
 from followup.dicom.stack import orientation_label
 from followup.dicom.study import DCEStudy, raise_if_nothing_usable, studies_in, study_from_instances
 from followup.errors import IngestError
+from followup.pseudonym import patient_ref
 
 
 def _num(x: float) -> float | None:

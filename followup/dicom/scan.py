@@ -11,7 +11,6 @@ Nothing here logs or formats patient identifiers; ``patient_ref`` is the pseudon
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import struct
 import warnings
@@ -27,6 +26,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
 from followup.errors import IngestError
+from followup.pseudonym import patient_ref  # noqa: F401  (re-exported: its old import path)
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
@@ -41,11 +41,6 @@ _PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _UNDEFINED = 0xFFFFFFFF
 MAX_MATRIX = 4096  # rows or columns of one frame
 MAX_FRAMES = 8192  # frames in one object
-
-
-def patient_ref(patient_id: str) -> str:
-    """Pseudonymous reference for a patient: first 12 hex digits of sha256(PatientID)."""
-    return hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -754,9 +749,8 @@ def check_single_patient(scan: ScanResult) -> str:
     """The one PatientID of the scan (may be ''); ``mixed-patients`` if several differ."""
     ids = sorted({i.patient_id for i in scan.instances if i.patient_id})
     if len(ids) > 1:
-        refs = ", ".join(patient_ref(i) for i in ids)
         raise IngestError(
-            f"{scan.root} holds images of {len(ids)} different patients (refs {refs}); "
+            f"{scan.root} holds images of {len(ids)} different patients; "
             "give one patient's folder",
             code="mixed-patients",
         )

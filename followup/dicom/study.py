@@ -17,7 +17,6 @@ from followup.dicom.scan import (
     RejectedFile,
     ScanResult,
     check_single_patient,
-    patient_ref,
     scan_directory,
 )
 from followup.dicom.stack import decode_volume, phase_geometry
@@ -54,7 +53,6 @@ class DCEStudy:
     """
 
     patient_id: str
-    patient_ref: str
     study_uid: str
     study_date: _dt.date | None
     study_time: str
@@ -75,7 +73,7 @@ class DCEStudy:
     instances: list[InstanceHeader] = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:  # keep the PatientID out of reprs/logs
-        return (f"DCEStudy(patient_ref={self.patient_ref!r}, study_uid={self.study_uid!r}, "
+        return (f"DCEStudy(study_uid={self.study_uid!r}, "
                 f"phases={len(self.phases)}, ordering={self.ordering!r})")
 
 
@@ -156,7 +154,6 @@ def study_from_instances(instances: list[InstanceHeader], rejected: list[Rejecte
                None)
     return DCEStudy(
         patient_id=first.patient_id,
-        patient_ref=patient_ref(first.patient_id),
         study_uid=first.study_uid,
         study_date=first.study_date,
         study_time=first.study_time,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -41,6 +42,7 @@ from followup.reporting.report_text import (
     contraindication_lines,
     identity_cells,
     interval_sentence,
+    person_name,
     supersedes_text,
     technical_rows,
     zone_and_rim_rows,
@@ -356,6 +358,48 @@ def _technical(r: Report, st: _Styles) -> Table:
 # ---------------------------------------------------------------------------------------------
 # page furniture
 
+PAGE_TITLE = "Residual-tumour assessment after cryoablation"
+HEADER_SIZE = 7.5  # pt, the running header's and the page title's
+HEADER_GAP = 8 * mm  # between the page title (left) and the patient header (right)
+ELLIPSIS = "\u2026"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def fit_width(text: str, font: str, size: float, width: float) -> str:
+    """``text`` on one line (control characters as spaces), cut to ``width`` points with an
+    ellipsis when it is wider."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if pdfmetrics.stringWidth(text, font, size) <= width:
+        return text
+    lo, hi = 0, len(text)  # the longest prefix that fits with its ellipsis
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if pdfmetrics.stringWidth(text[:mid].rstrip() + ELLIPSIS, font, size) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + ELLIPSIS if lo else ""
+
+
+def header_width(font: str) -> float:
+    """The running header's space: the frame's width less the page title and a gap."""
+    return FRAME_W - pdfmetrics.stringWidth(PAGE_TITLE, font, HEADER_SIZE) - HEADER_GAP
+
+
+def running_header(dicom_pn: str, patient_id: str, study_date: str, font: str) -> str:
+    """``Family, Given | ID … | follow-up …``: the formatted name (the alphabetic component group
+    only, never the raw PN with its carets), within its space on the right of the page title.
+    The ID and date keep their place (the ID cut too when it alone would take over half of it);
+    the name gets what is left and ends with an ellipsis when it is longer."""
+    space = header_width(font)
+    tail = fit_width(f"ID {patient_id}", font, HEADER_SIZE, space / 2)
+    if study_date:
+        tail += f" | follow-up {study_date}"
+    sep = " | "
+    name_space = space - pdfmetrics.stringWidth(sep + tail, font, HEADER_SIZE)
+    name = fit_width(person_name(dicom_pn), font, HEADER_SIZE, name_space)
+    return f"{name}{sep}{tail}" if name else fit_width(tail, font, HEADER_SIZE, space)
+
 def _numbered_canvas(header: str, footer: str, font: str):
     class NumberedCanvas(rl_canvas.Canvas):
         """Defers each page until the total page count is known ("page n of N")."""
@@ -383,8 +427,8 @@ def _numbered_canvas(header: str, footer: str, font: str):
             self.line(MARGIN, PAGE_H - MARGIN + 3 * mm, PAGE_W - MARGIN, PAGE_H - MARGIN + 3 * mm)
             self.line(MARGIN, MARGIN - 4 * mm, PAGE_W - MARGIN, MARGIN - 4 * mm)
             self.setFillColor(GREY)
-            self.setFont(font, 7.5)
-            self.drawString(MARGIN, PAGE_H - MARGIN + 4.5 * mm, "Residual-tumour assessment after cryoablation")
+            self.setFont(font, HEADER_SIZE)
+            self.drawString(MARGIN, PAGE_H - MARGIN + 4.5 * mm, PAGE_TITLE)
             self.drawRightString(PAGE_W - MARGIN, PAGE_H - MARGIN + 4.5 * mm, header)
             self.drawString(MARGIN, MARGIN - 8 * mm, footer)
             self.drawRightString(PAGE_W - MARGIN, MARGIN - 8 * mm, f"page {self._pageNumber} of {total}")
@@ -425,7 +469,7 @@ def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
     st = _Styles()
     alg = f"{r.algorithm.name} {r.algorithm.version}"
     pt, fu = r.patient, r.studies.followup
-    header = f"{pt.name} | ID {pt.id}" + (f" | follow-up {fu.study_date}" if fu and fu.study_date else "")
+    header = running_header(pt.name, pt.id, str(fu.study_date) if fu and fu.study_date else "", st.font)
     footer = f"{alg} - clinical decision support, not a diagnosis"
     superseded = supersedes_text(r)
 

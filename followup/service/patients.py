@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pydicom
 
-from followup.dicom.scan import parse_da, patient_ref
+from followup.dicom.scan import parse_da
+from followup.pseudonym import patient_ref
 from followup.service.registry import Registry
 
 log = logging.getLogger("followup.service.patients")

@@ -18,7 +18,7 @@ from followup.api import report_files
 from followup.api.dependencies import DataRootDep, RegistryDep, protected_router
 from followup.api.models import AnalysisView, ErrorOut, FileOut, ReportFragment
 from followup.api.views import key_images_out, revision_out
-from followup.dicom.scan import patient_ref
+from followup.pseudonym import patient_ref
 from followup.service.patients import person_name
 from followup.service.registry import Analysis, Registry
 from followup.service.store import valid_uid

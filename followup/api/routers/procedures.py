@@ -12,9 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from followup.api.dependencies import QueueDep, RegistryDep, protected_router
 from followup.api.models import ErrorOut, ProcedureOut
-from followup.dicom.scan import patient_ref
 from followup.errors import ProcedureRecordError
 from followup.procedure import ProcedureRecord, parse_procedure
+from followup.pseudonym import patient_ref
 from followup.service.registry import Procedure, Registry
 from followup.service.work_queue import WorkQueue
 

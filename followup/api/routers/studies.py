@@ -17,7 +17,7 @@ from followup.api.models import (
     StudySummary,
 )
 from followup.api.routers.reports import reported_analyses
-from followup.dicom.scan import patient_ref
+from followup.pseudonym import patient_ref
 from followup.service.registry import Analysis, Study
 from followup.states import StudyState
 

@@ -20,6 +20,7 @@ from followup.procedure import load_procedure
 from followup.reporting.encapsulated_pdf import ENCAPSULATED_PDF_STORAGE, encapsulated_pdf
 from followup.reporting.fhir_report import build_fhir_bundle
 from followup.reporting.pdf_report import render_pdf
+from followup.reporting.report_text import person_name
 from followup.synth import generate_pair
 
 
@@ -77,7 +78,8 @@ def test_complete_pdf_content(cases):
     assert "86%" in text and "31%" in text
     for rec in r["recommendations"]:
         assert rec["code"] in text
-    assert r["patient"]["name"] in text and r["patient"]["id"] in text
+    assert person_name(r["patient"]["name"]) in text and r["patient"]["id"] in text
+    assert r["patient"]["name"] not in text  # the raw PN, carets and all (issue 22, F14)
     for heading in ("Recommendations", "Key images", "Findings", "Suspicious foci", "What drove the number",
                     "Caveats", "Technical details"):
         assert heading in text, heading
@@ -122,7 +124,7 @@ def test_pdf_is_deterministic_and_escapes_markup(cases):
     r = d.model_copy(update={"patient": d.patient.model_copy(update={"name": "O'NEIL^Ann <b>&amp; Co</b>"}),
                              "reason": "reason with <markup> & an unclosed <font tag"})
     text = _text(render_pdf(r, []))
-    assert "O'NEIL^Ann <b>&amp; Co</b>" in text
+    assert "O'NEIL, Ann <b>&amp; Co</b>" in text
     assert "reason with <markup> & an unclosed <font tag" in text
 
 
