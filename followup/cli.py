@@ -249,7 +249,7 @@ def analyze(
     if r.status == "complete" and r.probability_interval is not None and r.residual_probability is not None:
         lo, hi = r.probability_interval
         conf = " (LOW CONFIDENCE)" if r.confidence == "low" else ""
-        what = "recurrent" if r.question == "recurrence" else "residual"
+        what = "residual or recurrent" if r.question == "recurrence" else "residual"
         typer.echo(f"probability of {what} disease at the ablation site {r.residual_probability:.0%} "
                    f"({r.interval_kind} 95% interval {lo:.0%}-{hi:.0%}){conf}; "
                    f"{len(r.findings.suspicious_foci) if r.findings else 0} suspicious finding(s)")

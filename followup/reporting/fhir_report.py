@@ -44,7 +44,7 @@ from fhir.resources.bundle import Bundle
 
 from followup.dicom.scan import parse_da
 from followup.reporting.model import Findings, FocusRow, Note, Report
-from followup.reporting.report_text import supersedes_text
+from followup.reporting.report_text import disease_words, supersedes_text
 
 CODE_SYSTEM = "https://followup.example/fhir/CodeSystem/followup"
 LOINC = "http://loinc.org"
@@ -100,7 +100,7 @@ def _human_name(pn: str) -> dict | None:
 def _conclusion(r: Report) -> str:
     if r.status == "complete" and r.probability_interval is not None:
         (lo, hi), level = r.probability_interval, r.interval_level or 0.95
-        text = (f"Probability of {r.question} disease at the ablation site: {_pct(r.residual_probability)} "
+        text = (f"Probability of {disease_words(r)} at the ablation site: {_pct(r.residual_probability)} "
                 f"({100 * level:.0f}% {r.interval_kind} interval {_pct(lo)} - {_pct(hi)}); confidence "
                 f"{r.confidence}.")
         if r.confidence == "low":

@@ -115,9 +115,13 @@ def answer_style(r: Report) -> str:
     return "high" if b.category in ("4C", "5") else "mid"
 
 
+def disease_words(r: Report) -> str:
+    """What the probability is about, in words: residual, or residual or recurrent, disease."""
+    return ("residual or recurrent" if r.question == "recurrence" else "residual") + " disease"
+
+
 def answer_title(r: Report) -> str:
-    what = "recurrent" if r.question == "recurrence" else "residual"
-    return f"Probability of {what} disease (invasive or in situ) at the ablation site"
+    return f"Probability of {disease_words(r)} (invasive or in situ) at the ablation site"
 
 
 def birads_line(r: Report) -> str | None:

@@ -37,7 +37,7 @@ from pydicom.sr.codedict import codes as pcodes
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION
 from followup.reporting import codes
 from followup.reporting.model import Report
-from followup.reporting.report_text import supersedes_text
+from followup.reporting.report_text import disease_words, supersedes_text
 from followup.reporting.seg import tracking_uid
 from followup.reporting.uids import derived_uid
 
@@ -159,7 +159,7 @@ def text_evaluations(report: Report) -> ContainerContentItem:
     status = report.status + (f": {report.reason}" if report.reason else "")
     if report.status == "complete" and report.probability_interval and report.residual_probability is not None:
         lo, hi = report.probability_interval
-        status += (f"; probability of {report.question} disease at the ablation site "
+        status += (f"; probability of {disease_words(report)} at the ablation site "
                    f"{100 * report.residual_probability:.0f}% ({report.interval_kind} 95% interval "
                    f"{100 * lo:.0f}-{100 * hi:.0f}%), confidence {report.confidence}")
     if report.birads is not None:

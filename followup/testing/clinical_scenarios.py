@@ -11,7 +11,7 @@ and by the safety tests (tests/unit/pipelines/test_clinical_scenarios.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class Scenario:
     record: ProcedureRecord
     days: int = 30
     finding: tuple[str, float] | None = None  # (curve, largest diameter mm) of a suspicious finding
-    history: History = History()
+    history: History = field(default_factory=History)
 
 
 def focus(curve: str, diameter_mm: float, edge_mm: float = 0.0) -> Focus:

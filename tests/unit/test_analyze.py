@@ -63,7 +63,8 @@ def test_residual_case_end_to_end(synth_pair, tmp_path):
     assert r["status"] == "complete" and r["reason"] is None
     assert r["days_since_procedure"] == truth["days_since_procedure"]
     p, (lo, hi) = r["residual_probability"], r["probability_interval"]
-    assert p >= 0.5 and lo <= p <= hi
+    assert p > r["prior_probability"] and lo <= p <= hi
+    assert r["birads"]["category"] in ("4A", "4B", "4C", "5") and r["birads"]["tissue_diagnosis"]
     assert _registration_error_mm(r, truth) <= 2.0
     assert r["registration"]["quality"] == "good"
     foci = r["findings"]["suspicious_foci"]

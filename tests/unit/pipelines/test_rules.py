@@ -80,7 +80,7 @@ def test_remote_suspicious_focus_is_reported_separately():
 
 
 def test_unreliable_imaging_is_incomplete_or_suspicious_never_benign():
-    p, b, recs = conclude(record(diameter_mm=3), reliable=False)
+    _p, b, recs = conclude(record(diameter_mm=3), reliable=False)
     assert b.category in ("0", "4A", "4B", "4C", "5") and "imaging-follow-up" not in codes(recs)
 
 

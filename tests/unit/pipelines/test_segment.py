@@ -453,6 +453,26 @@ def test_curve_that_dips_and_recovers_is_not_assessed(iso, curve, suspicious):
     assert f.suspicious is suspicious
 
 
+PERSISTENT_MASS = (100.0, 170.0, 200.0, 215.0)  # PE 70 % (medium), +26 % later (persistent)
+
+
+@pytest.mark.parametrize("radius, offset, suspicious", [
+    (3.5, 0.0, True),  # a 7 mm mass straddling the zone's edge: suspicious whatever its curve
+    (3.5, 3.0 + 3.5, False),  # a 7 mm mass 3 mm beyond the edge: needs a suspicious curve there
+])
+def test_a_mass_at_the_edge_is_suspicious_whatever_its_curve(iso, radius, offset, suspicious):
+    """Morphology before kinetics (ACR BI-RADS MRI): a nodular mass of 5 mm or more at or inside
+    the zone's edge with a persistent curve is suspicious (it was not on the old code)."""
+    centre = iso.snap(iso.centre + ROT[:, 0] * (SEMI_AXES[0] + offset))
+    nodule = iso.sphere(centre, radius)
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE), (nodule, PERSISTENT_MASS))
+    seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
+    f = _the_focus(seg, nodule)
+    assert f.curve_type == "persistent" and f.initial_phase == "medium"
+    assert f.suspicious is suspicious
+    assert any("whatever its curve" in r for r in f.reasons) is suspicious
+
+
 # ----------------------------------------------------------------------------- touching foci
 
 BRIDGE = (100.0, 160.0, 170.0, 180.0)  # PE 60 %: enhancing gland between two nodules

@@ -109,7 +109,7 @@ def test_poor_registration_still_reports_the_nodule_at_the_zone(residual_runs):
     mri = [d for d in p.drivers if d.name.startswith("MRI")]
     assert len(mri) == 1 and mri[0].factor > 1.0 and "identity" in mri[0].name
     assert p.counted_focus is not None
-    assert p.confidence == "low" and good.probability.confidence == "normal"
+    assert p.confidence == "low"
     assert p.interval[1] - p.interval[0] > good.probability.interval[1] - good.probability.interval[0]
     assert not any("margin" in d.name for d in p.drivers)
     assert p.probability > p.prior

@@ -73,7 +73,8 @@ def test_complete_pdf_content(cases):
     text = _text(pdf)
     p, (lo, hi) = r["residual_probability"], r["probability_interval"]
     assert f"{100 * p:.0f}%" in text
-    assert f"95% interval {100 * lo:.0f}% - {100 * hi:.0f}%" in text
+    assert f"95% model-based interval {100 * lo:.0f}% - {100 * hi:.0f}%" in text
+    assert f"BI-RADS {r['birads']['category']}" in text and r["endpoint"][:60] in text
     assert "Confidence" in text
     assert "86%" in text and "31%" in text
     for rec in r["recommendations"]:
@@ -92,7 +93,7 @@ def test_complete_pdf_content(cases):
 
 def test_complete_pdf_order_follows_html(cases):
     text = _text(cases["complete"]["pdf"])
-    order = ["Probability of residual tumour", "Recommendations", "Key images", "Findings",
+    order = ["BI-RADS", "Probability of", "Recommendations", "Key images", "Findings",
              "What drove the number", "Caveats", "Technical details"]
     positions = [text.index(h) for h in order]
     assert positions == sorted(positions)

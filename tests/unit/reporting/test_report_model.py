@@ -17,7 +17,8 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pypdf import PdfReader
 
-from followup.pipelines.assess import Assessment, Note
+from followup.pipelines.assess import Assessment, Note, Status
+from followup.pipelines.birads import categorise
 from followup.procedure import parse_procedure
 from followup.reporting.build import build_report
 from followup.reporting.model import Report
@@ -50,17 +51,16 @@ def _numpy_assessment() -> Assessment:
     driver = SimpleNamespace(to_json=lambda: {"name": "MRI: focus", "odds_factor": f32(3.0),
                                               "probability_before": f32(0.1), "probability_after": f32(0.25),
                                               "source": "x", "assumption": np.bool_(False)})
-    a = Assessment("complete", None, i64(40))  # type: ignore[arg-type]
-    a.registration = reg  # type: ignore[assignment]
-    a.tumour_center_followup = np.array([1.0, 2.0, 3.0], np.float32)
-    a.roi = SimpleNamespace(alignments=[SimpleNamespace(to_json=lambda: {  # type: ignore[assignment]
-        "phase": i64(1), "shift_mm": f32(0.7), "realigned": yes})])
-    a.segmentation = SimpleNamespace(zone=zone, rim=rim, foci=[focus])  # type: ignore[assignment]
-    a.probability = SimpleNamespace(probability=np.float64(0.74), interval=(f32(0.24), f32(0.95)),  # type: ignore
-                                    prior=f32(0.1), drivers=[driver], confidence="normal")
-    a.caveats = [Note("mri-npv", "text")]
-    a.recommendations = [Note("peripheral-biopsy", "text")]
-    return a
+    probability = SimpleNamespace(probability=np.float64(0.74), interval=(f32(0.24), f32(0.95)),
+                                  prior=f32(0.1), drivers=[driver], confidence="normal", question="residual")
+    return Assessment(  # type: ignore[arg-type]
+        Status.COMPLETE, None, i64(40), registration=reg, tumour_center_followup=np.array([1.0, 2.0, 3.0], np.float32),
+        roi=SimpleNamespace(alignments=[SimpleNamespace(to_json=lambda: {
+            "phase": i64(1), "shift_mm": f32(0.7), "realigned": yes})]),
+        segmentation=SimpleNamespace(zone=zone, rim=rim, foci=[focus]), probability=probability,
+        birads=categorise("complete", 0.74, imaging_used=True, suspicious_at_site=True, benign_appearance=False,
+                          confidence_normal=True),
+        caveats=(Note("mri-npv", "text"),), recommendations=(Note("peripheral-biopsy", "text"),))
 
 
 def _study() -> SimpleNamespace:

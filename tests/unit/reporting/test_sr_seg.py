@@ -166,8 +166,11 @@ def test_deferred_sr_says_why(results):
     sr = hd.sr.srread(res.paths["sr"])
     (group,) = sr.content.get_image_measurement_groups()
     assert group.get_measurements() == []
-    (evaluation,) = group.get_qualitative_evaluations()
+    evaluation, birads = group.get_qualitative_evaluations()
     assert evaluation.value.meaning.startswith("Deferred")
+    # BI-RADS 0 (incomplete), coded: DCM 111005 "Assessment Category", SNOMED CT 397138000
+    assert (birads.name.value, birads.name.scheme_designator) == ("111005", "DCM")
+    assert (birads.value.value, birads.value.scheme_designator) == ("397138000", "SCT")
 
 
 def test_objects_are_idempotent(results, tmp_path):
