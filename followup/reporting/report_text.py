@@ -134,7 +134,7 @@ def birads_line(r: Report) -> str | None:
 def interval_sentence(r: Report) -> str:
     return (f"The interval is {r.interval_kind or 'model-based'}: it combines the published figures' own "
             "uncertainty with the choice between sources that disagree; figures marked 'assumption' are "
-            "not published (see 'What drove the number').")
+            "not published (see the drivers below).")
 
 
 def contraindication_lines(r: Report) -> list[str]:
