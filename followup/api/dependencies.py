@@ -10,6 +10,7 @@ and an ``access.denied`` row of the audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,7 +92,7 @@ class Auditor:
         audit.record(self.registry, self.principal.name, action, role=self.principal.role, source=self.source,
                      patient_ref=patient_ref, study_uid=study_uid, outcome=outcome, detail=detail)
 
-    def record_many(self, action: str, subjects: list[tuple[str | None, str | None]], *,
+    def record_many(self, action: str, subjects: Sequence[tuple[str | None, str | None]], *,
                     detail: str | None = None) -> None:
         """One row per (patient_ref, study_uid), in one transaction."""
         audit.record_many(self.registry, self.principal.name, action, subjects, role=self.principal.role,

@@ -18,6 +18,7 @@ read of the trail itself; the quarantine's release and discard call ``record`` t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -61,7 +62,7 @@ def record(registry: Registry, actor: str, action: str, *, role: str, source: st
                          detail=detail[:500] if detail else None))
 
 
-def record_many(registry: Registry, actor: str, action: str, subjects: list[tuple[str | None, str | None]], *,
+def record_many(registry: Registry, actor: str, action: str, subjects: Sequence[tuple[str | None, str | None]], *,
                 role: str, source: str, outcome: str = OK, detail: str | None = None) -> None:
     """One row per (patient_ref, study_uid) of ``subjects``, in one transaction (a list of patients
     shown: a row for each)."""

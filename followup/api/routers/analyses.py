@@ -55,7 +55,7 @@ def analysis_view(analysis_id: RowId, registry: RegistryDep, data_root: DataRoot
     supersedes = (report or {}).get("supersedes") or {}
     files = [FileOut(name=n, media_type=m, description=d, size=size, url=f"analyses/{a.id}/files/{n}")
              for n, m, d, size in report_files.downloads(directory, report)]
-    html = directory is not None and (directory / "report.html").is_file()
+    html = directory is not None and report_files.inside(directory, "report.html") is not None
     return AnalysisView(
         analysis=revision_out(a), study_uid=a.study_uid, study_date=st.study_date if st else None,
         accession_number=(st.accession_number or "") if st else "",

@@ -85,9 +85,11 @@ def create_batch(req: BatchRequest, registry: RegistryDep, queue: QueueDep, audi
         batch_module = importlib.import_module("followup.service.batch")
     except ImportError:
         log.error("batch reanalysis module unavailable")
+        auditor.record("batch.start", outcome=audit.FAILED, detail="batch reanalysis unavailable")
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "batch reanalysis unavailable") from None
     if queue is None:
         log.error("batch reanalysis refused: the API was started without a work queue")
+        auditor.record("batch.start", outcome=audit.FAILED, detail="no work queue")
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "batch reanalysis unavailable (no work queue)")
     try:
         b = batch_module.start_reanalysis(registry, queue, since=req.since, study_uids=req.study_uids or None,

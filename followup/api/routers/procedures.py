@@ -101,8 +101,9 @@ def list_procedures(registry: RegistryDep, auditor: AuditDep,
                                                      pattern="^[0-9a-f]{12}$")) -> list[ProcedureOut]:
     out = [procedure_out(p) for p in registry.procedures()]
     out = [p for p in out if patient_ref_ is None or p.patient_ref == patient_ref_]
-    auditor.record_many("procedure.list", sorted({(p.patient_ref, None) for p in out}),
-                        detail=f"{len(out)} procedure records")
+    auditor.record("procedure.list", patient_ref=patient_ref_, detail=f"{len(out)} procedure records")
+    if patient_ref_ is None:
+        auditor.record_many("procedure.list", sorted({(p.patient_ref, None) for p in out}))
     return out
 
 
