@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from followup.api.auth import ApiConfigError, Authenticator, FailureThrottle
@@ -65,22 +65,14 @@ def _authenticator(settings: Settings, registry: Registry) -> Authenticator:
     return authenticator
 
 
-async def _security_headers(request: Request, call_next):
-    response = await call_next(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
 def create_app(settings: Settings, registry: Registry | None = None,
                queue: WorkQueue | None = None) -> FastAPI:
-    """The application: the settings, the registry, the work queue, the token and the data
-    directory on ``app.state`` (read by ``followup.api.dependencies``), the routers, the security
-    headers. ``queue``: where reanalysis batches and resumed deferred studies go (the command line
-    passes the Celery one); without it ``POST /batches`` answers 503 and a new procedure record
-    resumes nothing."""
+    """The application: the settings, the registry, the work queue and the data directory on
+    ``app.state`` (read by ``followup.api.dependencies``), the routers, the guard
+    (``followup.api.guard``: credentials, body limit, security headers, no content in a 500's
+    log), the Host check when configured. ``queue``: where reanalysis batches and resumed deferred
+    studies go (the command line passes the Celery one); without it ``POST /batches`` answers 503
+    and a new procedure record resumes nothing."""
     data_root = Path(settings.data_dir).resolve()
     if registry is None:
         data_root.mkdir(parents=True, exist_ok=True)
@@ -88,15 +80,15 @@ def create_app(settings: Settings, registry: Registry | None = None,
     authenticator = _authenticator(settings, registry)
     app = FastAPI(title="followup", version=_version(),
                   description="Follow-up breast MRI after cryoablation: registry, reports, reanalysis.",
-                  openapi_url=None, docs_url=None, redoc_url=None, max_body_size=settings.api_max_body_bytes)
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.registry = registry
     app.state.queue = queue
     app.state.data_root = data_root
-    app.middleware("http")(_security_headers)
     # added last, runs first: the Host check, then the guard (credentials before any body is read)
     app.add_middleware(ApiGuard, authenticator=authenticator, registry=registry,
-                       throttle=FailureThrottle(settings.api_auth_failures, settings.api_auth_window_s))
+                       throttle=FailureThrottle(settings.api_auth_failures, settings.api_auth_window_s),
+                       max_body_bytes=settings.api_max_body_bytes)
     if settings.api_allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.api_allowed_hosts))
     for router in ROUTERS:
