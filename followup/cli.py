@@ -121,14 +121,16 @@ def _audit(registry, action: str, **kw) -> None:
     audit.record(registry, _cli_actor(), action, role="admin", source="cli", **kw)
 
 
-def _audit_batch_studies(registry, batch_id: int) -> None:
+def _audit_batch_studies(registry, batch_id: int, study_uids: list[str] | None = None) -> None:
+    """One ``batch.start`` row per study of the batch (its analyses', or ``study_uids``)."""
     from followup.dicom.scan import patient_ref
     from followup.service import audit
 
+    uids = study_uids if study_uids is not None else [a.study_uid for a in registry.analyses(batch_id=batch_id)]
     subjects = []
-    for a in registry.analyses(batch_id=batch_id):
-        st = registry.study(a.study_uid)
-        subjects.append((patient_ref(st.patient_id) if st else None, a.study_uid))
+    for uid in uids:
+        st = registry.study(uid)
+        subjects.append((patient_ref(st.patient_id) if st else None, uid))
     audit.record_many(registry, _cli_actor(), "batch.start", subjects, role="admin", source="cli",
                       detail=f"batch {batch_id}")
 
@@ -588,6 +590,8 @@ def import_cmd(
         batch, failed = queue_imported(reg, _work_queue(settings, reg), res.new_images,
                                        reason=f"import of {len(res.new_images)} study/studies")
         if batch is not None:
+            _audit(reg, "batch.start", detail=f"batch {batch.id}: import of {batch.total} studies")
+            _audit_batch_studies(reg, batch.id, list((batch.selector or {}).get("study_uids") or ()))
             typer.echo(f"batch {batch.id}: {batch.total - len(failed)} study/studies queued for analysis on 'batch' "
                        f"(progress: the page's reanalysis review; after a broker restart: "
                        f"followup reanalyze --resume {batch.id})")
