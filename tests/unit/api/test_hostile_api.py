@@ -698,3 +698,24 @@ def test_page_shows_who_is_signed_in():
 
     assert 'id="signed-in-as"' in PAGE_HTML and '"me"' in PAGE_HTML
     assert "reader-name" not in PAGE_HTML  # no name to type: the mark is the signed-in user's
+
+
+def test_cli_procedure_change_is_bound_and_audited(env, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from followup.cli import app
+    from followup.service import audit
+
+    monkeypatch.setenv("FOLLOWUP_DATA_DIR", str(env["data"]))
+    monkeypatch.delenv("FOLLOWUP_DB_URL", raising=False)
+    record = tmp_path / "procedure.json"
+    record.write_text(json.dumps(PROCEDURE))
+    runner = CliRunner()
+    for _ in range(2):
+        r = runner.invoke(app, ["procedures", "add", str(record)])
+        assert r.exit_code == 0, r.output
+    (proc,) = env["registry"].procedures(PID)
+    assert proc.recorded_by.startswith("cli:")
+    rows = [e for e in audit.events(env["registry"]) if e.action.startswith("procedure.")]
+    assert [(e.action, e.patient_ref, e.source) for e in rows] == [("procedure.add", REF, "cli"),
+                                                                   ("procedure.replace", REF, "cli")]
