@@ -130,6 +130,37 @@ def _install_patient_ref_key(settings) -> None:
         _fail(err)
 
 
+def _cli_actor() -> str:
+    """Who runs this command, for the audit trail and the records it changes: ``cli:<login>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli:unknown"
+
+
+def _audit(registry, action: str, **kw) -> None:
+    """A row of the audit trail for this command (``followup.service.audit``)."""
+    from followup.service import audit
+
+    audit.record(registry, _cli_actor(), action, role="admin", source="cli", **kw)
+
+
+def _audit_batch_studies(registry, batch_id: int, study_uids: list[str] | None = None) -> None:
+    """One ``batch.start`` row per study of the batch (its analyses', or ``study_uids``)."""
+    from followup.pseudonym import patient_ref
+    from followup.service import audit
+
+    uids = study_uids if study_uids is not None else [a.study_uid for a in registry.analyses(batch_id=batch_id)]
+    subjects = []
+    for uid in uids:
+        st = registry.study(uid)
+        subjects.append((patient_ref(st.patient_id) if st else None, uid))
+    audit.record_many(registry, _cli_actor(), "batch.start", subjects, role="admin", source="cli",
+                      detail=f"batch {batch_id}")
+
+
 def _work_queue(settings, registry):
     """The composition root's one tie to ``workers``: the Celery queue, configured with ``settings``."""
     from workers.tasks import celery_queue
@@ -276,6 +307,7 @@ app.add_typer(procedures_app, name="procedures")
 def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json file(s).")) -> None:
     """Add (or update) procedure records; analyses waiting for them resume."""
     from followup.procedure import load_procedure
+    from followup.pseudonym import patient_ref
     from followup.service.orchestrator import resume_for_procedure
 
     settings = _settings()
@@ -287,7 +319,11 @@ def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json 
         except FollowupError as err:
             _fail(err)
             return
-        p = reg.add_procedure(rec)
+        existed = any(q.procedure_date == rec.procedure_date and q.laterality == rec.laterality
+                      for q in reg.procedures(rec.patient_id))
+        p = reg.add_procedure(rec, recorded_by=_cli_actor())
+        _audit(reg, "procedure.replace" if existed else "procedure.add", patient_ref=patient_ref(rec.patient_id),
+               detail=f"procedure {p.id} ({rec.procedure_date}, {rec.laterality}) from {f.name}")
         waiting = resume_for_procedure(reg, queue, rec.patient_id)
         typer.echo(f"procedure {p.id}: {rec.procedure_date} ({rec.laterality}) added from {f.name}"
                    + (f"; resumed {len(waiting)} deferred study/studies" if waiting else ""))
@@ -307,6 +343,94 @@ def procedures_list(as_json: bool = typer.Option(False, "--json")) -> None:
     for r in rows:
         typer.echo(f"{r['id']:5d}  {r['procedure_date']}  {r['laterality']}  patient {r['patient_ref']}  "
                    f"{r['diameter_mm']:g} mm {r['histology']}")
+
+
+users_app = typer.Typer(help="Users of the API and their roles (docs/security/api.md).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+class RoleChoice(StrEnum):
+    viewer = "viewer"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+@users_app.command("add")
+def users_add(name: str = typer.Argument(..., help="The user's name (shown on their reviewed marks)."),
+              role: RoleChoice = typer.Option(..., "--role", help="viewer | reviewer | admin")) -> None:
+    """Add a user; prints their token once (only its SHA-256 is stored)."""
+    from followup.service.users import UserError, add_user
+
+    reg = _registry(_settings())
+    try:
+        token = add_user(reg, name, role.value)
+    except UserError as exc:
+        typer.secho(f"error [users]: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from exc
+    _audit(reg, "user.add", detail=f"user {' '.join(name.split())} ({role.value})")
+    typer.echo(token)
+
+
+@users_app.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The users: name, role, added, disabled (never their tokens)."""
+    from followup.service.users import users
+
+    rows = [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat(timespec="seconds"),
+             "disabled_at": u.disabled_at.isoformat(timespec="seconds") if u.disabled_at else None}
+            for u in users(_registry(_settings()))]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:30s} {r['role']:9s} added {r['created_at']}"
+                   + (f"  DISABLED {r['disabled_at']}" if r["disabled_at"] else ""))
+
+
+@users_app.command("disable")
+def users_disable(name: str = typer.Argument(...)) -> None:
+    """Refuse the user's token from now on."""
+    from followup.service.users import disable_user
+
+    reg = _registry(_settings())
+    if not disable_user(reg, name):
+        typer.secho(f"error [users]: no enabled user named {name!r}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    _audit(reg, "user.disable", detail=f"user {name}")
+    typer.echo(f"user {name} disabled")
+
+
+@app.command("audit")
+def audit_cmd(since: str | None = typer.Option(None, "--since", help="Rows at or after YYYY-MM-DD[THH:MM] (UTC)."),
+              user: str | None = typer.Option(None, "--user", help="Rows of this actor."),
+              study: str | None = typer.Option(None, "--study", help="Rows of this Study Instance UID."),
+              limit: int = typer.Option(10000, "--limit", min=1),
+              as_json: bool = typer.Option(False, "--json", help="One JSON object per row (JSON lines)."),
+              fhir: bool = typer.Option(False, "--fhir", help="A FHIR R5 Bundle of AuditEvents.")) -> None:
+    """The audit trail: who read or changed what, when, from where (reading it is recorded too)."""
+    from followup.service import audit
+
+    try:
+        day = dt.datetime.fromisoformat(since) if since else None
+    except ValueError as exc:
+        typer.secho(f"error [audit]: --since: expected YYYY-MM-DD[THH:MM], got {since!r}", err=True,
+                    fg=typer.colors.RED)
+        raise typer.Exit(code=2) from exc
+    if day is not None and day.tzinfo is not None:
+        day = day.astimezone(dt.UTC).replace(tzinfo=None)
+    reg = _registry(_settings())
+    rows = audit.events(reg, since=day, actor=user, study_uid=study, limit=limit)
+    _audit(reg, "audit.read", detail=f"{len(rows)} rows, {'fhir' if fhir else 'json' if as_json else 'text'}")
+    if fhir:
+        typer.echo(json.dumps(audit.fhir_bundle(rows), indent=2))
+        return
+    for ev in rows:
+        if as_json:
+            typer.echo(json.dumps(audit.as_dict(ev)))
+            continue
+        typer.echo(f"{ev.at.isoformat(timespec='seconds')}Z  {ev.actor} ({ev.role or '-'}) from {ev.source or '-'}  "
+                   f"{ev.action} {ev.outcome}  patient {ev.patient_ref or '-'}  study {ev.study_uid or '-'}"
+                   + (f"  {ev.detail}" if ev.detail else ""))
 
 
 @app.command("serve-dicom")
@@ -418,7 +542,8 @@ def serve_api_cmd(port: int = typer.Option(8080, "--port"),
                   tls_key: Path | None = typer.Option(None, "--tls-key", show_default=False,
                                                       help="Its private key (PEM) (env FOLLOWUP_API_TLS_KEY).")
                   ) -> None:
-    """The HTTP API and web page (token authentication), over HTTPS with a certificate."""
+    """The HTTP API and web page (FOLLOWUP_API_TOKEN, users of `followup users`, or OIDC;
+    docs/security/api.md), over HTTPS with a certificate."""
     from followup.api.app import serve_api
 
     try:
@@ -426,9 +551,6 @@ def serve_api_cmd(port: int = typer.Option(8080, "--port"),
     except ValueError as exc:
         typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from exc
-    if not settings.api_token:
-        typer.secho("error [config]: set FOLLOWUP_API_TOKEN (or --api-token)", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2)
     for path in (settings.api_tls_cert, settings.api_tls_key):
         if path is not None and not Path(path).is_file():
             typer.secho(f"error [config]: API TLS file {str(path)!r} is not a readable file", err=True,
@@ -436,7 +558,10 @@ def serve_api_cmd(port: int = typer.Option(8080, "--port"),
             raise typer.Exit(code=2)
     _warn_insecure(settings, "api")
     reg = _registry(settings)
-    serve_api(settings, port=port, host=settings.api_host, registry=reg, queue=_work_queue(settings, reg))
+    try:
+        serve_api(settings, port=port, host=settings.api_host, registry=reg, queue=_work_queue(settings, reg))
+    except FollowupError as err:  # no way to sign in, a weak token, unreadable OIDC keys
+        _fail(err)
 
 
 @app.command("check-config")
@@ -479,17 +604,20 @@ def reanalyze_cmd(
             typer.secho(f"error [batch]: no batch {resume}", err=True, fg=typer.colors.RED)
             raise typer.Exit(code=2)
         n = resume_batch(reg, queue, resume)
+        _audit(reg, "batch.resume", detail=f"batch {resume}: {n} analyses sent again")
         typer.echo(f"batch {resume}: {n} queued analyses sent again")
         batch_id = resume
     else:
         try:
             day = dt.date.fromisoformat(since) if since else None
             batch = start_reanalysis(reg, queue, since=day, study_uids=list(study) or None,
-                                     all_studies=all_studies, reason=reason)
+                                     all_studies=all_studies, reason=reason, created_by=_cli_actor())
         except ValueError as exc:
             typer.secho(f"error [batch]: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(code=2) from exc
         batch_id = batch.id
+        _audit(reg, "batch.start", detail=f"batch {batch_id}: {batch.total} studies")
+        _audit_batch_studies(reg, batch_id)
         typer.echo(f"batch {batch_id}: {batch.total} studies enqueued on 'batch' "
                    f"(resume with: followup reanalyze --resume {batch_id})")
     if not wait:
@@ -540,6 +668,8 @@ def import_cmd(
         batch, failed = queue_imported(reg, _work_queue(settings, reg), res.new_images,
                                        reason=f"import of {len(res.new_images)} study/studies")
         if batch is not None:
+            _audit(reg, "batch.start", detail=f"batch {batch.id}: import of {batch.total} studies")
+            _audit_batch_studies(reg, batch.id, list((batch.selector or {}).get("study_uids") or ()))
             typer.echo(f"batch {batch.id}: {batch.total - len(failed)} study/studies queued for analysis on 'batch' "
                        f"(progress: the page's reanalysis review; after a broker restart: "
                        f"followup reanalyze --resume {batch.id})")

@@ -5,7 +5,16 @@
 | FOLLOWUP_DATA_DIR | spool, store, quarantine, reports, SQLite file | ./followup-data |
 | FOLLOWUP_DB_URL | SQLAlchemy URL (SQLite or PostgreSQL) | sqlite:///<data dir>/followup.db |
 | FOLLOWUP_REDIS_URL | Celery broker and result backend | redis://127.0.0.1:6379/0 |
-| FOLLOWUP_API_TOKEN | bearer token of the API | (none: the API refuses to start) |
+| FOLLOWUP_API_TOKEN | bearer token of the API's "service" identity (role admin); at least 128 bits (e.g. ``secrets.token_urlsafe(32)``), a weaker one refuses to start | (none: the API needs this or users of ``followup users``, or OIDC) |
+| FOLLOWUP_API_MAX_BODY_BYTES | largest request body the API reads (bytes); a larger one gets 413 before it is read | 1048576 (1 MiB) |
+| FOLLOWUP_API_ALLOWED_HOSTS | comma-separated host names the API answers (Host header); others get 400 | (none: any host) |
+| FOLLOWUP_API_AUTH_FAILURES | failed authentications one client address may make per FOLLOWUP_API_AUTH_WINDOW; then 429 until the window passes | 10 |
+| FOLLOWUP_API_AUTH_WINDOW | the window of FOLLOWUP_API_AUTH_FAILURES (s) | 60 |
+| FOLLOWUP_OIDC_ISSUER | OIDC: the issuer (``iss``) whose bearer tokens (JWT) the API accepts | (none: no OIDC) |
+| FOLLOWUP_OIDC_AUDIENCE | OIDC: the audience (``aud``) the tokens must name | (none) |
+| FOLLOWUP_OIDC_JWKS | OIDC: the issuer's signing keys, a JWKS file path or the JWKS JSON itself (read at start, no network) | (none) |
+| FOLLOWUP_OIDC_ROLES_CLAIM | OIDC: the claim holding the roles (viewer, reviewer, admin; a dotted path like ``realm_access.roles``) | roles |
+| FOLLOWUP_OIDC_NAME_CLAIM | OIDC: the claim naming the user (falls back to ``sub``) | preferred_username |
 | FOLLOWUP_DESTINATION | PACS that receives SR/SEG/PDF, AET@HOST:PORT | (none: nothing is sent) |
 | FOLLOWUP_AE_TITLE | our AE title (listener and SCU) | FOLLOWUP |
 | FOLLOWUP_RETRIEVE | PACS to C-FIND + C-GET baselines from, AET@HOST:PORT | (none) |
@@ -59,6 +68,9 @@ DEFAULT_MAX_MEMORY_PER_CHILD_KB = 4 * 1024 * 1024
 # this + the analysis itself after a whole-worker SIGKILL (README, Operations: Recovery).
 DEFAULT_RECONCILE_SECONDS = 15.0
 DEFAULT_RECONCILE_OLDER_THAN_S = 300.0
+DEFAULT_API_MAX_BODY_BYTES = 1024 * 1024  # a procedure record is a few KiB, a search a few bytes
+DEFAULT_API_AUTH_FAILURES = 10
+DEFAULT_API_AUTH_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,16 @@ class Settings:
     max_memory_per_child_kb: int = DEFAULT_MAX_MEMORY_PER_CHILD_KB
     reconcile_seconds: float = DEFAULT_RECONCILE_SECONDS  # 0: no periodic sweep
     reconcile_older_than_s: float = DEFAULT_RECONCILE_OLDER_THAN_S
+    # The API's bounds and sign-in (docs/security/api.md)
+    api_max_body_bytes: int = DEFAULT_API_MAX_BODY_BYTES
+    api_allowed_hosts: tuple[str, ...] = ()
+    api_auth_failures: int = DEFAULT_API_AUTH_FAILURES
+    api_auth_window_s: float = DEFAULT_API_AUTH_WINDOW_S
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks: str | None = None  # a file path, or the JWKS JSON itself
+    oidc_roles_claim: str = "roles"
+    oidc_name_claim: str = "preferred_username"
     # Test support, inert when None: "raise:<Study UID>,kill:<Study UID>" (see
     # followup.service.orchestrator.injected_fault).
     fault_inject: str | None = None
@@ -172,11 +194,20 @@ class Settings:
             raise ValueError("API TLS: give both a certificate (FOLLOWUP_API_TLS_CERT, --tls-cert) and its "
                              "key (FOLLOWUP_API_TLS_KEY, --tls-key), or neither")
         for name in ("max_instance_bytes", "max_study_instances", "max_associations",
-                     "visibility_timeout_s", "max_memory_per_child_kb"):
+                     "visibility_timeout_s", "max_memory_per_child_kb", "api_max_body_bytes",
+                     "api_auth_failures"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.reconcile_seconds < 0 or self.reconcile_older_than_s < 0:
             raise ValueError("the reconciliation interval and age must be >= 0")
+        if self.api_auth_window_s <= 0:
+            raise ValueError("api_auth_window_s must be > 0")
+        if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks):
+            raise ValueError("OIDC: FOLLOWUP_OIDC_ISSUER needs FOLLOWUP_OIDC_AUDIENCE and FOLLOWUP_OIDC_JWKS")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
 
     @property
     def analysis_lease_s(self) -> float:
@@ -258,4 +289,22 @@ def _service_env() -> dict:
         "reconcile_seconds": _env_float("FOLLOWUP_RECONCILE_SECONDS", DEFAULT_RECONCILE_SECONDS),
         "reconcile_older_than_s": _env_float("FOLLOWUP_RECONCILE_OLDER_THAN", DEFAULT_RECONCILE_OLDER_THAN_S),
         "fault_inject": os.environ.get("FOLLOWUP_FAULT_INJECT", "").strip() or None,
+        **_api_env(),
+    }
+
+
+def _api_env() -> dict:
+    """The API's bounds and sign-in variables (``from_env``)."""
+    env = os.environ
+    hosts = tuple(h.strip() for h in env.get("FOLLOWUP_API_ALLOWED_HOSTS", "").split(",") if h.strip())
+    return {
+        "api_max_body_bytes": _env_int("FOLLOWUP_API_MAX_BODY_BYTES", DEFAULT_API_MAX_BODY_BYTES),
+        "api_allowed_hosts": hosts,
+        "api_auth_failures": _env_int("FOLLOWUP_API_AUTH_FAILURES", DEFAULT_API_AUTH_FAILURES),
+        "api_auth_window_s": _env_float("FOLLOWUP_API_AUTH_WINDOW", DEFAULT_API_AUTH_WINDOW_S, 1),
+        "oidc_issuer": env.get("FOLLOWUP_OIDC_ISSUER", "").strip() or None,
+        "oidc_audience": env.get("FOLLOWUP_OIDC_AUDIENCE", "").strip() or None,
+        "oidc_jwks": env.get("FOLLOWUP_OIDC_JWKS", "").strip() or None,
+        "oidc_roles_claim": env.get("FOLLOWUP_OIDC_ROLES_CLAIM", "").strip() or "roles",
+        "oidc_name_claim": env.get("FOLLOWUP_OIDC_NAME_CLAIM", "").strip() or "preferred_username",
     }

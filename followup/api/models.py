@@ -32,6 +32,7 @@ class ProcedureOut(_Out):
     margin_mm: float | None = None
     indication_notes: list[str] = Field(default_factory=list)
     created_at: dt.datetime | None = None
+    recorded_by: str | None = Field(None, description="who added or last replaced it (the authenticated user)")
 
 
 class AnalysisBrief(_Out):
@@ -134,6 +135,7 @@ class BatchOut(_Out):
     algorithm_version: str
     total: int
     created_at: dt.datetime | None = None
+    created_by: str | None = Field(None, description="who started it (the authenticated user)")
     progress: BatchProgress
 
 
@@ -193,9 +195,18 @@ class ReviewOut(_Out):
 
 
 class ReviewRequest(BaseModel):
+    """The body of a "reviewed" mark: nothing needed. The mark records the authenticated user;
+    ``reviewer`` is accepted from older clients and ignored."""
     model_config = ConfigDict(extra="forbid")
 
-    reviewer: str = Field(min_length=1, max_length=100, description="who reviewed the change")
+    reviewer: str | None = Field(None, max_length=100, description="ignored: the authenticated user is recorded")
+
+
+class MeOut(_Out):
+    """Who the request's token signs in as."""
+    name: str
+    role: str = Field(description="viewer | reviewer | admin")
+    kind: str = Field(description="service (FOLLOWUP_API_TOKEN) | user (followup users) | oidc")
 
 
 class RevisionOut(AnalysisBrief):

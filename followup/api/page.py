@@ -1,7 +1,7 @@
 """The web page served at ``GET /``: self-contained (no external assets), no data of its own.
 
-It asks for the API token (kept in sessionStorage, this tab only) and the reader's name (recorded
-with "reviewed" marks), then shows, through the API and with that token:
+It asks for the user's token (kept in sessionStorage, this tab only), shows who it signs in as
+(``GET /me``: the name the "reviewed" marks carry), then shows, through the API and with that token:
 
 * ``#/patients``: the patient list, searched in the registry (``POST /patients/search``);
 * ``#/patient/<patient_ref>``: the procedure record, the probabilities over time, every study in

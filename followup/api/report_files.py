@@ -21,6 +21,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import nh3
+
 from followup.service.registry import Analysis
 
 # Files of a report directory that may be downloaded, with their media type and what they are.
@@ -60,12 +62,34 @@ def report_dir(a: Analysis | None, data_root: Path) -> Path | None:
     return path if within(path, data_root) and path.is_dir() else None
 
 
+# The Content-Security-Policy of ``report.html`` served as a file (it is a document of its own,
+# not the page): its inline style and data: images, nothing that runs, loads, submits or frames.
+REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; "
+              "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+def inside(directory: Path, name: str) -> Path | None:
+    """``directory / name`` resolved (symlinks followed) when it is a file inside ``directory``
+    (itself resolved, inside the data directory: ``report_dir``); None otherwise: a symlink
+    out of the report directory is never followed."""
+    try:
+        path = (directory / name).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return path if within(path, directory) and path.is_file() else None
+
+
 def _stamp(path: Path) -> tuple[str, int, int] | None:
     try:
         st = path.stat()
     except OSError:
         return None
     return str(path), st.st_size, st.st_mtime_ns
+
+
+def _file_stamp(directory: Path | None, name: str) -> tuple[str, int, int] | None:
+    path = None if directory is None else inside(directory, name)
+    return None if path is None else _stamp(path)
 
 
 @lru_cache(maxsize=256)
@@ -79,7 +103,7 @@ def _json(stamp: tuple[str, int, int]) -> dict[str, Any] | None:
 
 def report_json(directory: Path | None) -> dict[str, Any] | None:
     """``report.json`` of a report directory as a dict (None when missing or unreadable)."""
-    stamp = None if directory is None else _stamp(directory / "report.json")
+    stamp = _file_stamp(directory, "report.json")
     return None if stamp is None else _json(stamp)
 
 
@@ -101,61 +125,118 @@ def _images(stamp: tuple[str, int, int]) -> tuple[KeyImage, ...]:
 
 def key_images(directory: Path | None) -> tuple[KeyImage, ...]:
     """The images of ``report.html`` (key images, curves), in the report's order."""
-    stamp = None if directory is None else _stamp(directory / "report.html")
+    stamp = _file_stamp(directory, "report.html")
     return () if stamp is None else _images(stamp)
 
 
-# Elements of a report that never reach the page: their content is dropped with them.
-_DROPPED = frozenset({"script", "style", "iframe", "object", "embed", "noscript", "template", "title"})
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
-                   "wbr"})
+# The report's body for the page, through nh3 (the Ammonia allow-list sanitizer): only these
+# elements and attributes survive, images only as inline data (PNG, JPEG, GIF), style attributes
+# only with these properties (then renamed ``data-style``, see ``_Fragment``), no link of any kind.
+_TAGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6", "p", "div", "span", "b", "i", "strong", "em", "small", "sub",
+                   "sup", "br", "hr", "ul", "ol", "li", "table", "thead", "tbody", "tfoot", "tr", "th", "td",
+                   "caption", "colgroup", "col", "figure", "figcaption", "img", "section", "header", "footer",
+                   "article", "code", "pre", "dl", "dt", "dd", "blockquote", "abbr"})
+_ATTRIBUTES = {"*": {"class", "style", "title", "lang", "dir"}, "img": {"src", "alt", "width", "height"},
+               "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan", "scope"}}
+# Elements dropped with their content (the rest of an unknown element's text is kept, as text).
+_DROPPED = frozenset({"script", "style", "title", "template", "noscript", "iframe", "object", "embed", "svg", "math",
+                      "textarea", "select", "button", "form", "head"})
+_STYLE_PROPERTIES = frozenset({
+    "color", "background", "background-color", "font", "font-family", "font-size", "font-weight", "font-style",
+    "line-height", "text-align", "text-decoration", "text-transform", "vertical-align", "white-space",
+    "letter-spacing", "margin", "margin-top", "margin-right", "margin-bottom", "margin-left", "padding",
+    "padding-top", "padding-right", "padding-bottom", "padding-left", "border", "border-top", "border-right",
+    "border-bottom", "border-left", "border-color", "border-style", "border-width", "border-collapse",
+    "border-spacing", "border-radius", "width", "height", "min-width", "max-width", "min-height", "max-height",
+    "display", "float", "clear", "gap", "flex", "flex-wrap", "flex-direction", "align-items",
+    "justify-content", "grid-template-columns", "opacity", "list-style-type", "box-sizing", "overflow",
+    "page-break-inside", "break-inside"})
+_IMAGE_DATA = re.compile(r"^data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]*$")
+# In CSS: anything that loads (url(), @import, image-set()) or runs (expression()), and escapes
+# (which could spell them).
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_CSS_LOADS = re.compile(r"(url|image-set|expression|image)\s*\(|@import|@font-face|@namespace|\\|behavior|-moz-binding",
+                        re.I)
+_CSS_DECLARATIONS_WITH_LOADS = re.compile(r"[^;{}]*(?:url|image-set|expression|image)\s*\([^;{}]*;?", re.I)
 
 
-class _Fragment(HTMLParser):
-    """The body of a report for the page: no script, its <style> text apart, every ``style``
-    attribute renamed ``data-style`` (the page applies them through the CSSOM, which the page's
-    Content-Security-Policy allows; parsing an inline style, even in a DOMParser document, it does
-    not), no event-handler attributes, no links or metadata of the head."""
+def clean_css(css: str) -> str:
+    """A stylesheet without comments, escapes, ``@import``, ``@font-face`` or any declaration
+    that loads (``url()``, ``image-set()``) or runs (``expression()``) something."""
+    css = _CSS_COMMENT.sub("", css).replace("\\", "")
+    css = re.sub(r"@(import|namespace)[^;]*;?", "", css, flags=re.I)
+    css = re.sub(r"@font-face\s*{[^}]*}", "", css, flags=re.I)
+    css = _CSS_DECLARATIONS_WITH_LOADS.sub("", css)
+    return re.sub(r"(behavior|-moz-binding)\s*:[^;}]*;?", "", css, flags=re.I)
+
+
+def _attribute(tag: str, attr: str, value: str) -> str | None:
+    if attr == "src":
+        return value if tag == "img" and _IMAGE_DATA.match(value.strip()) else None
+    if attr == "style":
+        kept = [d for d in value.split(";") if d.strip() and not _CSS_LOADS.search(d)]
+        return ";".join(kept) or None
+    return value
+
+
+class _Styles(HTMLParser):
+    """The text of a report's ``<style>`` elements."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.css: list[str] = []
-        self.out: list[str] = []
-        self._dropping: list[str] = []
-        self._in_body = False
+        self._in_style = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._dropping or tag in _DROPPED:
-            if tag not in _VOID:
-                self._dropping.append(tag)
-            return
-        if tag in ("html", "head", "body", "link", "meta", "base"):
-            self._in_body = self._in_body or tag == "body"
-            return
-        kept = []
-        for name, value in attrs:
-            if name.startswith("on") or name in ("srcdoc", "formaction"):
-                continue
-            if name in ("href", "src") and (value or "").strip().lower().startswith("javascript:"):
-                continue
-            kept.append(("data-style" if name == "style" else name, value))
-        text = "".join(f' {n}="{html.escape(v or "", quote=True)}"' for n, v in kept)
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.css.append(data)
+
+
+class _Fragment(HTMLParser):
+    """nh3's output with every ``style`` attribute renamed ``data-style`` (the page applies them
+    through the CSSOM, which the page's Content-Security-Policy allows; parsing an inline style,
+    even in a DOMParser document, it does not)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        text = "".join(f' {"data-style" if n == "style" else n}="{html.escape(v or "", quote=True)}"'
+                       for n, v in attrs)
         self.out.append(f"<{tag}{text}>")
 
     def handle_endtag(self, tag: str) -> None:
-        if self._dropping:
-            if tag == self._dropping[-1]:
-                self._dropping.pop()
-            return
-        if tag not in ("html", "head", "body") and tag not in _VOID:
+        if tag not in _VOID:
             self.out.append(f"</{tag}>")
 
     def handle_data(self, data: str) -> None:
-        if self._dropping:
-            if self._dropping[-1] == "style":
-                self.css.append(data)
-            return
         self.out.append(html.escape(data, quote=False))
+
+
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+                   "wbr"})
+
+
+def sanitize_report(text: str) -> tuple[str, str]:
+    """(stylesheet, body HTML) of a report for the page: the stylesheet through ``clean_css``, the
+    body through nh3's allow-list, style attributes as ``data-style``."""
+    styles = _Styles()
+    styles.feed(text)
+    styles.close()
+    body = nh3.clean(text, tags=set(_TAGS), clean_content_tags=set(_DROPPED), attributes=_ATTRIBUTES,
+                     url_schemes={"data"}, strip_comments=True, link_rel=None,
+                     filter_style_properties=set(_STYLE_PROPERTIES), attribute_filter=_attribute)
+    fragment = _Fragment()
+    fragment.feed(body)
+    fragment.close()
+    return clean_css("\n".join(styles.css)), "".join(fragment.out).strip()
 
 
 @lru_cache(maxsize=16)
@@ -164,15 +245,12 @@ def _fragment(stamp: tuple[str, int, int]) -> tuple[str, str] | None:
         text = Path(stamp[0]).read_text(encoding="utf-8")
     except (OSError, ValueError):
         return None
-    parser = _Fragment()
-    parser.feed(text)
-    parser.close()
-    return "\n".join(parser.css), "".join(parser.out).strip()
+    return sanitize_report(text)
 
 
 def report_fragment(directory: Path | None) -> tuple[str, str] | None:
-    """(stylesheet, body HTML) of ``report.html`` for the page (``_Fragment``); None without one."""
-    stamp = None if directory is None else _stamp(directory / "report.html")
+    """(stylesheet, body HTML) of ``report.html`` for the page (``sanitize_report``); None without one."""
+    stamp = _file_stamp(directory, "report.html")
     return None if stamp is None else _fragment(stamp)
 
 
@@ -190,17 +268,19 @@ def downloads(directory: Path | None, report: dict[str, Any] | None) -> list[tup
                 known[name] = ("application/dicom", f"DICOM object ({kind})")
     rows = []
     for name, (media, what) in known.items():
-        path = directory / name
-        if path.is_file():
+        path = inside(directory, name)
+        if path is not None:
             rows.append((name, media, what, path.stat().st_size))
     return rows
 
 
 def download_path(directory: Path | None, report: dict[str, Any] | None, name: str) -> tuple[Path, str] | None:
-    """The path and media type of one downloadable file (None when it is not one)."""
+    """The resolved path and media type of one downloadable file (None when it is not one, or when
+    it is a symlink out of its report directory)."""
     for file_name, media, _what, _size in downloads(directory, report):
-        if file_name == name and directory is not None:
-            return directory / file_name, media
+        path = None if directory is None else inside(directory, file_name)
+        if file_name == name and path is not None:
+            return path, media
     return None
 
 
@@ -234,15 +314,19 @@ def trend_of(report: dict[str, Any] | None) -> str | None:
 
 __all__ = [
     "DOWNLOADS",
+    "REPORT_CSP",
     "KeyImage",
+    "clean_css",
     "download_path",
     "downloads",
+    "inside",
     "key_images",
     "longitudinal_of",
     "recommendation_codes",
     "report_dir",
     "report_fragment",
     "report_json",
+    "sanitize_report",
     "trend_of",
     "within",
 ]

@@ -36,13 +36,14 @@ def select_studies(registry: Registry, *, since: dt.date | None = None, study_ui
 
 
 def start_reanalysis(registry: Registry, queue: WorkQueue, *, since: dt.date | None = None,
-                     study_uids: list[str] | None = None, all_studies: bool = False, reason: str = "") -> Batch:
+                     study_uids: list[str] | None = None, all_studies: bool = False, reason: str = "",
+                     created_by: str | None = None) -> Batch:
     """Create the batch and enqueue one analysis per study on the ``batch`` queue. ValueError
     when the selection is missing or names unknown studies."""
     uids = select_studies(registry, since=since, study_uids=study_uids, all_studies=all_studies)
     selector = {"since": since.isoformat() if since else None, "study_uids": study_uids or None,
                 "all": all_studies}
-    batch = registry.create_batch(reason, selector, ALGORITHM_VERSION, len(uids))
+    batch = registry.create_batch(reason, selector, ALGORITHM_VERSION, len(uids), created_by=created_by)
     for uid in uids:
         a = new_analysis(registry, uid, QueueName.BATCH, batch.id)
         queue.enqueue_analysis(a.id, QueueName.BATCH)

@@ -3,7 +3,8 @@
 One attempt per call; the retries with backoff are the worker's (``workers.tasks.send_results``).
 Each outcome goes through the registry's named transitions: pending -> sent, pending -> pending
 (the attempt and its error recorded, visible in the API and ``followup status``), pending -> failed
-after the last retry. A delivery another worker sent meanwhile is left as it is.
+after the last retry. A delivery another worker sent meanwhile is left as it is. Every attempt is
+a row of the audit trail (actor ``system``, one per object: sent, or failed with the error's type).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 from pathlib import Path
 
 from followup.config import DicomNode, Settings
+from followup.pseudonym import patient_ref
+from followup.service import audit
 from followup.service.registry import Delivery, IllegalTransition, Registry
 from followup.states import DeliveryStatus
 
@@ -57,9 +60,26 @@ def _send(settings: Settings, registry: Registry, analysis_id: int, node: DicomN
         error = f"{type(exc).__name__}: {exc}"
         _each(items, lambda d: registry.record_delivery_failure(d.id, error, final=final))
         log.warning("delivery of analysis %d to %s failed (%s)", analysis_id, node, type(exc).__name__)
+        _audit(registry, analysis_id, node, items, audit.FAILED, type(exc).__name__)
         return False
     _each(items, lambda d: registry.mark_delivery_sent(d.id))
+    _audit(registry, analysis_id, node, items, audit.OK, "sent")
     return True
+
+
+def _audit(registry: Registry, analysis_id: int, node: DicomNode, items: list[Delivery], outcome: str,
+           what: str) -> None:
+    """One audit row per object sent (or not): actor ``system``, the study, its patient_ref."""
+    try:
+        a = registry.analysis(analysis_id)
+        st = registry.study(a.study_uid) if a is not None else None
+        for d in items:
+            audit.record(registry, audit.SYSTEM, "delivery.send", role="system", source="worker",
+                         patient_ref=patient_ref(st.patient_id or "") if st else None,
+                         study_uid=a.study_uid if a is not None else None, outcome=outcome,
+                         detail=f"delivery {d.id}: {d.kind} to {node} (analysis {analysis_id}): {what}")
+    except Exception as exc:  # the delivery happened: say so in the log, do not undo it
+        log.error("audit: delivery of analysis %d not recorded (%s)", analysis_id, type(exc).__name__)
 
 
 def _each(items: list[Delivery], transition) -> None:

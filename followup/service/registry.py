@@ -96,6 +96,8 @@ class Procedure(Base):
     laterality: Mapped[str] = mapped_column(String(1))
     record: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # who added or last replaced the record (the API's authenticated user, ``cli:<login>``)
+    recorded_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     __table_args__ = (UniqueConstraint("patient_id", "procedure_date", "laterality"),)
 
 
@@ -182,6 +184,7 @@ class Batch(Base):
     algorithm_version: Mapped[str] = mapped_column(String(40))
     total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)  # who started it
 
 
 class ChangeReview(Base):
@@ -190,6 +193,33 @@ class ChangeReview(Base):
     analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"), primary_key=True)
     reviewed_by: Mapped[str] = mapped_column(String(100))
     reviewed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiUser(Base):
+    """A user of the API (``followup.service.users``): a role and the SHA-256 of their token."""
+    __tablename__ = "api_users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | reviewer | admin
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """One row of the audit trail (``followup.service.audit``, its only writer and reader):
+    append-only (SQLite refuses UPDATE and DELETE through triggers, ``_protect_audit``)."""
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100), index=True)
+    role: Mapped[str] = mapped_column(String(16), default="")
+    source: Mapped[str] = mapped_column(String(128), default="")  # client address, "cli", "worker"
+    action: Mapped[str] = mapped_column(String(64))
+    patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ServiceSetting(Base):
@@ -221,6 +251,7 @@ class Registry:
         self.engine = make_engine(url, sync=sync)
         Base.metadata.create_all(self.engine)
         self._add_new_columns()
+        self._protect_audit()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -248,8 +279,9 @@ class Registry:
             return None if row is None else row.value
 
     # --- procedures ----------------------------------------------------------------------------
-    def add_procedure(self, record) -> Procedure:
-        """Insert (or replace the same patient/date/side) from a validated ProcedureRecord."""
+    def add_procedure(self, record, recorded_by: str | None = None) -> Procedure:
+        """Insert (or replace the same patient/date/side) from a validated ProcedureRecord;
+        ``recorded_by``: who did (kept with the record)."""
         data = json.loads(record.model_dump_json())
         with self.session() as s:
             existing = s.scalar(select(Procedure).where(
@@ -258,9 +290,10 @@ class Registry:
                 Procedure.laterality == record.laterality))
             if existing is not None:
                 existing.record = data
+                existing.recorded_by = recorded_by
                 return existing
             p = Procedure(patient_id=record.patient_id, procedure_date=record.procedure_date,
-                          laterality=record.laterality, record=data)
+                          laterality=record.laterality, record=data, recorded_by=recorded_by)
             s.add(p)
             s.flush()
             return p
@@ -462,7 +495,24 @@ class Registry:
 
     # Columns added after a registry may have been created: (table, column, SQL type).
     NEW_COLUMNS = (("analyses", "heartbeat_at", "TIMESTAMP"), ("studies", "patient_name", "VARCHAR(324)"),
-                   ("studies", "patient_birth_date", "VARCHAR(16)"))
+                   ("studies", "patient_birth_date", "VARCHAR(16)"), ("procedures", "recorded_by", "VARCHAR(100)"),
+                   ("batches", "created_by", "VARCHAR(100)"))
+
+    def _protect_audit(self) -> None:
+        """The audit trail is append-only: the database itself refuses to change or delete a row
+        (SQLite: triggers; PostgreSQL: rules that drop the statement)."""
+        if self.engine.dialect.name == "sqlite":
+            statements = [f"CREATE TRIGGER IF NOT EXISTS audit_events_no_{op.lower()} BEFORE {op} ON audit_events "
+                          f"BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+                          for op in ("UPDATE", "DELETE")]
+        elif self.engine.dialect.name == "postgresql":
+            statements = [f"CREATE OR REPLACE RULE audit_events_no_{op.lower()} AS ON {op} TO audit_events "
+                          f"DO INSTEAD NOTHING" for op in ("UPDATE", "DELETE")]
+        else:
+            return
+        with self.engine.begin() as conn:
+            for sql in statements:
+                conn.exec_driver_sql(sql)
 
     def _add_new_columns(self) -> None:
         """``create_all`` makes missing tables, not missing columns: add those to an older
@@ -576,9 +626,11 @@ class Registry:
                           "attempts": func.coalesce(Delivery.attempts, 0) + 1})
 
     # --- batches ---------------------------------------------------------------------------------
-    def create_batch(self, reason: str, selector: dict, version: str, total: int) -> Batch:
+    def create_batch(self, reason: str, selector: dict, version: str, total: int,
+                     created_by: str | None = None) -> Batch:
         with self.session() as s:
-            b = Batch(reason=reason, selector=selector, algorithm_version=version, total=total)
+            b = Batch(reason=reason, selector=selector, algorithm_version=version, total=total,
+                      created_by=created_by)
             s.add(b)
             s.flush()
             return b

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from followup.service.users import add_user
 from followup.testing.webpage import AnalysedPatient, api_server, build_analysed_patient
 
 TOKEN = "browser-token-0123456789abcdef"
@@ -26,6 +27,7 @@ READER = "Dr Playwright"
 class Site:
     url: str
     patient: AnalysedPatient
+    reader_token: str  # the token of READER, a user with the reviewer role (followup users add)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,9 @@ def site(tmp_path_factory, synth_pair) -> Iterator[Site]:
     pair = synth_pair("complete", 3, "per-phase", "small")
     root = tmp_path_factory.mktemp("browser-site")
     patient = build_analysed_patient(root / "data", pair, TOKEN)
+    reader_token = add_user(patient.registry, READER, "reviewer")
     with api_server(patient.settings, patient.registry, patient.queue) as url:
-        yield Site(url, patient)
+        yield Site(url, patient, reader_token)
 
 
 @dataclass
@@ -84,7 +87,6 @@ def wait_js(pg, expression: str, timeout: float = 20.0) -> None:
 def sign_in(pg, url: str, token: str = TOKEN) -> None:
     pg.goto(url)
     pg.fill("#token", token)
-    pg.fill("#reader-name", READER)
     pg.click("#login button[type=submit]")
 
 
@@ -150,7 +152,8 @@ def test_search_open_patient_key_images_report_and_download(page, site):
 
 def test_mark_a_reanalysis_change_reviewed_then_reload(page, site):
     p = site.patient
-    sign_in(page, site.url)
+    sign_in(page, site.url, token=site.reader_token)  # the mark is the signed-in user's (issue 22, F6)
+    wait_js(page, f"document.getElementById('signed-in-as').textContent === 'Signed in as {READER} (reviewer)'")
     page.click("nav.main >> text=Reanalysis review")
     page.locator("#view tr", has_text="corrected").locator("a").first.click()
     page.wait_for_selector("tr.change")
@@ -189,8 +192,6 @@ def test_keyboard_only(page, site):
 
     tab_to("document.activeElement.id === 'token'")
     page.keyboard.type(TOKEN)
-    page.keyboard.press("Tab")
-    page.keyboard.type(READER)
     page.keyboard.press("Enter")
     page.wait_for_selector("#q")
     wait_js(page, "document.activeElement.id === 'q'")

@@ -20,7 +20,7 @@ def test_docker_compose_config_validates(tmp_path):
         cmd = ["docker-compose"]
     else:
         pytest.skip("neither `docker compose` nor docker-compose is installed: docker-compose.yml NOT validated")
-    env = dict(os.environ, FOLLOWUP_API_TOKEN="x")
+    env = dict(os.environ, FOLLOWUP_API_TOKEN="compose-token-0123456789abcdef")
     res = subprocess.run([*cmd, "-f", "docker-compose.yml", "config", "--services"], capture_output=True,
                          text=True, env=env, cwd=ROOT)
     assert res.returncode == 0, res.stderr

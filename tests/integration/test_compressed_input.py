@@ -161,7 +161,7 @@ def test_compressed_study_through_listener_and_worker(pairs, tmp_path):
     fu_uid = pydicom.dcmread(_files(packed / "followup")[0], stop_before_pixels=True).StudyInstanceUID
     with redis_server(tmp_path) as redis_url, storescp(tmp_path) as (pacs_port, received):
         env = dict(os.environ, FOLLOWUP_DATA_DIR=str(tmp_path / "data"), FOLLOWUP_REDIS_URL=redis_url,
-                   FOLLOWUP_API_TOKEN="t")
+                   FOLLOWUP_API_TOKEN="compressed-token-0123456789abcdef")
         env.pop("FOLLOWUP_DB_URL", None)
         add = subprocess.run([FOLLOWUP, "procedures", "add", str(packed / "procedure.json")], env=env,
                              capture_output=True, text=True)

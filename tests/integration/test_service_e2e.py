@@ -36,7 +36,7 @@ def test_pacs_to_listener_to_worker_to_pacs(tmp_path, synth_pair):
     pair = synth_pair("residual", 1, "per-phase")
     truth = json.loads((pair / "truth.json").read_text())
     fu_uid = truth["studies"]["followup"]["study_uid"]
-    token = "e2e-token-123"
+    token = "e2e-token-0123456789abcdef0123456789"
     with redis_server(tmp_path) as redis_url, storescp(tmp_path) as (pacs_port, received):
         env = dict(os.environ, FOLLOWUP_DATA_DIR=str(tmp_path / "data"), FOLLOWUP_REDIS_URL=redis_url,
                    FOLLOWUP_API_TOKEN=token)

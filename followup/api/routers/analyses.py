@@ -15,8 +15,9 @@ from fastapi import Header, HTTPException, Response, status
 from fastapi.responses import FileResponse
 
 from followup.api import report_files
-from followup.api.dependencies import DataRootDep, RegistryDep, protected_router
+from followup.api.dependencies import AuditDep, DataRootDep, RegistryDep, RowId, protected_router
 from followup.api.models import AnalysisView, ErrorOut, FileOut, ReportFragment
+from followup.api.report_files import REPORT_CSP
 from followup.api.views import key_images_out, revision_out
 from followup.pseudonym import patient_ref
 from followup.service.patients import person_name
@@ -36,9 +37,17 @@ def _analysis(registry: Registry, analysis_id: int) -> Analysis:
     return a
 
 
+def _record(auditor, registry: Registry, a: Analysis, action: str, detail: str) -> None:
+    st = registry.study(a.study_uid)
+    auditor.record(action, study_uid=a.study_uid, patient_ref=patient_ref(st.patient_id or "") if st else None,
+                   detail=detail)
+
+
 @router.get("/analyses/{analysis_id}", response_model=AnalysisView, responses=NOT_FOUND)
-def analysis_view(analysis_id: int, registry: RegistryDep, data_root: DataRootDep) -> AnalysisView:
+def analysis_view(analysis_id: RowId, registry: RegistryDep, data_root: DataRootDep,
+                  auditor: AuditDep) -> AnalysisView:
     a = _analysis(registry, analysis_id)
+    _record(auditor, registry, a, "analysis.read", f"analysis {a.id}")
     st = registry.study(a.study_uid)
     directory = report_files.report_dir(a, data_root)
     report = report_files.report_json(directory)
@@ -46,7 +55,7 @@ def analysis_view(analysis_id: int, registry: RegistryDep, data_root: DataRootDe
     supersedes = (report or {}).get("supersedes") or {}
     files = [FileOut(name=n, media_type=m, description=d, size=size, url=f"analyses/{a.id}/files/{n}")
              for n, m, d, size in report_files.downloads(directory, report)]
-    html = directory is not None and (directory / "report.html").is_file()
+    html = directory is not None and report_files.inside(directory, "report.html") is not None
     return AnalysisView(
         analysis=revision_out(a), study_uid=a.study_uid, study_date=st.study_date if st else None,
         accession_number=(st.accession_number or "") if st else "",
@@ -61,10 +70,12 @@ def analysis_view(analysis_id: int, registry: RegistryDep, data_root: DataRootDe
 
 
 @router.get("/analyses/{analysis_id}/report-view", response_model=ReportFragment, responses=NOT_FOUND)
-def report_view(analysis_id: int, registry: RegistryDep, data_root: DataRootDep) -> ReportFragment:
+def report_view(analysis_id: RowId, registry: RegistryDep, data_root: DataRootDep,
+                auditor: AuditDep) -> ReportFragment:
     """``report.html`` made ready to sit inside the page (``report_files.report_fragment``): its
-    stylesheet and its body without scripts, style attributes as ``data-style``."""
+    stylesheet and its body through an allow-list sanitizer, style attributes as ``data-style``."""
     a = _analysis(registry, analysis_id)
+    _record(auditor, registry, a, "report.fragment", f"analysis {a.id}")
     fragment = report_files.report_fragment(report_files.report_dir(a, data_root))
     if fragment is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no HTML report for this analysis")
@@ -74,9 +85,13 @@ def report_view(analysis_id: int, registry: RegistryDep, data_root: DataRootDep)
 @router.get("/analyses/{analysis_id}/files/{name}", response_class=FileResponse,
             responses={200: {"description": "the file", "content": {"application/dicom": {}, "application/pdf": {}}},
                        **NOT_FOUND})
-def analysis_file(analysis_id: int, name: str, registry: RegistryDep, data_root: DataRootDep) -> FileResponse:
-    """One file of the analysis's report directory (report, FHIR, DICOM SR/SEG/Encapsulated PDF)."""
+def analysis_file(analysis_id: RowId, name: str, registry: RegistryDep, data_root: DataRootDep,
+                  auditor: AuditDep) -> FileResponse:
+    """One file of the analysis's report directory (report, FHIR, DICOM SR/SEG/Encapsulated PDF),
+    resolved and served only from inside that directory (no symlink out of it); ``report.html``
+    with a Content-Security-Policy that lets nothing run or load."""
     a = _analysis(registry, analysis_id)
+    _record(auditor, registry, a, "file.read", f"analysis {a.id}: {name[:100]}")
     directory = report_files.report_dir(a, data_root)
     found = report_files.download_path(directory, report_files.report_json(directory), name)
     if found is None:
@@ -85,14 +100,16 @@ def analysis_file(analysis_id: int, name: str, registry: RegistryDep, data_root:
     inline = name.endswith((".html", ".pdf", ".json"))
     return FileResponse(path, media_type=media_type,
                         filename=f"followup-{a.study_uid}-{a.algorithm_version}-r{a.revision}-{name}",
-                        content_disposition_type="inline" if inline else "attachment")
+                        content_disposition_type="inline" if inline else "attachment",
+                        headers={"Content-Security-Policy": REPORT_CSP} if name.endswith(".html") else None)
 
 
 @router.get("/analyses/{analysis_id}/key-images/{index}.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, 304: {"description": "not modified"}, **NOT_FOUND})
-def key_image(analysis_id: int, index: int, registry: RegistryDep, data_root: DataRootDep,
+def key_image(analysis_id: RowId, index: int, registry: RegistryDep, data_root: DataRootDep, auditor: AuditDep,
               if_none_match: str | None = Header(None)) -> Response:
     a = _analysis(registry, analysis_id)
+    _record(auditor, registry, a, "image.read", f"analysis {a.id}: key image {index}")
     images = report_files.key_images(report_files.report_dir(a, data_root))
     if not 0 <= index < len(images):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such key image")

@@ -10,12 +10,14 @@ from typing import Any
 from fastapi import HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from followup.api.dependencies import QueueDep, RegistryDep, protected_router
+from followup.api.dependencies import AuditDep, Auditor, QueueDep, RegistryDep, protected_router, requires
+from followup.api.json_body import strict_json_loads
 from followup.api.models import ErrorOut, ProcedureOut
 from followup.errors import ProcedureRecordError
 from followup.procedure import ProcedureRecord, parse_procedure
 from followup.pseudonym import patient_ref
 from followup.service.registry import Procedure, Registry
+from followup.service.users import Role
 from followup.service.work_queue import WorkQueue
 
 log = logging.getLogger("followup.api")
@@ -50,7 +52,8 @@ def procedure_out(p: Procedure) -> ProcedureOut:
     return ProcedureOut(id=p.id, patient_ref=patient_ref(p.patient_id or ""),
                         procedure_date=p.procedure_date, laterality=p.laterality,
                         lesion=rec.get("lesion") or {}, freeze_thaw_cycles=rec.get("freeze_thaw_cycles"),
-                        margin_mm=rec.get("margin_mm"), indication_notes=notes, created_at=p.created_at)
+                        margin_mm=rec.get("margin_mm"), indication_notes=notes, created_at=p.created_at,
+                        recorded_by=p.recorded_by)
 
 
 def _parse_record(raw: bytes) -> ProcedureRecord:
@@ -58,7 +61,7 @@ def _parse_record(raw: bytes) -> ProcedureRecord:
     if len(raw) > MAX_PROCEDURE_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "procedure record too large")
     try:
-        data = json.loads(raw)
+        data = strict_json_loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         msg = f"not valid JSON ({exc.msg if isinstance(exc, json.JSONDecodeError) else 'encoding'})"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, msg) from None
@@ -70,11 +73,15 @@ def _parse_record(raw: bytes) -> ProcedureRecord:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, err.message) from None
 
 
-def _store(registry: Registry, record: ProcedureRecord) -> tuple[Procedure, bool]:
-    """Add the record; True when it replaced one of the same patient, date and side."""
+def _store(registry: Registry, record: ProcedureRecord, auditor: Auditor) -> tuple[Procedure, bool]:
+    """Add the record, bound to the authenticated user and audited; True when it replaced one of
+    the same patient, date and side."""
     existed = any(p.procedure_date == record.procedure_date and p.laterality == record.laterality
                   for p in registry.procedures(record.patient_id))
-    return registry.add_procedure(record), existed
+    proc = registry.add_procedure(record, recorded_by=auditor.principal.name)
+    auditor.record("procedure.replace" if existed else "procedure.add", patient_ref=patient_ref(record.patient_id),
+                   detail=f"procedure {proc.id} ({record.procedure_date}, {record.laterality})")
+    return proc, existed
 
 
 def _resume_deferred(registry: Registry, queue: WorkQueue | None, patient_id: str) -> list[str]:
@@ -89,23 +96,30 @@ def _resume_deferred(registry: Registry, queue: WorkQueue | None, patient_id: st
 
 
 @router.get("/procedures", response_model=list[ProcedureOut])
-def list_procedures(registry: RegistryDep,
+def list_procedures(registry: RegistryDep, auditor: AuditDep,
                     patient_ref_: str | None = Query(None, alias="patient_ref",
                                                      pattern="^[0-9a-f]{12}$")) -> list[ProcedureOut]:
     out = [procedure_out(p) for p in registry.procedures()]
-    return [p for p in out if patient_ref_ is None or p.patient_ref == patient_ref_]
+    out = [p for p in out if patient_ref_ is None or p.patient_ref == patient_ref_]
+    auditor.record("procedure.list", patient_ref=patient_ref_, detail=f"{len(out)} procedure records")
+    if patient_ref_ is None:
+        auditor.record_many("procedure.list", sorted({(p.patient_ref, None) for p in out}))
+    return out
 
 
 @router.post("/procedures", response_model=ProcedureOut, status_code=status.HTTP_201_CREATED,
+             dependencies=[requires(Role.ADMIN)],
              responses={200: {"model": ProcedureOut,
                               "description": "replaced the record of the same patient, date and side"},
                         413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": _inline_refs(ProcedureRecord.model_json_schema())}}}})
 async def add_procedure(request: Request, response: Response, registry: RegistryDep,
-                        queue: QueueDep) -> ProcedureOut:
+                        queue: QueueDep, auditor: AuditDep) -> ProcedureOut:
+    """Add or replace a procedure record (admin: it changes an analysis's clinical inputs); the
+    record keeps who did it, and the audit trail has the change."""
     record = _parse_record(await request.body())
-    proc, existed = await run_in_threadpool(_store, registry, record)
+    proc, existed = await run_in_threadpool(_store, registry, record, auditor)
     try:
         resumed = await run_in_threadpool(_resume_deferred, registry, queue, record.patient_id)
         if resumed:

@@ -1,4 +1,5 @@
-"""Service routes: ``GET /health``, the web page ``GET /`` and its icon (open), the OpenAPI spec (token)."""
+"""Service routes: ``GET /health``, the web page ``GET /`` and its icon (open), the OpenAPI spec
+and ``GET /me`` (who the token signs in as: the page shows it) behind the token."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from followup.api.dependencies import RegistryDep, protected_router
-from followup.api.models import Health
+from followup.api.dependencies import PrincipalDep, RegistryDep, protected_router
+from followup.api.json_body import StrictJsonRoute
+from followup.api.models import Health, MeOut
 from followup.api.page import FAVICON_SVG, PAGE_HTML
 
 log = logging.getLogger("followup.api")
 
-open_router = APIRouter()
+open_router = APIRouter(route_class=StrictJsonRoute)
 router = protected_router()
 
 
@@ -68,3 +70,9 @@ def favicon() -> Response:
 @router.get("/openapi.json", include_in_schema=False)
 def openapi_spec(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
+
+
+@router.get("/me", response_model=MeOut, tags=["service"])
+def me(principal: PrincipalDep) -> MeOut:
+    """Who this token signs in as, and with which role."""
+    return MeOut(name=principal.name, role=principal.role, kind=principal.kind)

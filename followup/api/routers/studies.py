@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import HTTPException, Query, status
 
-from followup.api.dependencies import RegistryDep, checked_study_uid, protected_router
+from followup.api.dependencies import AuditDep, RegistryDep, checked_study_uid, protected_router
 from followup.api.models import (
     AnalysisBrief,
     AnalysisOut,
@@ -32,9 +32,10 @@ def _summary_fields(st: Study, latest: Analysis | None, rep: Analysis | None) ->
 
 
 @router.get("/studies", response_model=list[StudySummary])
-def list_studies(registry: RegistryDep, state: StudyState | None = Query(None),
+def list_studies(registry: RegistryDep, auditor: AuditDep, state: StudyState | None = Query(None),
                  limit: int = Query(500, ge=1, le=5000)) -> list[StudySummary]:
     studies = registry.studies(state, limit=limit)
+    auditor.record("study.list", detail=f"{len(studies)} studies (patient_ref and accession number only)")
     uids = [st.study_uid for st in studies]
     latest, rep = registry.newest_analyses(uids), reported_analyses(registry, uids)
     return [StudySummary(**_summary_fields(st, latest.get(st.study_uid), rep.get(st.study_uid)))
@@ -43,8 +44,10 @@ def list_studies(registry: RegistryDep, state: StudyState | None = Query(None),
 
 @router.get("/studies/{study_uid}", response_model=StudyDetail,
             responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}})
-def study_detail(study_uid: str, registry: RegistryDep) -> StudyDetail:
+def study_detail(study_uid: str, registry: RegistryDep, auditor: AuditDep) -> StudyDetail:
     st = registry.study(checked_study_uid(study_uid))
+    auditor.record("study.read", study_uid=study_uid, patient_ref=patient_ref(st.patient_id or "") if st else None,
+                   outcome="ok" if st else "failed", detail=None if st else "unknown study")
     if st is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown study")
     analyses = registry.analyses(study_uid=study_uid)

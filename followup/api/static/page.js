@@ -1,11 +1,10 @@
 "use strict";
 (function () {
-  var KEY = "followup.apiToken", READER = "followup.reader";
+  var KEY = "followup.apiToken", me = null;
   var $ = function (id) { return document.getElementById(id); };
   var routeSeq = 0, lastQuery = "", images = new Map(), searchTimer = null;
 
   function token() { return sessionStorage.getItem(KEY) || ""; }
-  function reader() { return sessionStorage.getItem(READER) || ""; }
   function say(text, ok) { $("msg").textContent = text || ""; $("msg").className = ok ? "ok" : ""; }
 
   // --- DOM helpers (no innerHTML of data, no style attributes: the CSP forbids them) -----------
@@ -112,14 +111,17 @@
   // --- session --------------------------------------------------------------------------------------
   function showSession(on) {
     $("login").hidden = on; $("nav").hidden = !on; $("who").hidden = !on;
-    $("reader").textContent = on ? "Signed in as " + reader() : "";
-    if (!on) { $("view").replaceChildren(); }
+    if (!on) { me = null; $("signed-in-as").textContent = ""; $("view").replaceChildren(); return; }
+    if (me) { return; }
+    // who the token signs in as (GET /me): the name the "reviewed" marks carry
+    getJSON("me").then(function (m) {
+      me = m; $("signed-in-as").textContent = "Signed in as " + m.name + " (" + m.role + ")";
+    }).catch(function () { /* a refused token signs out in api() */ });
   }
   function signOut(text) {
     sessionStorage.removeItem(KEY);
     images.forEach(function (u) { URL.revokeObjectURL(u); }); images.clear();
     showSession(false); say(text || "", !text);
-    $("reader-name").value = reader();
     $("token").focus();
   }
 
@@ -398,7 +400,7 @@
     b.addEventListener("click", function () {
       b.disabled = true;
       getJSON("batches/" + batchId + "/changes/" + c.new.analysis_id + "/review",
-        { method: "POST", body: { reviewer: reader() } })
+        { method: "POST", body: {} })
         .then(function (m) { showMark(m); say("Marked reviewed.", true); cell.tabIndex = -1; cell.focus(); })
         .catch(function (e) { b.disabled = false; say(e.message); });
     });
@@ -459,7 +461,7 @@
     batch: viewBatch, studies: viewStudies };
   function route() {
     var parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-    if (!token()) { showSession(false); $("reader-name").value = reader(); return; }
+    if (!token()) { showSession(false); return; }
     showSession(true);
     var name = VIEWS[parts[0]] ? parts[0] : "patients";
     document.querySelectorAll("#nav a").forEach(function (a) {
@@ -477,9 +479,9 @@
 
   $("login").addEventListener("submit", function (ev) {
     ev.preventDefault();
-    var t = $("token").value.trim(), who = $("reader-name").value.trim();
-    if (!t || !who) { say("Enter the token and your name."); return; }
-    sessionStorage.setItem(KEY, t); sessionStorage.setItem(READER, who);
+    var t = $("token").value.trim();
+    if (!t) { say("Enter your token."); return; }
+    sessionStorage.setItem(KEY, t);
     $("token").value = "";
     route();
   });

@@ -57,7 +57,7 @@ def analysed(tmp_path_factory, synth_pair):
 @pytest.fixture(scope="module")
 def env(analysed, tmp_path_factory):
     data_dir: Path = analysed["data_dir"]
-    settings = Settings(data_dir=data_dir, api_token=TOKEN)
+    settings = Settings(data_dir=data_dir, api_token=TOKEN, api_auth_failures=10_000)
     reg = Registry(settings.database_url)
     uid = analysed["study_uid"]
     # the analysed follow-up, as the listener would have recorded it
@@ -329,12 +329,14 @@ def test_traversal_attempts(env, path):
 def fake_batch(env, monkeypatch):
     calls = []
 
-    def start_reanalysis(registry, queue, *, since=None, study_uids=None, all_studies=False, reason=""):
+    def start_reanalysis(registry, queue, *, since=None, study_uids=None, all_studies=False, reason="",
+                         created_by=None):
         assert queue is env["app"].state.queue
         calls.append({"since": since, "study_uids": study_uids, "all": all_studies, "reason": reason})
         uids = study_uids or [s.study_uid for s in registry.studies()]
         b = registry.create_batch(reason, {"since": since.isoformat() if since else None,
-                                           "study_uids": study_uids, "all": all_studies}, "9.9.9", len(uids))
+                                           "study_uids": study_uids, "all": all_studies}, "9.9.9", len(uids),
+                                  created_by=created_by)
         for uid in uids:
             a = registry.get_or_create_analysis(uid, "9.9.9", 1, "batch", batch_id=b.id)
             if uid == UID_A:
@@ -360,6 +362,7 @@ def test_batches(env, fake_batch):
     b = r.json()
     assert fake_batch == [{"since": None, "study_uids": [UID_A, UID_B], "all": False, "reason": "new model"}]
     assert b["reason"] == "new model" and b["algorithm_version"] == "9.9.9" and b["total"] == 2
+    assert b["created_by"] == "service"  # the authenticated identity (FOLLOWUP_API_TOKEN's)
     assert b["progress"] == {"batch_id": b["id"], "total": 2, "done": 1, "remaining": 1,
                              "by_status": {"complete": 1, "queued": 1}}
     r = client.post("/batches", headers=AUTH, json={"since": "2024-01-01", "all": False, "reason": "since"})

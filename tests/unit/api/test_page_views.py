@@ -25,6 +25,7 @@ from followup.config import Settings
 from followup.procedure import parse_procedure
 from followup.service.registry import Registry
 from followup.service.store import Store
+from followup.service.users import add_user
 
 TOKEN = "views-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -306,15 +307,18 @@ def test_batch_changes_and_review_marks(env):
     assert c["review"] is None
     assert client.get(f"/batches/{queued.id}/changes", headers=AUTH).json()["unfinished"] == 1
     url = f"/batches/{batch.id}/changes/{made['1.2.3.100.2']}/review"
-    assert client.post(url, json={"reviewer": "   "}, headers=AUTH).status_code == 422
-    assert client.post(url, json={}, headers=AUTH).status_code == 422
+    assert client.post(url, json={"reviewer": 5}, headers=AUTH).status_code == 422
+    # the mark records the authenticated user (here FOLLOWUP_API_TOKEN's "service"), not a sent name
     r = client.post(url, json={"reviewer": "  Dr   Who "}, headers=AUTH)
-    assert r.status_code == 200 and r.json()["reviewed_by"] == "Dr Who"
-    again = client.post(url, json={"reviewer": "Someone Else"}, headers=AUTH).json()  # the first mark stands
-    assert again["reviewed_by"] == "Dr Who" and again["reviewed_at"] == r.json()["reviewed_at"]
+    assert r.status_code == 200 and r.json()["reviewed_by"] == "service"
+    again = client.post(url, json={}, headers=AUTH)  # the same user again: the mark as it is
+    assert again.status_code == 200 and again.json()["reviewed_at"] == r.json()["reviewed_at"]
+    other = add_user(reg, "Dr Who", "reviewer")
+    conflict = client.post(url, headers={"Authorization": f"Bearer {other}"})  # someone else: 409, the first stands
+    assert conflict.status_code == 409 and "service" in conflict.json()["detail"]
     mark = client.get(f"/batches/{batch.id}/changes", headers=AUTH).json()["changes"][0]["review"]
-    assert mark["reviewed_by"] == "Dr Who"
-    assert reg.reviews([made["1.2.3.100.2"]])[made["1.2.3.100.2"]].reviewed_by == "Dr Who"  # stored
+    assert mark["reviewed_by"] == "service"
+    assert reg.reviews([made["1.2.3.100.2"]])[made["1.2.3.100.2"]].reviewed_by == "service"  # stored
     other = f"/batches/{queued.id}/changes/{made['1.2.3.100.2']}/review"  # not an analysis of that batch
-    assert client.post(other, json={"reviewer": "x"}, headers=AUTH).status_code == 404
+    assert client.post(other, json={}, headers=AUTH).status_code == 404
     assert client.get("/batches/999/changes", headers=AUTH).status_code == 404

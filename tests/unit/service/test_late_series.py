@@ -153,9 +153,9 @@ def test_late_series_makes_a_new_revision_that_supersedes_the_first(analysed_wit
     from followup.api.app import create_app
     from followup.cli import app as cli
 
-    api = TestClient(create_app(Settings(data_dir=settings.data_dir, api_token="t" * 20), reg,
-                                queue=RecordingQueue()))
-    auth = {"Authorization": "Bearer " + "t" * 20}
+    token = "test-token-" + "0123456789abcdef" * 2  # the API refuses a token under 128 bits
+    api = TestClient(create_app(Settings(data_dir=settings.data_dir, api_token=token), reg, queue=RecordingQueue()))
+    auth = {"Authorization": "Bearer " + token}
     detail = api.get(f"/studies/{fu}", headers=auth).json()
     assert detail["latest_analysis"]["revision"] == detail["reported_analysis"]["revision"] == 2
     assert [a["revision"] for a in detail["analyses"]] == [1, 2] and len(detail["deliveries"]) == 6

@@ -111,11 +111,12 @@ def test_api_procedure_post_resumes_deferred_studies(service, synth_pair):
     from followup.api.app import create_app
 
     settings, reg, store = service
-    settings = Settings(data_dir=settings.data_dir, api_token="t" * 20)
+    token = "test-token-" + "0123456789abcdef" * 2  # the API refuses a token under 128 bits
+    settings = Settings(data_dir=settings.data_dir, api_token=token)
     pair, fu = _deferred_followup(settings, reg, store, synth_pair)
     queue = RecordingQueue()
     client = TestClient(create_app(settings, reg, queue=queue))
     res = client.post("/procedures", content=(pair / "procedure.json").read_bytes(),
-                      headers={"Authorization": "Bearer " + "t" * 20, "Content-Type": "application/json"})
+                      headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
     assert res.status_code == 201, res.text
     assert queue.studies == [fu]
