@@ -69,7 +69,8 @@ def check_service_token(token: str) -> None:
     """Refuse a service token under 128 bits (or one of a few characters repeated)."""
     if token_bits(token) < MIN_TOKEN_BITS or len(set(token)) < MIN_DISTINCT_CHARACTERS:
         raise ApiConfigError(
-            f"FOLLOWUP_API_TOKEN is too weak (about {token_bits(token):.0f} bits; at least {MIN_TOKEN_BITS} "
+            f"FOLLOWUP_API_TOKEN is too weak (about {token_bits(token):.0f} bits from {len(set(token))} distinct "
+            f"characters; at least {MIN_TOKEN_BITS} bits and {MIN_DISTINCT_CHARACTERS} distinct characters "
             "needed): use python3 -c 'import secrets; print(secrets.token_urlsafe(32))' (refusing to start)")
 
 

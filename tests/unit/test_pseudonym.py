@@ -31,7 +31,7 @@ from followup.pseudonym import (
 )
 from followup.service.registry import Registry
 
-TOKEN = "t" * 32
+TOKEN = "pseudonym-test-Token-0123456789abcdefXYZ"  # >= 128 bits, varied characters
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MRN = "4718263"  # a 7-digit MRN: 10^7 candidates, hashed in seconds when the ref is unkeyed
 STUDY_UID = "1.2.826.0.1.3680043.8.498.2201"

@@ -37,7 +37,6 @@ TOKEN = "hostile-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MR = "1.2.840.10008.5.1.4.1.1.4"
 PID, NAME, UID = "P-HOSTILE-7", "Smithers^Waylon", "1.2.3.700.1"
-REF = patient_ref(PID)
 PROCEDURE = {"patient_id": PID, "procedure_date": "2025-01-20", "laterality": "L",
              "lesion": {"center_lps_mm": [10.0, -20.0, 5.0], "diameter_mm": 12, "histology": "IDC", "grade": 2,
                         "dcis_component_pct": 0, "insitu_grade": None},
@@ -204,7 +203,7 @@ def test_f6_reviewed_mark_is_the_authenticated_user_and_a_conflict_is_409(env):
     assert shown["reviewed_by"] == "service"
     rows = [e for e in audit.events(reg) if e.action == "review.mark"]
     assert [(e.actor, e.outcome, e.patient_ref, e.study_uid) for e in rows] == [
-        ("service", "ok", REF, UID), ("Dr Genuine", "denied", REF, UID)]
+        ("service", "ok", patient_ref(PID), UID), ("Dr Genuine", "denied", patient_ref(PID), UID)]
     # a user's own mark carries their name
     other = reg.create_batch("again", {"all": True}, "1.2.0", 1)
     a = reg.get_or_create_analysis(UID, "1.2.0", 1, "batch", other.id)
@@ -404,7 +403,7 @@ def test_roles_gate_the_routes(env):
         return client.request(method, url, headers={"Authorization": f"Bearer {tokens[role]}"}, **kw).status_code
 
     for role in ("viewer", "reviewer", "admin"):
-        assert call(role, "GET", f"/patients/{REF}") == 200
+        assert call(role, "GET", f"/patients/{patient_ref(PID)}") == 200
         assert call(role, "POST", "/patients/search", json={"q": "smithers"}) == 200
     assert call("viewer", "POST", "/procedures", json=PROCEDURE) == 403
     assert call("reviewer", "POST", "/procedures", json=PROCEDURE) == 403
@@ -476,7 +475,7 @@ def test_oidc_review_shows_the_right_name(env, oidc_keys, tmp_path):
     from followup.service import audit
 
     (row,) = [e for e in audit.events(env["registry"]) if e.action == "review.mark"]
-    assert (row.actor, row.role, row.patient_ref, row.study_uid) == ("Dr Jane Roe", "reviewer", REF, UID)
+    assert (row.actor, row.role, row.patient_ref, row.study_uid) == ("Dr Jane Roe", "reviewer", patient_ref(PID), UID)
 
 
 def test_oidc_refuses_bad_tokens(env, oidc_keys):
@@ -535,7 +534,7 @@ def test_every_audited_action_leaves_a_row(env, monkeypatch):
     aid = env["analysis"]
     assert client.get("/patients", headers=AUTH).status_code == 200
     assert client.post("/patients/search", json={"q": "smithers"}, headers=AUTH).status_code == 200
-    assert client.get(f"/patients/{REF}", headers=AUTH).status_code == 200
+    assert client.get(f"/patients/{patient_ref(PID)}", headers=AUTH).status_code == 200
     assert client.get(f"/analyses/{aid}", headers=AUTH).status_code == 200
     assert client.get(f"/analyses/{aid}/report-view", headers=AUTH).status_code == 200
     assert client.get(f"/analyses/{aid}/report.pdf", headers=AUTH).status_code == 200
@@ -568,12 +567,12 @@ def test_every_audited_action_leaves_a_row(env, monkeypatch):
                        "report.read", "file.read", "image.read", "study.read", "batch.changes", "procedure.add",
                        "procedure.replace", "review.mark", "batch.start", "delivery.send", "audit.read"}
     by = {e.action: e for e in rows}
-    assert (by["patient.read"].patient_ref, by["patient.read"].actor, by["patient.read"].source) == (REF, "service",
-                                                                                                    "testclient")
+    read = by["patient.read"]
+    assert (read.patient_ref, read.actor, read.source) == (patient_ref(PID), "service", "testclient")
     assert by["delivery.send"].actor == "system" and by["delivery.send"].study_uid == UID
-    assert by["delivery.send"].patient_ref == REF and by["delivery.send"].outcome == "ok"
+    assert by["delivery.send"].patient_ref == patient_ref(PID) and by["delivery.send"].outcome == "ok"
     assert any(e.action == "batch.start" and e.study_uid == UID for e in rows)
-    assert any(e.action == "patient.search" and e.patient_ref == REF for e in rows)
+    assert any(e.action == "patient.search" and e.patient_ref == patient_ref(PID) for e in rows)
     text = json.dumps([audit.as_dict(e) for e in rows])
     assert PID not in text and "Smithers" not in text and "smithers" not in text  # pseudonymous only
 
@@ -597,7 +596,7 @@ def test_every_protected_route_is_audited(env):
     client.app.state.queue = None
     aid = env["analysis"]
     values = {"{study_uid}": UID, "{analysis_id}": str(aid), "{batch_id}": str(env["batch"]), "{fmt}": "json",
-              "{patient_ref}": REF, "{name}": "report.pdf", "{index}": "0"}
+              "{patient_ref}": patient_ref(PID), "{name}": "report.pdf", "{index}": "0"}
     checked = 0
     for route in client.app.routes:
         if not isinstance(route, APIRoute) or route.path in ("/health", "/", "/favicon.svg", "/favicon.ico", "/me",
@@ -624,14 +623,14 @@ def test_audit_is_append_only_and_survives_a_restart(env):
     from followup.service import audit
 
     reg = env["registry"]
-    audit.record(reg, "Dr A", "patient.read", role="viewer", source="10.0.0.1", patient_ref=REF)
+    audit.record(reg, "Dr A", "patient.read", role="viewer", source="10.0.0.1", patient_ref=patient_ref(PID))
     with pytest.raises(DatabaseError, match="append-only"), reg.engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET actor = 'someone else'"))
     with pytest.raises(DatabaseError, match="append-only"), reg.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_events"))
     again = Registry(reg.engine.url.render_as_string(hide_password=False))  # a restart: a new engine, same file
     (row,) = audit.events(again, actor="Dr A")
-    assert (row.action, row.patient_ref, row.source) == ("patient.read", REF, "10.0.0.1")
+    assert (row.action, row.patient_ref, row.source) == ("patient.read", patient_ref(PID), "10.0.0.1")
 
 
 def test_audit_route_filters_and_exports_fhir_r5(env):
@@ -641,12 +640,13 @@ def test_audit_route_filters_and_exports_fhir_r5(env):
     from followup.service import audit
 
     reg, client = env["registry"], env["client"]
-    audit.record(reg, "Dr A", "patient.read", role="viewer", source="10.0.0.1", patient_ref=REF, study_uid=UID)
-    audit.record(reg, "Dr B", "review.mark", role="reviewer", source="10.0.0.2", patient_ref=REF, study_uid=UID,
+    ref = patient_ref(PID)
+    audit.record(reg, "Dr A", "patient.read", role="viewer", source="10.0.0.1", patient_ref=ref, study_uid=UID)
+    audit.record(reg, "Dr B", "review.mark", role="reviewer", source="10.0.0.2", patient_ref=ref, study_uid=UID,
                  outcome="denied", detail="analysis 2: reviewed already by another user")
     audit.record(reg, audit.SYSTEM, "delivery.send", role="system", source="worker", study_uid=UID)
     rows = client.get("/audit", params={"user": "Dr A"}, headers=AUTH).json()
-    assert [(r["actor"], r["action"], r["patient_ref"]) for r in rows] == [("Dr A", "patient.read", REF)]
+    assert [(r["actor"], r["action"], r["patient_ref"]) for r in rows] == [("Dr A", "patient.read", patient_ref(PID))]
     assert len(client.get("/audit", params={"study": UID}, headers=AUTH).json()) == 3
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     assert client.get("/audit", params={"since": future}, headers=AUTH).json() == []
@@ -658,7 +658,7 @@ def test_audit_route_filters_and_exports_fhir_r5(env):
     a, b, c = events
     assert a.code.coding[0].code == "patient.read" and a.action == "R" and a.outcome.code.code == "0"
     assert a.agent[0].who.display == "Dr A" and a.agent[0].networkString == "10.0.0.1"
-    assert a.patient.identifier.value == REF and a.entity[0].what.identifier.value == f"urn:oid:{UID}"
+    assert a.patient.identifier.value == patient_ref(PID) and a.entity[0].what.identifier.value == f"urn:oid:{UID}"
     assert b.outcome.code.code == "4" and b.action == "U"
     assert c.agent[0].requestor is False and c.category[0].coding[0].code == "110106"  # Export
     assert a.source.observer.display == "followup" and a.recorded is not None
@@ -717,5 +717,5 @@ def test_cli_procedure_change_is_bound_and_audited(env, tmp_path, monkeypatch):
     (proc,) = env["registry"].procedures(PID)
     assert proc.recorded_by.startswith("cli:")
     rows = [e for e in audit.events(env["registry"]) if e.action.startswith("procedure.")]
-    assert [(e.action, e.patient_ref, e.source) for e in rows] == [("procedure.add", REF, "cli"),
-                                                                   ("procedure.replace", REF, "cli")]
+    assert [(e.action, e.patient_ref, e.source) for e in rows] == [("procedure.add", patient_ref(PID), "cli"),
+                                                                   ("procedure.replace", patient_ref(PID), "cli")]
