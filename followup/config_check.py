@@ -8,7 +8,7 @@ Findings (code: what; the servers it concerns), documented in docs/security/depl
 
 * api-no-tls: serve-api speaks plain HTTP; fine only behind a TLS proxy on the same host (api)
 * api-plain-public: ... and listens on a non-loopback address (api)
-* api-token-short: the API token is missing or shorter than 32 characters (api)
+* api-token-short: the API token is weaker than the API accepts (under 128 bits or 8 distinct characters) (api)
 * dicom-no-tls: the DICOM listener has no TLS (dicom)
 * dicom-ae-only: the listener is reachable beyond this host and only the calling AE title, which
   any sender can claim, gates it: no client certificates (FOLLOWUP_TLS_CA) (dicom)
@@ -29,9 +29,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from followup.api.auth import MIN_DISTINCT_CHARACTERS, MIN_TOKEN_BITS, strong_token, token_bits
 from followup.config import Settings
 
-MIN_TOKEN_CHARS = 32  # secrets.token_urlsafe(32) gives 43
 SHARED_FILE_SYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "ceph",
                                  "glusterfs", "fuse.sshfs", "fuse.glusterfs", "lustre", "gpfs", "davfs"})
 ROLES = ("api", "dicom", "worker")
@@ -114,9 +114,10 @@ def _api(settings: Settings) -> list[Finding]:
                                "anyone on the network reads tokens and patient data; set FOLLOWUP_API_TLS_CERT "
                                "and FOLLOWUP_API_TLS_KEY, or listen on 127.0.0.1 behind a TLS proxy", api))
     token = (settings.api_token or "").strip()
-    if len(token) < MIN_TOKEN_CHARS:
-        out.append(Finding("api-token-short", f"the API token is {'missing' if not token else 'short'} "
-                           f"({len(token)} characters, want at least {MIN_TOKEN_CHARS}): set FOLLOWUP_API_TOKEN to, "
+    if token and not strong_token(token):
+        out.append(Finding("api-token-short", f"the API token is weak (about {token_bits(token):.0f} bits from "
+                           f"{len(set(token))} distinct characters; the API refuses it: want >= {MIN_TOKEN_BITS} bits "
+                           f"and >= {MIN_DISTINCT_CHARACTERS} distinct characters): set FOLLOWUP_API_TOKEN to, "
                            "e.g., python -c 'import secrets; print(secrets.token_urlsafe(32))'", api))
     return out
 

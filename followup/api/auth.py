@@ -65,9 +65,14 @@ def token_bits(token: str) -> float:
     return len(token) * math.log2(pool) if pool > 1 else 0.0
 
 
+def strong_token(token: str) -> bool:
+    """At least 128 bits and 8 distinct characters (the API's rule; ``followup check-config`` reads it too)."""
+    return token_bits(token) >= MIN_TOKEN_BITS and len(set(token)) >= MIN_DISTINCT_CHARACTERS
+
+
 def check_service_token(token: str) -> None:
     """Refuse a service token under 128 bits (or one of a few characters repeated)."""
-    if token_bits(token) < MIN_TOKEN_BITS or len(set(token)) < MIN_DISTINCT_CHARACTERS:
+    if not strong_token(token):
         raise ApiConfigError(
             f"FOLLOWUP_API_TOKEN is too weak (about {token_bits(token):.0f} bits from {len(set(token))} distinct "
             f"characters; at least {MIN_TOKEN_BITS} bits and {MIN_DISTINCT_CHARACTERS} distinct characters "

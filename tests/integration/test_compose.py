@@ -100,7 +100,7 @@ def test_compose_settings_pass_check_config_with_the_demo_certificates(tmp_path,
                 path = certs / value.removeprefix("/certs/")
                 assert path.is_file(), f"{key}: make-demo-certs.sh makes no {path.name}"
                 env[key] = str(path)
-        env.update(FOLLOWUP_DATA_DIR=str(data), FOLLOWUP_API_TOKEN="x" * 43,
+        env.update(FOLLOWUP_DATA_DIR=str(data), FOLLOWUP_API_TOKEN="Strong-Token-0123456789-abcdefghijKLMNOPQRSTU",
                    FOLLOWUP_DB_URL=f"sqlite:///{data}/followup.db")
         for key in [k for k in os.environ if k.startswith("FOLLOWUP_")]:
             monkeypatch.delenv(key)

@@ -16,6 +16,8 @@ EVERY_CODE = {"api-plain-public", "api-token-short", "dicom-no-tls", "dicom-ae-o
               "retrieve-no-tls", "patient-ref-key-mode", "data-dir-mode", "flower-exposed"}
 
 
+STRONG = "Strong-Token-0123456789-abcdefghijKLMNOPQRSTU"  # what the API accepts
+
 def _file(path: Path, mode: int) -> Path:
     path.write_text("x")
     path.chmod(mode)
@@ -38,7 +40,7 @@ def _secure(tmp_path: Path) -> Settings:
     _file(data / "patient-ref.key", 0o600)
     cert, key = _file(tmp_path / "c.pem", 0o644), _file(tmp_path / "c.key", 0o600)
     ca = _file(tmp_path / "ca.pem", 0o644)
-    return Settings(data_dir=data, api_token="t" * 43, api_host="0.0.0.0", dicom_host="0.0.0.0", tls_cert=cert,
+    return Settings(data_dir=data, api_token=STRONG, api_host="0.0.0.0", dicom_host="0.0.0.0", tls_cert=cert,
                     tls_key=key, tls_ca=ca, api_tls_cert=cert, api_tls_key=key,
                     destination=DicomNode("PACS", "pacs", 104, tls=True),
                     retrieve_from=DicomNode("PACS", "pacs", 104, tls=True), flower_address="127.0.0.1:5555")
@@ -62,7 +64,7 @@ def test_private_keys_readable_by_others_are_found(tmp_path):
 
 
 def test_plain_api_on_loopback_is_its_own_milder_finding(tmp_path):
-    s = Settings(data_dir=tmp_path, api_token="t" * 43)  # api_host defaults to 127.0.0.1
+    s = Settings(data_dir=tmp_path, api_token=STRONG)  # api_host defaults to 127.0.0.1
     assert [f.code for f in insecure_settings(s, "api")] == ["api-no-tls"]
 
 
@@ -91,7 +93,7 @@ def test_sqlite_on_a_network_share_is_found(tmp_path, monkeypatch):
     import followup.config_check as cc
 
     monkeypatch.setattr(cc, "file_system_type", lambda path: file_system_type(path, mounts))
-    s = Settings(data_dir=share, api_token="t" * 43)
+    s = Settings(data_dir=share, api_token=STRONG)
     assert "sqlite-shared" in {f.code for f in insecure_settings(s)}
 
 
