@@ -53,12 +53,13 @@
     return m[1] + " " + m[2] + (!m[3] || m[3] === "Z" || /^[+-]00:?00$/.test(m[3]) ? " UTC" : " " + m[3]);
   }
   function pct(x) { return x == null ? "" : (100 * x).toFixed(0) + " %"; }
-  function pclass(x) { return x == null ? "" : (x < 0.15 ? "p-low" : (x < 0.5 ? "p-mid" : "p-high")); }
+  // calm (green) only at <= 2 % (BI-RADS 3's limit); above it category 4 or 5: never reassuring
+  function pclass(x) { return x == null ? "" : (x <= 0.02 ? "p-low" : (x <= 0.5 ? "p-mid" : "p-high")); }
   function probability(a) {
     if (!a || a.probability == null) { return el("span", { class: "muted", text: a ? "no probability" : "" }); }
     var parts = [el("span", { class: "nowrap", text: pct(a.probability) })];
     if (a.interval_low != null && a.interval_high != null) {
-      parts.push(" ", el("span", { class: "nowrap ci-text", text: "(95 % CI " + pct(a.interval_low) + "–" + pct(a.interval_high) + ")" }));
+      parts.push(" ", el("span", { class: "nowrap ci-text", text: "(95 % model-based interval " + pct(a.interval_low) + "–" + pct(a.interval_high) + ")" }));
     }
     return el("span", { class: "prob " + pclass(a.probability) }, parts);
   }
@@ -195,8 +196,8 @@
     if (text != null) { n.textContent = text; }
     return n;
   }
-  // Probabilities over time: each analysed follow-up's probability with its 95 % interval, the 15 %
-  // line (peripheral biopsy recommended at or above it) and the procedure dates.
+  // Probabilities over time: each analysed follow-up's probability with its 95 % interval, the 2 %
+  // line (BI-RADS 3's limit: above it category 4, tissue diagnosis) and the procedure dates.
   function plot(studies, procedures) {
     var pts = studies.filter(function (s) { return s.reported && s.reported.probability != null && s.study_date; })
       .map(function (s) { return { t: Date.parse(s.study_date), s: s, a: s.reported }; });
@@ -214,7 +215,7 @@
       g.appendChild(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
       g.appendChild(svg("text", { x: L - 8, y: y(v) + 4, "text-anchor": "end", class: "lab" }, (100 * v) + " %"));
     });
-    g.appendChild(svg("line", { x1: L, x2: W - R, y1: y(0.15), y2: y(0.15), class: "threshold" }));
+    g.appendChild(svg("line", { x1: L, x2: W - R, y1: y(0.02), y2: y(0.02), class: "threshold" }));
     procedures.forEach(function (p) {
       var px = x(Date.parse(p.procedure_date));
       g.appendChild(svg("line", { x1: px, x2: px, y1: T, y2: H - B, class: "proc" }));
@@ -235,7 +236,7 @@
     });
     return el("div", {}, [g, el("div", { class: "legend" }, [
       el("span", {}, [el("span", { class: "key" }), "probability (vertical bar: 95 % interval)"]),
-      el("span", {}, [el("span", { class: "key threshold" }), "15 %: peripheral biopsy recommended at or above"]),
+      el("span", {}, [el("span", { class: "key threshold" }), "2 %: BI-RADS 3's limit; above it category 4 (tissue diagnosis)"]),
       el("span", {}, [el("span", { class: "key proc" }), "cryoablation"])])]);
   }
 
