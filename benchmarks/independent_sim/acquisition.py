@@ -51,6 +51,7 @@ class Protocol:
     snr: float  # FGT pre-contrast signal / noise SD
     bias: np.ndarray  # coefficients of the log-bias polynomial (9: linear and quadratic)
     bpe_pct: float  # background parenchymal enhancement at the first post phase
+    coarse: bool = False  # tests: one sample per voxel (no partial-volume sampling)
 
     @property
     def n_phases(self) -> int:
@@ -66,7 +67,9 @@ class Protocol:
 
     @property
     def sub_samples(self) -> int:
-        return 1 if self.slice_mm <= 1.6 else (2 if self.slice_mm <= 2.4 else 3)
+        if self.coarse:
+            return 1
+        return 1 if self.slice_mm <= 1.6 else (2 if self.slice_mm <= 2.6 else 3)
 
     def describe(self) -> dict:
         return {"field_t": self.field_t, "tr_ms": round(self.tr_ms, 2), "te_ms": round(self.te_ms, 2),
@@ -87,10 +90,10 @@ def draw_protocol(rng: np.random.Generator, n_post: int | None = None, orientati
     if post[-1] < 180:  # two phases close together would leave the late change undefined
         post[-1] = 180 + rng.uniform(0, 40)
     orientation = orientation or str(rng.choice(["axial", "sagittal"], p=[0.6, 0.4]))
-    fov = rng.uniform(95, 110) if small else rng.uniform(112, 140)
-    pixel = rng.uniform(max(0.7, fov / 160), 1.2) if not small else rng.uniform(1.0, 1.3)
-    slice_mm = rng.uniform(1.5, 3.0) if not small else rng.uniform(2.5, 3.0)
-    slab = rng.uniform(85, 100) if small else rng.uniform(95, 125)
+    fov = rng.uniform(88, 96) if small else rng.uniform(112, 140)
+    pixel = rng.uniform(max(0.7, fov / 150), 1.2) if not small else rng.uniform(1.4, 1.6)
+    slice_mm = rng.uniform(1.5, 3.0) if not small else 3.0
+    slab = rng.uniform(80, 88) if small else rng.uniform(95, 125)
     return Protocol(
         field_t=field_t, tr_ms=rng.uniform(3.5, 6.5), te_ms=rng.uniform(1.2, 2.6), flip_deg=rng.uniform(10, 18),
         fat_sat=bool(rng.random() < 0.7), fat_residual=rng.uniform(0.05, 0.15), orientation=orientation,
@@ -98,6 +101,7 @@ def draw_protocol(rng: np.random.Generator, n_post: int | None = None, orientati
         post_times_s=post, phase_duration_s=rng.uniform(45, 70), snr=rng.uniform(18, 45),
         bias=rng.normal(0, 1, 9) * np.array([0.12, 0.12, 0.12, 0.06, 0.06, 0.06, 0.04, 0.04, 0.04]),
         bpe_pct=float(rng.choice([rng.uniform(2, 10), rng.uniform(10, 25), rng.uniform(25, 45)], p=[0.45, 0.4, 0.15])),
+        coarse=small,
     )
 
 
@@ -221,7 +225,8 @@ def render(grid: Grid, model: SignalModel, breast: Breast, layers: list[Layer], 
     out = np.zeros((p.n_phases, nx, ny, nz), np.float32)
     cls = model.matrix()  # (classes, phases)
     ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    plane = np.stack([ii.ravel(), jj.ravel()], 1).astype(float)
+    plane = (grid.origin + np.outer(ii.ravel(), grid.row * grid.pixel_mm)
+             + np.outer(jj.ravel(), grid.col * grid.pixel_mm))  # (nx * ny, 3) world, slice 0
     offsets = (np.arange(ns) - (ns - 1) / 2) / ns  # in slice units
     per_slice = nx * ny * ns
     step = max(1, chunk_points // per_slice)
@@ -230,8 +235,7 @@ def render(grid: Grid, model: SignalModel, breast: Breast, layers: list[Layer], 
         for k0 in range(0, nz, step):
             ks = np.arange(k0, min(nz, k0 + step))
             kk = (ks[:, None] + offsets[None, :]).ravel()  # (slices * ns,)
-            ijk = np.concatenate([np.column_stack([plane, np.full(len(plane), k)]) for k in kk])
-            world = grid.world(ijk)
+            world = (plane[None, :, :] + (kk * grid.slice_mm)[:, None, None] * grid.normal).reshape(-1, 3)
             tissue = pose.to_tissue(world)
             occ = breast.classes(tissue)
             sig = np.stack([occ[c] for c in CLASSES], 1).astype(np.float32) @ cls[:, ph].astype(np.float32)

@@ -118,7 +118,10 @@ class Breast:
         # where f is far from 1 the first-order estimate overshoots: bound it by the scale
         d_breast = np.clip(d_breast, -0.5 * self.height, 0.5 * self.height)
         d_slab = h - self.chest_fat_mm
-        return np.minimum(d_breast, d_slab), h
+        # smooth union (polynomial smooth minimum, 20 mm): the breast's fold meets the chest gently
+        k = 20.0
+        mix = np.clip(k - np.abs(d_breast - d_slab), 0.0, None) / k
+        return np.minimum(d_breast, d_slab) - mix * mix * k / 4, h
 
     def fgt_density(self, p: np.ndarray, d_body: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Fibroglandular share of each point (0-1): texture above the density threshold, kept
@@ -167,13 +170,13 @@ class Breast:
         return np.minimum(-d, h)
 
 
-def _texture(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray) -> Lattice:
+def _texture(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, step: float = LATTICE_MM) -> Lattice:
     """Anisotropic multi-scale random texture in [0, 1], longer along y (ducts run to the nipple)."""
-    shape = tuple(int(np.ceil((b - a) / LATTICE_MM)) + 1 for a, b in zip(lo, hi, strict=True))
+    shape = tuple(int(np.ceil((b - a) / step)) + 1 for a, b in zip(lo, hi, strict=True))
     fields = []
     for sig_mm, weight in (((2.5, 5.0, 2.5), 0.45), ((5.0, 9.0, 5.0), 0.35), ((10.0, 14.0, 10.0), 0.2)):
         n = rng.standard_normal(shape).astype(np.float32)
-        g = ndimage.gaussian_filter(n, [s / LATTICE_MM for s in sig_mm], mode="wrap")
+        g = ndimage.gaussian_filter(n, [s / step for s in sig_mm], mode="wrap")
         fields.append(weight * g / (g.std() + 1e-9))
     t = np.sum(fields, axis=0)
     # rank-normalise to uniform [0, 1] so the density threshold is the fatty share
@@ -181,7 +184,7 @@ def _texture(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray) -> Lattic
     order = np.argsort(flat, kind="stable")
     ranks = np.empty_like(flat)
     ranks[order] = np.linspace(0.0, 1.0, flat.size, dtype=np.float32)
-    return Lattice(lo.astype(float), LATTICE_MM, ranks.reshape(shape))
+    return Lattice(lo.astype(float), step, ranks.reshape(shape))
 
 
 def _vessels(rng: np.random.Generator, b: Breast, lo: np.ndarray, hi: np.ndarray) -> tuple[list[Vessel], Lattice]:
@@ -223,8 +226,8 @@ def _vessels(rng: np.random.Generator, b: Breast, lo: np.ndarray, hi: np.ndarray
 DENSITY_FGT_SHARE = {"a": (0.04, 0.12), "b": (0.12, 0.30), "c": (0.30, 0.55), "d": (0.55, 0.75)}
 
 
-def make_breast(rng: np.random.Generator, laterality: str) -> Breast:
-    """Draw one breast: size, shape, density, texture and vessels."""
+def make_breast(rng: np.random.Generator, laterality: str, lattice_mm: float = LATTICE_MM) -> Breast:
+    """Draw one breast: size, shape, density, texture (on a ``lattice_mm`` lattice) and vessels."""
     side = 1.0 if laterality == "L" else -1.0  # LPS: +x is the patient's left
     density = str(rng.choice(["a", "b", "c", "d"], p=[0.1, 0.4, 0.4, 0.1]))
     lo_share, hi_share = DENSITY_FGT_SHARE[density]
@@ -242,6 +245,6 @@ def make_breast(rng: np.random.Generator, laterality: str) -> Breast:
     )
     lo = np.array([base[0] - radius_x - 30, base[1] - b.height - 15, base[2] - b.radius_z - 30])
     hi = np.array([base[0] + radius_x + 30, base[1] + 35, base[2] + b.radius_z + 30])
-    b.texture = _texture(rng, lo, hi)
+    b.texture = _texture(rng, lo, hi, lattice_mm)
     b.vessels, b.vessel_map = _vessels(rng, b, lo, hi)
     return b

@@ -205,7 +205,7 @@ def generate_case(out: Path | str, seed: int, scenario: str | None = None, small
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
     laterality = str(r_case.choice(["L", "R"]))
-    breast = make_breast(r_anat, laterality)
+    breast = make_breast(r_anat, laterality, 2.5 if small else 1.5)
 
     # --- tumour
     diameter = float(6 + 14 * r_les.beta(1.6, 2.6))

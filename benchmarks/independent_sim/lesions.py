@@ -117,7 +117,7 @@ class Blob:
         r = self.reach()
         return self.centre - r, self.centre + r
 
-    def measure(self, step: float = 0.3) -> dict:
+    def measure(self, step: float = 0.4) -> dict:
         """Volume-equivalent diameter and largest diameter, on a fine grid."""
         r = self.reach()
         ax = np.arange(-r, r + step, step)
@@ -164,7 +164,7 @@ def scale_to_diameter(rng: np.random.Generator, kind: str, centre: np.ndarray, d
     diameter is the wanted one (lobes and waves change the volume)."""
     state = rng.bit_generator.state
     blob = make_blob(rng, kind, centre, diameter, **kw)
-    got = blob.measure(step=0.5)["diameter_mm"]
+    got = blob.measure(step=0.6)["diameter_mm"]
     if got > 0 and abs(got / diameter - 1) > 0.04:
         rng.bit_generator.state = state  # same shape, new scale
         blob = make_blob(rng, kind, centre, diameter * diameter / got, **kw)
