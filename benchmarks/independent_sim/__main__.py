@@ -12,7 +12,8 @@ from benchmarks.independent_sim.case import SCENARIOS, generate_case
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.independent_sim",
                                  description="Write one independently simulated baseline/follow-up case.")
-    ap.add_argument("--out", type=Path, required=True, help="case folder (baseline/, followup/, procedure.json, truth.json)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="case folder (baseline/, followup/, procedure.json, truth.json)")
     ap.add_argument("--seed", type=int, required=True, help="benchmarks use 96000 and up; never tune on them")
     ap.add_argument("--scenario", choices=SCENARIOS, default=None, help="default: drawn from the seed")
     ap.add_argument("--small", action="store_true", help="smaller, coarser volumes and 2 post phases (tests)")

@@ -237,7 +237,8 @@ def make_breast(rng: np.random.Generator, laterality: str, lattice_mm: float = L
     b = Breast(
         laterality=laterality, base_centre=base, radius_x=radius_x,
         radius_z=radius_x * rng.uniform(0.85, 1.1), height=rng.uniform(70, 105), q=rng.uniform(1.5, 2.6),
-        chest_radius=rng.uniform(140, 220), chest_radius_z=rng.uniform(250, 450), subcut_mm=rng.uniform(3, 10), retro_mm=rng.uniform(3, 9),
+        chest_radius=rng.uniform(140, 220),
+        chest_radius_z=rng.uniform(250, 450), subcut_mm=rng.uniform(3, 10), retro_mm=rng.uniform(3, 9),
         chest_fat_mm=rng.uniform(8, 18), skin_mm=rng.uniform(1.2, 2.2), pectoral_mm=rng.uniform(7, 14),
         density=density, fgt_threshold=1.0 - share / 0.7,  # the envelope covers ~70 % of the breast
         texture=Lattice(np.zeros(3), 1.0, np.zeros((2, 2, 2), np.float32)),

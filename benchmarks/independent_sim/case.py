@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,8 @@ from benchmarks.independent_sim.acquisition import (
 )
 from benchmarks.independent_sim.anatomy import PD, Breast, inside, make_breast, smoothstep
 from benchmarks.independent_sim.dicom_out import StudyInfo, write_study
-from benchmarks.independent_sim.kinetics import Tissue, curve_type
-from benchmarks.independent_sim.lesions import Blob, Zone, make_zone, scale_to_diameter, unit
+from benchmarks.independent_sim.kinetics import Tissue
+from benchmarks.independent_sim.lesions import Blob, make_zone, scale_to_diameter, unit
 
 SCENARIOS = ("residual", "complete", "confounder", "early")
 SCENARIO_SHARES = (0.40, 0.25, 0.25, 0.10)
@@ -105,14 +106,19 @@ def draw_repositioning(rng: np.random.Generator, centre: np.ndarray) -> Repositi
     return Repositioning(ang, t, centre, centre + t + rng.normal(0, 25, (n, 3)), vecs, rng.uniform(25, 45, n))
 
 
-def motion_poses(rng: np.random.Generator, n_phases: int, base, probability: float) -> tuple[list[Pose], dict]:
+def motion_poses(rng: np.random.Generator, n_phases: int, base: Callable[[np.ndarray], np.ndarray],
+                 probability: float) -> tuple[list[Pose], dict]:
     """Poses of a study: all phases at ``base`` (world -> tissue), or later phases shifted by 1-4 mm."""
     if rng.random() >= probability:
         return [Pose(list(range(n_phases)), base)], {"shift_mm": [0.0, 0.0, 0.0], "from_phase": None, "norm_mm": 0.0}
     shift = unit(rng.standard_normal(3)) * rng.uniform(1.0, 4.0)
     first = int(rng.integers(1, n_phases))
     moved = list(range(first, n_phases))
-    return ([Pose(list(range(first)), base), Pose(moved, lambda x, s=shift: base(x - s))],
+
+    def moved_pose(x: np.ndarray) -> np.ndarray:  # the patient moved by ``shift`` in the scanner
+        return base(x - shift)
+
+    return ([Pose(list(range(first)), base), Pose(moved, moved_pose)],
             {"shift_mm": [round(float(v), 3) for v in shift], "from_phase": first,
              "norm_mm": round(float(np.linalg.norm(shift)), 3)})
 
@@ -199,7 +205,7 @@ def generate_case(out: Path | str, seed: int, scenario: str | None = None, small
     (tests)."""
     out = Path(out)
     root = np.random.SeedSequence([seed, 0x5EED1])
-    r_case, r_anat, r_les, r_base, r_fu, r_noise = (np.random.default_rng(s) for s in root.spawn(6))
+    r_case, r_anat, r_les, r_base, r_fu = (np.random.default_rng(s) for s in root.spawn(5))
     if scenario is None:
         scenario = str(r_case.choice(SCENARIOS, p=SCENARIO_SHARES))
     if scenario not in SCENARIOS:
@@ -418,9 +424,10 @@ def generate_case(out: Path | str, seed: int, scenario: str | None = None, small
                    "centre_followup_lps_mm": [round(float(v), 3) for v in repos.to_followup(t_centroid)[0]],
                    "kinetics_baseline": base_s["kinetics"]["tumour"][0]},
         "nodules": [nodule_truth(n, k) for n, k in zip(nodules, fu_k["nodules"], strict=True)],
-        "confounder": None if not mimics and not (scenario == "confounder") else {
+        "confounder": None if scenario != "confounder" else {
             "thick_rim": thick,
-            "mimics": [{**nodule_truth(m, k), "kind": m.placement} for m, k in zip(mimics, fu_k["mimics"], strict=True)],
+            "mimics": [{**nodule_truth(m, k), "kind": m.placement}
+                       for m, k in zip(mimics, fu_k["mimics"], strict=True)],
         },
         "zone": {"diameter_mm": round(zone_d, 2), "semi_axes_mm": np.round(zone.semi_axes, 2).tolist(),
                  "centre_baseline_lps_mm": np.round(zone_centre, 3).tolist(),
@@ -462,4 +469,4 @@ def generate_case(out: Path | str, seed: int, scenario: str | None = None, small
 def scenario_for(seed: int) -> str:
     """The scenario a seed draws when none is given (the same draw as :func:`generate_case`)."""
     root = np.random.SeedSequence([seed, 0x5EED1])
-    return str(np.random.default_rng(root.spawn(6)[0]).choice(SCENARIOS, p=SCENARIO_SHARES))
+    return str(np.random.default_rng(root.spawn(5)[0]).choice(SCENARIOS, p=SCENARIO_SHARES))

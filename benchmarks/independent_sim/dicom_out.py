@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from benchmarks.independent_sim.acquisition import Grid, Protocol
 
@@ -125,7 +125,7 @@ def write_study(folder: Path, frames: np.ndarray, grid: Grid, p: Protocol, info:
 def _header(info: StudyInfo, p: Protocol, grid: Grid, study_uid: str, frame_uid: str, series_uid: str,
             series_number: int, description: str, instance: int) -> Dataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+    meta.MediaStorageSOPClassUID = UID(MR_IMAGE_STORAGE)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = generate_uid(entropy_srcs=["independent-sim-implementation"])
     ds = Dataset()

@@ -109,7 +109,7 @@ class Blob:
 
     def reach(self) -> float:
         if self.kind == "lobulated":
-            return max(np.linalg.norm(o) + r for o, r in self.lobes) + 1.0
+            return float(max(np.linalg.norm(o) + r for o, r in self.lobes)) + 1.0
         gain = 1 + (self.waves.max_gain if self.waves is not None else 0.0)
         return float(self.semi_axes.max() * gain + 1.0)
 
