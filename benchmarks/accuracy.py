@@ -60,14 +60,17 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.independent_sim import (
-    FIRST_BENCHMARK_SEED as INDEPENDENT_FIRST_SEED,
-    generate_case as generate_independent_case,
-)
 from followup.job import run_job
 from followup.procedure import load_procedure
 from followup.synth import generate_pair
 from followup.testing.bench import write_results
+
+try:
+    from benchmarks import independent_sim
+except ModuleNotFoundError:  # run as a script (python benchmarks/accuracy.py): benchmarks/ is on sys.path
+    import independent_sim  # type: ignore[no-redef,import-not-found]
+
+INDEPENDENT_FIRST_SEED = independent_sim.FIRST_BENCHMARK_SEED
 
 HERE = Path(__file__).resolve().parent
 FIRST_SEED = 90000
@@ -228,7 +231,7 @@ def generate_independent(pair: Path, scenario: str, seed: int, size: str) -> Non
     """The case of ``scenario`` and ``seed`` from the independently written simulator
     (benchmarks/independent_sim; ``--size small`` is its normal size, ``full`` the same: its
     volumes are already benchmark-sized)."""
-    generate_independent_case(pair, seed, scenario)
+    independent_sim.generate_case(pair, seed, scenario)
 
 
 def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str, peers,

@@ -6,6 +6,6 @@ Entry point: :func:`generate_case` (CLI: ``python -m benchmarks.independent_sim`
 in this folder describes the models.
 """
 
-from benchmarks.independent_sim.case import FIRST_BENCHMARK_SEED, SCENARIOS, generate_case, scenario_for
+from .case import FIRST_BENCHMARK_SEED, SCENARIOS, generate_case, scenario_for
 
 __all__ = ["FIRST_BENCHMARK_SEED", "SCENARIOS", "generate_case", "scenario_for"]

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.independent_sim.case import SCENARIOS, generate_case
+from .case import SCENARIOS, generate_case
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.independent_sim.anatomy import PD, T1_S, Breast
-from benchmarks.independent_sim.kinetics import Tissue, blood, spgr, tissue_for_targets
+from .anatomy import PD, T1_S, Breast
+from .kinetics import Tissue, blood, spgr, tissue_for_targets
 
 CLASSES = ("air", "fat", "fgt", "skin", "muscle", "marrow", "cortex", "lung", "blood")
 LAYOUTS = ("per-phase", "single-series", "trigger-series")

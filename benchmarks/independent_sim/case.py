@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.independent_sim.acquisition import (
+from .acquisition import (
     Grid,
     Layer,
     Pose,
@@ -32,10 +32,10 @@ from benchmarks.independent_sim.acquisition import (
     render,
     signal_model,
 )
-from benchmarks.independent_sim.anatomy import PD, Breast, inside, make_breast, smoothstep
-from benchmarks.independent_sim.dicom_out import StudyInfo, write_study
-from benchmarks.independent_sim.kinetics import Tissue
-from benchmarks.independent_sim.lesions import Blob, make_zone, scale_to_diameter, unit
+from .anatomy import PD, Breast, inside, make_breast, smoothstep
+from .dicom_out import StudyInfo, write_study
+from .kinetics import Tissue
+from .lesions import Blob, make_zone, scale_to_diameter, unit
 
 SCENARIOS = ("residual", "complete", "confounder", "early")
 SCENARIO_SHARES = (0.40, 0.25, 0.25, 0.10)

@@ -25,7 +25,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from benchmarks.independent_sim.acquisition import Grid, Protocol
+from .acquisition import Grid, Protocol
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 CONTRAST_AGENT = "Gadobutrol 1 mmol/ml"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.independent_sim.anatomy import inside
+from .anatomy import inside
 
 FIB = np.array([[np.cos(a) * np.sqrt(1 - z * z), np.sin(a) * np.sqrt(1 - z * z), z]
                 for a, z in zip(np.arange(200) * np.pi * (3 - np.sqrt(5)), np.linspace(-0.995, 0.995, 200),
