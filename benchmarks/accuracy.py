@@ -514,14 +514,17 @@ def machine() -> str:
 
 def summarise(rows: list[dict], args, peers: list[str], notes: list[str], wall_s: float) -> str:
     peer_times = {p: np.mean([r["peers"][p]["seconds"] for r in rows if p in r["peers"]] or [np.nan]) for p in peers}
-    cmd = (f".venv/bin/python benchmarks/accuracy.py --cases {args.cases} --size {args.size} "
-           f"--variation {args.variation}")
-    if args.simulator != "ours":
+    cmd = f".venv/bin/python benchmarks/accuracy.py --cases {args.cases}"
+    if args.simulator == "ours":
+        cmd += f" --size {args.size} --variation {args.variation}"
+    else:
         cmd += f" --simulator {args.simulator}"
     if args.first_seed != (FIRST_SEED if args.simulator == "ours" else INDEPENDENT_FIRST_SEED):
         cmd += f" --first-seed {args.first_seed}"
     if args.no_peers:
         cmd += " --no-peers"
+    if args.no_quality:
+        cmd += " --no-quality"
     lines = [
         f"# Accuracy and stress on synthetic cases ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)",
         "",

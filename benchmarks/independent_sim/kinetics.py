@@ -141,8 +141,9 @@ def tissue_for_targets(initial_pct: float, late_pct: float, t1_s: float, post_ti
                        tr_ms: float, flip_deg: float, vp: float = 0.02) -> Tissue:
     """The tissue (Ktrans, kep) whose initial enhancement and late change at these phase times come
     closest to the targets: a coarse grid over the physiological plane, then a finer one around
-    the best cell. Targets that no tissue reaches give the nearest reachable tissue; the returned
-    :class:`Tissue` says what was reached."""
+    the best cell. Targets that no tissue reaches give the nearest reachable tissue, the initial
+    enhancement kept closer than the late change; the returned :class:`Tissue` says what was
+    reached."""
     post = np.asarray(post_times_s, dtype=float)
     s0 = spgr(1.0, t1_s, tr_ms, flip_deg)
 
@@ -153,7 +154,10 @@ def tissue_for_targets(initial_pct: float, late_pct: float, t1_s: float, post_ti
         e = spgr(1.0, t1_s, tr_ms, flip_deg, c) / s0  # (ktr, kep, phases) = S / S0
         init = 100 * (e[..., 0] - 1)
         late = 100 * (e[..., -1] - e[..., 0]) / e[..., 0]
-        cost = ((init - initial_pct) / max(initial_pct, 15.0)) ** 2 + ((late - late_pct) / 8.0) ** 2
+        # the initial enhancement first (slow/medium/fast is what a tissue is), then the late change:
+        # 10 % of the initial weighs as much as 8 points of late change (a short protocol cannot show
+        # a large late rise; it then shows less of it rather than a faster tissue)
+        cost = ((init - initial_pct) / (0.1 * max(initial_pct, 15.0))) ** 2 + ((late - late_pct) / 8.0) ** 2
         i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
         return float(ktr[i]), float(kep[j])
 
