@@ -239,8 +239,11 @@ def render(grid: Grid, model: SignalModel, breast: Breast, layers: list[Layer], 
             tissue = pose.to_tissue(world)
             occ = breast.classes(tissue)
             sig = np.stack([occ[c] for c in CLASSES], 1).astype(np.float32) @ cls[:, ph].astype(np.float32)
+            t_lo, t_hi = tissue.min(0), tissue.max(0)
             for layer in layers:
                 lo, hi = layer.bbox
+                if np.any(lo > t_hi) or np.any(hi < t_lo):
+                    continue  # nowhere in this chunk
                 m = np.all((tissue >= lo) & (tissue <= hi), axis=1)
                 if not m.any():
                     continue
@@ -280,5 +283,7 @@ def finish(clean: np.ndarray, grid: Grid, p: Protocol, ref_signal: float,
     level = rng.uniform(350, 650)  # FGT pre-contrast lands here
     img = clean * bias_field(grid, p.bias)[None] * (level / ref_signal)
     sigma = level / p.snr
-    noisy = np.sqrt((img + rng.normal(0, sigma, img.shape)) ** 2 + rng.normal(0, sigma, img.shape) ** 2)
+    real = img + sigma * rng.standard_normal(img.shape, dtype=np.float32)
+    imag = sigma * rng.standard_normal(img.shape, dtype=np.float32)
+    noisy = np.sqrt(real * real + imag * imag)
     return np.clip(np.rint(noisy), 0, 4095).astype(np.uint16), float(sigma)

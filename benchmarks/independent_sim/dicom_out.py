@@ -18,11 +18,14 @@ byte-for-byte reproducible.
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from .acquisition import Grid, Protocol
@@ -72,7 +75,8 @@ def write_study(folder: Path, frames: np.ndarray, grid: Grid, p: Protocol, info:
     n_ph, _, _, nz = frames.shape
     abbrev = "Ax" if p.orientation == "axial" else "Sag"
     fs = "FS " if p.fat_sat else ""
-    base_desc = f"{abbrev} T1 {fs}VIBE DYN" if info.manufacturer.startswith("S") else f"{abbrev} T1 {fs}THRIVE DYN"
+    base_desc = (f"{abbrev} T1 {fs}3D GRE DYN" if info.manufacturer.startswith("Independent")
+                 else f"DCE {abbrev} T1 {fs}".strip())
     positions = grid.slice_positions()
     iop = [float(v) for v in (*grid.row, *grid.col)]
     series_uids = []
@@ -86,6 +90,13 @@ def write_study(folder: Path, frames: np.ndarray, grid: Grid, p: Protocol, info:
         series_uids.append(s_uid)
         sdir = folder / f"S{s_num:03d}"
         sdir.mkdir(exist_ok=True)
+        template = _header(info, p, grid, study_uid, frame_uid, s_uid, s_num, desc, 1)
+        del template.InstanceNumber  # each file's own
+        template.ImageOrientationPatient = iop
+        template.AcquisitionDate = template.ContentDate = info.study_date.strftime("%Y%m%d")
+        if p.layout == "single-series":
+            template.NumberOfTemporalPositions = n_ph
+        const = _encoded(template)
         for k in phases:
             for z in range(nz):
                 if p.layout == "trigger-series":
@@ -94,32 +105,56 @@ def write_study(folder: Path, frames: np.ndarray, grid: Grid, p: Protocol, info:
                     inst = k * nz + z + 1
                 else:
                     inst = z + 1
-                ds = _header(info, p, grid, study_uid, frame_uid, s_uid, s_num, desc, inst)
+                ds = Dataset()
                 sop = generate_uid(entropy_srcs=[ent, "sop", str(k), str(z)])
                 ds.SOPInstanceUID = sop
-                ds.file_meta.MediaStorageSOPInstanceUID = sop
+                ds.InstanceNumber = inst
                 ds.ImagePositionPatient = [round(float(v), 4) for v in positions[z]]
-                ds.ImageOrientationPatient = iop
                 ds.SliceLocation = round(float(positions[z] @ grid.normal), 4)
                 t = starts[k]
-                ds.AcquisitionDate = ds.ContentDate = info.study_date.strftime("%Y%m%d")
                 ds.AcquisitionTime = _tm(t)
                 ds.ContentTime = _tm(t + p.phase_duration_s + 5)
                 if p.layout != "per-phase":
                     ds.TriggerTime = round((t - starts[0]) * 1000.0, 1)
                 if p.layout == "single-series":
                     ds.TemporalPositionIdentifier = k + 1
-                    ds.NumberOfTemporalPositions = n_ph
                 if k > 0 or p.layout != "per-phase":
                     ds.ContrastBolusAgent = CONTRAST_AGENT
                     ds.ContrastBolusStartTime = _tm(injection)
                     ds.ContrastBolusVolume = 7.5
-                ds.PixelData = np.ascontiguousarray(frames[k, :, :, z].T).astype("<u2").tobytes()
-                ds.save_as(sdir / f"IM{inst:05d}.dcm", enforce_file_format=True)
+                pixels = np.ascontiguousarray(frames[k, :, :, z].T).astype("<u2").tobytes()
+                _write(sdir / f"IM{inst:05d}.dcm", template.file_meta, sop, const, _encoded(ds), pixels)
                 n_files += 1
     return {"study_uid": study_uid, "series_uids": series_uids, "files": n_files,
             "phase_times_s": [round(t - starts[0], 1) for t in starts],
             "injection_s_after_pre": round(injection - starts[0], 1)}
+
+
+def _encoded(ds: Dataset) -> list[tuple[int, bytes]]:
+    """Each element of ``ds`` encoded alone (Explicit VR Little Endian), with its tag."""
+    out = []
+    for elem in ds:
+        buf = DicomBytesIO()
+        buf.is_little_endian, buf.is_implicit_VR = True, False
+        single = Dataset()
+        single.add(elem)
+        write_dataset(buf, single)
+        out.append((int(elem.tag), buf.getvalue()))
+    return out
+
+
+def _write(path: Path, meta: FileMetaDataset, sop: str, const: list[tuple[int, bytes]],
+           varying: list[tuple[int, bytes]], pixels: bytes) -> None:
+    """A Part 10 file: preamble, file meta (with this instance's UID), the series' constant and
+    this file's own elements in tag order, then Pixel Data (OW). The constant elements are encoded
+    once per series (pydicom's per-element writing was most of a case's time)."""
+    meta.MediaStorageSOPInstanceUID = UID(sop)
+    head = DicomBytesIO()
+    head.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(head, meta, enforce_standard=True)
+    body = b"".join(b for _, b in sorted(const + varying, key=lambda e: e[0]))
+    pixel_head = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, len(pixels))
+    path.write_bytes(head.getvalue() + body + pixel_head + pixels)
 
 
 def _header(info: StudyInfo, p: Protocol, grid: Grid, study_uid: str, frame_uid: str, series_uid: str,
