@@ -221,7 +221,7 @@ def generate_case(out: Path | str, seed: int, scenario: str | None = None, small
     zone_d = float(np.clip((diameter + 2 * MARGIN_MM + overshoot) * involution, 22, 50))
     centre = place_tumour(r_les, breast, zone_d / 2 + 3)
     kind = str(r_les.choice(SHAPES, p=[0.25, 0.25, 0.5]))
-    tblob, tmeas = scale_to_diameter(r_les, kind, centre, diameter)
+    tblob, tmeas = scale_to_diameter(r_les, kind, centre, diameter, by="largest_diameter_mm")
     rim_enh = diameter > 11 and r_les.random() < 0.4
     tumour = Lesion("tumour", tblob, r_les.uniform(100, 250), r_les.uniform(-30, -3), "tumour", tmeas,
                     "rim-enhancing" if rim_enh else "homogeneous")

@@ -159,12 +159,13 @@ def make_blob(rng: np.random.Generator, kind: str, centre: np.ndarray, diameter:
 
 
 def scale_to_diameter(rng: np.random.Generator, kind: str, centre: np.ndarray, diameter: float,
-                      **kw) -> tuple[Blob, dict]:
-    """``make_blob`` then one correction of the scale so that the measured volume-equivalent
-    diameter is the wanted one (lobes and waves change the volume)."""
+                      by: str = "diameter_mm", **kw) -> tuple[Blob, dict]:
+    """``make_blob`` then one correction of the scale so that the measured diameter ``by``
+    (``diameter_mm``: volume-equivalent; ``largest_diameter_mm``: what a radiologist records) is
+    the wanted one (lobes, waves and spicules change both)."""
     state = rng.bit_generator.state
     blob = make_blob(rng, kind, centre, diameter, **kw)
-    got = blob.measure(step=0.6)["diameter_mm"]
+    got = blob.measure(step=0.6)[by]
     if got > 0 and abs(got / diameter - 1) > 0.04:
         rng.bit_generator.state = state  # same shape, new scale
         blob = make_blob(rng, kind, centre, diameter * diameter / got, **kw)
