@@ -136,7 +136,7 @@ class Lesion:
     late_pct: float
     t1_kind: str
     measure: dict
-    placement: str = ""
+    placement: str = ""  # nodule: straddling/outside/inside; mimic: ring/nodular; tumour: its enhancement
 
 
 def place_tumour(rng: np.random.Generator, breast: Breast, zone_radius: float) -> np.ndarray:
@@ -162,6 +162,8 @@ def place_tumour(rng: np.random.Generator, breast: Breast, zone_radius: float) -
 
 
 def lesion_layer(les: Lesion, model: SignalModel, tissue: Tissue, breast: Breast, name: str) -> Layer:
+    """The lesion painted over the tissue: its own T1 and proton density, its kinetics at this
+    protocol, uptake varying +-15 % inside it (a rim-enhancing tumour: 60 % less in its core)."""
     t1 = model.t1[les.t1_kind]
     s0 = model.pre_signal(PD.get(les.t1_kind, 0.8), t1)
     shift = np.array([31.0, -17.0, 23.0])
@@ -201,8 +203,8 @@ def _fov_centre(rng: np.random.Generator, p: Protocol, target: np.ndarray, keep:
 
 def generate_case(out: Path | str, seed: int, scenario: str | None = None, small: bool = False) -> dict:
     """Write ``out/baseline``, ``out/followup``, ``out/procedure.json`` and ``out/truth.json``;
-    returns the truth. ``small``: a smaller, coarser field of view and 2 post-contrast phases
-    (tests)."""
+    returns the truth, plus (key ``_volumes``, not written) each study's noise-free phases and
+    grid. ``small``: a smaller, coarser field of view and 2 post-contrast phases (tests)."""
     out = Path(out)
     root = np.random.SeedSequence([seed, 0x5EED1])
     r_case, r_anat, r_les, r_base, r_fu = (np.random.default_rng(s) for s in root.spawn(5))
