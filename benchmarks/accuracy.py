@@ -227,10 +227,10 @@ def available_peers() -> tuple[list[tuple[str, PeerMap]], list[str]]:
 # ----------------------------------------------------------------------------- one case
 
 
-def generate_independent(pair: Path, scenario: str, seed: int, size: str) -> None:
+def generate_independent(pair: Path, scenario: str, seed: int) -> None:
     """The case of ``scenario`` and ``seed`` from the independently written simulator
-    (benchmarks/independent_sim; ``--size small`` is its normal size, ``full`` the same: its
-    volumes are already benchmark-sized)."""
+    (benchmarks/independent_sim; ``--size`` and ``--variation`` do not apply: its volumes are
+    benchmark-sized and its one variation is wide)."""
     independent_sim.generate_case(pair, seed, scenario)
 
 
@@ -240,7 +240,7 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
     vendor = None if variation == "wide" else VENDORS[seed % len(VENDORS)]
     if not (pair / "truth.json").exists():
         if simulator == "independent":
-            generate_independent(pair, scenario, seed, size)
+            generate_independent(pair, scenario, seed)
         else:
             generate_pair(pair, scenario, seed, vendor, size, variation)
     truth = json.loads((pair / "truth.json").read_text())
