@@ -29,6 +29,11 @@ Tables:
     fail on purpose (ours composed with a drawn 4-30 mm / 0-15 deg rigid error about the lesion):
     their ROC (converged < 2 mm against failed > 4 mm), false alarms and misses by error band.
 
+``--simulator independent`` draws the cases from benchmarks/independent_sim instead: a simulator
+written from physics and the literature without reading followup/synth (its own anatomy, Tofts/SPGR
+kinetics, nodule shapes, fat-necrosis mimics, layouts), seeds 96000 and up, never used for tuning;
+results in results/accuracy-independent.md. The same tables, read from its truth.json.
+
 The analysis was developed on seeds 70000-79999 (``--first-seed 70000``: tuning); the default
 range (90000+) and a second range (91000+, results/accuracy-fresh-91000.md) are only measured.
 
@@ -59,6 +64,13 @@ from followup.job import run_job
 from followup.procedure import load_procedure
 from followup.synth import generate_pair
 from followup.testing.bench import write_results
+
+try:
+    from benchmarks import independent_sim
+except ModuleNotFoundError:  # run as a script (python benchmarks/accuracy.py): benchmarks/ is on sys.path
+    import independent_sim  # type: ignore[no-redef,import-not-found]
+
+INDEPENDENT_FIRST_SEED = independent_sim.FIRST_BENCHMARK_SEED
 
 HERE = Path(__file__).resolve().parent
 FIRST_SEED = 90000
@@ -215,12 +227,22 @@ def available_peers() -> tuple[list[tuple[str, PeerMap]], list[str]]:
 # ----------------------------------------------------------------------------- one case
 
 
+def generate_independent(pair: Path, scenario: str, seed: int) -> None:
+    """The case of ``scenario`` and ``seed`` from the independently written simulator
+    (benchmarks/independent_sim; ``--size`` and ``--variation`` do not apply: its volumes are
+    benchmark-sized and its one variation is wide)."""
+    independent_sim.generate_case(pair, seed, scenario)
+
+
 def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str, peers,
-             quality_arm: bool = True) -> dict:
+             quality_arm: bool = True, simulator: str = "ours") -> dict:
     pair = workdir / f"{scenario}-{seed}"
     vendor = None if variation == "wide" else VENDORS[seed % len(VENDORS)]
     if not (pair / "truth.json").exists():
-        generate_pair(pair, scenario, seed, vendor, size, variation)
+        if simulator == "independent":
+            generate_independent(pair, scenario, seed)
+        else:
+            generate_pair(pair, scenario, seed, vendor, size, variation)
     truth = json.loads((pair / "truth.json").read_text())
     disp = truth["transforms"].get("displacement") or {
         "translation_norm_mm": truth["transforms"]["translation_mm"],
@@ -448,13 +470,15 @@ def stress_table(rows: list[dict], peers: list[str]) -> list[str]:
     for lo, hi in ROTATION_BANDS:
         out.append(line(f"rotation {lo}-{int(hi)} deg", [r for r in done if lo <= r["rotation_deg"] < hi]))
     def orientation(layouts: str) -> str:
-        b, f = ("sagittal" if x == "sagittal" else "axial" for x in layouts.split(" > "))
+        # ours names a layout ("sagittal" is one); the independent simulator "layout orientation"
+        b, f = ("sagittal" if x.split()[-1] == "sagittal" else "axial" for x in layouts.split(" > "))
         return f"{b} > {f}"
 
     for o in ("axial > axial", "sagittal > sagittal", "axial > sagittal", "sagittal > axial"):
         out.append(line(f"orientation {o}", [r for r in done if orientation(r["layouts"]) == o]))
-    for lay in ("per-phase", "single-series", "sagittal"):
-        out.append(line(f"follow-up layout {lay}", [r for r in done if r["layouts"].endswith(lay)]))
+    seen = sorted({r["layouts"].split(" > ")[1] for r in done})
+    for lay in VENDORS if set(seen) <= set(VENDORS) else seen:
+        out.append(line(f"follow-up layout {lay}", [r for r in done if r["layouts"].split(" > ")[1] == lay]))
     for lo, hi in SIZE_BANDS:
         out.append(line(f"tumour {lo}-{hi} mm" if hi < 99 else f"tumour >= {lo} mm",  # diameter
                         [r for r in done if lo <= r["tumour_mm"] < hi]))
@@ -490,16 +514,24 @@ def machine() -> str:
 
 def summarise(rows: list[dict], args, peers: list[str], notes: list[str], wall_s: float) -> str:
     peer_times = {p: np.mean([r["peers"][p]["seconds"] for r in rows if p in r["peers"]] or [np.nan]) for p in peers}
-    cmd = (f".venv/bin/python benchmarks/accuracy.py --cases {args.cases} --size {args.size} "
-           f"--variation {args.variation}")
-    if args.first_seed != FIRST_SEED:
+    cmd = f".venv/bin/python benchmarks/accuracy.py --cases {args.cases}"
+    if args.simulator == "ours":
+        cmd += f" --size {args.size} --variation {args.variation}"
+    else:
+        cmd += f" --simulator {args.simulator}"
+    if args.first_seed != (FIRST_SEED if args.simulator == "ours" else INDEPENDENT_FIRST_SEED):
         cmd += f" --first-seed {args.first_seed}"
     if args.no_peers:
         cmd += " --no-peers"
+    if args.no_quality:
+        cmd += " --no-quality"
     lines = [
         f"# Accuracy and stress on synthetic cases ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"{len(rows)} cases, `--variation {args.variation}`, size {args.size}, seeds {args.first_seed}-"
+        (f"{len(rows)} cases, `--variation {args.variation}`, size {args.size}, " if args.simulator == "ours" else
+         f"{len(rows)} cases of the independently written simulator (benchmarks/independent_sim, "
+         "never used for tuning), ") +
+        f"seeds {args.first_seed}-"
         f"{args.first_seed + len(rows) - 1}{' (unused by tests and tuning)' if args.first_seed >= FIRST_SEED else ''}."
         f" Machine: {machine()}. "
         + (f"{args.label}. " if args.label else "") +
@@ -543,22 +575,33 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=60)
     ap.add_argument("--size", choices=("small", "full"), default="small")
     ap.add_argument("--variation", choices=("wide", "standard"), default="wide")
-    ap.add_argument("--first-seed", type=int, default=FIRST_SEED,
-                    help=f"first seed (default {FIRST_SEED}; tuning uses {TUNING_SEEDS}, never the default range)")
+    ap.add_argument("--simulator", choices=("ours", "independent"), default="ours",
+                    help="ours: followup.synth; independent: benchmarks/independent_sim (written without "
+                         "reading ours; its seeds are never used for tuning)")
+    ap.add_argument("--first-seed", type=int, default=None,
+                    help=f"first seed (default {FIRST_SEED}, {INDEPENDENT_FIRST_SEED} with --simulator independent; "
+                         f"tuning uses {TUNING_SEEDS}, never the default range)")
     ap.add_argument("--no-peers", action="store_true", help="skip SimpleITK and elastix")
     ap.add_argument("--no-quality", action="store_true", help="skip the quality-figure arm (table c)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the generated cases in this folder")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "accuracy.md")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results file (default results/accuracy.md, results/accuracy-independent.md with "
+                         "--simulator independent)")
     ap.add_argument("--rows-json", type=Path, default=None, help="also write every case's row (JSON) here")
     ap.add_argument("--label", default="", help="a sentence for the header (which analysis code)")
     args = ap.parse_args()
+    if args.first_seed is None:
+        args.first_seed = FIRST_SEED if args.simulator == "ours" else INDEPENDENT_FIRST_SEED
+    if args.out is None:
+        args.out = HERE / "results" / ("accuracy.md" if args.simulator == "ours" else "accuracy-independent.md")
     peers, notes = ([], ["peers skipped (--no-peers)"]) if args.no_peers else available_peers()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="followup-accuracy-"))
     rows = []
     t0 = time.perf_counter()
     try:
         for scenario, seed in case_list(args.cases, args.first_seed):
-            row = run_case(workdir, scenario, seed, args.size, args.variation, peers, not args.no_quality)
+            row = run_case(workdir, scenario, seed, args.size, args.variation, peers, not args.no_quality,
+                           args.simulator)
             rows.append(row)
             peer = " ".join(f"{p}={v['error_mm']:.2f}" for p, v in row["peers"].items())
             err = "-" if row["error_mm"] is None else f"{row['error_mm']:.2f}"

@@ -1,0 +1,1 @@
+"""Benchmarks of the followup analysis and service (run as scripts or modules)."""
