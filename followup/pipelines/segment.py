@@ -71,6 +71,10 @@ FOCUS_MIN_PE = 50.0  # medium or fast initial enhancement (clinical-evidence.md)
 # I-SPY / UCSF FTV conventions (clinical-evidence.md): background mask S0 >= 0.60 x the 95th
 # percentile of S0 in the region; a voxel needs >= 4 of its 26 neighbours in the mask.
 ISPY_S0_FRACTION = 0.60
+# Fat is the non-enhancing tissue (peak enhancement < 15 %: fat takes up almost no contrast); the
+# fat-suppression test needs this many voxels on each side (see tissue_floor)
+FAT_MAX_PE = 15.0
+FAT_TEST_MIN_VOXELS = 50
 ISPY_MIN_NEIGHBOURS = 4
 # The neighbour rule was made for I-SPY's ~1 mm^3 voxels. Through coarse voxels (3 x 3 x 4-5 mm,
 # ~40 mm^3) a 5 mm nodule is a 2 x 2 x 1 block whose voxels have 3 neighbours each, and the rule
@@ -86,6 +90,11 @@ FOCUS_MIN_VOLUME_MM3 = 30.0
 # MASS_AT_EDGE_MM outside the edge (about one voxel of a clinical dynamic series).
 MASS_MIN_DIAMETER_MM = 5.0
 MASS_AT_EDGE_MM = 1.0
+# A mass occupies space in three dimensions: its thickness (twice its deepest point) is at least
+# this share of its largest diameter (an ovoid 3.3 : 1 or rounder; a lobulated nodule ~0.4-0.6).
+# A stretch of thickened rim or a sheet along the edge is far thinner than long (0.05-0.2) and is
+# not a mass (ACR BI-RADS: non-mass enhancement): it stays under the kinetic rule.
+MASS_MIN_THICKNESS_RATIO = 0.3
 NODULAR_MIN_COMPACTNESS = 0.25  # volume / volume of the sphere of the largest diameter
 NODULAR_MIN_THICKNESS_MM = 3.0
 # A focus at least NODULAR_MIN_THICKNESS_MM thick whose initial enhancement is fast and at least
@@ -564,6 +573,21 @@ def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndar
     return Rim(mask, med, p90, pe, change, kind, initial_phase_class(pe), uniform)
 
 
+def tissue_floor(s0: np.ndarray, pe_peak: np.ndarray, valid: np.ndarray) -> float:
+    """I-SPY's background floor: ``ISPY_S0_FRACTION`` x the 95th percentile of the pre-contrast
+    signal. With fat suppressed, that percentile is the gland's and the floor drops the dark fat,
+    whose enhancement ratio is noise. Without fat suppression fat is the brightest tissue on T1:
+    the percentile is fat's, and the floor would drop the gland and every lesion (darker than fat).
+    Fat is told by its signal: where the non-enhancing voxels (fat, the cavity) are brighter than
+    the enhancing ones, the percentile is taken over the enhancing voxels instead."""
+    enhancing = valid & (pe_peak >= FOCUS_MIN_PE)
+    flat = valid & (pe_peak < FAT_MAX_PE)
+    if enhancing.sum() >= FAT_TEST_MIN_VOXELS and flat.sum() >= FAT_TEST_MIN_VOXELS \
+            and float(np.median(s0[flat])) > float(np.median(s0[enhancing])):
+        return ISPY_S0_FRACTION * float(np.percentile(s0[enhancing], 95))
+    return ISPY_S0_FRACTION * float(np.percentile(s0, 95))
+
+
 def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray, zone: Zone,
               rim: Rim, tumour_centre_lps: np.ndarray,
               distances: tuple[np.ndarray, np.ndarray] | None = None) -> list[Focus]:
@@ -576,7 +600,7 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
     band = (signed >= -FOCUS_BAND_INSIDE_MM) & (signed <= FOCUS_BAND_OUTSIDE_MM)
     pe_s = ndimage.gaussian_filter(maps.pe, 0.5)
     s0 = phases[0]
-    tissue = s0 >= ISPY_S0_FRACTION * float(np.percentile(s0, 95))
+    tissue = s0 >= tissue_floor(s0, maps.pe_peak, maps.valid)
     candidate = band & maps.valid & tissue & (pe_s >= FOCUS_MIN_PE)
     neighbours = ndimage.convolve(candidate.astype(np.uint8), np.ones((3, 3, 3), np.uint8),
                                   mode="constant") - candidate
@@ -653,7 +677,8 @@ def _focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enhancemen
     # morphology before kinetics (ACR BI-RADS MRI 2013): a nodular mass >= 5 mm at or inside the
     # zone's edge is suspicious whatever its curve; a smaller or more distant nodular focus needs a
     # plateau/washout curve or fast uptake. The curve then moves the probability, it opens no gate.
-    mass_at_edge = nodular and largest >= MASS_MIN_DIAMETER_MM and edge <= MASS_AT_EDGE_MM
+    mass_at_edge = nodular and largest >= MASS_MIN_DIAMETER_MM and edge <= MASS_AT_EDGE_MM \
+        and thickness >= MASS_MIN_THICKNESS_RATIO * largest
     if mass_at_edge:
         reasons.append(f"nodular mass {largest:.1f} mm at the zone edge (suspicious whatever its curve)")
     suspicious = bool(mass_at_edge or (nodular and ((reliable and kind in ("plateau", "washout"))
