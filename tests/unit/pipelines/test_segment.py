@@ -27,6 +27,7 @@ from followup.pipelines.segment import (
     segment_zone,
     split_at_maxima,
     split_lobes,
+    tissue_floor,
     zone_distances,
 )
 
@@ -614,3 +615,39 @@ def test_one_nodule_is_one_lobe(blob):
     pe = ndimage.gaussian_filter(pe, 0.5)
     focus = ndimage.gaussian_filter(pe, 0.5) >= 50.0
     assert [lobe.sum() for lobe in split_lobes(focus, pe, affine)] == [focus.sum()]
+
+
+# ----------------------------------------------------------------------------- fat suppression
+
+def _tissues(fat_s0: float, gland_s0: float, lesion_s0: float):
+    """A block of fat (no uptake), gland (60 %) and a lesion (150 %), as pre-contrast signal,
+    peak enhancement and validity."""
+    s0 = np.full((20, 20, 20), fat_s0, np.float32)
+    pe = np.zeros_like(s0)
+    s0[:, :8], pe[:, :8] = gland_s0, 60.0
+    s0[8:12, 10:14, 8:12], pe[8:12, 10:14, 8:12] = lesion_s0, 150.0
+    return s0, pe, np.ones(s0.shape, bool)
+
+
+def test_tissue_floor_keeps_the_lesions_when_fat_is_bright():
+    """Without fat suppression fat is the brightest tissue on T1: the floor (0.6 x the 95th
+    percentile, fat's) dropped the gland and the lesion; it is taken over the enhancing voxels."""
+    s0, pe, valid = _tissues(fat_s0=1000.0, gland_s0=520.0, lesion_s0=450.0)
+    floor = tissue_floor(s0, pe, valid)
+    assert floor <= 450.0 and 0.6 * float(np.percentile(s0, 95)) > 450.0  # the old floor dropped it
+
+
+def test_tissue_floor_unchanged_with_fat_suppressed():
+    s0, pe, valid = _tissues(fat_s0=80.0, gland_s0=800.0, lesion_s0=700.0)
+    assert tissue_floor(s0, pe, valid) == pytest.approx(0.6 * float(np.percentile(s0, 95)))
+
+
+def test_a_thickened_stretch_of_rim_at_the_edge_is_not_a_mass(iso):
+    """A 4 mm thick, ~20 mm long stretch of rim with a persistent curve is not a mass (thinner than
+    0.3 x its length): the morphology gate leaves it to the kinetic rule (not suspicious)."""
+    strip = _rim_strip(iso, 4.0)
+    phases = iso.phases((iso.rim(1.5), RIM_CURVE), (strip, PERSISTENT_MASS))
+    seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
+    hits = [f for f in seg.foci if (f.mask & strip).any()]
+    assert hits and all(f.thickness_mm < 0.3 * f.largest_diameter_mm for f in hits)
+    assert not any(f.suspicious for f in hits)
