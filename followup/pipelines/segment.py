@@ -579,12 +579,13 @@ def tissue_floor(s0: np.ndarray, pe_peak: np.ndarray, valid: np.ndarray) -> floa
     whose enhancement ratio is noise. Without fat suppression fat is the brightest tissue on T1:
     the percentile is fat's, and the floor would drop the gland and every lesion (darker than fat).
     Fat is told by its signal: where the non-enhancing voxels (fat, the cavity) are brighter than
-    the enhancing ones, the percentile is taken over the enhancing voxels instead."""
+    the enhancing ones, the floor is taken from the enhancing tissue's median signal instead (its
+    upper percentiles are partial-volume voxels of bright fat)."""
     enhancing = valid & (pe_peak >= FOCUS_MIN_PE)
     flat = valid & (pe_peak < FAT_MAX_PE)
     if enhancing.sum() >= FAT_TEST_MIN_VOXELS and flat.sum() >= FAT_TEST_MIN_VOXELS \
             and float(np.median(s0[flat])) > float(np.median(s0[enhancing])):
-        return ISPY_S0_FRACTION * float(np.percentile(s0[enhancing], 95))
+        return ISPY_S0_FRACTION * float(np.median(s0[enhancing]))
     return ISPY_S0_FRACTION * float(np.percentile(s0, 95))
 
 
