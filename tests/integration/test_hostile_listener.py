@@ -1,4 +1,4 @@
-"""A hostile PACS against the listener's wire bounds (issue 22: F1, F4, F8, the called AE title),
+"""A hostile PACS against the listener's wire bounds (issue 22: F1, F4, F8, F12, the called AE title),
 over real sockets on 127.0.0.1: raw PDUs crafted here, real pynetdicom associations. Each test
 fails on the listener before issue 22 (no bound, no timeout, no per-AE share, no called-AE
 check). What each bounds: docs/security/listener.md; the memory and thread figures:
@@ -12,12 +12,14 @@ import threading
 import time
 
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, RLELossless
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
 from followup.config import Settings
 from followup.service.listener import serve_dicom
+from followup.testing.instances import mr, n_instances, quarantined
 from followup.testing.service_harness import free_port
 
 OUR_AET, PACS_AET, OTHER_AET = "FOLLOWUP", "PACS", "OTHERPACS"
@@ -190,3 +192,41 @@ def test_the_share_is_all_slots_when_one_sender_is_allowed(tmp_path):
             a.release()
     finally:
         server.shutdown()
+
+
+# --- F12: encapsulated pixel data against its header ---------------------------------------------
+def rle_image(rows: int, cols: int, bits: int, payload: bytes):
+    """An MR image in RLE Lossless whose one fragment is an RLE header of one segment and
+    ``payload``, the segment's bytes."""
+    ds = mr(rows, cols)
+    del ds.PixelData
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelData = encapsulate([struct.pack("<16I", 1, 64, *([0] * 14)) + payload])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    return ds
+
+
+def test_rle_image_declaring_far_more_than_its_data_refused(listener):
+    """A 2 GiB RLE image (32768 x 32768 x 16 bits) with 74 bytes of data: refused 0xC000 and
+    quarantined with its reason (before: acknowledged 0x0000 and stored); a consistent RLE image
+    (64 x 64, a run of 64 zero bytes a row) is stored."""
+    port, server = listener
+    ae = AE(ae_title=PACS_AET)
+    ae.add_requested_context(MRImageStorage, RLELossless)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+    assoc = ae.associate("127.0.0.1", port, ae_title=OUR_AET)
+    assert assoc.is_established
+    try:
+        forged = rle_image(32768, 32768, 16, b"\x81\x00" * 5)
+        assert len(forged.PixelData) < 100  # the BOT item, one fragment item: 74 bytes of RLE and 16 of items
+        status = assoc.send_c_store(forged)
+        assert status.Status == 0xC000
+        good = rle_image(64, 64, 8, b"\xc1\x00" * 64)  # -63: 64 copies of 0x00, once a row
+        assert assoc.send_c_store(good).Status == 0
+    finally:
+        assoc.release()
+    ((info, _),) = quarantined(server.store)
+    assert info["reason"].startswith("RLE pixel data of") and "2147483648 bytes" in info["reason"]
+    assert n_instances(server.registry) == 1
