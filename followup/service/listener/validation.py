@@ -4,9 +4,10 @@
 the UIDs (present, valid, equal to the C-STORE request's), the SOP class and its modality, and for
 MR images that the header describes pixels that are there (a sane matrix, finite geometry, as many
 uncompressed pixel bytes as declared, compressed pixel data that can hold the declared image:
-``followup.service.listener.encapsulated``; pixel data in a transfer syntax we can decode). ``check_size``,
-``check_same_patient`` and ``check_study_room`` are the bounds. Each refusal is a :class:`Refused` carrying the C-STORE
-status and the reason the quarantine keeps with the data."""
+``followup.service.listener.encapsulated``; pixel data in a transfer syntax we can decode).
+``check_size`` and ``check_study_room`` are the bounds (the study's patient: ``study_patient``).
+Each refusal is a :class:`Refused` carrying the C-STORE status and the reason the quarantine
+keeps with the data."""
 
 from __future__ import annotations
 
@@ -59,13 +60,18 @@ UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInst
 class Refused(Exception):
     """Input we will not store: quarantined and answered with ``status``.
 
-    ``keep_bytes``: how much of the data the quarantine keeps (None: all of it)."""
+    ``keep_bytes``: how much of the data the quarantine keeps (None: all of it). ``kind``: the
+    quarantine's kind (``refused``, ``stray``: another patient than its study's, ``duplicate``: a
+    stored SOP Instance UID with other content). ``instance``: the header read, when it was."""
 
-    def __init__(self, status: int, reason: str, keep_bytes: int | None = None) -> None:
+    def __init__(self, status: int, reason: str, keep_bytes: int | None = None, *, kind: str = "refused",
+                 instance: ReceivedInstance | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.keep_bytes = keep_bytes
+        self.kind = kind
+        self.instance = instance
 
 
 @dataclass(frozen=True)
@@ -171,12 +177,6 @@ def check_study_room(n_instances: int, maximum: int) -> None:
     if n_instances >= maximum:
         raise Refused(STUDY_TOO_LARGE, f"study already holds {n_instances} instances, the "
                       f"maximum is {maximum}", keep_bytes=QUARANTINE_KEEP_BYTES)
-
-
-def check_same_patient(patient_id: str, study_patient_id: str) -> None:
-    if patient_id != study_patient_id:
-        raise Refused(CANNOT_UNDERSTAND, "Patient ID differs from the other instances of its "
-                      "study (two patients in one study)")
 
 
 # --- image checks (header only; the pixels are never decoded) -----------------------------------
