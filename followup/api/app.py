@@ -2,8 +2,8 @@
 
 ``create_app(settings, registry)`` composes the FastAPI application from one router per resource
 (``followup.api.routers``: studies, procedures, reports, deliveries, batches, patients, analyses,
-and the service routes: health, the page, its icon, the spec); ``serve_api`` runs it with
-uvicorn (127.0.0.1 by default).
+the quarantine (``/admin/quarantine``), and the service routes: health, the page, its icon, the
+spec); ``serve_api`` runs it with uvicorn (127.0.0.1 by default).
 Every route except ``GET /health``, the web page ``GET /`` and its icon needs
 ``Authorization: Bearer <FOLLOWUP_API_TOKEN>`` (``followup.api.dependencies``); the API refuses to
 start without a token. ``/openapi.json`` is FastAPI's generated spec, behind the token as well
@@ -29,6 +29,7 @@ from followup.api.routers import (
     deliveries,
     patients,
     procedures,
+    quarantine,
     reports,
     service,
     studies,
@@ -42,7 +43,7 @@ from followup.service.work_queue import WorkQueue
 log = logging.getLogger("followup.api")
 
 ROUTERS = (service.open_router, service.router, procedures.router, studies.router, reports.router,
-           deliveries.router, batches.router, patients.router, analyses.router)
+           deliveries.router, batches.router, patients.router, analyses.router, quarantine.router)
 
 
 class ApiConfigError(FollowupError):

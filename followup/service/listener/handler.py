@@ -171,12 +171,13 @@ class StoreHandler:
             return self._refuse(r, data, size, req_sop_class, req_sop_uid, calling_ae)
 
     def accept(self, data: bytes, req_sop_class: str, req_sop_uid: str, calling_ae: str, *,
-               received_bytes: int | None = None) -> tuple[Dataset, str]:
+               received_bytes: int | None = None, held: bool = False) -> tuple[Dataset, str]:
         """``handle`` without the quarantine: :class:`Refused` is raised (a release of a
-        quarantined instance offers it again through this)."""
+        quarantined instance offers it again through this, ``held``: it is counted among its
+        patient's strays already)."""
         check_size(max(len(data), received_bytes or 0), self.max_instance_bytes)
         instance = validate_instance(data, req_sop_class, req_sop_uid, self.store)
-        return self._store(data, instance, calling_ae)
+        return self._store(data, instance, calling_ae, held=held)
 
     def _refuse(self, r: Refused, data: bytes, size: int, req_sop_class: str, req_sop_uid: str,
                 calling_ae: str) -> tuple[Dataset, str]:
@@ -219,13 +220,14 @@ class StoreHandler:
             return qpath.name
         return f"#{entry_id} ({qpath.name})"
 
-    def _store(self, data: bytes, inst: ReceivedInstance, calling_ae: str) -> tuple[Dataset, str]:
+    def _store(self, data: bytes, inst: ReceivedInstance, calling_ae: str, *,
+               held: bool = False) -> tuple[Dataset, str]:
         """Write durably and register, one SOP Instance UID at a time; :class:`Refused` passes."""
         try:
             with self._lock_for(inst.sop_uid):
                 if self._already_stored(data, inst, calling_ae):
                     return response(SUCCESS), "duplicate"
-                self._check_study_or_fail(inst, calling_ae)
+                self._check_study_or_fail(inst, calling_ae, held)
                 self._write(data, inst, calling_ae)
                 outcome = self._register(data, inst, calling_ae)
         except _Transient as exc:
@@ -267,9 +269,9 @@ class StoreHandler:
         log.warning("C-STORE from %s: duplicate SOP instance %s; first copy kept", calling_ae, inst.sop_uid)
         return True
 
-    def _check_study_or_fail(self, inst: ReceivedInstance, calling_ae: str) -> None:
+    def _check_study_or_fail(self, inst: ReceivedInstance, calling_ae: str, held: bool = False) -> None:
         try:
-            self._check_study(inst)
+            self._check_study(inst, held)
         except (Refused, _Transient):
             raise
         except Exception as exc:
@@ -277,7 +279,7 @@ class StoreHandler:
                       calling_ae, inst.sop_uid, type(exc).__name__)
             raise _Transient("registry unavailable") from None
 
-    def _check_study(self, inst: ReceivedInstance) -> None:
+    def _check_study(self, inst: ReceivedInstance, held: bool = False) -> None:
         """Refuse an instance its study cannot take: beyond ``max_study_instances``, or of
         another patient than the study's (the study-patient rule decides whose it is)."""
         known = self.studies.get(inst.study_uid)
@@ -292,7 +294,7 @@ class StoreHandler:
             with self._study_lock(inst.study_uid):
                 study = self.registry.study(inst.study_uid) or study
                 if study.patient_id != inst.patient_id:
-                    self._contest(study, inst)
+                    self._contest(study, inst, held)
                     study = self.registry.study(inst.study_uid) or study
         check_study_room(study.n_instances or 0, self.max_study_instances)
 
@@ -300,7 +302,7 @@ class StoreHandler:
     def _has_record(self, patient_id: str, study: Study) -> bool:
         return self.registry.procedure_for(patient_id, study.study_date) is not None
 
-    def _contest(self, study: Study, inst: ReceivedInstance) -> None:
+    def _contest(self, study: Study, inst: ReceivedInstance, held: bool = False) -> None:
         """An instance of another patient: a stray (Refused, the study flagged for review), or
         the study becomes its patient's (the former patient's instances quarantined, this
         patient's strays put back)."""
@@ -308,7 +310,8 @@ class StoreHandler:
                           study_has_record=self._has_record(study.patient_id, study),
                           arriving_has_record=self._has_record(inst.patient_id, study),
                           study_instances=study.n_instances or 0,
-                          arriving_instances=self.registry.count_strays(study.study_uid, inst.patient_id) + 1)
+                          arriving_instances=self.registry.count_strays(study.study_uid, inst.patient_id)
+                          + (0 if held else 1))
         owner = study_owner(contest)
         reason = why(owner, contest)
         if owner is Owner.SWITCH and self.registry.reassign_study(study.study_uid, study.patient_id,
@@ -364,7 +367,8 @@ class StoreHandler:
         if entry.size and len(data) < entry.size:
             raise Refused(CANNOT_UNDERSTAND, f"only the first {len(data)} of its {entry.size} bytes were "
                           "kept: it cannot be stored", keep_bytes=QUARANTINE_KEEP_BYTES)
-        status, outcome = self.accept(data, entry.sop_class_uid or "", entry.sop_uid or "", entry.calling_ae)
+        status, outcome = self.accept(data, entry.sop_class_uid or "", entry.sop_uid or "", entry.calling_ae,
+                                      held=entry.kind == "stray")
         if outcome not in ("stored", "duplicate"):
             raise ReleaseFailed(str(status.get("ErrorComment", "")) or "out of resources: try again")
         if self.registry.close_quarantined(entry.id, "released", by=by, note=note):
