@@ -230,3 +230,27 @@ def test_rle_image_declaring_far_more_than_its_data_refused(listener):
     ((info, _),) = quarantined(server.store)
     assert info["reason"].startswith("RLE pixel data of") and "2147483648 bytes" in info["reason"]
     assert n_instances(server.registry) == 1
+
+
+# --- F13: a duplicate SOP Instance UID with other content ---------------------------------------
+def test_duplicate_sop_uid_with_other_content_quarantined_first_copy_kept(listener):
+    """The same instance again is a duplicate (success); other content under its SOP Instance
+    UID is refused 0xC000 and quarantined with its reason, the first copy kept (before: answered
+    0x0000 and dropped with a warning)."""
+    port, server = listener
+    ds = mr()
+    assoc = scu().associate("127.0.0.1", port, ae_title=OUR_AET)
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_store(ds).Status == 0
+        stored = server.registry.instance_path(str(ds.SOPInstanceUID))
+        first = open(stored, "rb").read()
+        assert assoc.send_c_store(ds).Status == 0
+        ds.PixelData = b"\x07" * len(ds.PixelData)
+        assert assoc.send_c_store(ds).Status == 0xC000
+    finally:
+        assoc.release()
+    assert open(stored, "rb").read() == first
+    ((info, size),) = quarantined(server.store)
+    assert "duplicate SOP Instance UID" in info["reason"] and size > len(ds.PixelData)
+    assert n_instances(server.registry) == 1

@@ -18,6 +18,7 @@ through it, so a file imported from a folder meets the same checks as one sent b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -171,13 +172,15 @@ class StoreHandler:
             return self._refuse(r, data, size, req_sop_class, req_sop_uid, calling_ae)
 
     def accept(self, data: bytes, req_sop_class: str, req_sop_uid: str, calling_ae: str, *,
-               received_bytes: int | None = None, held: bool = False) -> tuple[Dataset, str]:
+               received_bytes: int | None = None, held: bool = False,
+               locked: bool = False) -> tuple[Dataset, str]:
         """``handle`` without the quarantine: :class:`Refused` is raised (a release of a
         quarantined instance offers it again through this, ``held``: it is counted among its
-        patient's strays already)."""
+        patient's strays already; ``locked``: the caller holds the study's lock, the instance
+        is not taken by its SOP Instance UID's)."""
         check_size(max(len(data), received_bytes or 0), self.max_instance_bytes)
         instance = validate_instance(data, req_sop_class, req_sop_uid, self.store)
-        return self._store(data, instance, calling_ae, held=held)
+        return self._store(data, instance, calling_ae, held=held, locked=locked)
 
     def _refuse(self, r: Refused, data: bytes, size: int, req_sop_class: str, req_sop_uid: str,
                 calling_ae: str) -> tuple[Dataset, str]:
@@ -221,10 +224,10 @@ class StoreHandler:
         return f"#{entry_id} ({qpath.name})"
 
     def _store(self, data: bytes, inst: ReceivedInstance, calling_ae: str, *,
-               held: bool = False) -> tuple[Dataset, str]:
+               held: bool = False, locked: bool = False) -> tuple[Dataset, str]:
         """Write durably and register, one SOP Instance UID at a time; :class:`Refused` passes."""
         try:
-            with self._lock_for(inst.sop_uid):
+            with contextlib.nullcontext() if locked else self._lock_for(inst.sop_uid):
                 if self._already_stored(data, inst, calling_ae):
                     return response(SUCCESS), "duplicate"
                 self._check_study_or_fail(inst, calling_ae, held)
@@ -320,7 +323,7 @@ class StoreHandler:
                       "instance(s) quarantined", study.study_uid, study.n_instances or 0)
             self._evict(study, reason)
             self.studies.remember(study.study_uid, inst.patient_id, 0)
-            self._put_back_strays(study.study_uid, inst.patient_id)
+            self._put_back_strays(study.study_uid, inst.patient_id, but=inst.sop_uid)
             return
         self.registry.flag_study(study.study_uid, REVIEW_STRAY)
         if owner is Owner.SWITCH:  # not done: the study was analysed meanwhile
@@ -345,18 +348,20 @@ class StoreHandler:
             self.registry.remove_instance(row.sop_uid)
             self._remove(path)
 
-    def _put_back_strays(self, study_uid: str, patient_id: str) -> None:
-        """Store the held strays of ``patient_id`` of the study (its patient now)."""
+    def _put_back_strays(self, study_uid: str, patient_id: str, but: str) -> None:
+        """Store the held strays of ``patient_id`` of the study (its patient now), ``but`` the
+        instance being stored (released, perhaps) now. The caller holds the study's lock."""
         for entry in self.registry.quarantined(study_uid=study_uid, kind="stray"):
-            if entry.patient_id != patient_id:
+            if entry.patient_id != patient_id or entry.sop_uid == but:
                 continue
             try:
-                self.put_back(entry, by=LISTENER, note="the study-patient rule gave the study to its patient")
+                self.put_back(entry, by=LISTENER, note="the study-patient rule gave the study to its patient",
+                              locked=True)
             except (Refused, ReleaseFailed, OSError) as exc:
                 log.error("study %s: quarantined #%d could not be put back (%s)", study_uid, entry.id,
                           getattr(exc, "reason", type(exc).__name__))
 
-    def put_back(self, entry: QuarantineEntry, *, by: str, note: str | None) -> str:
+    def put_back(self, entry: QuarantineEntry, *, by: str, note: str | None, locked: bool = False) -> str:
         """Offer a quarantined instance to the store again (``accept``: every check, the study's
         patient as it stands now); when it is stored (or was already), the entry is released
         and its kept file removed. The outcome; :class:`Refused` (the entry stays held) or
@@ -368,7 +373,7 @@ class StoreHandler:
             raise Refused(CANNOT_UNDERSTAND, f"only the first {len(data)} of its {entry.size} bytes were "
                           "kept: it cannot be stored", keep_bytes=QUARANTINE_KEEP_BYTES)
         status, outcome = self.accept(data, entry.sop_class_uid or "", entry.sop_uid or "", entry.calling_ae,
-                                      held=entry.kind == "stray")
+                                      held=entry.kind == "stray", locked=locked)
         if outcome not in ("stored", "duplicate"):
             raise ReleaseFailed(str(status.get("ErrorComment", "")) or "out of resources: try again")
         if self.registry.close_quarantined(entry.id, "released", by=by, note=note):
