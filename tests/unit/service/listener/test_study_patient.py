@@ -224,3 +224,20 @@ def test_targets_are_parsed_strictly(env):
         Quarantine.parse_target("../etc")
     with pytest.raises(QuarantineError, match="no quarantine entry"):
         q.release("99", by="x")
+
+
+def test_an_older_registry_gets_the_quarantine_table_and_the_review_flag(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    reg = Registry(url)
+    study = generate_uid()
+    reg.record_instance(study_uid=study, series_uid=study + ".1", sop_uid=study + ".1.1", sop_class_uid=MRImageStorage,
+                        path="/x", size=1, patient_id=GENUINE, study_date=None, modality="MR",
+                        accession_number="", calling_ae="PACS")
+    with reg.engine.begin() as conn:  # as a registry made before issue 22
+        conn.exec_driver_sql("DROP TABLE quarantine")
+        conn.exec_driver_sql("ALTER TABLE studies DROP COLUMN review_reason")
+    reg.engine.dispose()
+    reg = Registry(url)
+    assert reg.study(study).review_reason is None and reg.quarantined() == []
+    reg.flag_study(study, "why")
+    assert reg.study(study).review_reason == "why"
