@@ -10,6 +10,7 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from pydicom.encaps import encapsulate
@@ -244,13 +245,13 @@ def test_duplicate_sop_uid_with_other_content_quarantined_first_copy_kept(listen
     try:
         assert assoc.send_c_store(ds).Status == 0
         stored = server.registry.instance_path(str(ds.SOPInstanceUID))
-        first = open(stored, "rb").read()
+        first = Path(stored).read_bytes()
         assert assoc.send_c_store(ds).Status == 0
         ds.PixelData = b"\x07" * len(ds.PixelData)
         assert assoc.send_c_store(ds).Status == 0xC000
     finally:
         assoc.release()
-    assert open(stored, "rb").read() == first
+    assert Path(stored).read_bytes() == first
     ((info, size),) = quarantined(server.store)
     assert "duplicate SOP Instance UID" in info["reason"] and size > len(ds.PixelData)
     assert n_instances(server.registry) == 1

@@ -43,7 +43,7 @@ def cli(settings, *args):
 
 
 def test_cli_list_show_release_discard(data):
-    settings, registry, study = data
+    settings, registry, _study = data
     res = cli(settings, "list")
     assert res.exit_code == 0, res.output
     assert "#1" in res.output and "stray" in res.output and "#2" in res.output and "P-2" not in res.output

@@ -5,6 +5,7 @@ and the analysis: tests/integration/test_study_patient.py."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
@@ -59,7 +60,7 @@ def test_rule(contest, owner):
 
 # --- F2 through the handler -----------------------------------------------------------------------
 def test_stray_after_the_study_is_quarantined_alone(env):
-    store, registry, handler, _ = env
+    _store, registry, handler, _ = env
     study = generate_uid()
     assert send(handler, mr(study_uid=study, patient=GENUINE)) == (0, "stored")
     assert send(handler, mr(study_uid=study, patient=STRAY)) == (CANNOT_UNDERSTAND, "refused")
@@ -93,7 +94,7 @@ def test_stray_first_without_records_loses_the_study_to_the_majority(env):
 
 
 def test_stray_first_loses_to_the_procedure_records_patient_at_once(env):
-    store, registry, handler, _ = env
+    _store, registry, handler, _ = env
     registry.add_procedure(record(GENUINE))
     study = generate_uid()
     assert send(handler, mr(study_uid=study, patient=STRAY)) == (0, "stored")
@@ -105,7 +106,7 @@ def test_stray_first_loses_to_the_procedure_records_patient_at_once(env):
 
 
 def test_a_reported_study_is_never_withdrawn(env):
-    store, registry, handler, _ = env
+    _store, registry, handler, _ = env
     study = generate_uid()
     assert send(handler, mr(study_uid=study, patient=GENUINE))[0] == 0
     a = registry.get_or_create_analysis(study, "1.0.0", 1, "realtime")
@@ -119,15 +120,15 @@ def test_a_reported_study_is_never_withdrawn(env):
 
 # --- F13 ----------------------------------------------------------------------------------------
 def test_duplicate_sop_uid_with_other_content_is_quarantined_first_copy_kept(env):
-    store, registry, handler, _ = env
+    _store, registry, handler, _ = env
     ds = mr(patient=GENUINE)
     assert send(handler, ds) == (0, "stored")
     stored = registry.instance_path(str(ds.SOPInstanceUID))
-    first = open(stored, "rb").read()
+    first = Path(stored).read_bytes()
     assert send(handler, ds) == (0, "duplicate")  # the same again: a duplicate, answered success
     ds.PixelData = b"\x01" * len(ds.PixelData)  # other content under the same UID
     assert send(handler, ds) == (CANNOT_UNDERSTAND, "refused")
-    assert open(stored, "rb").read() == first
+    assert Path(stored).read_bytes() == first
     (entry,) = registry.quarantined()
     assert entry.kind == "duplicate" and "first copy is kept" in entry.reason
 
@@ -161,7 +162,7 @@ def test_release_after_the_record_is_added_gives_the_study_back(env):
 
 
 def test_discard_deletes_the_data_and_keeps_the_record(env):
-    store, registry, handler, q = env
+    _store, registry, handler, q = env
     study = generate_uid()
     send(handler, mr(study_uid=study, patient=GENUINE))
     send(handler, mr(study_uid=study, patient=STRAY))
@@ -171,7 +172,7 @@ def test_discard_deletes_the_data_and_keeps_the_record(env):
     assert out.done == {e.id: "discarded"}
     after = registry.quarantine_entry(e.id)
     assert (after.state, after.action_by, after.action_note) == ("discarded", "dr-admin", "misfiled")
-    assert not __import__("os").path.exists(kept)
+    assert not Path(kept).exists()
     assert registry.study(study).review_reason is None  # nothing held any more: unflagged
     assert q.list() == [] and len(q.list(state=None)) == 1
 
@@ -179,7 +180,7 @@ def test_discard_deletes_the_data_and_keeps_the_record(env):
 def test_a_study_quarantined_whole_is_released_to_receiving(env):
     """A study the listener quarantined whole before issue 22 ("mixed patients") goes back to
     receiving (handed over again after its quiet period); the action is an entry of its own."""
-    store, registry, handler, q = env
+    _store, registry, handler, q = env
     study = generate_uid()
     send(handler, mr(study_uid=study, patient=GENUINE))
     registry.mark_study(study, StudyState.QUARANTINED, reason="mixed patients")
@@ -209,7 +210,7 @@ def test_discard_of_a_study_quarantined_whole_removes_its_instances(env):
 
 
 def test_files_quarantined_before_the_table_are_adopted(env):
-    store, registry, handler, q = env
+    store, _registry, _handler, q = env
     store.quarantine(b"not dicom", "header could not be parsed (InvalidDicomError)", status="0xC000",
                      calling_ae="PACS", sop_class_uid=MRImageStorage, sop_instance_uid="1.2.3")
     (e,) = q.list()
