@@ -55,8 +55,9 @@ class BoundedPduReader:
 
     def __init__(self, assoc_socket, *, peer: str, allowed_calling: frozenset[str],
                  called_ae: str | None, max_associate_bytes: int, max_pdata_bytes: int,
-                 pdu_timeout_s: float) -> None:
+                 pdu_timeout_s: float, on_close: Callable[[], None] | None = None) -> None:
         self.asock = assoc_socket
+        self.on_close = on_close
         self.peer = peer
         self.allowed_calling = allowed_calling
         self.called_ae = called_ae
@@ -150,6 +151,8 @@ class BoundedPduReader:
         with contextlib.suppress(OSError):
             if sock is not None:
                 sock.shutdown(socket.SHUT_RD)
+        if self.on_close is not None:
+            self.on_close()
 
 
 class BoundedAcse(ACSE):
@@ -201,5 +204,14 @@ class ConnectionGuard:
         req = assoc.requestor
         BoundedPduReader(asock, peer=f"{req.address}:{req.port}", allowed_calling=self.allowed_calling,
                          called_ae=self.called_ae, max_associate_bytes=self.max_associate_bytes,
-                         max_pdata_bytes=self.max_pdata_bytes, pdu_timeout_s=self.pdu_timeout_s).install()
+                         max_pdata_bytes=self.max_pdata_bytes, pdu_timeout_s=self.pdu_timeout_s,
+                         on_close=lambda: _stop_waiting(assoc)).install()
         assoc.acse = BoundedAcse(assoc, self.max_per_ae, lambda: assoc.ae.active_associations)
+
+
+def _stop_waiting(assoc) -> None:
+    """The connection was closed before an association was established: the association's thread,
+    waiting up to the ACSE timeout for the A-ASSOCIATE-RQ, ends now (pynetdicom reads None from
+    its queue as that wait timing out: it kills the association and shuts the socket)."""
+    if not assoc.is_established:
+        assoc.dul.to_user_queue.put(None)
