@@ -8,8 +8,11 @@ States (``followup.states``: the enums, the diagram and the tables of allowed tr
 * Study.state: ``receiving`` -> ``stable`` (quiet period over, task enqueued) -> ``baseline`` |
   ``analysing`` -> ``complete`` | ``deferred`` | ``failed``. New MR images after ``stable`` put it
   back to ``receiving`` (the study changed); other objects never do (``objects-only`` for a study
-  holding no image). ``quarantined``: the listener found two patients in the study; never
-  analysed, new images do not reopen it.
+  holding no image). ``quarantined``: the listener found two patients in the study (before issue
+  22; an instance of another patient is now quarantined alone): never analysed, new images do not
+  reopen it; ``release_quarantined_study`` (an administrator's ``followup quarantine release``)
+  puts it back to ``receiving``.
+* QuarantineEntry.state: ``held`` -> ``released`` | ``discarded`` (``close_quarantined``).
 * Analysis.status: ``queued`` -> ``running`` -> ``complete`` | ``deferred`` | ``failed``.
   One row per (study, algorithm version, revision); a reanalysis is a new revision.
 * Delivery.status: ``pending`` -> ``sent`` | ``failed`` (after the last retry).
