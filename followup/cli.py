@@ -605,21 +605,24 @@ def status_cmd(study_uid: str | None = typer.Argument(None),
             rows.append({"study_uid": s.study_uid, "study_date": str(s.study_date), "state": s.state,
                          "role": s.role, "instances": s.n_instances,
                          "probability": a.probability if a else None,
-                         "analysis": f"{a.algorithm_version}-r{a.revision} {a.status}" if a else None})
+                         "analysis": f"{a.algorithm_version}-r{a.revision} {a.status}" if a else None,
+                         "review": s.review_reason})
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
         else:
             for r in rows:
                 p = "" if r["probability"] is None else f" p={r['probability']:.2f}"
+                flag = "  REVIEW: see followup quarantine list" if r["review"] else ""
                 typer.echo(f"{r['study_uid']}  {r['study_date']}  {r['state']:10s} {r['role']:9s} "
-                           f"{r['instances']:5d} instances  {r['analysis'] or '-'}{p}")
+                           f"{r['instances']:5d} instances  {r['analysis'] or '-'}{p}{flag}")
         return
     s = reg.study(study_uid)
     if s is None:
         typer.secho(f"error [not-found]: no study {study_uid}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
     detail = {"study_uid": s.study_uid, "state": s.state, "role": s.role, "reason": s.reason,
-              "instances": s.n_instances,
+              "instances": s.n_instances, "review": s.review_reason,
+              "quarantined": len(reg.quarantined(study_uid=study_uid)),
               "analyses": [{"id": a.id, "version": a.algorithm_version, "revision": a.revision,
                             "status": a.status, "reason": a.reason, "probability": a.probability,
                             "interval": [a.interval_low, a.interval_high], "queue": a.queue,

@@ -68,6 +68,15 @@ def test_cli_list_show_release_discard(data):
     assert cli(settings, "list", "--state", "bogus").exit_code == 2
 
 
+def test_status_shows_the_review_flag(data):
+    settings, _registry, study = data
+    res = CliRunner().invoke(app, ["--data-dir", str(settings.data_dir), "status", study])
+    detail = json.loads(res.output)
+    assert detail["review"] and detail["quarantined"] == 1
+    res = CliRunner().invoke(app, ["--data-dir", str(settings.data_dir), "status"])
+    assert "REVIEW" in res.output
+
+
 def test_cli_releases_a_study_quarantined_whole(data):
     settings, registry, study = data
     registry.mark_study(study, StudyState.QUARANTINED, reason="mixed patients")
