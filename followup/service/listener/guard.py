@@ -65,6 +65,7 @@ class BoundedPduReader:
         self.max_pdata_bytes = int(max_pdata_bytes)
         self.pdu_timeout_s = float(pdu_timeout_s)
         self._pdu_type: int | None = None  # of the header just read: its body comes next
+        self._deadline = 0.0  # when the PDU whose header was read must be complete
         self.refused: str | None = None  # why the connection was closed, if it was
 
     def install(self) -> None:
@@ -94,14 +95,16 @@ class BoundedPduReader:
         return buf
 
     def recv(self, nr_bytes: int) -> bytearray:
-        """pynetdicom asks for a PDU's 6-byte header, then (``_pdu_type`` set) for its body."""
-        deadline = time.monotonic() + self.pdu_timeout_s
+        """pynetdicom asks for a PDU's 6-byte header, then (``_pdu_type`` set) for its body; the
+        whole PDU must arrive within ``pdu_timeout_s`` of its first byte."""
         pdu_type, self._pdu_type = self._pdu_type, None
         if pdu_type is None:
+            deadline = self._deadline = time.monotonic() + self.pdu_timeout_s
             head = self._read(nr_bytes, deadline)
             if nr_bytes == 6 and len(head) == 6 and head[0] in PDU_TYPES:
                 self._pdu_type = head[0]
             return head
+        deadline = self._deadline
         if pdu_type == P_DATA_TF:
             if nr_bytes > self.max_pdata_bytes:
                 self._close(f"P-DATA-TF PDU of {nr_bytes} bytes, above the maximum PDU "
