@@ -186,9 +186,10 @@ def f2_round_trips(tmp: Path) -> list[dict]:
             send(port, base)
             process_analysis(settings, reg, server.store,
                              new_analysis(reg, str(base[0].StudyInstanceUID), "realtime").id)
-            genuine = [dcmread(p) for p in sorted((pair / "followup").glob("*.dcm"))]
+            files = sorted((pair / "followup").glob("*.dcm"))
+            genuine = [dcmread(p) for p in files]
             study = str(genuine[0].StudyInstanceUID)
-            stray = dcmread(genuine[0].filename)
+            stray = dcmread(files[0])
             stray.PatientID = "STRAY-PATIENT"
             stray.SOPInstanceUID = stray.file_meta.MediaStorageSOPInstanceUID = generate_uid()
             t0 = time.perf_counter()
@@ -234,17 +235,17 @@ def main() -> None:
              "| listener | idle RSS (MB) | peak RSS (MB) | peak - idle (MB) | VmHWM (MB) | MiB it took | answer | "
              "answer after (s) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, m in mem:
-        t = f"{m['t_answer_s']:.3f}" if m["t_answer_s"] is not None else "-"
+        answered = f"{m['t_answer_s']:.3f}" if m["t_answer_s"] is not None else "-"
         lines.append(f"| {name} | {m['idle_mb']:.1f} | {m['peak_mb']:.1f} | **{m['excess_mb']:+.1f}** | "
-                     f"{m['hwm_mb']:.1f} | {m['sent_mib']:.1f} | {m['answer']} | {t} |")
+                     f"{m['hwm_mb']:.1f} | {m['sent_mib']:.1f} | {m['answer']} | {answered} |")
     lines += ["", "MiB it took: what the attacker could send before the listener closed (the socket "
               "buffers hold a few MiB that were never read).", "",
               f"## (b) F4: {PARTIAL_CONNECTIONS} connections with a partial PDU each", "",
               "| listener | threads idle | after 1 s | after 10 s | held after 10 s | connections closed |",
               "| --- | --- | --- | --- | --- | --- |"]
-    for name, t in thr:
-        lines.append(f"| {name} | {t['idle']} | {t['after_1s']} | {t['after_10s']} | "
-                     f"**{t['after_10s'] - t['idle']:+d}** | {t['closed']} of {PARTIAL_CONNECTIONS} |")
+    for name, th in thr:
+        lines.append(f"| {name} | {th['idle']} | {th['after_1s']} | {th['after_10s']} | "
+                     f"**{th['after_10s'] - th['idle']:+d}** | {th['closed']} of {PARTIAL_CONNECTIONS} |")
     if f2:
         lines += ["", "## (c) F2: a stray instance sent before the genuine study, and after its report", "",
                   "| stray sent | genuine acknowledged | stray answered | analysis | reanalysis after the stray | "
