@@ -31,6 +31,13 @@
 | FOLLOWUP_MAX_STUDY_INSTANCES | most instances the listener keeps for one study; more are refused with 0xA702 | 10000 |
 | FOLLOWUP_SYNC_STORAGE | 1: fsync every received instance (file and directory) and commit the registry with SQLite synchronous=FULL before answering success: survives power loss. 0: atomic rename and WAL commit only: survives a crash or restart of any process, not a power cut (like storescp; the PACS still holds the study) | 1 |
 | FOLLOWUP_MAX_ASSOCIATIONS | most concurrent associations of the listener; more are rejected (A-ASSOCIATE-RJ, transient) | 8 |
+| FOLLOWUP_MAX_ASSOCIATIONS_PER_AE | most concurrent associations from one calling AE title (its share of the slots); more are rejected (transient) | all of FOLLOWUP_MAX_ASSOCIATIONS when one calling AE is allowed, else half of them (at least 1) |
+| FOLLOWUP_MAX_ASSOCIATE_BYTES | largest A-ASSOCIATE-RQ the listener reads (bytes); a larger one is rejected after its AE titles are read, without reading the rest | 65536 (64 KiB) |
+| FOLLOWUP_PDU_TIMEOUT | a PDU once begun must arrive whole within this (s), or the connection is closed (partial or dripping PDUs) | 5 |
+| FOLLOWUP_ACSE_TIMEOUT | a connection must send its A-ASSOCIATE-RQ (and release) within this (s) | 10 |
+| FOLLOWUP_NETWORK_TIMEOUT | an association idle this long (s) is aborted | 30 |
+| FOLLOWUP_DIMSE_TIMEOUT | a DIMSE message (e.g. a C-STORE's data set) must complete within this (s) of its last fragment | 30 |
+| FOLLOWUP_CHECK_CALLED_AE | 1: refuse an association addressed to another called AE title than ours | 1 |
 | FOLLOWUP_MAX_MEMORY_PER_CHILD_KB | a worker's pool process is replaced after a task that left it above this (KiB) | 4194304 (4 GiB) |
 | FOLLOWUP_PATIENT_REF_KEY | the patient-ref key itself, hex (at least 64 digits): ``patient_ref`` = HMAC-SHA-256(key, PatientID), first 12 hex digits (followup.pseudonym) | (none: the key file) |
 | FOLLOWUP_PATIENT_REF_KEY_FILE | the file holding that key (hex); made at first start (32 random bytes, mode 0600, atomically) when missing. Back it up with the registry: losing it changes every patient_ref | <data dir>/patient-ref.key |
@@ -62,6 +69,12 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 DEFAULT_MAX_INSTANCE_BYTES = 512 * 1024 * 1024  # an Enhanced MR of a full DCE study is ~400 MB
 DEFAULT_MAX_STUDY_INSTANCES = 10_000  # a full-size DCE study is ~1,000 instances
 DEFAULT_MAX_ASSOCIATIONS = 8
+# The listener's wire bounds (docs/security/listener.md): A-ASSOCIATE-RQ size, and timeouts (s).
+DEFAULT_MAX_ASSOCIATE_BYTES = 64 * 1024  # ~100 presentation contexts take under 20 KiB
+DEFAULT_PDU_TIMEOUT_S = 5.0
+DEFAULT_ACSE_TIMEOUT_S = 10.0
+DEFAULT_NETWORK_TIMEOUT_S = 30.0
+DEFAULT_DIMSE_TIMEOUT_S = 30.0
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # > the longest analysis
 DEFAULT_MAX_MEMORY_PER_CHILD_KB = 4 * 1024 * 1024
 # A dead worker's analysis is taken over by the first sweep after its lease expired: lease (60 s) +
@@ -165,6 +178,13 @@ class Settings:
     max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES
     max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES
     max_associations: int = DEFAULT_MAX_ASSOCIATIONS
+    max_associations_per_ae: int | None = None  # None: all slots for one allowed AE, else half of them
+    max_associate_bytes: int = DEFAULT_MAX_ASSOCIATE_BYTES
+    pdu_timeout_s: float = DEFAULT_PDU_TIMEOUT_S
+    acse_timeout_s: float = DEFAULT_ACSE_TIMEOUT_S
+    network_timeout_s: float = DEFAULT_NETWORK_TIMEOUT_S
+    dimse_timeout_s: float = DEFAULT_DIMSE_TIMEOUT_S
+    check_called_ae: bool = True
     sync_storage: bool = True
     # Workers and the broker
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
@@ -195,9 +215,14 @@ class Settings:
                              "key (FOLLOWUP_API_TLS_KEY, --tls-key), or neither")
         for name in ("max_instance_bytes", "max_study_instances", "max_associations",
                      "visibility_timeout_s", "max_memory_per_child_kb", "api_max_body_bytes",
-                     "api_auth_failures"):
+                     "api_auth_failures", "max_associate_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_associations_per_ae is not None and self.max_associations_per_ae < 1:
+            raise ValueError("max_associations_per_ae must be at least 1")
+        for name in ("pdu_timeout_s", "acse_timeout_s", "network_timeout_s", "dimse_timeout_s"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be above 0")
         if self.reconcile_seconds < 0 or self.reconcile_older_than_s < 0:
             raise ValueError("the reconciliation interval and age must be >= 0")
         if self.api_auth_window_s <= 0:
@@ -261,6 +286,7 @@ class Settings:
             "max_instance_bytes": _env_int("FOLLOWUP_MAX_INSTANCE_BYTES", DEFAULT_MAX_INSTANCE_BYTES),
             "max_study_instances": _env_int("FOLLOWUP_MAX_STUDY_INSTANCES", DEFAULT_MAX_STUDY_INSTANCES),
             "max_associations": _env_int("FOLLOWUP_MAX_ASSOCIATIONS", DEFAULT_MAX_ASSOCIATIONS),
+            **_listener_env(),
             "sync_storage": env.get("FOLLOWUP_SYNC_STORAGE", "1").strip().lower() not in ("0", "false", "no", "off"),
             **_service_env(),
         }
@@ -277,6 +303,20 @@ class Settings:
             if values[key] is not None and env_flag(flag) and not values[key].tls:
                 values[key] = replace(values[key], tls=True)
         return cls(**values)
+
+
+def _listener_env() -> dict:
+    """The listener's wire bounds (``from_env``)."""
+    per_ae = os.environ.get("FOLLOWUP_MAX_ASSOCIATIONS_PER_AE", "").strip()
+    return {
+        "max_associations_per_ae": _env_int("FOLLOWUP_MAX_ASSOCIATIONS_PER_AE", 0) if per_ae else None,
+        "max_associate_bytes": _env_int("FOLLOWUP_MAX_ASSOCIATE_BYTES", DEFAULT_MAX_ASSOCIATE_BYTES),
+        "pdu_timeout_s": _env_float("FOLLOWUP_PDU_TIMEOUT", DEFAULT_PDU_TIMEOUT_S),
+        "acse_timeout_s": _env_float("FOLLOWUP_ACSE_TIMEOUT", DEFAULT_ACSE_TIMEOUT_S),
+        "network_timeout_s": _env_float("FOLLOWUP_NETWORK_TIMEOUT", DEFAULT_NETWORK_TIMEOUT_S),
+        "dimse_timeout_s": _env_float("FOLLOWUP_DIMSE_TIMEOUT", DEFAULT_DIMSE_TIMEOUT_S),
+        "check_called_ae": os.environ.get("FOLLOWUP_CHECK_CALLED_AE", "1").strip().lower() not in ("0", "false", "no", "off"),
+    }
 
 
 def _service_env() -> dict:

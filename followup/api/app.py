@@ -2,8 +2,8 @@
 
 ``create_app(settings, registry)`` composes the FastAPI application from one router per resource
 (``followup.api.routers``: studies, procedures, reports, deliveries, batches, patients, analyses,
-and the service routes: health, the page, its icon, the spec); ``serve_api`` runs it with
-uvicorn (127.0.0.1 by default).
+the quarantine (``/admin/quarantine``), and the service routes: health, the page, its icon, the
+spec); ``serve_api`` runs it with uvicorn (127.0.0.1 by default).
 Every route except ``GET /health``, the web page ``GET /`` and its icon needs
 ``Authorization: Bearer <token>``: the service token ``FOLLOWUP_API_TOKEN`` (admin), a user's token
 (``followup users``) or an OIDC token (``followup.api.auth``), checked from the headers before the
@@ -38,6 +38,7 @@ from followup.api.routers import (
     deliveries,
     patients,
     procedures,
+    quarantine,
     reports,
     service,
     studies,
@@ -52,7 +53,8 @@ from followup.service.work_queue import WorkQueue
 log = logging.getLogger("followup.api")
 
 ROUTERS = (service.open_router, service.router, procedures.router, studies.router, reports.router,
-           deliveries.router, batches.router, patients.router, analyses.router, trail.router)
+           deliveries.router, batches.router, patients.router, analyses.router, trail.router,
+           quarantine.router)
 
 
 def _authenticator(settings: Settings, registry: Registry) -> Authenticator:

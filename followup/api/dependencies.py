@@ -117,10 +117,9 @@ def requires(role: Role):
     return Depends(check)
 
 
-def protected_router(**kw: Any) -> APIRouter:
-    """A router whose every route needs an authenticated caller with at least the viewer role."""
-    return APIRouter(dependencies=[requires(Role.VIEWER)], responses=UNAUTHORIZED, route_class=StrictJsonRoute,
-                     **kw)
+def protected_router(role: Role = Role.VIEWER, **kw: Any) -> APIRouter:
+    """A router whose every route needs an authenticated caller with at least ``role``."""
+    return APIRouter(dependencies=[requires(role)], responses=UNAUTHORIZED, route_class=StrictJsonRoute, **kw)
 
 
 def checked_study_uid(study_uid: str) -> str:

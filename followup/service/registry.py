@@ -8,8 +8,11 @@ States (``followup.states``: the enums, the diagram and the tables of allowed tr
 * Study.state: ``receiving`` -> ``stable`` (quiet period over, task enqueued) -> ``baseline`` |
   ``analysing`` -> ``complete`` | ``deferred`` | ``failed``. New MR images after ``stable`` put it
   back to ``receiving`` (the study changed); other objects never do (``objects-only`` for a study
-  holding no image). ``quarantined``: the listener found two patients in the study; never
-  analysed, new images do not reopen it.
+  holding no image). ``quarantined``: the listener found two patients in the study (before issue
+  22; an instance of another patient is now quarantined alone): never analysed, new images do not
+  reopen it; ``release_quarantined_study`` (an administrator's ``followup quarantine release``)
+  puts it back to ``receiving``.
+* QuarantineEntry.state: ``held`` -> ``released`` | ``discarded`` (``close_quarantined``).
 * Analysis.status: ``queued`` -> ``running`` -> ``complete`` | ``deferred`` | ``failed``.
   One row per (study, algorithm version, revision); a reanalysis is a new revision.
 * Delivery.status: ``pending`` -> ``sent`` | ``failed`` (after the last retry).
@@ -72,6 +75,15 @@ from followup.states import (
 )
 
 _KEEP = object()  # mark_study: leave the reason as it is
+QUARANTINE_STATES = ("held", "released", "discarded")
+
+
+class PatientMismatch(Exception):
+    """The study holds another patient's instances (``record_instance(same_patient=True)``)."""
+
+    def __init__(self, study_uid: str) -> None:
+        super().__init__(f"study {study_uid} belongs to another patient")
+        self.study_uid = study_uid
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -121,6 +133,38 @@ class Study(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Flagged for review (e.g. an instance of another patient was quarantined from it): why;
+    # NULL when not flagged. Cleared when its quarantined instances are released or discarded.
+    review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class QuarantineEntry(Base):
+    """Input the listener refused (the data kept in ``DATA_DIR/quarantine``), or a study released
+    or discarded, with what became of it: ``held`` until an administrator ``released`` or
+    ``discarded`` it (who, when, why). Rows are never deleted: the record of a discard stays.
+
+    ``kind``: ``refused`` (failed a check), ``stray`` (another patient than its study's),
+    ``duplicate`` (a SOP Instance UID stored already, with other content), ``study`` (an action
+    on a whole study). ``patient_id`` (of a stray): what the study-patient rule counts; never
+    logged."""
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="refused", index=True)
+    state: Mapped[str] = mapped_column(String(16), default="held", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(8), default="")  # the C-STORE status answered, 0xC000
+    file: Mapped[str | None] = mapped_column(Text, nullable=True)  # the kept .dcm; None for a study
+    size: Mapped[int] = mapped_column(Integer, default=0)  # bytes received
+    study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    series_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sop_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sop_class_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    calling_ae: Mapped[str] = mapped_column(String(16), default="")
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    action_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    action_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    action_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Instance(Base):
@@ -319,8 +363,12 @@ class Registry:
     # --- studies and instances -------------------------------------------------------------------
     def record_instance(self, *, study_uid: str, series_uid: str, sop_uid: str, sop_class_uid: str,
                         path: str, size: int, patient_id: str, study_date: dt.date | None,
-                        modality: str, accession_number: str, calling_ae: str) -> bool:
+                        modality: str, accession_number: str, calling_ae: str,
+                        same_patient: bool = False) -> bool:
         """Register a stored instance; False when its SOP Instance UID was already there.
+
+        ``same_patient``: only into a study of this ``patient_id`` (checked in the same
+        transaction); a study of another patient raises :class:`PatientMismatch`.
 
         Only MR images (re)open a study for analysis. SR, SEG and PDF objects (ours, routed back
         by a PACS that forwards whole studies) are kept but change nothing: no analysis loop."""
@@ -346,8 +394,15 @@ class Registry:
                         values["state"] = case(
                             (studies.c.state.in_((StudyState.RECEIVING, StudyState.QUARANTINED)),
                              studies.c.state), else_=StudyState.RECEIVING)
-                    done = conn.execute(update(studies).where(studies.c.study_uid == study_uid)
-                                        .values(**values))
+                    where = [studies.c.study_uid == study_uid]
+                    if same_patient:
+                        where.append(studies.c.patient_id == patient_id)
+                    done = conn.execute(update(studies).where(*where).values(**values))
+                    if done.rowcount == 0 and same_patient:
+                        other = conn.execute(select(studies.c.patient_id).where(
+                            studies.c.study_uid == study_uid)).first()
+                        if other is not None:
+                            raise PatientMismatch(study_uid)
                     if done.rowcount == 0:
                         conn.execute(insert(studies).values(
                             study_uid=study_uid, patient_id=patient_id, study_date=study_date,
@@ -496,7 +551,8 @@ class Registry:
     # Columns added after a registry may have been created: (table, column, SQL type).
     NEW_COLUMNS = (("analyses", "heartbeat_at", "TIMESTAMP"), ("studies", "patient_name", "VARCHAR(324)"),
                    ("studies", "patient_birth_date", "VARCHAR(16)"), ("procedures", "recorded_by", "VARCHAR(100)"),
-                   ("batches", "created_by", "VARCHAR(100)"))
+                   ("batches", "created_by", "VARCHAR(100)"),
+                   ("studies", "review_reason", "TEXT"))
 
     def _protect_audit(self) -> None:
         """The audit trail is append-only: the database itself refuses to change or delete a row
@@ -691,6 +747,144 @@ class Registry:
         with self.session() as s:
             inst = s.get(Instance, sop_uid)
             return None if inst is None else inst.path
+
+    # --- the quarantine and the study-patient rule (followup.service.listener.study_patient) -----
+    QUARANTINE_FIELDS = frozenset({"kind", "reason", "status", "file", "size", "study_uid", "series_uid",
+                                   "sop_uid", "sop_class_uid", "patient_id", "calling_ae"})
+
+    def add_quarantined(self, **values) -> int:
+        """Record refused input (``QUARANTINE_FIELDS``), held; its id."""
+        unknown = set(values) - self.QUARANTINE_FIELDS
+        if unknown:
+            raise TypeError(f"add_quarantined: unknown field(s) {sorted(unknown)}")
+        for key in ("study_uid", "series_uid", "sop_uid", "sop_class_uid", "patient_id"):
+            if values.get(key) is not None:
+                values[key] = str(values[key])[:64]
+        values["calling_ae"] = str(values.get("calling_ae", ""))[:16]
+        with self.session() as s:
+            row = QuarantineEntry(**values, state="held", received_at=utcnow())
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def add_quarantine_action(self, *, kind: str, state: str, study_uid: str, reason: str, by: str,
+                              note: str | None) -> int:
+        """Record an action on a whole study (released, discarded), done already; its id."""
+        with self.session() as s:
+            row = QuarantineEntry(kind=kind, state=state, study_uid=study_uid, reason=reason,
+                                  received_at=utcnow(), action_by=by[:100], action_at=utcnow(),
+                                  action_note=note)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def quarantined(self, *, state: str | None = "held", study_uid: str | None = None,
+                    kind: str | None = None, limit: int = 1000) -> list[QuarantineEntry]:
+        """Quarantine entries, newest first."""
+        q = select(QuarantineEntry).order_by(QuarantineEntry.id.desc()).limit(limit)
+        if state is not None:
+            q = q.where(QuarantineEntry.state == state)
+        if study_uid is not None:
+            q = q.where(QuarantineEntry.study_uid == study_uid)
+        if kind is not None:
+            q = q.where(QuarantineEntry.kind == kind)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def quarantine_entry(self, entry_id: int) -> QuarantineEntry | None:
+        with self.session() as s:
+            return s.get(QuarantineEntry, entry_id)
+
+    def quarantined_files(self) -> set[str]:
+        """The kept files the quarantine table knows (to adopt older ones it does not)."""
+        with self.session() as s:
+            return {f for f in s.scalars(select(QuarantineEntry.file)) if f}
+
+    def close_quarantined(self, entry_id: int, state: str, *, by: str, note: str | None) -> bool:
+        """held -> released | discarded, with who, when and why; False when it was not held
+        (another administrator acted on it first)."""
+        if state not in ("released", "discarded"):
+            raise ValueError(f"close_quarantined: {state!r} is not released or discarded")
+        with self.session() as s:
+            done = s.execute(update(QuarantineEntry).where(
+                QuarantineEntry.id == entry_id, QuarantineEntry.state == "held").values(
+                state=state, action_by=by[:100], action_at=utcnow(), action_note=note))
+            return _rowcount(done) == 1
+
+    def count_strays(self, study_uid: str, patient_id: str) -> int:
+        """Held instances of ``patient_id`` quarantined from the study as strays."""
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(QuarantineEntry).where(
+                QuarantineEntry.study_uid == study_uid, QuarantineEntry.patient_id == patient_id,
+                QuarantineEntry.kind == "stray", QuarantineEntry.state == "held")) or 0
+
+    def flag_study(self, study_uid: str, reason: str | None) -> None:
+        """Flag the study for review with ``reason`` (None: clear the flag)."""
+        with self.session() as s:
+            s.execute(update(Study).where(Study.study_uid == study_uid).values(review_reason=reason))
+
+    # A study's patient may change only while nothing was made of it: not once analysed, reported
+    # or kept as a baseline (``followup.service.listener.study_patient``).
+    SETTLED_STATES = frozenset({StudyState.ANALYSING, StudyState.COMPLETE, StudyState.BASELINE})
+
+    def study_settled(self, study_uid: str) -> bool:
+        """Has the study been analysed (an analysis started or ended with a result), reported, or
+        kept as a baseline?"""
+        with self.session() as s:
+            st = s.get(Study, study_uid)
+            if st is None:
+                return False
+            if st.state in self.SETTLED_STATES:
+                return True
+            started = s.scalar(select(func.count()).select_from(Analysis).where(
+                Analysis.study_uid == study_uid,
+                or_(Analysis.started_at.is_not(None), Analysis.report_dir.is_not(None),
+                    Analysis.status == AnalysisStatus.COMPLETE)))
+            return bool(started)
+
+    def reassign_study(self, study_uid: str, from_patient: str, to_patient: str, reason: str) -> bool:
+        """The study becomes ``to_patient``'s (the study-patient rule), if it is still
+        ``from_patient``'s and not settled: its instances must then be moved out by the caller
+        (``instances_of`` / ``remove_instance``). The patient's name is read again from a stored
+        instance (``followup.service.patients``). False when not done."""
+        if self.study_settled(study_uid):
+            return False
+        with self.session() as s:
+            done = s.execute(update(Study).where(
+                Study.study_uid == study_uid, Study.patient_id == from_patient,
+                Study.state.not_in(sorted(str(x) for x in self.SETTLED_STATES))).values(
+                patient_id=to_patient[:64], patient_name=None, patient_birth_date=None,
+                review_reason=reason, updated_at=utcnow()))
+            return _rowcount(done) == 1
+
+    def instances_of(self, study_uid: str) -> list[Instance]:
+        with self.session() as s:
+            return list(s.scalars(select(Instance).where(Instance.study_uid == study_uid)))
+
+    def remove_instance(self, sop_uid: str) -> bool:
+        """Unregister an instance (moved to the quarantine, or discarded); its study counts one less."""
+        with self.session() as s:
+            inst = s.get(Instance, sop_uid)
+            if inst is None:
+                return False
+            s.execute(update(Study).where(Study.study_uid == inst.study_uid).values(
+                n_instances=func.max(Study.n_instances - 1, 0) if self.engine.dialect.name == "sqlite"
+                else func.greatest(Study.n_instances - 1, 0), updated_at=utcnow()))
+            s.delete(inst)
+            return True
+
+    def release_quarantined_study(self, study_uid: str) -> bool:
+        """A study quarantined whole (by the listener before issue 22: two patients) goes back to
+        ``receiving``: handed over again after its quiet period. Its own conditional UPDATE, like
+        the claims: ``quarantined`` stays final for every other transition. False when the study
+        was not quarantined."""
+        now = utcnow()
+        with self.session() as s:
+            done = s.execute(update(Study).where(
+                Study.study_uid == study_uid, Study.state == StudyState.QUARANTINED).values(
+                state=StudyState.RECEIVING, reason=None, review_reason=None, last_received_at=now,
+                updated_at=now))
+            return _rowcount(done) == 1
 
     # --- patients and review marks (the web page) ------------------------------------------------
     def studies_to_index(self, limit: int = 1000) -> list[tuple[str, str]]:

@@ -24,6 +24,15 @@ from followup.atomic import commit, write_atomic
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
+def dataset_bytes(data: bytes) -> bytes:
+    """A DICOM file's bytes after its File Meta Information (the preamble, "DICM" and group 2
+    left out: who wrote the file, not what it holds); all of ``data`` when it has none or it
+    cannot be told where group 2 ends."""
+    if data[128:132] != b"DICM" or data[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
+        return data
+    return data[144 + int.from_bytes(data[140:144], "little"):]
+
+
 class InvalidUID(ValueError):
     pass
 

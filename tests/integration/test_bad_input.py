@@ -13,7 +13,7 @@ from tests/; a bare file name is this folder's (tests/integration/).
 | absurd dimensions (memory bomb) | ``test_refused_over_the_wire[absurd-dimensions]``; test_bounds.py (instance size) | unit/dicom/test_fuzz_ingest.py ``test_absurd_dimensions_do_not_allocate`` |
 | NaN/inf geometry | ``test_refused_over_the_wire[nan-position]``, ``[inf-spacing]`` | unit/dicom/test_ingest_errors.py ``test_nan_in_ipp``; unit/dicom/test_fuzz_ingest.py (``ipp``, ``spacing``) |
 | SOP Instance UID with path characters | ``test_refused_over_the_wire[path-in-sop-uid]``, ``[path-in-study-uid]``; test_listener.py ``test_invalid_sop_instance_uid_quarantined`` | unit/dicom/test_fuzz_ingest.py (``sop`` mutation); unit/api/test_api.py (UIDs in URLs) |
-| two patients in one study | ``test_two_patients_in_one_study`` | unit/dicom/test_ingest_errors.py ``test_mixed_patients`` |
+| two patients in one study | ``test_two_patients_in_one_study``; test_study_patient.py (issue 22, F2) | unit/dicom/test_ingest_errors.py ``test_mixed_patients`` |
 | follow-up whose PatientID has no procedure | | unit/test_bad_input.py ``test_followup_without_procedure_is_deferred``; unit/service/test_orchestrator.py ``test_followup_waits_for_its_procedure_and_baseline_then_completes`` |
 | unknown calling AE title | ``test_unknown_calling_ae_rejected_and_logged``; test_listener.py ``test_unknown_calling_ae_rejected_*``; test_tls.py (over TLS) | |
 | malformed procedure record | | unit/test_bad_input.py ``test_malformed_procedure_record_cli``; unit/test_procedure.py ``test_invalid_record_names_the_field``, ``test_load_errors_are_clear``; unit/api/test_api.py ``test_procedures_add_list_and_422`` |
@@ -229,35 +229,36 @@ def test_real_truncated_file_refused(listener, real):
 
 
 def test_two_patients_in_one_study(listener, real, tmp_path):
-    """An instance of another patient in a study: refused and quarantined; the study is marked
-    quarantined ("mixed patients"), is never handed over for analysis, and an analysis asked
-    for anyway fails with that reason. Other studies carry on."""
+    """An instance of another patient in a study: refused 0xC000 and quarantined alone (kind
+    ``stray``); the study keeps receiving its own patient's images, is flagged for review, and
+    an analysis of it runs on them (issue 22, F2: before, the whole study was quarantined for
+    good and its analysis failed "mixed patients"). Other studies carry on. The round trips
+    through the worker and the quarantine commands: test_study_patient.py."""
     study = str(dcmread(real[0], stop_before_pixels=True).StudyInstanceUID)
     assert send_file(listener.port, real[0]) == 0
     intruder = fresh(dcmread(real[1]))
     intruder.PatientID = "OTHER-PATIENT-77"
     assert send_file(listener.port, _as_file(intruder, tmp_path)) == 0xC000
     ((info, _),) = listener.quarantined()
-    assert "two patients in one study" in info["reason"]
+    assert "two patients in one study" in info["reason"] and info["kind"] == "stray"
+    (entry,) = listener.registry.quarantined()
+    assert (entry.kind, entry.state, entry.study_uid) == ("stray", "held", study)
     st = listener.registry.study(study)
-    assert st.state == "quarantined" and "mixed patients" in st.reason and st.n_instances == 1
+    assert st.state == "receiving" and st.n_instances == 1 and st.review_reason
 
-    # more images of the study's own patient are kept but do not reopen it
+    # more images of the study's own patient are stored
     assert send_file(listener.port, real[2]) == 0
-    assert listener.registry.study(study).state == "quarantined"
+    assert listener.registry.study(study).n_instances == 2
     # another study is not disturbed
     other = dcmread(real[3])
     other.StudyInstanceUID, other.SeriesInstanceUID = generate_uid(), generate_uid()
     assert send_file(listener.port, _as_file(fresh(other), tmp_path)) == 0
-    assert listener.registry.claim_stable_studies(0) == [str(other.StudyInstanceUID)]
-    # an analysis forced on it (reanalyze --study) fails with the reason and analyses nothing
+    assert sorted(listener.registry.claim_stable_studies(0)) == sorted([study, str(other.StudyInstanceUID)])
+    # an analysis of it is not failed for "mixed patients" (no procedure record here: deferred)
     settings = Settings(data_dir=listener.store.root)
     a = new_analysis(listener.registry, study, "realtime")
     out = process_analysis(settings, listener.registry, listener.store, a.id)
-    assert out.status == "failed" and "mixed patients" in out.reason
-    assert listener.registry.analysis(a.id).status == "failed"
-    assert listener.registry.study(study).state == "quarantined"
-    assert not list(listener.store.reports.rglob("*.json"))
+    assert out.status == "deferred" and "procedure record" in out.reason
 
 
 def test_unknown_calling_ae_rejected_and_logged(listener, real, caplog):

@@ -230,7 +230,10 @@ def test_sr_with_mr_modality_refused(listener):
 @pytest.mark.parametrize("tsyntax", [JPEG2000Lossless, JPEGLSLossless, RLELossless])
 def test_compressed_stored_as_received_without_decoding(listener, tmp_path, tsyntax):
     ds = mr_dataset()
-    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not a real codestream, never decoded"])
+    # a JPEG 2000 main header of the image's 4 x 4 pixels (checked against Rows and Columns),
+    # then bytes that are no codestream: never decoded
+    siz = b"\xff\x4f\xff\x51" + struct.pack(">HHIIII", 41, 0, 4, 4, 0, 0)
+    ds.PixelData = encapsulate([siz + b" not a real codestream, never decoded"])
     ds["PixelData"].VR = "OB"
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = tsyntax

@@ -1,6 +1,7 @@
-"""The listener's server: the application entity (calling-AE allow-list, presentation contexts,
-association limit, PDU size), DICOM TLS, the spool cleaned at start, and the stability monitor
-that runs beside it (``serve_dicom``)."""
+"""The listener's server: the application entity (calling-AE allow-list, called-AE check,
+presentation contexts, association limit and per-AE share, PDU size, timeouts), the wire bounds
+of each connection (``followup.service.listener.guard``), DICOM TLS, the spool cleaned at start,
+and the stability monitor that runs beside it (``serve_dicom``)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom import uid as U
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
 from followup.config import AE_TITLE_RE, Settings
 from followup.dicom.codecs import decodable_syntaxes
 from followup.service import tls
+from followup.service.listener.association import on_conn_open
+from followup.service.listener.guard import ConnectionGuard
 from followup.service.listener.handler import StoreHandler
 from followup.service.listener.validation import STORAGE_CLASSES
 from followup.service.registry import Registry
@@ -79,8 +82,14 @@ def build_ae(settings: Settings, *, ae_title: str | None = None, allow: list[str
         raise ValueError("max_associations must be at least 1")
     ae = _ListenerAE(ae_title=title)
     ae.require_calling_aet = allowed
+    ae.require_called_aet = bool(settings.check_called_ae)
     ae.maximum_associations = limit
     ae.maximum_pdu_size = int(max_pdu)
+    # a silent connection is dropped after acse_timeout (ARTIM), an idle association after
+    # network_timeout; a DIMSE message must go on within dimse_timeout (pynetdicom's timers)
+    ae.acse_timeout = float(settings.acse_timeout_s)
+    ae.network_timeout = float(settings.network_timeout_s)
+    ae.dimse_timeout = float(settings.dimse_timeout_s)
     ae.add_supported_context(Verification, [U.ExplicitVRLittleEndian, U.ImplicitVRLittleEndian])
     syntaxes = accepted_transfer_syntaxes()
     for sop_class in STORAGE_CLASSES:
@@ -95,6 +104,34 @@ def listener_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return tls.server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
 
 
+def per_ae_share(limit: int, n_allowed: int, configured: int | None) -> int:
+    """How many of the ``limit`` association slots one calling AE title may hold: ``configured``
+    (at most all of them); unless set, all of them when one calling AE is allowed (nobody to
+    lock out), else half of them (at least 1), so one sender's idle associations leave the others
+    slots."""
+    if configured is not None:
+        return max(1, min(int(configured), int(limit)))
+    return int(limit) if n_allowed <= 1 else max(1, int(limit) // 2)
+
+
+def connection_guard(ae: AE, settings: Settings) -> ConnectionGuard:
+    """The wire bounds of ``ae``'s connections (``followup.service.listener.guard``)."""
+    max_pdu = int(ae.maximum_pdu_size)
+    per_ae = per_ae_share(ae.maximum_associations, len(ae.require_calling_aet), settings.max_associations_per_ae)
+    return ConnectionGuard(
+        allowed_calling=list(ae.require_calling_aet),
+        called_ae=str(ae.ae_title).strip() if settings.check_called_ae else None,
+        max_associate_bytes=settings.max_associate_bytes,
+        max_pdata_bytes=max_pdu if max_pdu > 0 else settings.max_instance_bytes + 1024,
+        pdu_timeout_s=settings.pdu_timeout_s, max_per_ae=per_ae, on_open=on_conn_open)
+
+
+def listener_evt_handlers(handler: StoreHandler, guard: ConnectionGuard) -> list:
+    """The handler's events, the connection opening through the guard."""
+    return [(event, guard.on_conn_open if event is evt.EVT_CONN_OPEN else fn)
+            for event, fn in handler.evt_handlers()]
+
+
 @dataclass
 class _Listener:
     """What ``serve_dicom`` runs: the AE, its C-STORE handler and the stability monitor."""
@@ -105,6 +142,7 @@ class _Listener:
     handler: StoreHandler
     monitor: StabilityMonitor
     ssl_context: ssl.SSLContext | None
+    guard: ConnectionGuard
 
 
 def _open_storage(settings: Settings) -> tuple[Store, Registry]:
@@ -119,15 +157,19 @@ def _open_storage(settings: Settings) -> tuple[Store, Registry]:
 def _log_start(lst: _Listener, settings: Settings, host: str, port: int, quiet_seconds: float) -> None:
     mode = ("TLS, client certificates required" if settings.tls_ca else "TLS") if lst.ssl_context else "no TLS"
     log.info("DICOM listener %s on %s:%d (%s); allowed calling AEs: %s; quiet period %.1f s; at most "
-             "%d associations, %d bytes an instance, %d instances a study", lst.ae.ae_title, host, port,
-             mode, ", ".join(lst.ae.require_calling_aet), quiet_seconds, lst.ae.maximum_associations,
-             settings.max_instance_bytes, settings.max_study_instances)
+             "%d associations (%d from one calling AE), %d bytes an instance, %d instances a study, "
+             "%d bytes an association request; timeouts: PDU %g s, ACSE %g s, network %g s, DIMSE %g s",
+             lst.ae.ae_title, host, port, mode, ", ".join(lst.ae.require_calling_aet), quiet_seconds,
+             lst.ae.maximum_associations, lst.guard.max_per_ae, settings.max_instance_bytes,
+             settings.max_study_instances, settings.max_associate_bytes, settings.pdu_timeout_s,
+             settings.acse_timeout_s, settings.network_timeout_s, settings.dimse_timeout_s)
 
 
 def _serve_in_background(lst: _Listener, host: str, port: int):
     """The running pynetdicom server; its ``shutdown()`` also stops the stability monitor."""
     try:
-        server = lst.ae.start_server((host, port), block=False, evt_handlers=lst.handler.evt_handlers(),
+        server = lst.ae.start_server((host, port), block=False,
+                                     evt_handlers=listener_evt_handlers(lst.handler, lst.guard),
                                      ssl_context=lst.ssl_context)
     except BaseException:
         lst.monitor.stop()
@@ -146,6 +188,7 @@ def _serve_in_background(lst: _Listener, host: str, port: int):
     server.registry = lst.registry  # type: ignore[attr-defined]
     server.store_handler = lst.handler  # type: ignore[attr-defined]
     server.stability_monitor = lst.monitor  # type: ignore[attr-defined]
+    server.guard = lst.guard  # type: ignore[attr-defined]
     return server
 
 
@@ -168,13 +211,15 @@ def serve_dicom(settings: Settings, *, ae_title: str | None = None, port: int, a
     handler = StoreHandler(store, registry, max_instance_bytes=settings.max_instance_bytes,
                            max_study_instances=settings.max_study_instances)
     monitor = StabilityMonitor(registry, quiet_seconds, on_stable, poll_seconds=poll_seconds)
-    lst = _Listener(ae, store, registry, handler, monitor, ssl_context)
+    guard = connection_guard(ae, settings)
+    lst = _Listener(ae, store, registry, handler, monitor, ssl_context, guard)
     _log_start(lst, settings, host, port, quiet_seconds)
     monitor.start()
     if not block:
         return _serve_in_background(lst, host, port)
     try:
-        ae.start_server((host, port), block=True, evt_handlers=handler.evt_handlers(), ssl_context=ssl_context)
+        ae.start_server((host, port), block=True, evt_handlers=listener_evt_handlers(handler, guard),
+                        ssl_context=ssl_context)
     finally:
         monitor.stop()
         ae.shutdown()

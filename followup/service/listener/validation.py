@@ -3,9 +3,11 @@
 ``validate_instance`` parses the header (``defer_size``: the pixel data is not read) and checks
 the UIDs (present, valid, equal to the C-STORE request's), the SOP class and its modality, and for
 MR images that the header describes pixels that are there (a sane matrix, finite geometry, as many
-uncompressed pixel bytes as declared, pixel data in a transfer syntax we can decode). ``check_size``,
-``check_same_patient`` and ``check_study_room`` are the bounds. Each refusal is a :class:`Refused` carrying the C-STORE
-status and the reason the quarantine keeps with the data."""
+uncompressed pixel bytes as declared, compressed pixel data that can hold the declared image:
+``followup.service.listener.encapsulated``; pixel data in a transfer syntax we can decode).
+``check_size`` and ``check_study_room`` are the bounds (the study's patient: ``study_patient``).
+Each refusal is a :class:`Refused` carrying the C-STORE status and the reason the quarantine
+keeps with the data."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pydicom.dataset import Dataset
 
 from followup.dicom.codecs import can_decode, syntax_name
 from followup.dicom.scan import MR_SOP_CLASSES
+from followup.service.listener.encapsulated import EncapsulationError, check_encapsulated
 from followup.service.listener.statuses import (
     CANNOT_UNDERSTAND,
     DATASET_DOES_NOT_MATCH,
@@ -57,13 +60,18 @@ UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInst
 class Refused(Exception):
     """Input we will not store: quarantined and answered with ``status``.
 
-    ``keep_bytes``: how much of the data the quarantine keeps (None: all of it)."""
+    ``keep_bytes``: how much of the data the quarantine keeps (None: all of it). ``kind``: the
+    quarantine's kind (``refused``, ``stray``: another patient than its study's, ``duplicate``: a
+    stored SOP Instance UID with other content). ``instance``: the header read, when it was."""
 
-    def __init__(self, status: int, reason: str, keep_bytes: int | None = None) -> None:
+    def __init__(self, status: int, reason: str, keep_bytes: int | None = None, *, kind: str = "refused",
+                 instance: ReceivedInstance | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.keep_bytes = keep_bytes
+        self.kind = kind
+        self.instance = instance
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ def validate_instance(data: bytes, req_sop_class: str, req_sop_uid: str, store: 
     _check_modality(header["SOPClassUID"], header["Modality"])
     if header["SOPClassUID"] in MR_SOP_CLASSES:
         try:
-            check_image(ds, len(data))
+            check_image(ds, data)
         except Refused:
             raise
         except Exception as exc:  # an element pydicom cannot decode: refuse, never crash
@@ -171,12 +179,6 @@ def check_study_room(n_instances: int, maximum: int) -> None:
                       f"maximum is {maximum}", keep_bytes=QUARANTINE_KEEP_BYTES)
 
 
-def check_same_patient(patient_id: str, study_patient_id: str) -> None:
-    if patient_id != study_patient_id:
-        raise Refused(CANNOT_UNDERSTAND, "Patient ID differs from the other instances of its "
-                      "study (two patients in one study)")
-
-
 # --- image checks (header only; the pixels are never decoded) -----------------------------------
 def _int(ds: Dataset, keyword: str, default: int) -> int:
     try:
@@ -199,8 +201,9 @@ def check_geometry(ds: Dataset) -> None:
             raise Refused(DATASET_DOES_NOT_MATCH, f"{keyword} is not finite (NaN or infinity)")
 
 
-def _decoded_size(ds: Dataset) -> tuple[int, str]:
-    """The bytes the image decodes to (with its description), or :class:`Refused`."""
+def _matrix(ds: Dataset) -> tuple[int, str, tuple[int, int, int]]:
+    """The bytes the image decodes to, its description and (rows, columns, frames), or
+    :class:`Refused`."""
     rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
     frames, spp = _int(ds, "NumberOfFrames", 1), _int(ds, "SamplesPerPixel", 1)
     bits = _int(ds, "BitsAllocated", 0)
@@ -213,17 +216,18 @@ def _decoded_size(ds: Dataset) -> tuple[int, str]:
     if expected > MAX_DECODED_BYTES:
         raise Refused(DATASET_DOES_NOT_MATCH, f"absurd image size: {rows} x {cols} x {frames} frames "
                       f"would decode to {expected} bytes (at most {MAX_DECODED_BYTES})")
-    return expected, f"{rows} x {cols} x {frames} frames x {bits} bits"
+    return expected, f"{rows} x {cols} x {frames} frames x {bits} bits", (rows, cols, frames)
 
 
-def check_image(ds: Dataset, data_len: int) -> None:
+def check_image(ds: Dataset, data: bytes) -> None:
     """An MR image's header must describe pixels that are there: Pixel Data present, a sane
-    matrix, finite geometry, a transfer syntax we can decode and (uncompressed) as many pixel bytes
-    as the header declares."""
+    matrix, finite geometry, a transfer syntax we can decode, (uncompressed) as many pixel bytes
+    as the header declares and (compressed) fragments that can hold them
+    (``followup.service.listener.encapsulated``). ``data``: the bytes ``ds`` was read from."""
     elem = next((ds.get_item(t, keep_deferred=True) for t in PIXEL_TAGS if t in ds), None)
     if elem is None:
         raise Refused(DATASET_DOES_NOT_MATCH, "no pixel data")
-    expected, described = _decoded_size(ds)
+    expected, described, (rows, cols, frames) = _matrix(ds)
     check_geometry(ds)
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if syntax and not can_decode(syntax):  # not negotiated, but an import has no negotiation
@@ -232,12 +236,22 @@ def check_image(ds: Dataset, data_len: int) -> None:
     length = getattr(elem, "length", None)
     if length is None:  # read already (small): its value's length
         length = len(elem.value or b"")
-    if length == 0xFFFFFFFF:  # encapsulated (compressed): its length says nothing
-        return
     tell = getattr(elem, "value_tell", None)  # an offset in the received bytes unless deflated
-    if syntax != U.DeflatedExplicitVRLittleEndian and tell is not None and tell + length > data_len:
-        raise Refused(CANNOT_UNDERSTAND, f"truncated: the data ends {tell + length - data_len} "
+    if length != 0xFFFFFFFF and syntax != U.DeflatedExplicitVRLittleEndian and tell is not None \
+            and tell + length > len(data):
+        raise Refused(CANNOT_UNDERSTAND, f"truncated: the data ends {tell + length - len(data)} "
                       "bytes before the end of its pixel data")
+    if syntax and syntax not in NATIVE_SYNTAXES:  # encapsulated (compressed), whatever its length
+        buffer: bytes | BytesIO | None = elem.value if isinstance(elem.value, bytes) else None
+        if buffer is None and tell is not None:  # deferred: read from the data (not copied)
+            buffer = BytesIO(data)
+            buffer.seek(tell)
+        if buffer is not None:
+            try:
+                check_encapsulated(buffer, syntax, rows=rows, cols=cols, frames=frames, decoded_bytes=expected)
+            except EncapsulationError as exc:
+                raise Refused(exc.status, str(exc)) from exc
+        return
     if syntax in NATIVE_SYNTAXES and length < expected:
         raise Refused(CANNOT_UNDERSTAND, f"pixel data shorter than its header says: {length} bytes, "
                       f"{described} need {expected}")

@@ -303,7 +303,7 @@ def test_missing_decoder_is_undecodable_naming_the_syntax(tmp_path: Path, monkey
     # and the listener refuses such an instance (an import has no negotiation to refuse it)
     ds = pydicom.dcmread(path, defer_size=4096)
     with pytest.raises(Refused) as ref:
-        check_image(ds, path.stat().st_size)
+        check_image(ds, path.read_bytes())
     assert ref.value.reason.startswith("undecodable") and "1.2.840.10008.1.2.4.80" in ref.value.reason
 
 
