@@ -13,7 +13,7 @@ from fastapi import Body, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from followup.api.auth import Role
-from followup.api.dependencies import AuditDep, RegistryDep, SettingsDep, checked_study_uid, protected_router
+from followup.api.dependencies import AuditDep, RegistryDep, RowId, SettingsDep, checked_study_uid, protected_router
 from followup.api.models import ErrorOut
 from followup.service.quarantine import Quarantine, QuarantineError, entry_dict
 
@@ -56,17 +56,18 @@ def quarantine_list(settings: SettingsDep, registry: RegistryDep, auditor: Audit
 
 
 @router.get("/admin/quarantine/{entry_id}", responses=ERRORS)
-def quarantine_show(entry_id: int, settings: SettingsDep, registry: RegistryDep, auditor: AuditDep) -> dict:
+def quarantine_show(entry_id: RowId, settings: SettingsDep, registry: RegistryDep, auditor: AuditDep) -> dict:
     try:
         shown = _quarantine(settings, registry).show(entry_id)
-        auditor.record("quarantine.read", study_uid=shown.get("study_uid"), detail=f"entry {entry_id}")
-        return shown
     except QuarantineError as exc:
+        auditor.record("quarantine.read", outcome="failed", detail=f"entry {entry_id}: {exc.message}"[:500])
         raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
+    auditor.record("quarantine.read", study_uid=shown.get("study_uid"), detail=f"entry {entry_id}")
+    return shown
 
 
 @router.post("/admin/quarantine/{entry_id}/release", responses=ERRORS)
-def quarantine_release(entry_id: int, auditor: AuditDep, settings: SettingsDep, registry: RegistryDep,
+def quarantine_release(entry_id: RowId, auditor: AuditDep, settings: SettingsDep, registry: RegistryDep,
                        body: Annotated[ActionIn | None, Body()] = None) -> dict:
     """Offer the instance to the store again (every check applies); 409 with the reason when it
     is refused again (it stays held) or was released or discarded already."""
@@ -74,7 +75,7 @@ def quarantine_release(entry_id: int, auditor: AuditDep, settings: SettingsDep, 
 
 
 @router.post("/admin/quarantine/{entry_id}/discard", responses=ERRORS)
-def quarantine_discard(entry_id: int, auditor: AuditDep, settings: SettingsDep, registry: RegistryDep,
+def quarantine_discard(entry_id: RowId, auditor: AuditDep, settings: SettingsDep, registry: RegistryDep,
                        body: Annotated[ActionIn | None, Body()] = None) -> dict:
     """Delete the kept data; the entry stays as the record."""
     return _act(_quarantine(settings, registry), "discard", str(entry_id), auditor, body)

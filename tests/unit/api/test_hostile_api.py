@@ -596,7 +596,7 @@ def test_every_protected_route_is_audited(env):
     client.app.state.queue = None
     aid = env["analysis"]
     values = {"{study_uid}": UID, "{analysis_id}": str(aid), "{batch_id}": str(env["batch"]), "{fmt}": "json",
-              "{patient_ref}": patient_ref(PID), "{name}": "report.pdf", "{index}": "0"}
+              "{patient_ref}": patient_ref(PID), "{name}": "report.pdf", "{index}": "0", "{entry_id}": "1"}
     checked = 0
     for route in client.app.routes:
         if not isinstance(route, APIRoute) or route.path in ("/health", "/", "/favicon.svg", "/favicon.ico", "/me",

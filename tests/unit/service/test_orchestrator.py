@@ -50,7 +50,7 @@ def test_followup_waits_for_its_procedure_and_baseline_then_completes(service, s
     out = _run(settings, reg, store, fu)
     assert out.status == "complete"
     a = reg.latest_analysis(fu)
-    assert a.revision == 3 and a.baseline_study_uid == base and a.probability >= 0.5
+    assert a.revision == 3 and a.baseline_study_uid == base and a.probability > 0.1  # residual: BI-RADS 4B or higher
     assert (store.report_dir(fu, a.algorithm_version, a.revision) / "sr.dcm").exists()
 
 
