@@ -132,7 +132,7 @@ def test_search_open_patient_key_images_report_and_download(page, site):
     assert page.evaluate("Array.from(document.querySelectorAll('.images img')).every(i => i.src.startsWith('blob:'))")
     page.click("text=Open the report")
     page.wait_for_selector(".report-host h1")  # the report's own HTML, in the page (shadow root)
-    assert "Probability of residual tumour" in page.locator(".report-host .report-body").inner_text()
+    assert "Probability of residual" in page.locator(".report-host .report-body").inner_text()
     wait_js(page, "Array.from(document.querySelector('.report-host').shadowRoot.querySelectorAll('img'))"
                   ".every(i => i.complete && i.naturalWidth > 0)")
     meta = page.inner_text("#view dl.facts")
@@ -158,7 +158,8 @@ def test_mark_a_reanalysis_change_reviewed_then_reload(page, site):
     page.locator("#view tr", has_text="corrected").locator("a").first.click()
     page.wait_for_selector("tr.change")
     row = page.locator("tr.change").first
-    assert "recommendation" in row.inner_text() and "SYNTHETIC, COMPLETE 3" in row.inner_text()
+    # the corrected record moved the probability (both reports advise peripheral biopsies: > 2 %)
+    assert "probability" in row.inner_text() and "SYNTHETIC, COMPLETE 3" in row.inner_text()
     assert p.registry.reviews([p.reanalysis_id]) == {}
     row.locator("button", has_text="Mark reviewed").click()
     page.wait_for_selector("tr.change.reviewed")

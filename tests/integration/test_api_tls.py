@@ -20,7 +20,7 @@ from followup.config import child_environment
 from followup.testing.service_harness import free_port, process, require, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "k" * 43
+TOKEN = "api-tls-Test-token-0123456789-abcdefXYZ"  # >= 128 bits (the API refuses weaker)
 
 pytestmark = pytest.mark.slow  # each test starts `followup serve-api` (10-15 s on a loaded machine)
 

@@ -59,7 +59,7 @@
     if (!a || a.probability == null) { return el("span", { class: "muted", text: a ? "no probability" : "" }); }
     var parts = [el("span", { class: "nowrap", text: pct(a.probability) })];
     if (a.interval_low != null && a.interval_high != null) {
-      parts.push(" ", el("span", { class: "nowrap ci-text", text: "(95 % model-based interval " + pct(a.interval_low) + "–" + pct(a.interval_high) + ")" }));
+      parts.push(" ", el("span", { class: "ci-text", text: "(95 % interval " + pct(a.interval_low) + "–" + pct(a.interval_high) + ")" }));
     }
     return el("span", { class: "prob " + pclass(a.probability) }, parts);
   }
@@ -236,7 +236,7 @@
     });
     return el("div", {}, [g, el("div", { class: "legend" }, [
       el("span", {}, [el("span", { class: "key" }), "probability (vertical bar: 95 % interval)"]),
-      el("span", {}, [el("span", { class: "key threshold" }), "2 %: BI-RADS 3's limit; above it category 4 (tissue diagnosis)"]),
+      el("span", {}, [el("span", { class: "key threshold" }), "2 %: above it, BI-RADS 4"]),
       el("span", {}, [el("span", { class: "key proc" }), "cryoablation"])])]);
   }
 
