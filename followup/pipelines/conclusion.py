@@ -58,12 +58,10 @@ def category(probability: ProbabilityResult, suspicious_site: Sequence[Focus], *
 
 
 def _biopsy_reasons(record: ProcedureRecord, probability: ProbabilityResult, birads: BiradsAssessment,
-                    suspicious_site: Sequence[Focus], trend_reason: str | None) -> list[str]:
+                    suspicious_site: Sequence[Focus]) -> list[str]:
     reasons = record_rules.biopsy_reasons(record)
     if suspicious_site:
         reasons.append("suspicious enhancement at the ablation site")
-    if trend_reason:
-        reasons.append(trend_reason)
     p = probability.probability
     if p > ev.BIRADS_3_MAX:
         reasons.append(f"the probability of disease at the site ({p:.0%}) is above BI-RADS 3's 2% "
@@ -84,7 +82,7 @@ def recommendations(record: ProcedureRecord, probability: ProbabilityResult, bir
     if trend_reason:
         out.append(Note("surveillance-biopsy", "Biopsy of the ablation site is recommended: "
                         f"{trend_reason}; recurrence must be excluded."))
-    reasons = _biopsy_reasons(record, probability, birads, site, None)
+    reasons = _biopsy_reasons(record, probability, birads, site)
     if reasons:
         out.append(Note("peripheral-biopsy", "Peripheral biopsies around the ablation zone are "
                         "recommended: " + "; ".join(reasons) + "."))

@@ -134,26 +134,27 @@ class _Params:
     hazard_scale: np.ndarray
     factors: tuple[np.ndarray, ...]  # record factors, then the trend
 
-    def lr_focus(self, focus: FocusEvidence) -> np.ndarray:
-        """One joint ratio for a suspicious focus: morphology (a mass at the site) times its curve
-        given a mass, floored at 1 (morphology before kinetics); x 0.5 below 5 mm, still >= 1."""
+    def _mass_times_curve(self, focus: FocusEvidence) -> np.ndarray:
+        """Morphology (a mass at the site: implied sensitivity over Poplack's false positives,
+        floored at 1) times the curve's ratio given a mass (none when not assessable)."""
         spec = self.specificity
         sens = np.clip(1.0 - self.lr_negative * spec, *ev.MASS_SENSITIVITY_RANGE)
         lr = np.maximum(sens / (1.0 - spec), 1.0)
         if focus.curve_type in CURVES:
             lr = lr * self.cancer_curves[focus.curve_type] / self.benign_curves[focus.curve_type]
+        return lr
+
+    def lr_focus(self, focus: FocusEvidence) -> np.ndarray:
+        """One joint ratio for a suspicious focus: morphology times its curve given a mass, floored
+        at 1 (morphology before kinetics); x 0.5 below 5 mm, still >= 1."""
+        lr = self._mass_times_curve(focus)
         if focus.largest_diameter_mm < ev.SMALL_FOCUS_MM:
             lr = lr * self.small_focus
         return np.maximum(lr, 1.0)
 
     def kinetics_floored(self, focus: FocusEvidence) -> bool:
-        if focus.curve_type not in CURVES:
-            return False
-        spec = self.specificity
-        sens = np.clip(1.0 - self.lr_negative * spec, *ev.MASS_SENSITIVITY_RANGE)
-        raw = np.maximum(sens / (1.0 - spec), 1.0) * self.cancer_curves[focus.curve_type] \
-            / self.benign_curves[focus.curve_type]
-        return bool(np.mean(raw) < 1.0)
+        """Whether the curve would have made the mass reassuring (the floor at 1 applies)."""
+        return focus.curve_type in CURVES and bool(np.mean(self._mass_times_curve(focus)) < 1.0)
 
 
 def _fat_necrosis_share(curve: str) -> float:
@@ -268,7 +269,8 @@ class _Model:
                              ev.ICE3_SOURCE + " (ipsilateral breast, an upper bound for the site)", False))
         if not use_imaging:
             return out
-        _, counted = _imaging_lr(_point_params([f for _, f in self.factors]), im)
+        point = _point_params(())  # the counted focus and its floor do not depend on the record
+        _, counted = _imaging_lr(point, im)
         where = "" if im.location_confirmed else \
             " (zone found in the follow-up, registration poor: weighted for the zone's identity)"
         identity_src = "" if im.location_confirmed else "; " + ev.ZONE_IDENTITY_UNCERTAIN.source
@@ -278,7 +280,7 @@ class _Model:
                              "negative read: " + " or ".join(ev.NEGATIVE_READ_SOURCES) + identity_src,
                              not im.location_confirmed))
         else:
-            floored = _point_params([]).kinetics_floored(counted)
+            floored = point.kinetics_floored(counted)
             curve = counted.curve_type if counted.curve_type in CURVES else "curve not assessable"
             small = counted.largest_diameter_mm < ev.SMALL_FOCUS_MM
             out.append(_Step(
@@ -296,11 +298,12 @@ class _Model:
             out.append(_Step(name, _times(lambda th: th.factors[-1]), f.source, f.assumption))
         return out
 
-    def run(self, th: _Params, use_imaging: bool) -> list[np.ndarray]:
-        """The probability after each step, per row of ``th``."""
+    @staticmethod
+    def run(steps: Sequence[_Step], th: _Params) -> list[np.ndarray]:
+        """The probability after each of ``steps``, per row of ``th``."""
         p = np.zeros_like(th.prior)
         out = []
-        for s in self.steps(use_imaging):
+        for s in steps:
             p = s.apply(th, p)
             out.append(p)
         return out
@@ -321,7 +324,8 @@ def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence, days
 
     use_imaging = imaging.reliable
     steps = model.steps(use_imaging)
-    means = [float(np.mean(p)) for p in model.run(point, use_imaging)]
+    record_steps = model.steps(False)
+    means = [float(np.mean(p)) for p in model.run(steps, point)]
     drivers: list[Driver] = []
     before = 0.5
     for s, after in zip(steps, means, strict=True):
@@ -333,19 +337,19 @@ def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence, days
     _, counted = _imaging_lr(point, imaging) if use_imaging else (None, None)
 
     if use_imaging:
-        post = model.run(draws, True)[-1]
+        post = model.run(steps, draws)[-1]
         lo, hi = float(np.percentile(post, tail)), float(np.percentile(post, 100 - tail))
         if not imaging.location_confirmed:
             # widen by the zone's identity: where the zone is not the site, the site's truth spans
             # every imaging outcome
-            site_lo, site_hi = _record_only_span(model, draws, tail)
+            site_lo, site_hi = _record_only_span(record_steps, draws, tail)
             q_hi = float(np.percentile(draws.identity, 100 - tail))
             lo = min(lo, (1 - q_hi) * lo + q_hi * site_lo)
             hi = max(hi, (1 - q_hi) * hi + q_hi * site_hi)
     else:
         # imaging not used: the number rests on the record and the interval spans every imaging
         # outcome, from a negative read to the most suspicious mass
-        lo, hi = _record_only_span(model, draws, tail)
+        lo, hi = _record_only_span(record_steps, draws, tail)
     lo, hi = min(lo, p), max(hi, p)
     heavy = any(d.assumption and max(d.factor, 1 / d.factor) >= ev.HEAVY_ASSUMPTION_FACTOR
                 for d in drivers[1:])
@@ -354,9 +358,9 @@ def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence, days
                              counted, model.question)
 
 
-def _record_only_span(model: _Model, draws: _Params, tail: float) -> tuple[float, float]:
+def _record_only_span(record_steps: Sequence[_Step], draws: _Params, tail: float) -> tuple[float, float]:
     """From a negative read to the most suspicious mass (washout, 10 mm), on the record's prior."""
-    base = model.run(draws, False)[-1]
+    base = _Model.run(record_steps, draws)[-1]
     worst = FocusEvidence("washout", 10.0, 0.0)
     neg = _prob(_odds(base) * draws.lr_negative)
     pos = _prob(_odds(base) * draws.lr_focus(worst))
