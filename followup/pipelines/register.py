@@ -426,6 +426,21 @@ def _mi(matrix: np.ndarray, fixed_pts, fixed_vals, moving: _Level, n: int = 6000
         return float(mutual_information(parzen_weights(warped), parzen_weights(fixed_vals[idx]))[0])
 
 
+def _nmi_batch(matrices: torch.Tensor, fixed_pts, fixed_vals, moving: _Level, n: int = 20000) -> list[float]:
+    """MI / entropy of the fixed intensities, per matrix (B, 4, 4), on up to ``n`` of the points: a
+    similarity that does not assume one contrast (fat bright without fat suppression, dark with it:
+    the NCC of such a pair is negative when it is perfectly aligned)."""
+    idx = torch.randperm(fixed_pts.shape[0], generator=torch.Generator().manual_seed(11))[:n]
+    idx = idx.to(fixed_pts.device)
+    with torch.no_grad():
+        w_fixed = parzen_weights(fixed_vals[idx])
+        warped = _sample(moving, _apply(matrices, fixed_pts[idx]))
+        mi = mutual_information(parzen_weights(warped), w_fixed)
+        pb = w_fixed.mean(dim=0)
+        entropy = float(-(pb * torch.log(pb + 1e-12)).sum())
+    return [float(v) / max(entropy, 1e-6) for v in mi.cpu()]
+
+
 def _ncc_batch(matrices: torch.Tensor, fixed_pts, fixed_vals, moving: _Level) -> list[float]:
     with torch.no_grad():
         w = _sample(moving, _apply(matrices, fixed_pts))
@@ -642,19 +657,36 @@ def _multi_start(bases: np.ndarray, centre: np.ndarray, level: tuple, lesion_b: 
 
 
 def _local_refinement(f_img, m_img, lesion_fu: np.ndarray, global_m: np.ndarray, gen: torch.Generator,
-                      reasons: list[str]) -> tuple[np.ndarray, float, float]:
+                      reasons: list[str]) -> tuple[np.ndarray, float, float, float]:
     """Local rigid refinement in a box around the lesion's position in the follow-up: the better
-    of it and the global matrix there, with the local NCC before and after (a reason is added
-    where the box holds too little tissue to check)."""
+    of it and the global matrix there by local MI, with the local NCC before and after and the local
+    normalised MI after (a reason is added where the box holds too little tissue to check)."""
     local = rigid_in_box(f_img, m_img, lesion_fu, LOCAL_HALF_BOX_MM, LOCAL_LEVEL, base=global_m,
                          gen=gen, ncc_exclude_mm=NCC_EXCLUDE_RADIUS_MM)
     if local is None:
         reasons.append("too little tissue around the lesion's mapped position for a local check")
-        return global_m, float("nan"), float("nan")
+        return global_m, float("nan"), float("nan"), float("nan")
     local_m, ncc_before, ncc_global, ncc_after = local
-    if ncc_after < ncc_global:  # keep the better of the two around the lesion
-        local_m, ncc_after = global_m, ncc_global
-    return local_m, ncc_before, ncc_after
+    (_, nmi_global), (_, nmi_local) = local_figures(f_img, m_img, lesion_fu, [global_m, local_m])
+    if nmi_local < nmi_global:  # keep the better of the two around the lesion (MI: any contrast)
+        return global_m, ncc_before, ncc_global, nmi_global
+    return local_m, ncc_before, ncc_after, nmi_local
+
+
+def local_figures(f_img: Prepared, m_img: Prepared, lesion_fu: np.ndarray,
+                  matrices: list[np.ndarray]) -> list[tuple[float, float]]:
+    """(local NCC, local normalised MI) of each follow-up -> baseline matrix in the lesion's box,
+    the treated sphere left out (``NCC_EXCLUDE_RADIUS_MM``); NaNs when the box holds too little
+    tissue. The boxes are read around the first matrix's image of the box."""
+    box = _box(lesion_fu, LOCAL_HALF_BOX_MM)
+    f_lvl = pool_level(f_img, LOCAL_LEVEL[0], box)
+    m_lvl = pool_level(m_img, LOCAL_LEVEL[0], _mapped_box(box, matrices[0], MOVING_MARGIN_MM))
+    pts, vals = _level_points(f_lvl, 0.02, box)
+    pts, vals = _outside_sphere(pts, vals, lesion_fu, NCC_EXCLUDE_RADIUS_MM)
+    if pts.shape[0] < 500:
+        return [(float("nan"), float("nan"))] * len(matrices)
+    m_t = torch.from_numpy(np.stack(matrices)).float().to(pts.device)
+    return list(zip(_ncc_batch(m_t, pts, vals, m_lvl), _nmi_batch(m_t, pts, vals, m_lvl), strict=True))
 
 
 @_single_threaded
@@ -704,12 +736,14 @@ def register(fixed: Volume, moving: Volume, lesion_baseline_lps: np.ndarray,
 
     lesion_fu = _inverse_point(global_m, lesion_b)
     reasons: list[str] = []
-    local_m, ncc_before, ncc_after = _local_refinement(f_img, m_img, lesion_fu, global_m, gen, reasons)
+    local_m, ncc_before, ncc_after, nmi_local = _local_refinement(f_img, m_img, lesion_fu, global_m, gen,
+                                                                  reasons)
     shift = float(np.linalg.norm((local_m[:3, :3] @ lesion_fu + local_m[:3, 3])
                                  - (global_m[:3, :3] @ lesion_fu + global_m[:3, 3])))
     scales = np.linalg.svd(global_m[:3, :3], compute_uv=False)
     figures = {
         "local_ncc": float(ncc_after),
+        "local_nmi": float(nmi_local),
         "normalised_mi": nmi_overlap,
         "fov_overlap": fov_overlap,
         "mi_gain": float(mi_after - mi_before),
@@ -747,18 +781,13 @@ def alignment_figures(fixed: Volume, moving: Volume, matrix: np.ndarray,
     matrix = np.asarray(matrix, dtype=float)
     f_img, m_img = prepare(fixed), prepare(moving)
     lesion_fu = _inverse_point(matrix, np.asarray(lesion_baseline_lps, float))
-    box = _box(lesion_fu, LOCAL_HALF_BOX_MM)
-    f_lvl = pool_level(f_img, LOCAL_LEVEL[0], box)
-    m_lvl = pool_level(m_img, LOCAL_LEVEL[0], _mapped_box(box, matrix, MOVING_MARGIN_MM))
-    pts, vals = _level_points(f_lvl, 0.02, box)
-    pts, vals = _outside_sphere(pts, vals, lesion_fu, NCC_EXCLUDE_RADIUS_MM)
-    m_t = torch.from_numpy(matrix).float().to(pts.device)[None]
-    ncc = _ncc_batch(m_t, pts, vals, m_lvl)[0] if pts.shape[0] >= 500 else float("nan")
+    ((ncc, local_nmi),) = local_figures(f_img, m_img, lesion_fu, [matrix])
     voxel_mm = GLOBAL_LEVELS[-1][0]
     f_g, m_g = pool_level(f_img, voxel_mm), pool_level(m_img, voxel_mm)
     g_pts, g_vals = _level_points(f_g, 0.05, None)
     nmi, overlap = _overlap_nmi(matrix, g_pts, g_vals, m_g, moving)
-    return {"local_ncc": float(ncc), "normalised_mi": float(nmi), "fov_overlap": float(overlap)}
+    return {"local_ncc": float(ncc), "local_nmi": float(local_nmi), "normalised_mi": float(nmi),
+            "fov_overlap": float(overlap)}
 
 
 def _overlap_nmi(matrix: np.ndarray, fixed_pts, fixed_vals, moving: _Level, moving_vol: Volume,
