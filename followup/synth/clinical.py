@@ -9,7 +9,8 @@ generator of its own (so the wide part stays the wide case's), per study:
 * field strength 1.5 or 3 T (written in DICOM; 3 T: less noise, stronger bias field, fat
   suppression failing more often), noise, bias field;
 * anisotropic voxels: full size 0.7-1.0 mm in-plane x 1.5-3.0 mm slices (as clinical protocols);
-  small size (tests, benchmarks) the same draw scaled x2.6 in-plane and x1.6 through-plane;
+  small size (tests, benchmarks) the same draw scaled x2.6 in-plane and x1.6 through-plane (slices
+  at least 1.3 x the in-plane step);
 * 3-6 post-contrast phases (the baseline keeps the follow-up's number in 60 %), temporal
   resolution 45-120 s per phase, the last phase at >= 4 min;
 * contrast dose (x0.75-1.25 of the enhancement) and bolus arrival (5-35 s after injection);
@@ -140,7 +141,9 @@ def voxel_for_size(scan: StudyScan, size: str) -> tuple[float, float, float]:
     if size != "small":
         return scan.voxel_mm
     d, _, dz = scan.voxel_mm
-    return d * SMALL_SCALE[0], d * SMALL_SCALE[0], dz * SMALL_SCALE[1]
+    d_small = d * SMALL_SCALE[0]
+    dz_small = max(dz * SMALL_SCALE[1], 1.3 * d_small)  # stays anisotropic
+    return d_small, d_small, dz_small
 
 
 def _draw_scan(crng: np.random.Generator, fat_sat: bool, tesla: float) -> StudyScan:
@@ -337,7 +340,8 @@ def add_clinical(case: Case, crng: np.random.Generator) -> Case:
         uneven = float(crng.uniform(0.1, 0.5))
         rim_kind = "thin" if rim_mm < 2.0 else "thick-uneven"
     taken: list[tuple[np.ndarray, float]] = [(f.centre, f.radius_mm) for f in case.benign_features]
-    nodules, placements = case.nodules, ()
+    nodules: tuple[Nodule, ...] = case.nodules
+    placements: tuple[str, ...] = ()
     if case.scenario == "residual":
         nodules, placements = _nodules(crng, case, fu_scan, fu_timing, rim_mm, taken)
     n_mimics = int(crng.choice(3, p=MIMIC_COUNTS[case.scenario]))
@@ -401,8 +405,8 @@ def objects_truth(case: Case, to_followup) -> list[dict]:
                     "equivalent_diameter_mm": round(equivalent_diameter(shape), 2),
                     **_solid_truth(zone, rim, volume_points(shape, nod.centre)),
                     **_curve_truth(nod.enhancement, scan, timing)})
-    for f, placement in zip(case.benign_features, case.clinical.feature_placements, strict=True):
-        rec = {"kind": f.kind, "malignant": False, "placement": placement,
+    for f, where in zip(case.benign_features, case.clinical.feature_placements, strict=True):
+        rec = {"kind": f.kind, "malignant": False, "placement": where,
                "centre_followup_lps_mm": _r(to_followup(f.centre)), "centre_baseline_lps_mm": _r(f.centre)}
         if f.shape is not None:
             shape = f.shape
