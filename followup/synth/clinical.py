@@ -242,6 +242,12 @@ def volume_points(shape: Shape, centre: np.ndarray, n: int = 4000) -> np.ndarray
     return centre + u * r[:, None]
 
 
+def ellipsoid_points(e: Ellipsoid, n: int = 4000) -> np.ndarray:
+    """Points spread through an ellipsoid (deterministic)."""
+    ball = volume_points(Shape("round", 1.0), np.zeros(3), n)
+    return e.centre + (ball * e.radii) @ e.rotation.T
+
+
 def zone_signed_distance(zone: Ellipsoid, pts: np.ndarray) -> np.ndarray:
     """Signed radial distance (mm) of body-frame points to the zone's surface; negative inside."""
     rel = pts - zone.centre
@@ -412,17 +418,18 @@ def objects_truth(case: Case, to_followup) -> list[dict]:
             shape = f.shape
             rec.update(shape=shape.kind, diameter_mm=round(longest_diameter(shape), 2),
                        equivalent_diameter_mm=round(equivalent_diameter(shape), 2))
+            pts = volume_points(shape, f.centre)
         elif f.ellipsoid is not None:
-            shape = Shape("round", float(np.cbrt(np.prod(f.ellipsoid.radii))))
             rec.update(shape="ellipsoid", diameter_mm=round(2 * float(f.ellipsoid.radii.max()), 2),
                        radii_mm=_r(f.ellipsoid.radii))
+            pts = ellipsoid_points(f.ellipsoid)
         else:
-            shape = Shape("round", f.radius_mm)
             rec.update(shape="track" if f.end is not None else "round", diameter_mm=round(2 * f.radius_mm, 2))
+            pts = volume_points(Shape("round", f.radius_mm), f.centre)
         if f.kind in ("oil-cyst", "fat-necrosis"):
             rec.update(wall_mm=round(f.wall_mm, 2), centre_signal="fat")
         if f.end is None:
-            rec.update(_solid_truth(zone, rim, volume_points(shape, f.centre)))
+            rec.update(_solid_truth(zone, rim, pts))
         rec.update(_curve_truth(f.curve, scan, timing))
         out.append(rec)
     if case.benign_focus is not None:
@@ -430,8 +437,7 @@ def objects_truth(case: Case, to_followup) -> list[dict]:
         out.append({"kind": "benign-gland", "malignant": False, "placement": None,
                     "centre_followup_lps_mm": _r(to_followup(e.centre)), "centre_baseline_lps_mm": _r(e.centre),
                     "shape": "ellipsoid", "diameter_mm": round(2 * float(e.radii.max()), 2),
-                    **_solid_truth(zone, rim, volume_points(Shape("round", float(np.cbrt(np.prod(e.radii)))),
-                                                            e.centre)),
+                    **_solid_truth(zone, rim, ellipsoid_points(e)),
                     **_curve_truth(kinetics.GLAND_BENIGN_FOCUS, scan, timing)})
     return out
 
