@@ -4,7 +4,9 @@ Cases: ``followup synth --variation wide`` (one seed draws the anatomy, both sca
 acquisitions and layouts, repositioning 0-30 mm / 0-15 deg, deformation 0-8 mm, phases,
 nodules 3-15 mm, benign confounders; see followup/synth/scenario.py), seeds 90000 and up (tests use
 small seeds, the old accuracy set 1000+, registration tuning 5000-5999), in a fixed scenario mix.
-``--variation standard`` runs the standard generator on the same seeds instead.
+``--variation standard`` runs the standard generator on the same seeds instead; ``--variation clinical``
+the wide draw plus fat suppression per study, 1.5/3 T, anisotropic voxels, dose jitter, fat-necrosis
+mimics and lobulated nodules across the zone edge (followup/synth/clinical.py; truth.json ``objects``).
 
 Tables:
 (a) accuracy: crashes (exception, no report), failed reports, imaging evidence used (an MRI
@@ -237,7 +239,7 @@ def generate_independent(pair: Path, scenario: str, seed: int) -> None:
 def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str, peers,
              quality_arm: bool = True, simulator: str = "ours") -> dict:
     pair = workdir / f"{scenario}-{seed}"
-    vendor = None if variation == "wide" else VENDORS[seed % len(VENDORS)]
+    vendor = None if variation != "standard" else VENDORS[seed % len(VENDORS)]
     if not (pair / "truth.json").exists():
         if simulator == "independent":
             generate_independent(pair, scenario, seed)
@@ -574,7 +576,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=60)
     ap.add_argument("--size", choices=("small", "full"), default="small")
-    ap.add_argument("--variation", choices=("wide", "standard"), default="wide")
+    ap.add_argument("--variation", choices=("wide", "clinical", "standard"), default="wide")
     ap.add_argument("--simulator", choices=("ours", "independent"), default="ours",
                     help="ours: followup.synth; independent: benchmarks/independent_sim (written without "
                          "reading ours; its seeds are never used for tuning)")

@@ -186,7 +186,9 @@ def synth(
     variation: str = typer.Option(
         "standard", "--variation", help="standard, or wide: one seed also draws the anatomy, both "
         "scanners' acquisitions, repositioning up to 30 mm / 15 deg, deformation, phases and "
-        "confounders (every drawn parameter in truth.json)."),
+        "confounders (every drawn parameter in truth.json); clinical: wide plus fat suppression "
+        "per study, 1.5/3 T, anisotropic voxels, dose jitter, motion in both studies, lobulated "
+        "nodules across the zone edge and fat-necrosis mimics (truth.json objects, scanners)."),
 ) -> None:
     """Write a synthetic baseline/follow-up DCE-MRI pair with its procedure record and ground truth."""
     from followup.synth import generate_pair
