@@ -128,8 +128,9 @@ def test_metrics_of_a_round_trip(tmp_path, synth_pair):
             assert value(before, "followup_instances_total", outcome="stored") == 0
             assert value(before, "followup_broker_up") == 1 and value(before, "followup_registry_up") == 1
 
-            for folder in (pair / "baseline", pair / "followup", refused):
-                assert storescu(folder, port).returncode in (0, 1)
+            for folder in (pair / "baseline", pair / "followup"):
+                assert storescu(folder, port).returncode == 0
+            assert storescu(refused, port).returncode != 0  # the refusal's status reached the sender
             wait_for(lambda: len([f for f in received.rglob("*") if f.is_file()]) >= 3, 240, "SR, SEG, PDF at PACS")
             wait_for(lambda: value(scrape(lm_port)[1], "followup_deliveries", status="sent") == 3, 60,
                      "3 deliveries sent in the registry")
