@@ -3,7 +3,7 @@ method, route template (``/studies/{study_uid}``, never the path itself: it hold
 
 ``/metrics`` is not behind the users' sign-in (Prometheus is no user, and a scrape must not land in
 the audit trail): it asks for its own bearer token, ``FOLLOWUP_METRICS_TOKEN``, compared in constant
-time; without one configured the route answers 404, as if absent. The metric definitions are in
+time (a user's token is refused); without one configured every request is refused (401). The metric definitions are in
 ``followup.service.metrics``; docs/operations/monitoring.md says how Prometheus is configured."""
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ router = APIRouter()
 
 @router.get(METRICS_PATH, include_in_schema=False)
 def metrics_page(request: Request) -> Response:
-    expected = request.app.state.settings.metrics_token
-    if not expected:
-        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    expected = request.app.state.settings.metrics_token or ""
     given = bearer_token(request.scope.get("headers") or []) or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not (expected and hmac.compare_digest(given.encode(), expected.encode())):
         return JSONResponse({"detail": "missing or invalid metrics token"}, status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

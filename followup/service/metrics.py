@@ -217,8 +217,8 @@ class ServiceState(Collector):
         attempts = _gauge("followup_delivery_pending_max_attempts", "Most attempts made of a pending delivery")
         attempts.add_metric([], most_attempts or 0)
         active = _gauge("followup_analyses_active", "Analyses queued or running, by status", ["status"])
-        for status in (AnalysisStatus.QUEUED, AnalysisStatus.RUNNING):
-            active.add_metric([str(status)], analyses.get(str(status), 0))
+        for running in (AnalysisStatus.QUEUED, AnalysisStatus.RUNNING):
+            active.add_metric([str(running)], analyses.get(str(running), 0))
         quarantine = _gauge("followup_quarantine_held", "Quarantine entries held (not released or discarded), "
                             "by kind", ["kind"])
         for kind in sorted({"refused", "stray", "duplicate", *held}):
@@ -238,7 +238,7 @@ class ServiceState(Collector):
 
         from workers.tasks import PRIORITY_SEP, PRIORITY_STEPS, UNACKED_KEY
 
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=3)
+        client = redis.Redis.from_url(str(self.redis_url), socket_timeout=5, socket_connect_timeout=3)
         try:
             pipe = client.pipeline(transaction=False)
             keys = [(q, q if p == 0 else f"{q}{PRIORITY_SEP}{p}") for q in self.queues for p in PRIORITY_STEPS]

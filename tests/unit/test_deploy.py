@@ -31,7 +31,8 @@ def exported_metrics() -> set[str]:
     names = set(re.findall(r'_gauge\(\s*"(followup_\w+)"', text))
     names |= {n + "_up" for n in re.findall(r'"(followup_(?:registry|broker))_up"', text)}
     names |= {f"{n}_total" for n in re.findall(r'Counter\(\s*"(followup_\w+)"', text)}
-    names |= {f"{n}{s}" for n in re.findall(r'Histogram\(\s*"(followup_\w+)"', text) for s in ("_bucket", "_sum", "_count")}
+    histograms = re.findall(r'Histogram\(\s*"(followup_\w+)"', text)
+    names |= {f"{n}{s}" for n in histograms for s in ("_bucket", "_sum", "_count")}
     return names
 
 
