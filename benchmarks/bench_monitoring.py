@@ -146,7 +146,7 @@ def run(tmp: Path, patients: int, every: float) -> tuple[list[tuple[float, list]
                 harness.wait_port(p)
             time.sleep(3)
             t0 = time.time()
-            sender = threading.Thread(target=lambda: (send(lanes, port), send([[refused]], port)))
+            sender = threading.Thread(target=send, args=([*lanes[:-1], [*lanes[-1], refused]], port))
             sender.start()
             rows: list[tuple[float, list]] = []
             deadline = t0 + 1800
@@ -195,6 +195,7 @@ def main() -> None:
              "Queries: " + "; ".join(f"{name} = `{q}`" for name, q in QUERIES), "",
              head, "| " + " | ".join(["---:"] * (len(QUERIES) + 1)) + " |"]
     lines += [f"| {t:.0f} | " + " | ".join(fmt(v) for v in values) + " |" for t, values in rows]
+    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)."]
     lines += ["", "Mean time per analysis stage (s), from `followup_analysis_stage_seconds`: "
               + ", ".join(f"{k} {fmt(v) if v is None else f'{v:.2f}'}" for k, v in stages.items()) + ".", "",
               f"Alerts at the end (pending or firing): {alerts}.", ""]
