@@ -570,6 +570,10 @@ def serve_dicom_cmd(
     max_associations: int | None = typer.Option(
         None, "--max-associations", min=1, show_default=False,
         help="Most concurrent associations (default 8); more are rejected (env FOLLOWUP_MAX_ASSOCIATIONS)."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, show_default=False,
+        help="Serve Prometheus metrics and /healthz on this port (env FOLLOWUP_METRICS_PORT; interface: "
+             "FOLLOWUP_METRICS_HOST, default 127.0.0.1)."),
 ) -> None:
     """The DICOM node PACS auto-routes to: C-ECHO, C-STORE; stable studies go to the workers."""
     from followup.service.listener import listener_ssl_context, serve_dicom
@@ -579,7 +583,7 @@ def serve_dicom_cmd(
         settings = _listener_settings(destination, tls_destination, ae_title=ae_title, tls_cert=tls_cert,
                                       tls_key=tls_key, tls_ca=tls_ca, max_instance_bytes=max_instance_bytes,
                                       max_study_instances=max_study_instances, max_associations=max_associations,
-                                      dicom_host=host)
+                                      dicom_host=host, metrics_port=metrics_port)
         listener_ssl_context(settings)  # unreadable certificate or key: say so now, in one line
     except (ValueError, OSError) as exc:
         typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
@@ -598,8 +602,29 @@ def serve_dicom_cmd(
                f"associations, {settings.max_instance_bytes} bytes an instance, "
                f"{settings.max_study_instances} instances a study")
     start_periodic_sweep(settings, reg, queue)  # re-sends what a broker restart lost
+    _serve_listener_metrics(settings, reg)
+    from followup.service import metrics
+
+    def hand_over(study_uid: str) -> None:
+        queue.enqueue_study(study_uid)
+        metrics.HANDOVERS.inc()
+
     serve_dicom(settings, ae_title=settings.ae_title, port=port, allow=list(allow), quiet_seconds=quiet_seconds,
-                on_stable=lambda uid: queue.enqueue_study(uid), host=host)
+                on_stable=hand_over, host=host)
+
+
+def _serve_listener_metrics(settings, registry) -> None:
+    """The listener's events and the service's state (``followup.service.metrics.ServiceState``) on
+    ``settings.metrics_port``, when set."""
+    if not settings.metrics_port:
+        return
+    from prometheus_client import REGISTRY
+
+    from followup.service import metrics
+
+    metrics.initialise_listener()
+    REGISTRY.register(metrics.ServiceState(registry, settings.data_dir, settings.redis_url))
+    metrics.serve(settings.metrics_port, settings.metrics_host, REGISTRY)
 
 
 def _listener_settings(destination: str | None, tls_destination: bool, **overrides):
@@ -620,6 +645,13 @@ def worker_cmd(
     queues: str = typer.Option("realtime,batch", "--queues"),
     concurrency: int = typer.Option(1, "--concurrency"),
     hostname: str | None = typer.Option(None, "--hostname"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, show_default=False,
+        help="Serve the worker's Prometheus metrics (all its processes) and /healthz on this port "
+             "(env FOLLOWUP_METRICS_PORT; interface: FOLLOWUP_METRICS_HOST, default 127.0.0.1)."),
+    heartbeat_file: Path | None = typer.Option(
+        None, "--heartbeat-file", show_default=False,
+        help="Touch this file at each heartbeat (every 15 s): a liveness probe reads its age."),
 ) -> None:
     """A Celery worker on these queues, configured with this command's settings (options and
     FOLLOWUP_* environment)."""
@@ -628,10 +660,31 @@ def worker_cmd(
     argv = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-l", "INFO"]
     if hostname:
         argv += ["--hostname", hostname]
-    settings = _settings()
+    settings = _settings(metrics_port=metrics_port)
+    if settings.metrics_port:
+        _serve_worker_metrics(settings, queues.split(","))
+    if heartbeat_file is not None:
+        from workers import heartbeat
+
+        heartbeat.heartbeat_file = heartbeat_file
     _warn_insecure(settings, "worker")
     _install_patient_ref_key(settings)
     configure(settings).worker_main(argv)
+
+
+def _serve_worker_metrics(settings, queues: list[str]) -> None:
+    """Every process of this worker writes its metrics to one folder (``PROMETHEUS_MULTIPROC_DIR``,
+    else a new temporary one: never shared by two workers), served by this, the main process."""
+    import os
+    import tempfile
+
+    from followup.service import metrics
+    from workers import heartbeat
+
+    folder = os.environ.get(metrics.MULTIPROC_ENV) or tempfile.mkdtemp(prefix="followup-metrics-")
+    metrics.use_multiprocess_dir(Path(folder))
+    metrics.initialise_worker(queues)
+    metrics.serve(settings.metrics_port, settings.metrics_host, metrics.multiprocess_registry(), heartbeat.alive)
 
 
 @app.command("serve-api")

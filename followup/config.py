@@ -175,6 +175,12 @@ class Settings:
     api_host: str = "127.0.0.1"
     dicom_host: str = "0.0.0.0"
     flower_address: str | None = None
+    # Prometheus metrics (followup.service.metrics, docs/operations/monitoring.md): the listener's
+    # and a worker's HTTP port (None: not served) and interface; the token the API's /metrics asks
+    # for (None: the API serves no metrics)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_token: str | None = field(default=None, repr=False)
     max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES
     max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES
     max_associations: int = DEFAULT_MAX_ASSOCIATIONS
@@ -283,6 +289,9 @@ class Settings:
             "api_host": env.get("FOLLOWUP_API_HOST", "").strip() or "127.0.0.1",
             "dicom_host": env.get("FOLLOWUP_DICOM_HOST", "").strip() or "0.0.0.0",
             "flower_address": env.get("FOLLOWUP_FLOWER_ADDRESS", "").strip() or None,
+            "metrics_port": _env_int("FOLLOWUP_METRICS_PORT", 0) or None,
+            "metrics_host": env.get("FOLLOWUP_METRICS_HOST", "").strip() or "127.0.0.1",
+            "metrics_token": env.get("FOLLOWUP_METRICS_TOKEN", "").strip() or None,
             "max_instance_bytes": _env_int("FOLLOWUP_MAX_INSTANCE_BYTES", DEFAULT_MAX_INSTANCE_BYTES),
             "max_study_instances": _env_int("FOLLOWUP_MAX_STUDY_INSTANCES", DEFAULT_MAX_STUDY_INSTANCES),
             "max_associations": _env_int("FOLLOWUP_MAX_ASSOCIATIONS", DEFAULT_MAX_ASSOCIATIONS),

@@ -2,7 +2,8 @@
 # Install the command-line tools the tests use (dcmtk: storescu/dsrdump; dicom3tools: dciodvfy;
 # poppler-utils: pdftoppm to look at PDF reports; redis-server: the service tests start their
 # own broker; docker-compose: validates docker-compose.yml;
-# orthanc: the demo PACS of the auto-routing test; chromium: the browser the web page's tests drive
+# orthanc: the demo PACS of the auto-routing test; prometheus: promtool checks the alert rules and a
+# real Prometheus scrapes the service's metrics (tests/integration/test_metrics.py); chromium: the browser the web page's tests drive
 # through Playwright, tests/browser/) when they are missing. Never fails the build: tests that need a
 # missing tool skip with a loud reason.
 set -u
@@ -12,6 +13,7 @@ command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
 { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || need+=(chromium)
 { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need+=(docker-compose)
 [ ${#need[@]} -eq 0 ] && exit 0

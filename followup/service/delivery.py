@@ -14,7 +14,7 @@ from pathlib import Path
 
 from followup.config import DicomNode, Settings
 from followup.pseudonym import patient_ref
-from followup.service import audit
+from followup.service import audit, metrics
 from followup.service.registry import Delivery, IllegalTransition, Registry
 from followup.states import DeliveryStatus
 
@@ -59,10 +59,12 @@ def _send(settings: Settings, registry: Registry, analysis_id: int, node: DicomN
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         _each(items, lambda d: registry.record_delivery_failure(d.id, error, final=final))
+        metrics.DELIVERIES.labels("failed" if final else "retry").inc(len(items))
         log.warning("delivery of analysis %d to %s failed (%s)", analysis_id, node, type(exc).__name__)
         _audit(registry, analysis_id, node, items, audit.FAILED, type(exc).__name__)
         return False
     _each(items, lambda d: registry.mark_delivery_sent(d.id))
+    metrics.DELIVERIES.labels("sent").inc(len(items))
     _audit(registry, analysis_id, node, items, audit.OK, "sent")
     return True
 

@@ -53,6 +53,7 @@ from followup.errors import FollowupError
 from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
 from followup.procedure import parse_procedure
 from followup.reporting.supersede import Predecessor, read_predecessor
+from followup.service import metrics
 from followup.service.priors import (
     WAITING_FOR_PRIORS,
     earlier_followups,
@@ -427,6 +428,7 @@ def _run(item: WorkItem, decision: Decision) -> Outcome:
         _end_study(reg, a, StudyState.FAILED, reason)
         resume = _waiting_after(reg, a) + later_followups_to_resume(reg, a, AnalysisStatus.FAILED)
         return Outcome(a.id, AnalysisStatus.FAILED, reason, [], resume)
+    metrics.observe_stages(result.timings_s)
     return _record(item, decision, result.report, out_dir, started)
 
 
