@@ -62,7 +62,17 @@ LOCAL_HALF_BOX_MM = 35.0
 # 0-15 deg, `benchmarks/accuracy.py` table c): converged p5 0.76 (one outlier 0.32), failed p90
 # 0.59; at 0.70, 1 false alarm of 37 and 1 miss of 74 (error 4-8 mm), against 1 and 10 at 0.55
 # with the whole box.
-MIN_LOCAL_NCC = 0.70
+MIN_LOCAL_NCC = 0.70  # no longer judges (see MIN_LOCAL_NMI); kept as the figure's reference
+# The NCC assumes one contrast: between a fat-suppressed study and one without fat suppression (fat
+# dark in one, the brightest tissue in the other; 40 % of our generator's clinical pairs, about 42 %
+# of the independent simulator's) it is negative at a perfect alignment, and it called 21 of 50
+# converged alignments of the independent simulator poor. The alignment around the lesion is judged
+# by the normalised MI of the same points instead (MI / entropy of the follow-up's intensities), which
+# does not care which tissue is bright. Calibrated on tuning seeds 70200-70223 (our wide generator,
+# the follow-up with and without fat suppression; 21 converged alignments, 73 made to fail by 4-30 mm /
+# 0-15 deg): converged 0.088 (one, also flagged by the global MI), then 0.126-0.36; failed
+# 0.013-0.117. At 0.11, with the global test below: 1 false alarm of 21, 0 misses of 73.
+MIN_LOCAL_NMI = 0.11
 # The local NCC that judges the alignment leaves out a sphere of this radius around the lesion: the
 # treatment changed it by design (tumour in the baseline, a cavity with its rim in the follow-up:
 # tumour + 2 x 10 mm margin, zones overshooting to ~55 mm across, Kawamoto 2021), and its change is
@@ -826,10 +836,10 @@ def _inverse_point(matrix: np.ndarray, lps: np.ndarray) -> np.ndarray:
 def quality_reasons(figures: dict[str, float]) -> list[str]:
     """Why a registration is poor, from its figures (empty: good)."""
     out = []
-    ncc = figures["local_ncc"]
-    if math.isfinite(ncc) and ncc < MIN_LOCAL_NCC:
+    nmi = figures["local_nmi"]
+    if math.isfinite(nmi) and nmi < MIN_LOCAL_NMI:
         out.append(f"low similarity around the lesion after registration "
-                   f"(NCC {ncc:.2f} < {MIN_LOCAL_NCC})")
+                   f"(normalised MI {nmi:.2f} < {MIN_LOCAL_NMI})")
     if figures["normalised_mi"] < MIN_NORMALISED_MI:
         out.append(f"low global similarity after registration (normalised MI "
                    f"{figures['normalised_mi']:.2f} < {MIN_NORMALISED_MI})")
