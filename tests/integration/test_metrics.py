@@ -176,8 +176,9 @@ def test_metrics_of_a_round_trip(tmp_path, synth_pair):
             # a real Prometheus scraped all three and loaded the alert rules
             wait_for(lambda: len(_query(prom_port, "up == 1")) == 3, 30, "Prometheus to scrape 3 targets")
             # (the series exist from the start at 0: wait for the scrape after the round trip)
-            wait_for(lambda: [float(r["value"][1]) for r in _query(
-                prom_port, 'sum(followup_deliveries_total{outcome="sent"})')] == [3], 30, "3 objects sent, in Prometheus")
+            sent = 'sum(followup_deliveries_total{outcome="sent"})'
+            wait_for(lambda: [float(r["value"][1]) for r in _query(prom_port, sent)] == [3], 30,
+                     "3 objects sent, in Prometheus")
             complete = wait_for(lambda: _query(prom_port, 'followup_studies{state="complete"}'), 30, "studies")
             assert [float(r["value"][1]) for r in complete] == [1]
             status, rules = _http(f"http://127.0.0.1:{prom_port}/api/v1/rules")
