@@ -2,8 +2,10 @@
 # Install the command-line tools the tests use (dcmtk: storescu/dsrdump; dicom3tools: dciodvfy;
 # poppler-utils: pdftoppm to look at PDF reports; redis-server: the service tests start their
 # own broker; docker-compose: validates docker-compose.yml;
-# orthanc: the demo PACS of the auto-routing test; chromium: the browser the web page's tests drive
-# through Playwright, tests/browser/) when they are missing. Never fails the build: tests that need a
+# orthanc: the demo PACS of the auto-routing test; orthanc-dicomweb: its DICOMweb plugin (STOW-RS,
+# QIDO-RS, WADO-RS tests); stunnel4: TLS in front of it (Debian's Orthanc crashes on its own
+# HTTPS); chromium: the browser the web page's tests drive through Playwright, tests/browser/)
+# when they are missing. Never fails the build: tests that need a
 # missing tool skip with a loud reason.
 set -u
 need=()
@@ -12,6 +14,8 @@ command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || need+=(chromium)
 { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need+=(docker-compose)
 [ ${#need[@]} -eq 0 ] && exit 0
