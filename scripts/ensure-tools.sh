@@ -4,7 +4,8 @@
 # own broker; docker-compose: validates docker-compose.yml;
 # orthanc: the demo PACS of the auto-routing test; orthanc-dicomweb: its DICOMweb plugin (STOW-RS,
 # QIDO-RS, WADO-RS tests); stunnel4: TLS in front of it (Debian's Orthanc crashes on its own
-# HTTPS); chromium: the browser the web page's tests drive through Playwright, tests/browser/)
+# HTTPS); nginx and npm: the OHIF viewer's browser test (nginx serves the app that
+# scripts/ensure-viewer.sh fetches with npm, and proxies its DICOMweb to Orthanc); chromium: the browser the web page's tests drive through Playwright, tests/browser/)
 # when they are missing. Never fails the build: tests that need a
 # missing tool skip with a loud reason.
 set -u
@@ -16,6 +17,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || need+=(chromium)
 { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need+=(docker-compose)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -9,14 +9,10 @@ reverse proxy would in a deployment."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
-import urllib.request
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -32,57 +28,12 @@ from followup.service.remote import DICOMWEB_ORIGIN
 from followup.service.store import Store
 from followup.states import StudyRole, StudyState
 from followup.synth.surveillance import generate_surveillance
-from followup.testing.service_harness import free_port, process, require, wait_port
+from followup.testing.dicomweb_harness import orthanc_dicomweb, rest, tls_in_front, upload
+from followup.testing.service_harness import require
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")  # Debian package orthanc-dicomweb
 USER, PASSWORD = "followup", "stow-secret-0123"
-
-
-@contextmanager
-def orthanc_dicomweb(tmp_path: Path, *, users: dict[str, str] | None = None):
-    """Orthanc on 127.0.0.1 with its DICOMweb plugin; yields (DICOMweb base URL, REST base URL)."""
-    orthanc = require("Orthanc", "orthanc")
-    if not PLUGIN.exists():
-        pytest.skip(f"{PLUGIN} (Debian package orthanc-dicomweb) is not installed: this check did NOT run")
-    http_port = free_port()
-    config = {"Name": "PACS", "DicomAet": "PACS", "DicomPort": free_port(), "HttpPort": http_port,
-              "StorageDirectory": str(tmp_path / "orthanc-db"), "IndexDirectory": str(tmp_path / "orthanc-db"),
-              "RemoteAccessAllowed": False, "AuthenticationEnabled": bool(users), "RegisteredUsers": users or {},
-              "Plugins": [str(PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
-    (tmp_path / "orthanc.json").write_text(json.dumps(config))
-    with process([orthanc, str(tmp_path / "orthanc.json")], tmp_path / "orthanc.log"):
-        wait_port(http_port)
-        yield f"http://127.0.0.1:{http_port}/dicom-web", f"http://127.0.0.1:{http_port}"
-
-
-@contextmanager
-def tls_in_front(tmp_path: Path, http_url: str, cert: Path, key: Path):
-    """stunnel on 127.0.0.1 serving https with ``cert`` in front of ``http_url``; its https URL."""
-    stunnel = require("stunnel4", "stunnel4")
-    parts = urlsplit(http_url)
-    port = free_port()
-    conf = tmp_path / "stunnel.conf"
-    conf.write_text(f"foreground = yes\npid =\n[dicomweb]\naccept = 127.0.0.1:{port}\n"
-                    f"connect = 127.0.0.1:{parts.port}\ncert = {cert}\nkey = {key}\n")
-    with process([stunnel, str(conf)], tmp_path / "stunnel.log"):
-        wait_port(port)
-        yield f"https://127.0.0.1:{port}{parts.path}"
-
-
-def _rest(base: str, path: str, data: bytes | None = None, auth: tuple[str, str] | None = None):
-    req = urllib.request.Request(base + path, data=data, method="POST" if data is not None else "GET")
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def _upload(base: str, folder: Path) -> None:
-    """Put a study into Orthanc through its REST API (not through our code)."""
-    for f in sorted(folder.glob("*.dcm")):
-        _rest(base, "/instances", f.read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +60,7 @@ def _pending_results(report, tmp_path: Path, url: str):
 def test_results_are_delivered_by_stow_rs(report, tmp_path):
     """Basic auth refused: the objects stay pending with the HTTP status; with the right password
     they are stored in Orthanc (every SOP instance), and a second attempt sends nothing."""
-    with orthanc_dicomweb(tmp_path, users={USER: PASSWORD}) as (url, rest):
+    with orthanc_dicomweb(tmp_path, users={USER: PASSWORD}) as (url, api):
         reg, a, sops = _pending_results(report, tmp_path, url)
         assert {"sr", "seg", "pdf"} <= {d.kind for d in reg.deliveries(analysis_id=a.id)}
         wrong = Settings(data_dir=tmp_path / "data", dicomweb_user=USER, dicomweb_password="wrong")
@@ -118,16 +69,16 @@ def test_results_are_delivered_by_stow_rs(report, tmp_path):
         assert {d.status for d in rows} == {"pending"} and all(d.attempts == 1 for d in rows)
         assert all("HTTP 401" in (d.last_error or "") and "FOLLOWUP_DICOMWEB_USER" in (d.last_error or "")
                    for d in rows)
-        assert _rest(rest, "/instances", auth=(USER, PASSWORD)) == []  # nothing stored
+        assert rest(api, "/instances", auth=(USER, PASSWORD)) == []  # nothing stored
         right = replace(wrong, dicomweb_password=PASSWORD)
         assert deliver_pending(right, reg, a.id) is True
         rows = reg.deliveries(analysis_id=a.id)
         assert {d.status for d in rows} == {"sent"} and all(d.attempts == 2 and d.last_error is None for d in rows)
-        stored = {_rest(rest, f"/instances/{i}", auth=(USER, PASSWORD))["MainDicomTags"]["SOPInstanceUID"]
-                  for i in _rest(rest, "/instances", auth=(USER, PASSWORD))}
+        stored = {rest(api, f"/instances/{i}", auth=(USER, PASSWORD))["MainDicomTags"]["SOPInstanceUID"]
+                  for i in rest(api, "/instances", auth=(USER, PASSWORD))}
         assert stored == sops
         assert deliver_pending(right, reg, a.id) is True  # nothing pending: nothing sent again
-        assert len(_rest(rest, "/instances", auth=(USER, PASSWORD))) == len(sops)
+        assert len(rest(api, "/instances", auth=(USER, PASSWORD))) == len(sops)
 
 
 def test_stow_rs_over_https_checks_the_server_certificate(report, tmp_path):
@@ -138,7 +89,7 @@ def test_stow_rs_over_https_checks_the_server_certificate(report, tmp_path):
     res = subprocess.run(["bash", str(ROOT / "scripts" / "make-demo-certs.sh"), str(certs)], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    with orthanc_dicomweb(tmp_path) as (http_url, rest), \
+    with orthanc_dicomweb(tmp_path) as (http_url, api), \
             tls_in_front(tmp_path, http_url, certs / "pacs.pem", certs / "pacs.key") as url:
         reg, a, sops = _pending_results(report, tmp_path, url)
         system_cas = Settings(data_dir=tmp_path / "data")
@@ -148,7 +99,7 @@ def test_stow_rs_over_https_checks_the_server_certificate(report, tmp_path):
         ours = replace(system_cas, dicomweb_ca=certs / "ca.pem")
         assert deliver_pending(ours, reg, a.id) is True
         assert {d.status for d in reg.deliveries(analysis_id=a.id)} == {"sent"}
-        assert len(_rest(rest, "/instances")) == len(sops)
+        assert len(rest(api, "/instances")) == len(sops)
 
 
 def test_baseline_and_earlier_followup_are_found_by_qido_and_fetched_by_wado(tmp_path):
@@ -159,9 +110,9 @@ def test_baseline_and_earlier_followup_are_found_by_qido_and_fetched_by_wado(tmp
     series = tmp_path / "series"
     truth = generate_surveillance(series, 4)  # baseline + follow-ups at 1, 6 and 12 months
     fu1, fu2 = (tp["study_uid"] for tp in truth["time_points"][:2])
-    with orthanc_dicomweb(tmp_path) as (url, rest):
+    with orthanc_dicomweb(tmp_path) as (url, api):
         for folder in ("baseline", "followup-1"):
-            _upload(rest, series / folder)
+            upload(api, series / folder)
         settings = Settings(data_dir=tmp_path / "data", retrieve_from=DicomWebEndpoint.parse(url))
         store, reg = Store(settings.data_dir), Registry(settings.database_url)
         reg.add_procedure(load_procedure(series / "procedure.json"))
