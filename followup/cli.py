@@ -544,6 +544,8 @@ def serve_dicom_cmd(
     allow: list[str] = typer.Option(..., "--allow", help="Calling AE title allowed to send (repeat)."),
     destination: str | None = typer.Option(None, "--destination", show_default=False,
                                            help="PACS receiving SR/SEG/PDF: AET@HOST:PORT, or AET@HOST:PORT/tls "
+                                                "(C-STORE), or a DICOMweb base URL https://HOST/dicom-web "
+                                                "(STOW-RS; credentials: FOLLOWUP_DICOMWEB_*) "
                                                 "(env FOLLOWUP_DESTINATION)."),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="Stable-study quiet period."),
     host: str | None = typer.Option(None, "--host", show_default=False,
@@ -629,14 +631,15 @@ def _serve_listener_metrics(settings, registry) -> None:
 
 def _listener_settings(destination: str | None, tls_destination: bool, **overrides):
     """serve-dicom's Settings: ``--destination`` (else FOLLOWUP_DESTINATION), made TLS by
-    ``--tls-destination`` (or FOLLOWUP_TLS_DESTINATION=1, applied by Settings.from_env)."""
+    ``--tls-destination`` (or FOLLOWUP_TLS_DESTINATION=1, applied by Settings.from_env); a DICOMweb
+    URL says https itself."""
     from dataclasses import replace
 
-    from followup.config import DicomNode
+    from followup.config import parse_remote, with_tls
 
-    settings = _settings(destination=DicomNode.parse(destination) if destination else None, **overrides)
+    settings = _settings(destination=parse_remote(destination) if destination else None, **overrides)
     if tls_destination and settings.destination is not None and not settings.destination.tls:
-        settings = replace(settings, destination=replace(settings.destination, tls=True))
+        settings = replace(settings, destination=with_tls(settings.destination, "--tls-destination"))
     return settings
 
 

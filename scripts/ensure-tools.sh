@@ -2,12 +2,15 @@
 # Install the command-line tools the tests use (dcmtk: storescu/dsrdump; dicom3tools: dciodvfy;
 # poppler-utils: pdftoppm to look at PDF reports; redis-server: the service tests start their
 # own broker; docker-compose: validates docker-compose.yml;
-# orthanc: the demo PACS of the auto-routing test; prometheus: promtool checks the alert rules and a
-# real Prometheus scrapes the service's metrics (tests/integration/test_metrics.py); chromium: the browser the web page's tests drive
+# orthanc: the demo PACS of the auto-routing test; orthanc-dicomweb: its DICOMweb plugin (STOW-RS,
+# QIDO-RS, WADO-RS tests); stunnel4: TLS in front of it (Debian's Orthanc crashes on its own
+# HTTPS); prometheus: promtool checks the alert rules and a real Prometheus scrapes the service's
+# metrics (tests/integration/test_metrics.py); chromium: the browser the web page's tests drive
 # through Playwright, tests/browser/; nodejs and npm: OHIF's libraries read our SR and SEG in
 # tests/viewers, from tools/viewer-readers, installed here by `npm ci` from its committed
-# package-lock.json) when they are missing. Never fails the build: tests that need a missing tool
-# skip with a loud reason.
+# package-lock.json; nginx: serves the OHIF app that scripts/ensure-viewer.sh fetches with npm,
+# for the viewer's browser test) when they are missing. Never fails the build: tests that need a
+# missing tool skip with a loud reason.
 set -u
 need=()
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
@@ -16,6 +19,9 @@ command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || need+=(chromium)
 { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need+=(docker-compose)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
