@@ -24,7 +24,7 @@ def box_around(centre: np.ndarray, half_mm: float) -> tuple[np.ndarray, np.ndarr
 
 
 def mapped_box(box: tuple[np.ndarray, np.ndarray], matrix: np.ndarray,
-                margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+               margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned LPS box around the image of ``box`` under ``matrix``, widened by a margin."""
     corners = np.array([[x, y, z] for x in (box[0][0], box[1][0]) for y in (box[0][1], box[1][1])
                         for z in (box[0][2], box[1][2])])
@@ -80,7 +80,7 @@ def rigid_in_box_batch(fixed: Volume | Prepared, movings: list[Volume | Prepared
 
 
 def outside_sphere(pts: torch.Tensor, vals: torch.Tensor, centre: np.ndarray,
-                    radius_mm: float) -> tuple[torch.Tensor, torch.Tensor]:
+                   radius_mm: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The sample points (and values) farther than ``radius_mm`` from ``centre`` (all when the
     radius is 0 or would leave fewer than 500)."""
     if radius_mm <= 0:

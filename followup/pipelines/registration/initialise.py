@@ -14,7 +14,7 @@ scanner LPS) is not a safe start for a local optimiser, whose capture range is ~
 3. **Rotation search**: the best few distinct translations, each under ``ROTATIONS`` (0 and
    +-``SEARCH_ROT_DEG`` about each axis, all 27 combinations) about the follow-up body centroid.
 4. **Half-step translations** (26 neighbours at ``SEARCH_STEP_MM / 2``) around the best few.
-5. The best ``starts`` distinct candidates are returned, best first; :func:`register` refines each
+5. The best ``starts`` distinct candidates are returned, best first; :func:`~.driver.register` refines each
    (multi-start) and keeps the best by the refined similarity.
 
 Candidates are 4x4 matrices **follow-up LPS -> baseline LPS** like the registration's result.
@@ -208,7 +208,7 @@ def body_overlap(search: Search, matrix: np.ndarray) -> float:
     shape_ijk = np.array(search.moving_body.mask.shape[::-1])
     inside = np.all((m_ijk >= 0) & (m_ijk <= shape_ijk - 1), axis=1)
     mm = Level(torch.from_numpy(search.moving_body.mask.astype(np.float32))[None, None].to(dev),
-                m_lvl.affine)
+               m_lvl.affine)
     warped = interpolate(mm, torch.from_numpy(m_ijk).float().to(dev)[None])[0].cpu().numpy() > 0.5
     a, b = fmask.reshape(-1)[inside], warped[inside]
     denom = a.sum() + b.sum()

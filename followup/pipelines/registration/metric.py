@@ -123,7 +123,7 @@ def ncc_batch(matrices: torch.Tensor, fixed_pts, fixed_vals, moving: Level) -> l
 
 
 def overlap_nmi(matrix: np.ndarray, fixed_pts, fixed_vals, moving: Level, moving_vol: Volume,
-                 n: int = 60000) -> tuple[float, float]:
+                n: int = 60000) -> tuple[float, float]:
     """MI / entropy of the follow-up, over the follow-up body voxels that the transform maps into
     the baseline's field of view (a unilateral sagittal baseline covers half of a bilateral axial
     follow-up: the voxels beyond it are not evidence of misalignment), and the fraction of the body

@@ -34,8 +34,8 @@ class _Adam:
 
 
 def optimise(model: Transform, fixed_pts, fixed_vals, moving: Level, iterations: int,
-              n_sample: int, gen: torch.Generator, lr: float = 0.05,
-              w_fixed_all: torch.Tensor | None = None) -> None:
+             n_sample: int, gen: torch.Generator, lr: float = 0.05,
+             w_fixed_all: torch.Tensor | None = None) -> None:
     """Maximise the sum of the batch's MI; sample indices drawn on the CPU (same on any device).
 
     ``w_fixed_all``: the Parzen weights of ``fixed_vals`` when already computed."""

@@ -71,7 +71,7 @@ def local_figures(f_img: Prepared, m_img: Prepared, lesion_fu: np.ndarray,
 def alignment_figures(fixed: Volume, moving: Volume, matrix: np.ndarray,
                       lesion_baseline_lps: np.ndarray) -> dict[str, float]:
     """The quality figures that judge an alignment by itself (no optimisation): the local NCC in
-    the lesion's box (as after :func:`register`'s local refinement) and the normalised MI over the
+    the lesion's box (as after :func:`~.driver.register`'s local refinement) and the normalised MI over the
     overlapping fields of view, for any follow-up -> baseline ``matrix`` (ours, a peer's, or a
     deliberately wrong one: how the benchmark measures whether the figures tell a failed
     registration from a converged one)."""
