@@ -389,12 +389,12 @@ def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:
 
 def quality_samples(fu, ba, matrix: np.ndarray, centre_b: np.ndarray, truth_fu: np.ndarray,
                     seed: int) -> list[dict]:
-    """The quality figures (:func:`followup.pipelines.register.alignment_figures`) and the
+    """The quality figures (:func:`followup.pipelines.registration.quality.alignment_figures`) and the
     ``poor`` label they give, for our final alignment and for ``PERTURBED_PER_CASE`` deliberately
     wrong ones (ours composed with a rigid error drawn about the lesion: 4-30 mm, 0-15 deg), each
     with its tumour-centre error against the truth: a stress set of failed registrations on which
     the figures must tell failed from converged (this benchmark's registrations rarely fail)."""
-    from followup.pipelines.register import alignment_figures, quality_reasons
+    from followup.pipelines.registration.quality import alignment_figures, quality_reasons
 
     rng = np.random.default_rng(seed + 7_000_000)
     lesion_fu = np.linalg.inv(matrix) @ np.append(centre_b, 1.0)

@@ -43,7 +43,8 @@ from followup.pipelines.probability import (
     residual_probability,
     site_foci,
 )
-from followup.pipelines.register import Quality, RegistrationResult, register
+from followup.pipelines.registration.driver import register
+from followup.pipelines.registration.result import Quality, RegistrationResult
 from followup.pipelines.segment import Segmentation, segment
 from followup.pipelines.zone_search import (
     SEARCH_RADIUS_GOOD_MM,
