@@ -143,7 +143,7 @@ def summarise(results: list[dict], wall_s: float, size: str, command: str) -> st
               f"{r['recurrence_kind']} {r['recurrence_size_mm']} mm): {r['trend']}: {r['reason']}"
               for r in wrong] or ["* none"]
     lines += ["", "Measured against truth: the zone is the generator's ellipsoid; the measured one is "
-              "the segmentation's non-enhancing region (`segment.py`), whose rays stop where the "
+              "the segmentation's non-enhancing region (`segmentation/zone.py`), whose rays stop where the "
               "enhancement rises into the rim (on the subtraction image) or where the pre-contrast "
               "signal leaves the zone's level (no rim). Through 3-4 mm voxels a 1.5-3.5 mm rim is "
               "thinner than the blur (partial volume, interpolation, smoothing): a bump whose steepest "

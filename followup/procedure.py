@@ -12,7 +12,7 @@ Schema (exact; other tools write it)::
      "freeze_thaw_cycles": int,
      "margin_mm": number}
 
-Indication limits quoted by ``indication_notes`` come from ../shared/clinical-evidence.md
+Indication limits quoted by :func:`followup.record_rules.indication_notes` come from ../shared/clinical-evidence.md
 (the cryotherapy deck): unifocal cancer < 15 mm seen on ultrasound; > 2 cm halves the
 complete-response rate; lobular carcinoma and extensive DCIS (> 25 % of the biopsy) are
 contraindications; >= 2 freeze-thaw cycles; 10 mm peri-lesional margin.
@@ -86,13 +86,6 @@ class ProcedureRecord(BaseModel):
 
     def to_json_dict(self) -> dict:
         return json.loads(self.model_dump_json())
-
-    def indication_notes(self) -> list[str]:
-        """Where this procedure lies outside the indication of the deck (empty when inside); the
-        rules are :mod:`followup.record_rules`' table."""
-        from followup import record_rules  # the rules read this module's record: imported late
-
-        return record_rules.indication_notes(self)
 
 
 def _bad_date(v: str) -> dt.date:

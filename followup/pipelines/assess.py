@@ -45,7 +45,8 @@ from followup.pipelines.probability import (
 )
 from followup.pipelines.registration.driver import register
 from followup.pipelines.registration.result import Quality, RegistrationResult
-from followup.pipelines.segment import Segmentation, segment
+from followup.pipelines.segmentation.driver import segment
+from followup.pipelines.segmentation.model import Segmentation
 from followup.pipelines.zone_search import (
     SEARCH_RADIUS_GOOD_MM,
     SEARCH_RADIUS_POOR_MM,

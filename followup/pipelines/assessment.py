@@ -23,7 +23,7 @@ from followup.pipelines.longitudinal import Longitudinal, TimePointMeasure
 from followup.pipelines.motion import AlignedRoi
 from followup.pipelines.probability import ProbabilityResult
 from followup.pipelines.registration.result import Quality, RegistrationResult
-from followup.pipelines.segment import Focus, Segmentation
+from followup.pipelines.segmentation.model import Focus, Segmentation
 from followup.pipelines.zone_search import ZoneSearch
 
 

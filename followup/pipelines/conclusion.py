@@ -23,7 +23,7 @@ from followup import evidence as ev, record_rules
 from followup.pipelines.assessment import Note
 from followup.pipelines.birads import BiradsAssessment, Category, categorise
 from followup.pipelines.probability import SITE_BAND_MM, Confidence, ProbabilityResult, Question
-from followup.pipelines.segment import Focus
+from followup.pipelines.segmentation.model import Focus
 from followup.procedure import ProcedureRecord
 
 

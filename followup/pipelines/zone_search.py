@@ -11,8 +11,9 @@ where the zone is.
    distance to the nearest voxel outside the mask, at least ``CORE_MIN_MM`` deep) within the
    search radius of a seed are candidate centres, deepest first (``MAX_CANDIDATES``, at least
    ``CORE_SEPARATION_MM`` apart). The seeds themselves are candidates too.
-2. Each candidate is grown by the zone's own rays (:func:`followup.pipelines.segment.cast_zone_rays`:
-   a ray stops where enhancement starts or the pre-contrast signal leaves the core's level),
+2. Each candidate is grown by the zone's own rays
+   (:func:`followup.pipelines.segmentation.zone.cast_zone_rays`: a ray stops where enhancement
+   starts or the pre-contrast signal leaves the core's level),
    re-centred once on the grown region's centroid and grown again, then scored:
 
    * closed: rays that run to the search limit (no edge) more than ``MAX_LEAK_FRACTION``: rejected;
@@ -41,13 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from followup.pipelines.segment import (
-    MAX_ZONE_RADIUS_MM,
-    RAY_STEP_MM,
-    ZONE_ENHANCEMENT_STOP_PE,
-    cast_zone_rays,
-    fibonacci_sphere,
-)
+from followup.pipelines.segmentation.rays import MAX_ZONE_RADIUS_MM, RAY_STEP_MM, fibonacci_sphere
+from followup.pipelines.segmentation.zone import ZONE_ENHANCEMENT_STOP_PE, cast_zone_rays
 
 # Search radius around the seed: small when registration is good (it then only has to settle the
 # zone's own centre), wide when it is poor (the mapped centre may be off by a few centimetres).

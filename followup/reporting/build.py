@@ -19,7 +19,7 @@ from followup.dicom.study import DCEStudy
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
 from followup.pipelines.enhancement import ser_band
 from followup.pipelines.probability import SITE_BAND_MM
-from followup.pipelines.segment import Focus, Rim as RimResult, Zone
+from followup.pipelines.segmentation.model import Focus, Rim as RimResult, Zone
 from followup.procedure import ProcedureRecord
 from followup.reporting.longitudinal_report import longitudinal_summary
 from followup.reporting.model import (

@@ -24,7 +24,7 @@ ZONE_COLOUR = "#7CFC00"
 FOCUS_COLOUR = "#ff3030"
 
 
-def _subplots(figsize: tuple[float, float]):
+def new_figure(figsize: tuple[float, float]):
     """A figure on the Agg canvas and its axes (matplotlib's object API: no pyplot, whose import
     and figure registry a report does not need)."""
     fig = Figure(figsize=figsize)
@@ -32,20 +32,20 @@ def _subplots(figsize: tuple[float, float]):
     return fig, fig.subplots()
 
 
-def _png(fig) -> bytes:
+def figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", facecolor="white")
     return buf.getvalue()
 
 
-def _slice_world(vol_affine: np.ndarray, shape: tuple[int, int], k: int) -> np.ndarray:
+def slice_world(vol_affine: np.ndarray, shape: tuple[int, int], k: int) -> np.ndarray:
     """LPS coordinates (rows=j, cols=i, 3) of slice k's pixels."""
     jj, ii = np.meshgrid(np.arange(shape[1]), np.arange(shape[0]), indexing="ij")
     ijk = np.stack([ii, jj, np.full_like(ii, k)], -1).astype(float)
     return ijk @ vol_affine[:3, :3].T + vol_affine[:3, 3]
 
 
-def _show(ax, image2d: np.ndarray, affine: np.ndarray, title: str, vmax: float) -> None:
+def show_slice(ax, image2d: np.ndarray, affine: np.ndarray, title: str, vmax: float) -> None:
     sp = np.linalg.norm(affine[:3, :3], axis=0)
     h, w = image2d.shape
     ax.imshow(image2d, cmap="gray", vmin=0, vmax=vmax, extent=(0, w * sp[0], h * sp[1], 0),
@@ -68,7 +68,7 @@ def _circle(ax, world: np.ndarray, affine: np.ndarray, center: np.ndarray, radiu
     ax.contour(xs, ys, dist, levels=[radius], colors=colour, linestyles=style, linewidths=1.4)
 
 
-def _mask_contour(ax, mask2d: np.ndarray, affine: np.ndarray, colour: str) -> None:
+def mask_contour(ax, mask2d: np.ndarray, affine: np.ndarray, colour: str) -> None:
     if not mask2d.any():
         return
     sp = np.linalg.norm(affine[:3, :3], axis=0)
@@ -78,7 +78,7 @@ def _mask_contour(ax, mask2d: np.ndarray, affine: np.ndarray, colour: str) -> No
     ax.contour(xs, ys, mask2d.astype(float), levels=[0.5], colors=colour, linewidths=1.0)
 
 
-def _subtraction(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
+def subtraction_image(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
     return np.clip(post - pre, 0, None)
 
 
@@ -88,13 +88,13 @@ def baseline_image(pre: Volume, post: Volume, center: np.ndarray, radius: float,
     pre_c, post_c = crop(pre, box), crop(post, box)
     k = int(round(pre_c.world_to_voxel(center)[2]))
     k = min(max(k, 0), pre_c.shape[2] - 1)
-    sub = _subtraction(pre_c.data[:, :, k], post_c.data[:, :, k]).T
-    world = _slice_world(pre_c.affine, pre_c.shape[:2], k)
-    fig, ax = _subplots(figsize=(4.2, 4.2))
-    _show(ax, sub, pre_c.affine, "Baseline: subtraction (1st post - pre)", float(np.percentile(sub, 99.7)) or 1)
+    sub = subtraction_image(pre_c.data[:, :, k], post_c.data[:, :, k]).T
+    world = slice_world(pre_c.affine, pre_c.shape[:2], k)
+    fig, ax = new_figure(figsize=(4.2, 4.2))
+    show_slice(ax, sub, pre_c.affine, "Baseline: subtraction (1st post - pre)", float(np.percentile(sub, 99.7)) or 1)
     _circle(ax, world, pre_c.affine, center, radius, TUMOUR_COLOUR, "solid")
     _circle(ax, world, pre_c.affine, center, radius + margin, MARGIN_COLOUR, "dashed")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def followup_images(a: Assessment, radius: float, margin: float) -> list[tuple[str, bytes]]:
@@ -117,27 +117,27 @@ def followup_images(a: Assessment, radius: float, margin: float) -> list[tuple[s
             if abs(kf - k_center) > 1:
                 slices.append((f"Follow-up: subtraction through focus {n}", kf))
     out = []
-    vmax = float(np.percentile(_subtraction(pre, post), 99.7)) or 1.0
+    vmax = float(np.percentile(subtraction_image(pre, post), 99.7)) or 1.0
     for title, k in slices:
         k = min(max(k, 0), grid.shape[2] - 1)
-        sub = _subtraction(pre[:, :, k], post[:, :, k]).T
-        world = _slice_world(grid.affine, grid.shape[:2], k)
-        fig, ax = _subplots(figsize=(4.2, 4.2))
-        _show(ax, sub, grid.affine, title, vmax)
-        _mask_contour(ax, seg.zone.mask[:, :, k].T, grid.affine, ZONE_COLOUR)
+        sub = subtraction_image(pre[:, :, k], post[:, :, k]).T
+        world = slice_world(grid.affine, grid.shape[:2], k)
+        fig, ax = new_figure(figsize=(4.2, 4.2))
+        show_slice(ax, sub, grid.affine, title, vmax)
+        mask_contour(ax, seg.zone.mask[:, :, k].T, grid.affine, ZONE_COLOUR)
         _circle(ax, world, grid.affine, center, radius, TUMOUR_COLOUR, "solid")
         _circle(ax, world, grid.affine, center, radius + margin, MARGIN_COLOUR, "dashed")
         sp = np.linalg.norm(grid.affine[:3, :3], axis=0)
         for n, f in enumerate(seg.foci, start=1):
             if not f.suspicious:
                 continue
-            _mask_contour(ax, f.mask[:, :, k].T, grid.affine, FOCUS_COLOUR)
+            mask_contour(ax, f.mask[:, :, k].T, grid.affine, FOCUS_COLOUR)
             ijk = grid.world_to_voxel(f.centre_lps)
             if abs(ijk[2] - k) <= 1.5:
                 ax.annotate(str(n), ((ijk[0] + 0.5) * sp[0], (ijk[1] + 0.5) * sp[1]),
                             xytext=(8, -8), textcoords="offset points", color=FOCUS_COLOUR,
                             fontsize=11, fontweight="bold")
-        out.append((title, _png(fig)))
+        out.append((title, figure_png(fig)))
     return out
 
 
@@ -149,7 +149,7 @@ def curves_image(a: Assessment, times_s: list[float]) -> bytes | None:
     t = np.asarray(times_s, dtype=float)
     if not np.all(np.isfinite(t)):
         t = np.arange(len(roi.phases), dtype=float) * 60.0
-    fig, ax = _subplots(figsize=(4.6, 3.2))
+    fig, ax = new_figure(figsize=(4.6, 3.2))
     if seg.rim.mask.any():
         s = np.array([p[seg.rim.mask].mean() for p in roi.phases])
         ax.plot(t / 60, 100 * (s - s[0]) / s[0], "-o", color=ZONE_COLOUR, label="rim")
@@ -165,4 +165,4 @@ def curves_image(a: Assessment, times_s: list[float]) -> bytes | None:
     ax.set_title("Time-signal curves", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return figure_png(fig)

@@ -15,12 +15,12 @@ from followup.pipelines.longitudinal import map_points
 from followup.reporting.key_images import (
     FOCUS_COLOUR,
     ZONE_COLOUR,
-    _mask_contour,
-    _png,
-    _show,
-    _slice_world,
-    _subplots,
-    _subtraction,
+    figure_png,
+    mask_contour,
+    new_figure,
+    show_slice,
+    slice_world,
+    subtraction_image,
 )
 from followup.reporting.model import Longitudinal
 
@@ -32,7 +32,7 @@ def trend_image(lon: Longitudinal) -> bytes | None:
     if len(pts) < 2:
         return None
     months = [t.months_since_procedure for t in pts]
-    fig, ax = _subplots(figsize=(5.4, 3.2))
+    fig, ax = new_figure(figsize=(5.4, 3.2))
     ax.plot(months, [t.zone_volume_ml for t in pts], "-o", color="#2a6f2a", label="zone volume (ml)")
     ax.set_xlabel("months since the procedure")
     ax.set_ylabel("ablation zone volume (ml)")
@@ -49,7 +49,7 @@ def trend_image(lon: Longitudinal) -> bytes | None:
     lines = ax.get_lines() + right.get_lines()
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
     ax.set_title(f"Surveillance: trend {lon.trend or 'none'}", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def comparison_image(current: Assessment, prior: PriorRead) -> bytes | None:
@@ -65,12 +65,12 @@ def comparison_image(current: Assessment, prior: PriorRead) -> bytes | None:
     site = next((f.centre_lps for f in a.segmentation.foci if f.suspicious), a.segmentation.zone.centre_lps)
     k = int(round(grid.world_to_voxel(site)[2]))
     k = min(max(k, 0), grid.shape[2] - 1)
-    cur = _subtraction(a.roi.phases[0][:, :, k], a.roi.phases[1][:, :, k]).T
-    world = _slice_world(grid.affine, grid.shape[:2], k)  # rows j, cols i
+    cur = subtraction_image(a.roi.phases[0][:, :, k], a.roi.phases[1][:, :, k]).T
+    world = slice_world(grid.affine, grid.shape[:2], k)  # rows j, cols i
     in_prior = map_points(prior.current_to_prior, world.reshape(-1, 3))
     inv = np.linalg.inv(p.roi.grid.affine)
     ijk = (in_prior @ inv[:3, :3].T + inv[:3, 3]).T
-    prev_sub = _subtraction(p.roi.phases[0], p.roi.phases[1])
+    prev_sub = subtraction_image(p.roi.phases[0], p.roi.phases[1])
     prev = ndimage.map_coordinates(prev_sub, ijk, order=1, cval=0.0).reshape(cur.shape)
     prev_zone = ndimage.map_coordinates(p.segmentation.zone.mask.astype(np.float32), ijk, order=0,
                                         cval=0.0).reshape(cur.shape) > 0.5
@@ -79,14 +79,14 @@ def comparison_image(current: Assessment, prior: PriorRead) -> bytes | None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     when = prior.study.study_date.isoformat() if prior.study.study_date else "previous"
-    _show(axes[0], prev, grid.affine, f"Previous follow-up ({when})", vmax)
-    _mask_contour(axes[0], prev_zone, grid.affine, ZONE_COLOUR)
-    _show(axes[1], cur, grid.affine, "This follow-up, same place", vmax)
-    _mask_contour(axes[1], a.segmentation.zone.mask[:, :, k].T, grid.affine, ZONE_COLOUR)
+    show_slice(axes[0], prev, grid.affine, f"Previous follow-up ({when})", vmax)
+    mask_contour(axes[0], prev_zone, grid.affine, ZONE_COLOUR)
+    show_slice(axes[1], cur, grid.affine, "This follow-up, same place", vmax)
+    mask_contour(axes[1], a.segmentation.zone.mask[:, :, k].T, grid.affine, ZONE_COLOUR)
     for f in a.segmentation.foci:
         if f.suspicious:
-            _mask_contour(axes[1], f.mask[:, :, k].T, grid.affine, FOCUS_COLOUR)
-    return _png(fig)
+            mask_contour(axes[1], f.mask[:, :, k].T, grid.affine, FOCUS_COLOUR)
+    return figure_png(fig)
 
 
 def longitudinal_images(a: Assessment, lon: Longitudinal | None) -> list[tuple[str, bytes]]:

@@ -1,6 +1,6 @@
 """The ``clinical`` variation: what real follow-up studies vary that the wide draw does not.
 
-A clinical case is the seed's wide case (:func:`followup.synth.scenario.draw_case`) with, from a
+A clinical case is the seed's wide case (:func:`followup.synth.scenario.draw_scenario_case`) with, from a
 generator of its own (so the wide part stays the wide case's), per study:
 
 * fat suppression on or off (the two studies differ in about 40 % of cases; without it fat is the

@@ -3,7 +3,7 @@
 Writes ``OUT/baseline/`` and ``OUT/followup/`` (DICOM), ``OUT/procedure.json`` and
 ``OUT/truth.json``. Deterministic for a given (scenario, seed, vendor, size, variation).
 
-``variation="wide"`` (scenario.draw_case) also draws each study's layout (unless ``vendor`` is
+``variation="wide"`` (cases.draw_case) also draws each study's layout (unless ``vendor`` is
 given), field of view, slab, matrix and slices, placed on the breasts as an operator would, and
 records every drawn parameter in ``truth.json`` (``variation``, ``transforms.displacement``).
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from followup.synth import clinical, kinetics
+from followup.synth.cases import draw_case
 from followup.synth.dicom_writer import SeriesPlan, StudyMeta, UidSource, write_series
 from followup.synth.phantom import S0, S0_T2, Grid, dce_s0, phase_motion_centre, render_phases
 from followup.synth.scenario import (
@@ -31,7 +32,6 @@ from followup.synth.scenario import (
     Acquisition,
     Case,
     curve_json,
-    draw_case,
     radial_margin_mm,
     transform_summary,
 )
@@ -163,8 +163,8 @@ def _localizer_grids(case: Case) -> list[Grid]:
     return [Grid((n, n, 1), a.astype(float)) for a in (axial, sag, cor)]
 
 
-def _study_plans(case: Case, study: str, vendor: str, size: str, start: dt.datetime,
-                 rng: np.random.Generator) -> tuple[list[tuple[SeriesPlan, bool]], Grid]:
+def study_plans(case: Case, study: str, vendor: str, size: str, start: dt.datetime,
+                rng: np.random.Generator) -> tuple[list[tuple[SeriesPlan, bool]], Grid]:
     timing = case.baseline_timing if study == "baseline" else case.followup_timing
     motion = case.baseline_phase_motion if study == "baseline" else case.followup_phase_motion
     acq = getattr(case.variation, study)
@@ -231,8 +231,8 @@ def _scanner_attributes(scan: clinical.StudyScan) -> dict[str, object]:
             "ScanOptions": "FS" if scan.fat_sat else ""}
 
 
-def _write_study(out: Path, meta: StudyMeta, plans: list[tuple[SeriesPlan, bool]],
-                 uids: UidSource) -> list[dict]:
+def write_study(out: Path, meta: StudyMeta, plans: list[tuple[SeriesPlan, bool]],
+                uids: UidSource) -> list[dict]:
     records: list[dict] = []
     localizer_uid, next_instance = None, 1
     for plan, per_phase in plans:
@@ -285,8 +285,8 @@ def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str | N
         meta = StudyMeta(patient_id, patient_name, "19580312", uids(), uids(), start,
                          f"ACC{seed:04d}{'B' if study == 'baseline' else 'F'}",
                          "1" if study == "baseline" else "2", case.laterality)
-        plans, grid = _study_plans(case, study, layouts[study], size, start, rng)
-        records = _write_study(out / study, meta, plans, uids)
+        plans, grid = study_plans(case, study, layouts[study], size, start, rng)
+        records = write_study(out / study, meta, plans, uids)
         grids[study] = grid
         timing = case.baseline_timing if study == "baseline" else case.followup_timing
         studies[study] = {
@@ -295,7 +295,7 @@ def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str | N
             "dce_shape": list(grid.shape), "dce_affine_lps": np.round(grid.affine, 6).tolist(),
             "phase_times_after_injection_s": [round(t, 2) for t in timing.all_times_s],
         }
-    procedure = _procedure_record(case, patient_id)
+    procedure = procedure_record(case, patient_id)
     (out / "procedure.json").write_text(json.dumps(procedure, indent=2) + "\n")
     truth = _truth(case, vendor, size, studies, grids)
     if case.variation.wide:
@@ -370,7 +370,7 @@ def _clinical_truth(truth: dict, case: Case, grids: dict) -> dict:
     return truth
 
 
-def _procedure_record(case: Case, patient_id: str) -> dict:
+def procedure_record(case: Case, patient_id: str) -> dict:
     return {
         "patient_id": patient_id,
         "procedure_date": case.procedure_date.isoformat(),

@@ -268,15 +268,15 @@ def _r(a, nd: int = 3):
     return np.round(np.asarray(a, dtype=float), nd).tolist()
 
 
-def _timing(rng: np.random.Generator, n_post: int) -> Timing:
+def draw_timing(rng: np.random.Generator, n_post: int) -> Timing:
     # 60-90 s to the first post-contrast phase, 60-90 s between phases (issue spec).
     first = rng.uniform(60, 90)
     step = rng.uniform(60, 90)
     return Timing(tuple(first + k * step for k in range(n_post)), rng.uniform(30, 60))
 
 
-def _phase_motion(rng: np.random.Generator, n_post: int, moves: bool,
-                  max_mm: float | None = None) -> tuple[PhaseMotion, ...]:
+def draw_phase_motion(rng: np.random.Generator, n_post: int, moves: bool,
+                      max_mm: float | None = None) -> tuple[PhaseMotion, ...]:
     out = [PhaseMotion(np.zeros(3), np.zeros(3))]  # the pre-contrast phase is the reference
     for _ in range(n_post):
         if moves and max_mm is not None:  # wide: 0..max_mm, rotation up to 0.5 deg per mm
@@ -319,12 +319,14 @@ class _Findings:
     features: tuple[BenignFeature, ...] = ()
 
 
-def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard") -> Case:
+def draw_scenario_case(scenario: str, seed: int, n_post: int, variation: str = "standard") -> Case:
     """The case of one scenario and seed: the same arguments give the same case (one generator,
     its draws always made in the same order).
 
     ``variation="wide"`` draws the anatomy and acquisitions too (:func:`draw_wide_variation`, from
-    a generator of its own) and widens the case's ranges; ``n_post`` is then drawn (3-7 phases)."""
+    a generator of its own) and widens the case's ranges; ``n_post`` is then drawn (3-7 phases).
+    ``variation="clinical"`` gives its wide part only: :func:`followup.synth.cases.draw_case` adds
+    the rest (the clinical module builds on this one)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     if variation not in VARIATIONS:
@@ -340,7 +342,7 @@ def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard"
     zone = _draw_zone(rng, tumour, TARGET_MARGIN_MM)
     found = _draw_findings(rng, scenario, zone, wrng)
     moving = rng.random() < 0.5
-    transform = _draw_followup_transform(rng) if wrng is None else _wide_transform(wrng, v)
+    transform = draw_followup_transform(rng) if wrng is None else _wide_transform(wrng, v)
     days = _draw_days_since_procedure(rng, scenario)
     procedure_date = dt.date(2025, 1, 6) + dt.timedelta(days=int(rng.integers(0, 500)))
     has_dcis = rng.random() < 0.35
@@ -349,11 +351,11 @@ def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard"
     tumour_kinetics = "washout" if rng.random() < 0.6 else "plateau"  # (the order of the draws
     # is the standard draw's: the tumour's kinetics, then the timings, then the phase motion)
     if wrng is None:
-        timings = (_timing(rng, n_post), _timing(rng, n_post))
-        fu_motion = _phase_motion(rng, n_post, moving)
+        timings = (draw_timing(rng, n_post), draw_timing(rng, n_post))
+        fu_motion = draw_phase_motion(rng, n_post, moving)
     else:
         timings = (_wide_timing(wrng, n_post), _wide_timing(wrng, n_post))
-        fu_motion = _phase_motion(wrng, n_post, moving, v.phase_motion_max_mm)
+        fu_motion = draw_phase_motion(wrng, n_post, moving, v.phase_motion_max_mm)
     features = found.features
     if wrng is not None and scenario in ("complete", "residual") and wrng.random() < 0.3:
         features = (*features, _draw_benign_feature(wrng, str(wrng.choice(BENIGN_KINDS)), zone, v))
@@ -365,7 +367,7 @@ def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard"
         confounder_kind=found.confounder_kind, transform=transform,
         baseline_timing=timings[0], followup_timing=timings[1],
         followup_phase_motion=fu_motion,
-        baseline_phase_motion=_phase_motion(rng, n_post, False),
+        baseline_phase_motion=draw_phase_motion(rng, n_post, False),
         procedure_date=procedure_date,
         baseline_date=procedure_date - dt.timedelta(days=int(rng.integers(7, 30))),
         followup_date=procedure_date + dt.timedelta(days=days),
@@ -375,10 +377,6 @@ def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard"
         gland_seed=int(rng.integers(2**31)), distractors=bool(rng.random() < 0.6),
         variation=v, benign_features=features,
     )
-    if variation == "clinical":
-        from followup.synth.clinical import add_clinical  # (clinical builds on this module)
-
-        case = add_clinical(case, np.random.default_rng([seed, SCENARIOS.index(scenario), 2027]))
     return case
 
 
@@ -619,7 +617,7 @@ def _draw_nodules(rng: np.random.Generator, zone: Ellipsoid, wide: bool = False)
     return tuple(nodules)
 
 
-def _draw_followup_transform(rng: np.random.Generator) -> FollowupToBaseline:
+def draw_followup_transform(rng: np.random.Generator) -> FollowupToBaseline:
     """Follow-up scanner frame -> baseline body frame: bounded rigid plus smooth non-rigid."""
     return FollowupToBaseline(
         rotation_matrix(rng.uniform(-1, 1, size=3) * MAX_ROTATION_DEG / np.sqrt(3)),

@@ -5,7 +5,7 @@ and ``OUT/truth.json``. The follow-ups are taken at about 1, 6, 12, 24 (and 36) 
 procedure (Kawamoto et al., Breast Cancer 2024;31:695-704: MRI at 1, 6, 12, 24, 36 and 60
 months), each with its own repositioning, deformation, timing and motion between phases. The case
 (anatomy, tumour, acute ablation zone, record) is the ``complete`` scenario's draw for the seed
-(:func:`followup.synth.scenario.draw_case`); each time point is that case with the zone, rim and
+(:func:`followup.synth.cases.draw_case`); each time point is that case with the zone, rim and
 findings of its month (:func:`dataclasses.replace`), rendered and written by the pair generator's
 own functions (:mod:`followup.synth.generate`).
 
@@ -40,14 +40,15 @@ from pathlib import Path
 import numpy as np
 
 from followup.synth import kinetics
+from followup.synth.cases import draw_case
 from followup.synth.dicom_writer import StudyMeta, UidSource
 from followup.synth.generate import (
     SIZE_SPECS,
     SIZES,
     VENDORS,
-    _procedure_record,
-    _study_plans,
-    _write_study,
+    procedure_record,
+    study_plans,
+    write_study,
 )
 from followup.synth.motion import FollowupToBaseline
 from followup.synth.phantom import Grid
@@ -57,10 +58,9 @@ from followup.synth.scenario import (
     Nodule,
     PhaseMotion,
     Timing,
-    _draw_followup_transform,
-    _phase_motion,
-    _timing,
-    draw_case,
+    draw_followup_transform,
+    draw_phase_motion,
+    draw_timing,
     radial_extent,
 )
 
@@ -219,8 +219,8 @@ def draw_series(seed: int, n_post: int, vendor: str | None = None) -> Series:
         layout = vendor or str(rng.choice(VENDORS, p=[0.5, 0.3, 0.2]))
         points.append(TimePoint(
             f"followup-{n}", month, _date(case, month, rng), zone, float(rim_t), rim_c, nodules,
-            recur_kind if recurred else None, float(size), _draw_followup_transform(rng),
-            _timing(rng, n_post), _phase_motion(rng, n_post, bool(rng.random() < 0.5)), layout))
+            recur_kind if recurred else None, float(size), draw_followup_transform(rng),
+            draw_timing(rng, n_post), draw_phase_motion(rng, n_post, bool(rng.random() < 0.5)), layout))
     return Series(case, seed, reduction, plateau, recur_month, recur_kind, tuple(points))
 
 
@@ -254,10 +254,10 @@ def generate_surveillance(out_dir: Path | str, seed: int, vendor: str | None = N
         meta = StudyMeta(patient_id, name, "19580312", uids(), uids(), start,
                          f"ACC{seed:04d}{label[0].upper()}{label[-1]}", str(len(studies) + 1),
                          case.laterality)
-        plans, grid = _study_plans(study_case, kind, layout, size, start, rng)
-        records = _write_study(out / label, meta, plans, uids)
+        plans, grid = study_plans(study_case, kind, layout, size, start, rng)
+        records = write_study(out / label, meta, plans, uids)
         studies[label] = _study_json(meta, date, records, grid, layout)
-    (out / "procedure.json").write_text(json.dumps(_procedure_record(case, patient_id), indent=2) + "\n")
+    (out / "procedure.json").write_text(json.dumps(procedure_record(case, patient_id), indent=2) + "\n")
     truth = _truth(series, size, studies)
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth

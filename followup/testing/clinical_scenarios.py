@@ -28,7 +28,7 @@ from followup.pipelines.probability import (
     ProbabilityResult,
     residual_probability,
 )
-from followup.pipelines.segment import Focus
+from followup.pipelines.segmentation.model import Focus
 from followup.procedure import ProcedureRecord, parse_procedure
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from followup.errors import ProcedureRecordError
 from followup.procedure import load_procedure, parse_procedure
+from followup.record_rules import indication_notes
 
 GOOD = {
     "patient_id": "P001",
@@ -34,7 +35,7 @@ def test_valid_record_round_trips():
     assert rec.procedure_date.isoformat() == "2026-03-02"
     assert rec.lesion.center_lps_mm == [-80.5, -60.0, 12.0]
     assert rec.to_json_dict()["lesion"]["insitu_grade"] is None
-    assert rec.indication_notes() == []
+    assert indication_notes(rec) == []
 
 
 @pytest.mark.parametrize("path,value,field", [
@@ -78,16 +79,16 @@ def test_load_errors_are_clear(tmp_path):
 
 
 def test_indication_notes_follow_the_deck():
-    notes = parse_procedure(_with("lesion.histology", "ILC")).indication_notes()
+    notes = indication_notes(parse_procedure(_with("lesion.histology", "ILC")))
     assert any("Lobular" in n for n in notes)
-    notes = parse_procedure(_with("lesion.dcis_component_pct", 30)).indication_notes()
+    notes = indication_notes(parse_procedure(_with("lesion.dcis_component_pct", 30)))
     assert any("25%" in n for n in notes)
-    notes = parse_procedure(_with("lesion.diameter_mm", 24)).indication_notes()
+    notes = indication_notes(parse_procedure(_with("lesion.diameter_mm", 24)))
     assert any("halved" in n for n in notes)
-    notes = parse_procedure(_with("lesion.diameter_mm", 16)).indication_notes()
+    notes = indication_notes(parse_procedure(_with("lesion.diameter_mm", 16)))
     assert any("< 15 mm" in n for n in notes)
-    notes = parse_procedure(_with("freeze_thaw_cycles", 1)).indication_notes()
+    notes = indication_notes(parse_procedure(_with("freeze_thaw_cycles", 1)))
     assert any(">= 2" in n for n in notes)
     # Exactly at the limits: 25 % DCIS is not "> 25 %", 14.9 mm is inside the indication.
-    assert parse_procedure(_with("lesion.dcis_component_pct", 25)).indication_notes() == []
-    assert parse_procedure(_with("lesion.diameter_mm", 14.9)).indication_notes() == []
+    assert indication_notes(parse_procedure(_with("lesion.dcis_component_pct", 25))) == []
+    assert indication_notes(parse_procedure(_with("lesion.diameter_mm", 14.9))) == []

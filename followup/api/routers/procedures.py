@@ -16,6 +16,7 @@ from followup.api.models import ErrorOut, ProcedureOut
 from followup.errors import ProcedureRecordError
 from followup.procedure import ProcedureRecord, parse_procedure
 from followup.pseudonym import patient_ref
+from followup.record_rules import indication_notes
 from followup.service.registry import Procedure, Registry
 from followup.service.users import Role
 from followup.service.work_queue import WorkQueue
@@ -48,7 +49,7 @@ def procedure_out(p: Procedure) -> ProcedureOut:
     rec = dict(p.record or {})
     notes: list[str] = []
     with contextlib.suppress(Exception):  # an old record that no longer validates: list it without notes
-        notes = ProcedureRecord.model_validate(rec).indication_notes()
+        notes = indication_notes(ProcedureRecord.model_validate(rec))
     return ProcedureOut(id=p.id, patient_ref=patient_ref(p.patient_id or ""),
                         procedure_date=p.procedure_date, laterality=p.laterality,
                         lesion=rec.get("lesion") or {}, freeze_thaw_cycles=rec.get("freeze_thaw_cycles"),

@@ -88,7 +88,7 @@ def test_rescale_slope_is_applied(synth_pair):
 
 
 def test_distractors_are_ignored_with_reasons(synth_pair):
-    from followup.synth.scenario import draw_case
+    from followup.synth.cases import draw_case
 
     seed = next(s for s in range(20) if draw_case("complete", s, 4).distractors)
     study = load_dce_study(synth_pair("complete", seed, "per-phase") / "followup")

@@ -1,4 +1,4 @@
-"""Unit tests of ``followup.pipelines.segment`` on hand-built ROI arrays with known ground truth.
+"""Unit tests of ``followup.pipelines.segmentation`` on hand-built ROI arrays with known ground truth.
 
 The phantom: uniform tissue (S0 = 100) holding a non-enhancing ellipsoidal ablation zone
 (semi-axes 15, 12, 10 mm, turned 30 deg about z) wrapped in a thin enhancing rim with the
@@ -16,20 +16,13 @@ import pytest
 from scipy import ndimage
 
 from followup.pipelines.enhancement import enhancement_maps
-from followup.pipelines.segment import (
-    FOCUS_BAND_OUTSIDE_MM,
-    N_RAYS,
-    Segmentation,
-    fibonacci_sphere,
-    find_foci,
-    segment,
-    segment_rim,
-    segment_zone,
-    split_at_maxima,
-    split_lobes,
-    tissue_floor,
-    zone_distances,
-)
+from followup.pipelines.segmentation.driver import segment
+from followup.pipelines.segmentation.foci import FOCUS_BAND_OUTSIDE_MM, find_foci, split_at_maxima, tissue_floor
+from followup.pipelines.segmentation.lobes import split_lobes
+from followup.pipelines.segmentation.model import Segmentation
+from followup.pipelines.segmentation.rays import N_RAYS, fibonacci_sphere
+from followup.pipelines.segmentation.rim import segment_rim
+from followup.pipelines.segmentation.zone import segment_zone, zone_distances
 
 SEMI_AXES = np.array([15.0, 12.0, 10.0])
 TURN_DEG = 30.0
@@ -656,7 +649,7 @@ def test_a_thickened_stretch_of_rim_at_the_edge_is_not_a_mass(iso):
 def test_mass_core_keeps_the_bulge_not_the_rim_it_sits_on():
     """A 2 mm sheet of rim with a 9 mm nodule bulging from it, one region: the ball of the mass's
     5 mm sweeps the nodule and none of the sheet beyond it."""
-    from followup.pipelines.segment import mass_core
+    from followup.pipelines.segmentation.lobes import mass_core
 
     z, y, x = np.mgrid[:40, :40, :20].astype(float)
     sheet = (np.abs(z - 10) <= 1) & (np.abs(x - 10) <= 8)
@@ -672,7 +665,7 @@ def test_mass_core_keeps_the_bulge_not_the_rim_it_sits_on():
 def test_half_peak_thickness_follows_the_nodule_between_voxel_steps():
     """A 7 mm nodule seen through 2.2 x 2.2 x 3.5 mm voxels (enhancement blurred over the voxel):
     counted in voxels it is ~2 mm thick, under a nodule's 3 mm; at half its peak it is ~its size."""
-    from followup.pipelines.segment import half_peak_thickness
+    from followup.pipelines.segmentation.lobes import half_peak_thickness
 
     spacing = np.array([2.2, 2.2, 3.5])
     fine = 0.1

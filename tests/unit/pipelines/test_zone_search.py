@@ -12,7 +12,7 @@ from followup.dicom import load_dce_study
 from followup.pipelines import assess as A
 from followup.pipelines.motion import realign_phases
 from followup.pipelines.registration.result import RegistrationResult
-from followup.pipelines.segment import fibonacci_sphere
+from followup.pipelines.segmentation.rays import fibonacci_sphere
 from followup.pipelines.zone_search import SEARCH_RADIUS_POOR_MM, find_zone, fit_ellipsoid
 from followup.procedure import load_procedure
 

@@ -14,9 +14,10 @@ import pytest
 
 from followup.procedure import load_procedure
 from followup.synth import SCENARIOS, generate_pair
+from followup.synth.cases import draw_case
 from followup.synth.generate import SIZE_SPECS, dce_grid
 from followup.synth.kinetics import RIM_BENIGN, RIM_EARLY, TUMOUR_CURVES, curve_type
-from followup.synth.scenario import draw_case, radial_extent
+from followup.synth.scenario import radial_extent
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

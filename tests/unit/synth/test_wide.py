@@ -11,12 +11,12 @@ import pytest
 
 from followup.dicom import load_dce_study
 from followup.synth import SCENARIOS, generate_pair
+from followup.synth.cases import draw_case
 from followup.synth.scenario import (
     BENIGN_KINDS,
     LAYOUTS,
     STANDARD,
     WIDE_CONFOUNDERS,
-    draw_case,
     transform_summary,
 )
 
