@@ -64,7 +64,6 @@ def users_disable(name: str = typer.Argument(...)) -> None:
     typer.echo(f"user {name} disabled")
 
 
-
 def audit_cmd(since: str | None = typer.Option(None, "--since", help="Rows at or after YYYY-MM-DD[THH:MM] (UTC)."),
               user: str | None = typer.Option(None, "--user", help="Rows of this actor."),
               study: str | None = typer.Option(None, "--study", help="Rows of this Study Instance UID."),
@@ -95,7 +94,6 @@ def audit_cmd(since: str | None = typer.Option(None, "--since", help="Rows at or
         typer.echo(f"{ev.at.isoformat(timespec='seconds')}Z  {ev.actor} ({ev.role or '-'}) from {ev.source or '-'}  "
                    f"{ev.action} {ev.outcome}  patient {ev.patient_ref or '-'}  study {ev.study_uid or '-'}"
                    + (f"  {ev.detail}" if ev.detail else ""))
-
 
 
 def check_config_cmd() -> None:

@@ -31,7 +31,6 @@ class Size(StrEnum):
     full = "full"
 
 
-
 def synth(
     out: Path = typer.Option(..., "--out", help="Output folder (baseline/, followup/, procedure.json, truth.json)."),
     scenario: Scenario = typer.Option(Scenario.complete, "--scenario"),
@@ -154,7 +153,6 @@ def analyze(
         typer.echo(f"  recommendation [{rec.code}]: {rec.text}")
     typer.echo(f"report: {result.paths['html']} (data: {result.paths['json']}); "
                f"{result.timings_s['total']:.1f} s")
-
 
 
 def format_inspect_summary(summary: dict) -> str:

@@ -69,7 +69,6 @@ def reanalyze_cmd(
     typer.echo(json.dumps(reg.batch_progress(batch_id)["by_status"]))
 
 
-
 def import_cmd(
     folder: Path = typer.Argument(..., exists=True, file_okay=False, dir_okay=True,
                                   help="Folder of DICOM files (earlier studies exported from PACS or a disk)."),
@@ -115,7 +114,6 @@ def import_cmd(
         typer.echo("not queued for analysis (--no-analyse)")
     if res.failed:
         raise typer.Exit(code=1)
-
 
 
 def reconcile_cmd(older_than: float = typer.Option(600.0, "--older-than",

@@ -16,7 +16,6 @@ def fail(err: FollowupError) -> None:
     raise typer.Exit(code=2)
 
 
-
 def _current_context():
     """The running command's context. typer >= 0.20 runs on its own copy of click
     (``typer._click``), whose context stack ``click.get_current_context`` does not see: without this

@@ -55,7 +55,6 @@ def procedures_list(as_json: bool = typer.Option(False, "--json")) -> None:
                    f"{r['diameter_mm']:g} mm {r['histology']}")
 
 
-
 def status_cmd(study_uid: str | None = typer.Argument(None),
                as_json: bool = typer.Option(False, "--json")) -> None:
     """Studies and their analyses (one study in detail when a UID is given)."""

@@ -123,7 +123,6 @@ def listener_settings(destination: str | None, tls_destination: bool, **override
     return settings
 
 
-
 def worker_cmd(
     queues: str = typer.Option("realtime,batch", "--queues"),
     concurrency: int = typer.Option(1, "--concurrency"),
@@ -168,7 +167,6 @@ def _serve_worker_metrics(settings, queues: list[str]) -> None:
     metrics.use_multiprocess_dir(Path(folder))
     metrics.initialise_worker(queues)
     metrics.serve(settings.metrics_port, settings.metrics_host, metrics.multiprocess_registry(), heartbeat.alive)
-
 
 
 def serve_api_cmd(port: int = typer.Option(8080, "--port"),
