@@ -18,7 +18,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from followup.cli import _listener_settings
+from followup.cli.serve import listener_settings
 from followup.config import DicomNode, DicomWebEndpoint, Settings, parse_remote
 from followup.config_check import insecure_settings
 from followup.service import dicomweb
@@ -95,9 +95,9 @@ def test_contradictory_dicomweb_settings_are_refused(monkeypatch, tmp_path, valu
 
 def test_serve_dicom_takes_a_dicomweb_destination(monkeypatch, tmp_path):
     _env(monkeypatch, FOLLOWUP_DATA_DIR=str(tmp_path))
-    assert _listener_settings("https://pacs/dicom-web", True).destination == DicomWebEndpoint("https://pacs/dicom-web")
+    assert listener_settings("https://pacs/dicom-web", True).destination == DicomWebEndpoint("https://pacs/dicom-web")
     with pytest.raises(ValueError, match="write https"):
-        _listener_settings("http://pacs/dicom-web", True)
+        listener_settings("http://pacs/dicom-web", True)
 
 
 def test_check_config_flags_a_dicomweb_url_in_clear(tmp_path):
