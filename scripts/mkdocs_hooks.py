@@ -139,7 +139,7 @@ def settings_markdown() -> str:
         _text(doc), ""])
 
 
-def on_files(files, config):  # noqa: ANN001, ANN201 (MkDocs' hook signature)
+def on_files(files, config):
     from mkdocs.structure.files import File
 
     spec = openapi_spec()
@@ -152,7 +152,7 @@ def on_files(files, config):  # noqa: ANN001, ANN201 (MkDocs' hook signature)
     return files
 
 
-def on_page_markdown(markdown, page, config, files):  # noqa: ANN001, ANN201 (MkDocs' hook signature)
+def on_page_markdown(markdown, page, config, files):
     """The benchmarks page ends with a link to every result table, so a new one is never missed."""
     if page.file.src_uri != "benchmarks/index.md":
         return markdown
