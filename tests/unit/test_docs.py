@@ -405,3 +405,22 @@ def test_the_site_builds_strict_with_the_api_generated_from_the_application(tmp_
         html = page.read_text(encoding="utf-8")
         external |= set(re.findall(r"""<(?:script|link|img)[^>]+(?:src|href)=["'](https?://[^"']+)""", html))
     assert external == set(), f"the site loads from other hosts: {sorted(external)[:5]}"
+
+
+def nav_pages(entries) -> Iterator[str]:
+    for entry in entries:
+        if isinstance(entry, str):
+            yield entry
+        elif isinstance(entry, dict):
+            for value in entry.values():
+                yield from (nav_pages(value) if isinstance(value, list) else [value])
+
+
+def test_every_page_in_docs_is_in_the_nav():
+    """A page left out of mkdocs.yml's nav builds (MkDocs only logs it) but no reader finds it."""
+    import yaml
+
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+    listed = set(nav_pages(config["nav"]))
+    written = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    assert written - listed == set(), "add these pages to the nav in mkdocs.yml"
