@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 setup: $(STAMP) tools
 
 # External DICOM tools used by tests (dcmtk, dicom3tools); installed when missing and possible.
+# Then the OHIF viewer's built app for its browser test (npm pack, pinned; docs/dicomweb.md).
 tools:
 	@bash scripts/ensure-tools.sh
+	@bash scripts/ensure-viewer.sh
 
 # Static checks first (fail fast): ruff (lint rules in pyproject.toml) and mypy (its `files`).
 lint: $(STAMP)

@@ -54,7 +54,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import followup.cli  # noqa: F401  (the CLI's own imports)
 from followup.job import run_job
-from followup.pipelines.register import compute_device
+from followup.pipelines.registration.compute import compute_device
 from followup.procedure import load_procedure
 import torch
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Registration benchmark: ours (``followup.pipelines.register``) against classical toolkits on the
+"""Registration benchmark: ours (``followup.pipelines.registration``) against classical toolkits on the
 same synthetic pairs, in the same run: time and error at the tumour centre.
 
 Every method registers the follow-up's pre-contrast phase (fixed) to the baseline's (moving),
@@ -17,7 +17,7 @@ Peers, each with a standard multi-resolution affine set-up:
 * itk-elastix: elastix's default ``affine`` parameter map (Advanced Mattes MI, 4 levels, 256
   iterations, 2048 random samples, adaptive stochastic gradient descent).
 ANTsPy and itk-elastix are skipped, with a note, when they are not installed
-(``pip install '.[bench]'`` installs all three). Ours runs with one CPU thread (see register.py);
+(``pip install '.[bench]'`` installs all three). Ours runs with one CPU thread (see registration/compute.py);
 the toolkits use their default thread count (every core).
 
 Usage: .venv/bin/python benchmarks/bench_register.py [--small N] [--full N] [--repeats N]
@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from followup.dicom import load_dce_study
-from followup.pipelines.register import compute_device, register
+from followup.pipelines.registration.compute import compute_device
+from followup.pipelines.registration.driver import register
 from followup.procedure import load_procedure
 from followup.testing.bench import ensure_pair, write_results
 from followup.volume import Volume

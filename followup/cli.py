@@ -186,7 +186,9 @@ def synth(
     variation: str = typer.Option(
         "standard", "--variation", help="standard, or wide: one seed also draws the anatomy, both "
         "scanners' acquisitions, repositioning up to 30 mm / 15 deg, deformation, phases and "
-        "confounders (every drawn parameter in truth.json)."),
+        "confounders (every drawn parameter in truth.json); clinical: wide plus fat suppression "
+        "per study, 1.5/3 T, anisotropic voxels, dose jitter, motion in both studies, lobulated "
+        "nodules across the zone edge and fat-necrosis mimics (truth.json objects, scanners)."),
 ) -> None:
     """Write a synthetic baseline/follow-up DCE-MRI pair with its procedure record and ground truth."""
     from followup.synth import generate_pair
@@ -542,6 +544,8 @@ def serve_dicom_cmd(
     allow: list[str] = typer.Option(..., "--allow", help="Calling AE title allowed to send (repeat)."),
     destination: str | None = typer.Option(None, "--destination", show_default=False,
                                            help="PACS receiving SR/SEG/PDF: AET@HOST:PORT, or AET@HOST:PORT/tls "
+                                                "(C-STORE), or a DICOMweb base URL https://HOST/dicom-web "
+                                                "(STOW-RS; credentials: FOLLOWUP_DICOMWEB_*) "
                                                 "(env FOLLOWUP_DESTINATION)."),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="Stable-study quiet period."),
     host: str | None = typer.Option(None, "--host", show_default=False,
@@ -568,6 +572,10 @@ def serve_dicom_cmd(
     max_associations: int | None = typer.Option(
         None, "--max-associations", min=1, show_default=False,
         help="Most concurrent associations (default 8); more are rejected (env FOLLOWUP_MAX_ASSOCIATIONS)."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, show_default=False,
+        help="Serve Prometheus metrics and /healthz on this port (env FOLLOWUP_METRICS_PORT; interface: "
+             "FOLLOWUP_METRICS_HOST, default 127.0.0.1)."),
 ) -> None:
     """The DICOM node PACS auto-routes to: C-ECHO, C-STORE; stable studies go to the workers."""
     from followup.service.listener import listener_ssl_context, serve_dicom
@@ -577,7 +585,7 @@ def serve_dicom_cmd(
         settings = _listener_settings(destination, tls_destination, ae_title=ae_title, tls_cert=tls_cert,
                                       tls_key=tls_key, tls_ca=tls_ca, max_instance_bytes=max_instance_bytes,
                                       max_study_instances=max_study_instances, max_associations=max_associations,
-                                      dicom_host=host)
+                                      dicom_host=host, metrics_port=metrics_port)
         listener_ssl_context(settings)  # unreadable certificate or key: say so now, in one line
     except (ValueError, OSError) as exc:
         typer.secho(f"error [config]: {exc}", err=True, fg=typer.colors.RED)
@@ -596,20 +604,42 @@ def serve_dicom_cmd(
                f"associations, {settings.max_instance_bytes} bytes an instance, "
                f"{settings.max_study_instances} instances a study")
     start_periodic_sweep(settings, reg, queue)  # re-sends what a broker restart lost
+    _serve_listener_metrics(settings, reg)
+    from followup.service import metrics
+
+    def hand_over(study_uid: str) -> None:
+        queue.enqueue_study(study_uid)
+        metrics.HANDOVERS.inc()
+
     serve_dicom(settings, ae_title=settings.ae_title, port=port, allow=list(allow), quiet_seconds=quiet_seconds,
-                on_stable=lambda uid: queue.enqueue_study(uid), host=host)
+                on_stable=hand_over, host=host)
+
+
+def _serve_listener_metrics(settings, registry) -> None:
+    """The listener's events and the service's state (``followup.service.metrics.ServiceState``) on
+    ``settings.metrics_port``, when set."""
+    if not settings.metrics_port:
+        return
+    from prometheus_client import REGISTRY
+
+    from followup.service import metrics
+
+    metrics.initialise_listener()
+    REGISTRY.register(metrics.ServiceState(registry, settings.data_dir, settings.redis_url))
+    metrics.serve(settings.metrics_port, settings.metrics_host, REGISTRY)
 
 
 def _listener_settings(destination: str | None, tls_destination: bool, **overrides):
     """serve-dicom's Settings: ``--destination`` (else FOLLOWUP_DESTINATION), made TLS by
-    ``--tls-destination`` (or FOLLOWUP_TLS_DESTINATION=1, applied by Settings.from_env)."""
+    ``--tls-destination`` (or FOLLOWUP_TLS_DESTINATION=1, applied by Settings.from_env); a DICOMweb
+    URL says https itself."""
     from dataclasses import replace
 
-    from followup.config import DicomNode
+    from followup.config import parse_remote, with_tls
 
-    settings = _settings(destination=DicomNode.parse(destination) if destination else None, **overrides)
+    settings = _settings(destination=parse_remote(destination) if destination else None, **overrides)
     if tls_destination and settings.destination is not None and not settings.destination.tls:
-        settings = replace(settings, destination=replace(settings.destination, tls=True))
+        settings = replace(settings, destination=with_tls(settings.destination, "--tls-destination"))
     return settings
 
 
@@ -618,6 +648,13 @@ def worker_cmd(
     queues: str = typer.Option("realtime,batch", "--queues"),
     concurrency: int = typer.Option(1, "--concurrency"),
     hostname: str | None = typer.Option(None, "--hostname"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, show_default=False,
+        help="Serve the worker's Prometheus metrics (all its processes) and /healthz on this port "
+             "(env FOLLOWUP_METRICS_PORT; interface: FOLLOWUP_METRICS_HOST, default 127.0.0.1)."),
+    heartbeat_file: Path | None = typer.Option(
+        None, "--heartbeat-file", show_default=False,
+        help="Touch this file at each heartbeat (every 15 s): a liveness probe reads its age."),
 ) -> None:
     """A Celery worker on these queues, configured with this command's settings (options and
     FOLLOWUP_* environment)."""
@@ -626,10 +663,31 @@ def worker_cmd(
     argv = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-l", "INFO"]
     if hostname:
         argv += ["--hostname", hostname]
-    settings = _settings()
+    settings = _settings(metrics_port=metrics_port)
+    if settings.metrics_port:
+        _serve_worker_metrics(settings, queues.split(","))
+    if heartbeat_file is not None:
+        from workers import heartbeat
+
+        heartbeat.heartbeat_file = heartbeat_file
     _warn_insecure(settings, "worker")
     _install_patient_ref_key(settings)
     configure(settings).worker_main(argv)
+
+
+def _serve_worker_metrics(settings, queues: list[str]) -> None:
+    """Every process of this worker writes its metrics to one folder (``PROMETHEUS_MULTIPROC_DIR``,
+    else a new temporary one: never shared by two workers), served by this, the main process."""
+    import os
+    import tempfile
+
+    from followup.service import metrics
+    from workers import heartbeat
+
+    folder = os.environ.get(metrics.MULTIPROC_ENV) or tempfile.mkdtemp(prefix="followup-metrics-")
+    metrics.use_multiprocess_dir(Path(folder))
+    metrics.initialise_worker(queues)
+    metrics.serve(settings.metrics_port, settings.metrics_host, metrics.multiprocess_registry(), heartbeat.alive)
 
 
 @app.command("serve-api")

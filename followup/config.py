@@ -15,9 +15,14 @@
 | FOLLOWUP_OIDC_JWKS | OIDC: the issuer's signing keys, a JWKS file path or the JWKS JSON itself (read at start, no network) | (none) |
 | FOLLOWUP_OIDC_ROLES_CLAIM | OIDC: the claim holding the roles (viewer, reviewer, admin; a dotted path like ``realm_access.roles``) | roles |
 | FOLLOWUP_OIDC_NAME_CLAIM | OIDC: the claim naming the user (falls back to ``sub``) | preferred_username |
-| FOLLOWUP_DESTINATION | PACS that receives SR/SEG/PDF, AET@HOST:PORT | (none: nothing is sent) |
+| FOLLOWUP_DESTINATION | PACS that receives SR/SEG/PDF: AET@HOST:PORT (C-STORE), or a DICOMweb service's base URL ``https://HOST[:PORT]/PATH`` (STOW-RS; docs/dicomweb.md) | (none: nothing is sent) |
 | FOLLOWUP_AE_TITLE | our AE title (listener and SCU) | FOLLOWUP |
-| FOLLOWUP_RETRIEVE | PACS to C-FIND + C-GET baselines from, AET@HOST:PORT | (none) |
+| FOLLOWUP_RETRIEVE | PACS to fetch baselines and earlier follow-ups from: AET@HOST:PORT (C-FIND + C-GET), or a DICOMweb base URL (QIDO-RS + WADO-RS) | (none) |
+| FOLLOWUP_DICOMWEB_USER | DICOMweb: HTTP basic user name (with FOLLOWUP_DICOMWEB_PASSWORD) | (none) |
+| FOLLOWUP_DICOMWEB_PASSWORD | DICOMweb: HTTP basic password | (none) |
+| FOLLOWUP_DICOMWEB_TOKEN | DICOMweb: bearer token (``Authorization: Bearer``), instead of basic | (none: no authentication) |
+| FOLLOWUP_DICOMWEB_CA | DICOMweb over https: CA bundle (PEM) the server's certificate must chain to | (none: the system CAs) |
+| FOLLOWUP_VIEWER_URL | the web page's "Open in viewer" link: a URL template holding ``{study_uid}``, e.g. ``http://localhost:8042/ohif/viewer?StudyInstanceUIDs={study_uid}`` | (none: no link) |
 | FOLLOWUP_RECONCILE_SECONDS | serve-dicom re-sends work a broker restart lost or a dead worker left (expired lease), this often (0: never) | 15 |
 | FOLLOWUP_RECONCILE_OLDER_THAN | ... for work queued/running longer than this (s), no longer in Redis | 300 |
 | FOLLOWUP_ANALYSIS_LEASE | a running analysis whose heartbeat is older than this (s) may be taken over by another worker | min(60, visibility timeout / 2) |
@@ -48,7 +53,10 @@
 | FOLLOWUP_FLOWER_ADDRESS | where a Flower dashboard listens, HOST:PORT, for ``followup check-config`` (Flower has no authentication) | (none: no Flower) |
 | FOLLOWUP_FAULT_INJECT | tests only: ``raise:<Study UID>,kill:<Study UID>`` makes those analyses raise or SIGKILL their worker | (none: inert) |
 
-A node is written ``AET@HOST:PORT``; ``AET@HOST:PORT/tls`` marks it as reached over TLS.
+A node is written ``AET@HOST:PORT``; ``AET@HOST:PORT/tls`` marks it as reached over TLS. A
+DICOMweb service is written as its base URL (``http://`` or ``https://``, no user name, password or
+query in it: the credentials come from FOLLOWUP_DICOMWEB_*, so that the URL can be kept in the
+registry and shown in logs).
 
 This module is the only one that reads the environment (``Settings.from_env``, called by the
 command line, the composition root); everything else receives a ``Settings``.
@@ -61,6 +69,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import overload
+from urllib.parse import quote, urlsplit
 
 AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash
 
@@ -105,6 +114,79 @@ class DicomNode:
         # The TLS mark travels with the text (registry setting, delivery rows), so a worker that
         # parses it back talks TLS too.
         return f"{self.ae_title}@{self.host}:{self.port}" + ("/tls" if self.tls else "")
+
+
+DICOMWEB_URL_MAX = 128  # a delivery row keeps its destination in 128 characters (registry.Delivery)
+VIEWER_PLACEHOLDER = "{study_uid}"
+
+
+@dataclass(frozen=True)
+class DicomWebEndpoint:
+    """A DICOMweb service (STOW-RS, QIDO-RS, WADO-RS) by its base URL, e.g.
+    ``https://pacs.example/dicom-web``. Its credentials are not part of it (``Settings.dicomweb_*``):
+    the URL is what the registry keeps for each delivery and what logs and the audit trail show."""
+    url: str
+
+    @classmethod
+    def parse(cls, text: str) -> DicomWebEndpoint:
+        """``http(s)://HOST[:PORT][/PATH]``; refuses credentials, a query or a fragment in it."""
+        url = text.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected a DICOMweb base URL http(s)://HOST[:PORT]/PATH, got {text!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("a DICOMweb URL must not hold a user name or password: set FOLLOWUP_DICOMWEB_USER "
+                             "and FOLLOWUP_DICOMWEB_PASSWORD (or FOLLOWUP_DICOMWEB_TOKEN)")
+        if parts.query or parts.fragment:
+            raise ValueError(f"a DICOMweb base URL has no query or fragment, got {text!r}")
+        try:
+            parts.port  # noqa: B018  (raises on a port out of range)
+        except ValueError as exc:
+            raise ValueError(f"DICOMweb URL {text!r}: {exc}") from None
+        url = parts.scheme + url[len(parts.scheme):]  # the scheme in lower case (tls reads it)
+        if len(url) > DICOMWEB_URL_MAX:
+            raise ValueError(f"a DICOMweb base URL is at most {DICOMWEB_URL_MAX} characters, got {len(url)}")
+        return cls(url)
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("https://")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def __str__(self) -> str:
+        return self.url
+
+
+RemoteNode = DicomNode | DicomWebEndpoint
+
+
+def parse_remote(text: str) -> RemoteNode:
+    """A PACS as configured: a DICOMweb base URL (``http(s)://...``) or a DIMSE node (``AET@HOST:PORT``)."""
+    if re.match(r"^\s*https?://", text, re.IGNORECASE):
+        return DicomWebEndpoint.parse(text)
+    return DicomNode.parse(text)
+
+
+def viewer_link(template: str | None, study_uid: str) -> str | None:
+    """The viewer's URL for a study from ``template`` (``FOLLOWUP_VIEWER_URL``): its
+    ``{study_uid}`` replaced by the Study Instance UID (URL-quoted; nothing else of the patient goes
+    in); None when no viewer is configured."""
+    if not template:
+        return None
+    return template.replace(VIEWER_PLACEHOLDER, quote(study_uid, safe=""))
+
+
+def check_viewer_template(template: str) -> str:
+    """``template`` when it is an http(s) URL holding ``{study_uid}``; a clear error otherwise."""
+    t = template.strip()
+    if urlsplit(t.replace(VIEWER_PLACEHOLDER, "x")).scheme not in ("http", "https") or VIEWER_PLACEHOLDER not in t:
+        raise ValueError(f"FOLLOWUP_VIEWER_URL: expected an http(s) URL holding {VIEWER_PLACEHOLDER}, got {template!r}")
+    if any(c in t.replace(VIEWER_PLACEHOLDER, "") for c in "{}"):
+        raise ValueError(f"FOLLOWUP_VIEWER_URL: {VIEWER_PLACEHOLDER} is the only placeholder, got {template!r}")
+    return t
 
 
 def child_environment(**overrides: str) -> dict[str, str]:
@@ -160,8 +242,15 @@ class Settings:
     db_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     api_token: str | None = None
-    destination: DicomNode | None = None
-    retrieve_from: DicomNode | None = None
+    destination: RemoteNode | None = None
+    retrieve_from: RemoteNode | None = None
+    # DICOMweb (STOW-RS delivery, QIDO-RS/WADO-RS retrieval): HTTP basic or bearer, and the CA bundle
+    dicomweb_user: str | None = None
+    dicomweb_password: str | None = field(default=None, repr=False)
+    dicomweb_token: str | None = field(default=None, repr=False)
+    dicomweb_ca: Path | None = None
+    # The web page's "Open in viewer" link: a URL template holding {study_uid}
+    viewer_url: str | None = None
     ae_title: str = "FOLLOWUP"
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -175,6 +264,12 @@ class Settings:
     api_host: str = "127.0.0.1"
     dicom_host: str = "0.0.0.0"
     flower_address: str | None = None
+    # Prometheus metrics (followup.service.metrics, docs/operations/monitoring.md): the listener's
+    # and a worker's HTTP port (None: not served) and interface; the token the API's /metrics asks
+    # for (None: the API serves no metrics)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_token: str | None = field(default=None, repr=False)
     max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES
     max_study_instances: int = DEFAULT_MAX_STUDY_INSTANCES
     max_associations: int = DEFAULT_MAX_ASSOCIATIONS
@@ -227,6 +322,13 @@ class Settings:
             raise ValueError("the reconciliation interval and age must be >= 0")
         if self.api_auth_window_s <= 0:
             raise ValueError("api_auth_window_s must be > 0")
+        if (self.dicomweb_user is None) != (self.dicomweb_password is None):
+            raise ValueError("DICOMweb: give both FOLLOWUP_DICOMWEB_USER and FOLLOWUP_DICOMWEB_PASSWORD, or neither")
+        if self.dicomweb_user is not None and self.dicomweb_token is not None:
+            raise ValueError("DICOMweb: HTTP basic (FOLLOWUP_DICOMWEB_USER/PASSWORD) or a bearer token "
+                             "(FOLLOWUP_DICOMWEB_TOKEN), not both")
+        if self.viewer_url is not None:
+            check_viewer_template(self.viewer_url)
         if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks):
             raise ValueError("OIDC: FOLLOWUP_OIDC_ISSUER needs FOLLOWUP_OIDC_AUDIENCE and FOLLOWUP_OIDC_JWKS")
 
@@ -270,8 +372,9 @@ class Settings:
             "db_url": env.get("FOLLOWUP_DB_URL") or None,
             "redis_url": env.get("FOLLOWUP_REDIS_URL", "redis://127.0.0.1:6379/0"),
             "api_token": env.get("FOLLOWUP_API_TOKEN") or None,
-            "destination": DicomNode.parse(env["FOLLOWUP_DESTINATION"]) if env.get("FOLLOWUP_DESTINATION") else None,
-            "retrieve_from": DicomNode.parse(env["FOLLOWUP_RETRIEVE"]) if env.get("FOLLOWUP_RETRIEVE") else None,
+            "destination": parse_remote(env["FOLLOWUP_DESTINATION"]) if env.get("FOLLOWUP_DESTINATION") else None,
+            "retrieve_from": parse_remote(env["FOLLOWUP_RETRIEVE"]) if env.get("FOLLOWUP_RETRIEVE") else None,
+            **_dicomweb_env(),
             "ae_title": env.get("FOLLOWUP_AE_TITLE", "FOLLOWUP"),
             "tls_cert": _env_path("FOLLOWUP_TLS_CERT"),
             "tls_key": _env_path("FOLLOWUP_TLS_KEY"),
@@ -283,6 +386,9 @@ class Settings:
             "api_host": env.get("FOLLOWUP_API_HOST", "").strip() or "127.0.0.1",
             "dicom_host": env.get("FOLLOWUP_DICOM_HOST", "").strip() or "0.0.0.0",
             "flower_address": env.get("FOLLOWUP_FLOWER_ADDRESS", "").strip() or None,
+            "metrics_port": _env_int("FOLLOWUP_METRICS_PORT", 0) or None,
+            "metrics_host": env.get("FOLLOWUP_METRICS_HOST", "").strip() or "127.0.0.1",
+            "metrics_token": env.get("FOLLOWUP_METRICS_TOKEN", "").strip() or None,
             "max_instance_bytes": _env_int("FOLLOWUP_MAX_INSTANCE_BYTES", DEFAULT_MAX_INSTANCE_BYTES),
             "max_study_instances": _env_int("FOLLOWUP_MAX_STUDY_INSTANCES", DEFAULT_MAX_STUDY_INSTANCES),
             "max_associations": _env_int("FOLLOWUP_MAX_ASSOCIATIONS", DEFAULT_MAX_ASSOCIATIONS),
@@ -293,16 +399,39 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["data_dir"], str):
             values["data_dir"] = Path(values["data_dir"])
-        for key in ("tls_cert", "tls_key", "tls_ca", "patient_ref_key_file", "api_tls_cert", "api_tls_key"):
+        for key in ("tls_cert", "tls_key", "tls_ca", "patient_ref_key_file", "api_tls_cert", "api_tls_key",
+                    "dicomweb_ca"):
             if isinstance(values[key], str):
                 values[key] = Path(values[key])
         tls_flags = {"destination": "FOLLOWUP_TLS_DESTINATION", "retrieve_from": "FOLLOWUP_TLS_RETRIEVE"}
         for key, flag in tls_flags.items():
             if isinstance(values[key], str):
-                values[key] = DicomNode.parse(values[key])
+                values[key] = parse_remote(values[key])
             if values[key] is not None and env_flag(flag) and not values[key].tls:
-                values[key] = replace(values[key], tls=True)
+                values[key] = with_tls(values[key], flag)
         return cls(**values)
+
+
+def with_tls(node: RemoteNode, what: str) -> RemoteNode:
+    """``node`` reached over TLS (``what``, e.g. FOLLOWUP_TLS_DESTINATION, asked for it): a DIMSE
+    node marked ``/tls``; a DICOMweb URL must say https itself (an http one is refused, not rewritten)."""
+    if isinstance(node, DicomNode):
+        return replace(node, tls=True)
+    if not node.tls:
+        raise ValueError(f"{what} asks for TLS, but the DICOMweb URL {node} is http: write https://")
+    return node
+
+
+def _dicomweb_env() -> dict:
+    """DICOMweb credentials, its CA bundle and the viewer link (``from_env``)."""
+    env = os.environ
+    return {
+        "dicomweb_user": env.get("FOLLOWUP_DICOMWEB_USER") or None,
+        "dicomweb_password": env.get("FOLLOWUP_DICOMWEB_PASSWORD") or None,
+        "dicomweb_token": env.get("FOLLOWUP_DICOMWEB_TOKEN", "").strip() or None,
+        "dicomweb_ca": _env_path("FOLLOWUP_DICOMWEB_CA"),
+        "viewer_url": env.get("FOLLOWUP_VIEWER_URL", "").strip() or None,
+    }
 
 
 def _listener_env() -> dict:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from followup.api.auth import MIN_DISTINCT_CHARACTERS, MIN_TOKEN_BITS, strong_token, token_bits
-from followup.config import Settings
+from followup.config import DicomWebEndpoint, RemoteNode, Settings
 
 SHARED_FILE_SYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "ceph",
                                  "glusterfs", "fuse.sshfs", "fuse.glusterfs", "lustre", "gpfs", "davfs"})
@@ -133,14 +133,20 @@ def _dicom(settings: Settings) -> list[Finding]:
                            "calling AE title (which any sender can claim) decides who may store: require client "
                            "certificates (FOLLOWUP_TLS_CA with FOLLOWUP_TLS_CERT/KEY) or listen on a "
                            "private address (FOLLOWUP_DICOM_HOST, serve-dicom --host)", dicom))
-    if settings.destination is not None and not settings.destination.tls:
-        out.append(Finding("destination-no-tls", f"results go to {settings.destination.ae_title}@"
-                           f"{settings.destination.host} in clear: write the destination AET@HOST:PORT/tls "
-                           "(or FOLLOWUP_TLS_DESTINATION=1)", nodes))
-    if settings.retrieve_from is not None and not settings.retrieve_from.tls:
-        out.append(Finding("retrieve-no-tls", f"baselines come from {settings.retrieve_from.ae_title}@"
-                           f"{settings.retrieve_from.host} in clear: FOLLOWUP_TLS_RETRIEVE=1", nodes))
+    dest, source = settings.destination, settings.retrieve_from
+    if dest is not None and not dest.tls:
+        fix = "write https://" if isinstance(dest, DicomWebEndpoint) else \
+            "write the destination AET@HOST:PORT/tls (or FOLLOWUP_TLS_DESTINATION=1)"
+        out.append(Finding("destination-no-tls", f"results go to {_peer(dest)} in clear: {fix}", nodes))
+    if source is not None and not source.tls:
+        fix = "write https://" if isinstance(source, DicomWebEndpoint) else "FOLLOWUP_TLS_RETRIEVE=1"
+        out.append(Finding("retrieve-no-tls", f"baselines come from {_peer(source)} in clear: {fix}", nodes))
     return out
+
+
+def _peer(node: RemoteNode) -> str:
+    """A PACS as a finding names it: AET@HOST, or a DICOMweb service's URL."""
+    return str(node) if isinstance(node, DicomWebEndpoint) else f"{node.ae_title}@{node.host}"
 
 
 def _files(settings: Settings) -> list[Finding]:

@@ -149,6 +149,8 @@ def on_files(files, config):
     for result in sorted(RESULTS.glob("*.md")):
         files.append(File.generated(config, f"benchmarks/results/{result.name}",
                                     content=result.read_text(encoding="utf-8")))
+    for image in sorted(RESULTS.glob("*.png")):  # what the tables show (a screenshot of a dashboard)
+        files.append(File.generated(config, f"benchmarks/results/{image.name}", abs_src_path=str(image)))
     return files
 
 

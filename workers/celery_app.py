@@ -26,7 +26,7 @@ from kombu import Exchange, Queue
 from followup.config import Settings
 from followup.service.work_queue import QUEUES
 
-app = Celery("followup", include=["workers.tasks"])
+app = Celery("followup", include=["workers.tasks", "workers.heartbeat"])
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

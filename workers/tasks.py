@@ -24,7 +24,10 @@ import logging
 import time
 from typing import Any
 
+from celery.signals import before_task_publish
+
 from followup.config import Settings
+from followup.service import metrics
 from followup.service.delivery import DELIVERY_MAX_RETRIES, deliver_pending, retry_countdown
 from followup.service.orchestrator import MAX_ATTEMPTS, fail_crashed, process_analysis
 from followup.service.registry import Registry
@@ -222,6 +225,12 @@ def restore_message(redis_url: str, tag: str) -> bool:
         client.close()
 
 
+def _queue_of(request: Any) -> str:
+    """The queue a task came from (its routing key), for the metrics' label."""
+    name = str((getattr(request, "delivery_info", None) or {}).get("routing_key") or "")
+    return name if name in QUEUES else "other"
+
+
 @app.task(bind=True, name="followup.analyze_study", max_retries=ANALYSIS_MAX_RETRIES)
 def analyze_study(self, analysis_id: int) -> dict:
     settings, reg = celery_app.settings(), registry()
@@ -232,9 +241,12 @@ def analyze_study(self, analysis_id: int) -> dict:
             fail_crashed(reg, analysis_id, f"analysis crashed {self.request.retries + 1} times: "
                                            f"{type(exc).__name__}: {exc}")
             log.error("analysis %d failed for good: %s", analysis_id, type(exc).__name__)
+            metrics.ANALYSES.labels(_queue_of(self.request), str(AnalysisStatus.FAILED)).inc()
             return {"analysis_id": analysis_id, "status": str(AnalysisStatus.FAILED)}
         log.warning("analysis %d crashed (%s); retrying", analysis_id, type(exc).__name__)
+        metrics.ANALYSES.labels(_queue_of(self.request), "crashed").inc()
         raise self.retry(exc=exc, countdown=5 * (self.request.retries + 1)) from exc
+    metrics.ANALYSES.labels(_queue_of(self.request), str(outcome.status)).inc()
     queue = CeleryWorkQueue(settings, reg)
     for study_uid in outcome.resume:
         queue.enqueue_study(study_uid)
@@ -246,6 +258,14 @@ def analyze_study(self, analysis_id: int) -> dict:
         if not deliver_pending(settings, reg, analysis_id):
             send_results.apply_async(args=[analysis_id], queue=str(name), countdown=retry_countdown(0))
     return {"analysis_id": outcome.analysis_id, "status": str(outcome.status)}
+
+
+@before_task_publish.connect
+def stamp_sent_at(headers: dict | None = None, **_: Any) -> None:
+    """Every task message says when it was published (the age of a queue's oldest task,
+    ``followup.service.metrics``)."""
+    if headers is not None:
+        headers.setdefault(metrics.SENT_AT_HEADER, time.time())
 
 
 @app.task(bind=True, name="followup.send_results", max_retries=DELIVERY_MAX_RETRIES)

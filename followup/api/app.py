@@ -4,7 +4,8 @@
 (``followup.api.routers``: studies, procedures, reports, deliveries, batches, patients, analyses,
 the quarantine (``/admin/quarantine``), and the service routes: health, the page, its icon, the
 spec); ``serve_api`` runs it with uvicorn (127.0.0.1 by default).
-Every route except ``GET /health``, the web page ``GET /`` and its icon needs
+Every route except ``GET /health``, the web page ``GET /`` and its icon, and ``GET /metrics`` (its own
+token, ``FOLLOWUP_METRICS_TOKEN``: ``followup.api.metrics``) needs
 ``Authorization: Bearer <token>``: the service token ``FOLLOWUP_API_TOKEN`` (admin), a user's token
 (``followup users``) or an OIDC token (``followup.api.auth``), checked from the headers before the
 body is read (``followup.api.guard``); roles gate what each may do, and every read or change of
@@ -32,6 +33,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from followup.api.auth import ApiConfigError, Authenticator, FailureThrottle
 from followup.api.guard import ApiGuard
+from followup.api.metrics import RequestMetrics, router as metrics_router
 from followup.api.routers import (
     analyses,
     batches,
@@ -95,7 +97,8 @@ def create_app(settings: Settings, registry: Registry | None = None,
                        max_body_bytes=settings.api_max_body_bytes)
     if settings.api_allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.api_allowed_hosts))
-    for router in ROUTERS:
+    app.add_middleware(RequestMetrics)  # outermost: counts every answer, the guard's refusals too
+    for router in (*ROUTERS, metrics_router):
         _mount(app, router)
     return app
 

@@ -40,7 +40,8 @@ from followup.service.registry import Registry
 
 log = logging.getLogger("followup.api")
 
-OPEN_PATHS = frozenset({"/health", "/", "/favicon.svg", "/favicon.ico"})
+# /metrics asks for its own token (followup.api.metrics), not a user's
+OPEN_PATHS = frozenset({"/health", "/", "/favicon.svg", "/favicon.ico", "/metrics"})
 PRINCIPAL = "principal"  # key of the authenticated Principal in the request's state
 
 

@@ -277,6 +277,9 @@ class AnalysisView(_Out):
     files: list[FileOut] = Field(default_factory=list)
     key_images: list[KeyImageOut] = Field(default_factory=list)
     revisions: list[RevisionOut] = Field(default_factory=list, description="every analysis of the study, newest first")
+    viewer_url: str | None = Field(
+        None, description="the study in the image viewer (FOLLOWUP_VIEWER_URL with its Study Instance UID); "
+                          "None when no viewer is configured")
 
 
 class ReportFragment(_Out):

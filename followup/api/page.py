@@ -7,7 +7,9 @@ It asks for the user's token (kept in sessionStorage, this tab only), shows who 
 * ``#/patient/<patient_ref>``: the procedure record, the probabilities over time, every study in
   date order with its state, probability, recommendations and key images;
 * ``#/report/<analysis id>``: the HTML report inside the page, its files to download, the
-  algorithm version and revision, and the study's other revisions;
+  algorithm version and revision, the study's other revisions, and an "Open the study in the image
+  viewer" link when FOLLOWUP_VIEWER_URL is set (only the Study Instance UID goes into it; it opens
+  in a new tab with no referrer);
 * ``#/batches`` and ``#/batch/<id>``: reanalysis batches and, per batch, the results that changed
   (old beside new) with a stored "reviewed" mark;
 * ``#/studies``: every study, as the service sees them.

@@ -39,6 +39,9 @@ class Phase:
     series_uid: str
     sop_instance_uids: list[str]
     contrast: bool | None
+    # 1-based frame number of each slice in its instance (1 for single-frame files): what a
+    # reference to one slice of a multi-frame image names beside its SOP Instance UID
+    frame_numbers: list[int] = field(default_factory=list)
 
     @cached_property
     def volume(self) -> Volume:
@@ -136,7 +139,8 @@ def build_phases(sel: Selection, rejected: list[RejectedFile], where: str,
             return decode_volume(frames, geom, cache)
 
         source = decode() if decode_phases is None or idx < decode_phases else decode
-        phases.append(Phase(idx, source, float(t), unit.series_uid, sops, c))
+        frame_numbers = [unit.frames[int(i)].frame.index + 1 for i in geom.order]
+        phases.append(Phase(idx, source, float(t), unit.series_uid, sops, c, frame_numbers))
     return phases
 
 

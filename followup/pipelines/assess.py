@@ -33,7 +33,7 @@ from followup.pipelines.conclusion import (
     recommendations,
     record_caveats,
 )
-from followup.pipelines.enhancement import EnhancementMaps, enhancement_maps
+from followup.pipelines.enhancement import EnhancementMaps, enhancement_maps, unsuppressed_fat_ceiling
 from followup.pipelines.motion import AlignedRoi, realign_phases
 from followup.pipelines.probability import (
     NOT_ASSESSABLE,
@@ -43,7 +43,8 @@ from followup.pipelines.probability import (
     residual_probability,
     site_foci,
 )
-from followup.pipelines.register import Quality, RegistrationResult, register
+from followup.pipelines.registration.driver import register
+from followup.pipelines.registration.result import Quality, RegistrationResult
 from followup.pipelines.segment import Segmentation, segment
 from followup.pipelines.zone_search import (
     SEARCH_RADIUS_GOOD_MM,
@@ -253,8 +254,15 @@ def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: Registra
 
 
 def _maps(roi: AlignedRoi) -> EnhancementMaps:
+    """The enhancement maps, taken against the tissue's pre-contrast signal where fat is not
+    suppressed (``enhancement.unsuppressed_fat_ceiling``)."""
     s0 = roi.phases[0]
-    return enhancement_maps(roi.phases, S0_FLOOR_FRACTION * float(np.percentile(s0, 95)))
+    maps = enhancement_maps(roi.phases, S0_FLOOR_FRACTION * float(np.percentile(s0, 95)))
+    ceiling = unsuppressed_fat_ceiling(s0, maps.pe_peak, maps.valid)
+    if ceiling is None:
+        return maps
+    # without fat suppression the 95th percentile is fat's: the floor is a share of the tissue's
+    return enhancement_maps(roi.phases, S0_FLOOR_FRACTION * ceiling, ceiling)
 
 
 def _inside_box(roi: AlignedRoi, point: np.ndarray) -> list[np.ndarray]:

@@ -3,7 +3,7 @@
 Data only (no analysis here): :mod:`followup.pipelines.assess` makes it, and
 :mod:`followup.pipelines.surveillance` makes a new one from it with the earlier follow-ups compared
 (``dataclasses.replace``); neither changes a value once it is built. Choices are enums: the
-status, the registration quality (:class:`~followup.pipelines.register.Quality`), a focus's curve
+status, the registration quality (:class:`~followup.pipelines.registration.result.Quality`), a focus's curve
 (:class:`~followup.pipelines.enhancement.CurveType`), the confidence and the question
 (:mod:`followup.pipelines.probability`), the BI-RADS category (:mod:`followup.pipelines.birads`).
 """
@@ -22,7 +22,7 @@ from followup.pipelines.enhancement import EnhancementMaps
 from followup.pipelines.longitudinal import Longitudinal, TimePointMeasure
 from followup.pipelines.motion import AlignedRoi
 from followup.pipelines.probability import ProbabilityResult
-from followup.pipelines.register import Quality, RegistrationResult
+from followup.pipelines.registration.result import Quality, RegistrationResult
 from followup.pipelines.segment import Focus, Segmentation
 from followup.pipelines.zone_search import ZoneSearch
 

@@ -35,12 +35,52 @@ class EnhancementMaps:
     ser: np.ndarray  # signal enhancement ratio (NaN where S2 - S0 is ~0)
     curve: np.ndarray  # uint8: 0 none, 1 persistent, 2 plateau, 3 washout
     valid: np.ndarray  # bool: S0 high enough for a ratio to mean something
+    # the largest pre-contrast signal a ratio is taken against (None: the voxel's own, see
+    # ``unsuppressed_fat_ceiling``)
+    s0_ceiling: float | None = None
 
 
-def enhancement_maps(phases: list[np.ndarray], s0_floor: float) -> EnhancementMaps:
+# Without fat suppression, fat is the brightest tissue on T1 (about twice the gland at 1.5-3 T)
+# and a voxel that is partly fat has a pre-contrast signal far above the tissue's: its enhancement
+# ratio is diluted by fat that does not enhance (a 5 mm nodule a third of a 3 mm voxel reads ~45 %
+# instead of ~85 %), so small lesions fall below the enhancement thresholds only because fat was not
+# suppressed. Radiologists read such studies on subtraction images, where fat is gone whatever its
+# signal. The ratio's denominator is therefore capped at the enhancing tissue's own pre-contrast
+# signal (its median) when, and only when, the non-enhancing voxels (fat, the cavity) are brighter
+# than the enhancing ones: with fat suppressed nothing changes. Tested on our generator's
+# follow-ups without fat suppression (tuning seeds 70000+).
+FAT_MAX_PE = 15.0  # a voxel enhancing less than this is fat or the cavity (for the fat test)
+ENHANCING_MIN_PE = 50.0  # ... and one enhancing at least this much is tissue (medium/fast uptake)
+FAT_TEST_MIN_VOXELS = 50  # the test needs this many voxels on each side
+
+
+def unsuppressed_fat_ceiling(s0: np.ndarray, pe_peak: np.ndarray, valid: np.ndarray) -> float | None:
+    """The enhancing tissue's median pre-contrast signal when fat is not suppressed (the flat voxels
+    are brighter than the enhancing ones), else None."""
+    enhancing = valid & (pe_peak >= ENHANCING_MIN_PE)
+    flat = valid & (pe_peak < FAT_MAX_PE)
+    if enhancing.sum() < FAT_TEST_MIN_VOXELS or flat.sum() < FAT_TEST_MIN_VOXELS:
+        return None
+    tissue = float(np.median(s0[enhancing]))
+    return tissue if float(np.median(s0[flat])) > tissue else None
+
+
+def as_tissue_curve(signal: np.ndarray, s0_ceiling: float | None) -> np.ndarray:
+    """A mean signal curve with its pre-contrast level capped at ``s0_ceiling``: the enhancement
+    (signal minus pre-contrast) kept, the fat that does not enhance taken out of the baseline."""
+    s = np.asarray(signal, dtype=float)
+    if s0_ceiling is None or s[0] <= s0_ceiling:
+        return s
+    return s - s[0] + s0_ceiling
+
+
+def enhancement_maps(phases: list[np.ndarray], s0_floor: float,
+                     s0_ceiling: float | None = None) -> EnhancementMaps:
     """Maps from aligned phases (phases[0] pre-contrast, then the post-contrast phases in time).
 
-    ``s0_floor``: pre-contrast signal below which ratios are noise (air, suppressed fat).
+    ``s0_floor``: pre-contrast signal below which ratios are noise (air, suppressed fat);
+    ``s0_ceiling``: the largest pre-contrast signal a ratio is taken against (unsuppressed fat, see
+    ``unsuppressed_fat_ceiling``; None: no cap).
     """
     if len(phases) < 2:
         raise ValueError("enhancement needs a pre-contrast and at least one post-contrast phase")
@@ -49,9 +89,13 @@ def enhancement_maps(phases: list[np.ndarray], s0_floor: float) -> EnhancementMa
     s2 = phases[-1].astype(np.float32)
     valid = s0 >= s0_floor
     denom = np.maximum(s0, s0_floor)
+    if s0_ceiling is not None:
+        denom = np.minimum(denom, max(s0_ceiling, s0_floor))
     pe = 100.0 * (s1 - s0) / denom
     pe_peak = np.max(np.stack([100.0 * (p.astype(np.float32) - s0) / denom for p in phases[1:]]), axis=0)
-    delayed = 100.0 * (s2 - s1) / np.maximum(s1, s0_floor)
+    # the first post-contrast signal as tissue would give it (unchanged without a ceiling)
+    s1_tissue = s1 if s0_ceiling is None else s1 - s0 + denom
+    delayed = 100.0 * (s2 - s1) / np.maximum(s1_tissue, s0_floor)
     late = s2 - s0
     with np.errstate(divide="ignore", invalid="ignore"):
         ser = np.where(np.abs(late) > 1e-3 * denom, (s1 - s0) / late, np.nan)
@@ -62,7 +106,7 @@ def enhancement_maps(phases: list[np.ndarray], s0_floor: float) -> EnhancementMa
         curve[delayed < -DELAYED_CHANGE_PCT] = CURVE_WASHOUT
     curve[~valid] = 0
     return EnhancementMaps(pe.astype(np.float32), pe_peak.astype(np.float32),
-                           delayed.astype(np.float32), ser.astype(np.float32), curve, valid)
+                           delayed.astype(np.float32), ser.astype(np.float32), curve, valid, s0_ceiling)
 
 
 class CurveType(StrEnum):

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from followup.pipelines.register import prepare, rigid_in_box_batch
+from followup.pipelines.registration.box import rigid_in_box_batch
+from followup.pipelines.registration.sampling import prepare
 from followup.pipelines.roi import box_indices, crop, resample
 from followup.volume import Volume
 

@@ -3,7 +3,7 @@
 The current follow-up is assessed against the baseline as always
 (:func:`followup.pipelines.assess.assess`). Then each earlier follow-up ("prior") is assessed
 against the same baseline (the same analysis: its zone, rim and foci) and registered to the
-current follow-up (:func:`followup.pipelines.register.register`, the prior's pre-contrast phase
+current follow-up (:func:`followup.pipelines.registration.driver.register`, the prior's pre-contrast phase
 moving onto the current one's, refined around the prior's ablation zone). The chain is checked
 against the baseline mapping: current -> prior -> baseline must land where current -> baseline
 does at the treated site (:data:`followup.pipelines.longitudinal.CHAIN_TOLERANCE_MM`). The
@@ -41,7 +41,8 @@ from followup.pipelines.longitudinal import (
     summarise,
 )
 from followup.pipelines.probability import History, residual_probability, site_foci
-from followup.pipelines.register import RegistrationResult, register
+from followup.pipelines.registration.driver import register
+from followup.pipelines.registration.result import RegistrationResult
 from followup.procedure import ProcedureRecord
 
 log = logging.getLogger(__name__)

@@ -52,6 +52,8 @@ CURVE_TYPE_VALUES = {
 }
 UNIT_ML = CodedConcept("ml", "UCUM", "milliliter")
 UNIT_MM = CodedConcept("mm", "UCUM", "millimeter")
+UNIT_MM2 = CodedConcept("mm2", "UCUM", "square millimeter")
+AREA = codes.SCT.Area
 UNIT_PERCENT = codes.UCUM.Percent
 UNIT_RATIO = codes.UCUM.Ratio
 
@@ -96,3 +98,4 @@ BIRADS_SUBCATEGORY_VALUES = {"4A": private("FU041", "4A - Low suspicion for mali
                              "4C": private("FU043", "4C - High suspicion for malignancy")}
 ENDPOINT = private("FU044", "What the probability is about (endpoint)")
 CONTRAINDICATION = private("FU045", "Procedure outside the indication of cryoablation")
+CORE_VOLUME = private("FU018", "Focus core volume (voxels >= half its peak enhancement)")

@@ -18,10 +18,12 @@ from pydicom.dataset import Dataset
 from followup.dicom.study import DCEStudy
 from followup.pipelines.assess import Assessment
 from followup.reporting.encapsulated_pdf import encapsulated_pdf
-from followup.reporting.longitudinal_sr import prior_evidence, region_groups, time_point_groups
+from followup.reporting.equipment import stamp_product
+from followup.reporting.longitudinal_sr import prior_evidence, time_point_groups
 from followup.reporting.model import Report
 from followup.reporting.seg import build_seg, roi_offset
 from followup.reporting.sr import build_sr
+from followup.reporting.sr_outlines import Outline, ellipsoid_ring, report_outlines
 
 
 def _reference(inst) -> Dataset:
@@ -70,6 +72,32 @@ def _seg_sources(a: Assessment, followup: DCEStudy) -> set[str]:
     return set(pre.sop_instance_uids[max(k0, 0):k0 + a.roi.grid.shape[2]])
 
 
+def time_point_outlines(a: Assessment, followup: DCEStudy, current: dict[str, Outline]) -> dict[str, Outline]:
+    """Each time point's ablation-zone outline on its own study's images, by Study Instance UID:
+    the current one's from the report, a prior's from its own segmentation."""
+    out: dict[str, Outline] = {}
+    if "zone" in current:
+        out[followup.study_uid] = current["zone"]
+    for prior in a.longitudinal.priors if a.longitudinal is not None else ():
+        seg = prior.assessment.segmentation
+        if seg is None or not prior.study.phases:
+            continue
+        z = seg.zone
+        ring = ellipsoid_ring(prior.study, z.centre_lps, z.axes_mm, z.axis_directions)
+        if ring is not None:
+            out[prior.study.study_uid] = ring
+    return out
+
+
+def image_library(studies: list[DCEStudy], outlines: list[Outline]) -> list[Dataset]:
+    """Full headers of the single-frame images the outlines lie on (the SR's Image Library), in
+    first-use order; a multi-frame image's descriptors are per frame, which the library entry
+    (TID 1601) does not take: such images are referenced by the outlines and the evidence only."""
+    wanted = list(dict.fromkeys(o.sop_instance_uid for o in outlines if o.frame_number is None))
+    paths = {inst.sop_uid: inst.path for s in studies for inst in s.instances}
+    return [pydicom.dcmread(paths[uid], stop_before_pixels=True) for uid in wanted if uid in paths]
+
+
 def render_dicom(report: Report, a: Assessment, followup: DCEStudy, source_header: Dataset,
                  pdf: bytes) -> dict[str, Dataset]:
     """Every object of ``report.outputs``, in its order, with the UIDs it names."""
@@ -85,12 +113,18 @@ def render_dicom(report: Report, a: Assessment, followup: DCEStudy, source_heade
                                margin_mm=report.procedure.margin_mm,
                                series_uid=uids.series_instance_uid, sop_uid=uids.sop_instance_uid)
     priors = [p.study for p in a.longitudinal.priors] if a.longitudinal is not None else []
-    extra = [*region_groups(report, followup, headers), *time_point_groups(report)]
-    out["sr"] = build_sr(report, list(headers.values()) + prior_evidence(priors), out.get("seg"),
-                         extra_groups=extra)
+    outlines = report_outlines(report, followup)
+    places = time_point_outlines(a, followup, outlines)
+    library = image_library([followup, *priors], [*outlines.values(), *places.values()])
+    evidence = list(headers.values()) + prior_evidence(priors)
+    listed = {str(ds.SOPInstanceUID) for ds in evidence}
+    evidence += [ds for ds in library if str(ds.SOPInstanceUID) not in listed]  # outlined prior images
+    out["sr"] = build_sr(report, evidence, out.get("seg"),
+                         extra_groups=time_point_groups(report, places), outlines=outlines, library=library)
     uids = report.outputs["pdf"]
-    out["pdf"] = encapsulated_pdf(pdf, source_header, series_uid=uids.series_instance_uid,
-                                  sop_uid=uids.sop_instance_uid, software_version=report.algorithm.version)
+    out["pdf"] = stamp_product(encapsulated_pdf(
+        pdf, source_header, series_uid=uids.series_instance_uid, sop_uid=uids.sop_instance_uid,
+        software_version=report.algorithm.version))
     for name, info in report.outputs.items():  # what the report says is what was made
         ds = out[name]
         if (str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID), str(ds.SOPClassUID)) != (

@@ -21,7 +21,7 @@ IMPLEMENTATION_VERSION_NAME = "FOLLOWUP"
 
 PATIENT_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 STUDY_KEYWORDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
-                  "ReferringPhysicianName", "StudyID")
+                  "ReferringPhysicianName", "StudyID", "StudyDescription")
 
 
 def _copy(target: Dataset, source: Dataset, keyword: str) -> None:

@@ -17,6 +17,7 @@ from pydicom.sr.coding import Code
 
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
 from followup.reporting import codes
+from followup.reporting.equipment import stamp_product
 from followup.reporting.uids import derived_uid
 from followup.volume import Volume
 
@@ -30,6 +31,23 @@ class SegmentSpec:
     category: Code | hd.sr.CodedConcept
     type: Code | hd.sr.CodedConcept
     mask: np.ndarray  # bool on the ROI grid
+
+
+# Display colours (sRGB), one per segment and distinct: zone, rim, target, then the foci.
+SEGMENT_RGB = [(255, 215, 0), (0, 170, 255), (120, 220, 120), (230, 30, 30), (255, 0, 200),
+               (255, 128, 0), (150, 70, 255), (0, 200, 200)]
+
+
+def cielab_colour(number: int) -> list[int]:
+    """Segment ``number``'s RecommendedDisplayCIELabValue (DICOM's scaled CIELab, 0-65535)."""
+    c = np.asarray(SEGMENT_RGB[(number - 1) % len(SEGMENT_RGB)], dtype=float) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                    [0.0193, 0.1192, 0.9505]]) @ linear / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    lab = (116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2]))
+    scaled = (lab[0] / 100, (lab[1] + 128) / 255, (lab[2] + 128) / 255)
+    return [int(round(min(max(v, 0.0), 1.0) * 65535)) for v in scaled]
 
 
 def algorithm_identification() -> hd.AlgorithmIdentificationSequence:
@@ -108,8 +126,11 @@ def build_seg(a: Assessment, pre_contrast: Volume, source_by_k: list[Dataset], *
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm_identification(),
             tracking_uid=tracking_uid(sop_uid, spec.number), tracking_id=spec.label,
+            anatomic_regions=[codes.BREAST],
         ) for spec in specs
     ]
+    for d, spec in zip(descriptions, specs, strict=True):
+        d.RecommendedDisplayCIELabValue = cielab_colour(spec.number)
     seg = hd.seg.Segmentation(
         source_images=source_by_k[k0:k0 + nk],
         pixel_array=pixels,
@@ -122,4 +143,5 @@ def build_seg(a: Assessment, pre_contrast: Volume, source_by_k: list[Dataset], *
         series_description="followup: ablation zone, rim, foci",
     )
     seg.CodingSchemeIdentificationSequence = [codes.coding_scheme_identification()]
+    stamp_product(seg)
     return seg

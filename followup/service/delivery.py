@@ -1,4 +1,5 @@
-"""Results to PACS: C-STORE an analysis's pending objects, one association per destination.
+"""Results to PACS: send an analysis's pending objects, one association (C-STORE) or one request
+(STOW-RS, when the destination is a DICOMweb URL) per destination.
 
 One attempt per call; the retries with backoff are the worker's (``workers.tasks.send_results``).
 Each outcome goes through the registry's named transitions: pending -> sent, pending -> pending
@@ -12,9 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from followup.config import DicomNode, Settings
+from followup.config import RemoteNode, Settings, parse_remote
 from followup.pseudonym import patient_ref
-from followup.service import audit
+from followup.service import audit, metrics
 from followup.service.registry import Delivery, IllegalTransition, Registry
 from followup.states import DeliveryStatus
 
@@ -37,7 +38,7 @@ def next_attempt_within(attempts: int) -> float:
 
 
 def deliver_pending(settings: Settings, registry: Registry, analysis_id: int, final: bool = False) -> bool:
-    """C-STORE the analysis's pending objects; True when nothing is left pending. ``final``: this
+    """Send the analysis's pending objects (C-STORE or STOW-RS); True when nothing is left pending. ``final``: this
     was the last retry, a failure marks the deliveries ``failed``."""
     pending = [d for d in registry.deliveries(analysis_id=analysis_id) if d.status == DeliveryStatus.PENDING]
     by_destination: dict[str, list[Delivery]] = {}
@@ -45,29 +46,30 @@ def deliver_pending(settings: Settings, registry: Registry, analysis_id: int, fi
         by_destination.setdefault(d.destination, []).append(d)
     ok = True
     for destination, items in by_destination.items():
-        ok = _send(settings, registry, analysis_id, DicomNode.parse(destination), items, final) and ok
+        ok = _send(settings, registry, analysis_id, parse_remote(destination), items, final) and ok
     return ok
 
 
-def _send(settings: Settings, registry: Registry, analysis_id: int, node: DicomNode, items: list[Delivery],
+def _send(settings: Settings, registry: Registry, analysis_id: int, node: RemoteNode, items: list[Delivery],
           final: bool) -> bool:
-    from followup.service.pacs import scu_context, send_files
+    from followup.service.remote import send_files
 
     try:
-        send_files([Path(d.path) for d in items], node, settings.ae_title,
-                   ssl_context=scu_context(settings, node))
+        send_files(settings, node, [Path(d.path) for d in items])
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         _each(items, lambda d: registry.record_delivery_failure(d.id, error, final=final))
+        metrics.DELIVERIES.labels("failed" if final else "retry").inc(len(items))
         log.warning("delivery of analysis %d to %s failed (%s)", analysis_id, node, type(exc).__name__)
         _audit(registry, analysis_id, node, items, audit.FAILED, type(exc).__name__)
         return False
     _each(items, lambda d: registry.mark_delivery_sent(d.id))
+    metrics.DELIVERIES.labels("sent").inc(len(items))
     _audit(registry, analysis_id, node, items, audit.OK, "sent")
     return True
 
 
-def _audit(registry: Registry, analysis_id: int, node: DicomNode, items: list[Delivery], outcome: str,
+def _audit(registry: Registry, analysis_id: int, node: RemoteNode, items: list[Delivery], outcome: str,
            what: str) -> None:
     """One audit row per object sent (or not): actor ``system``, the study, its patient_ref."""
     try:

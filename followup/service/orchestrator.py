@@ -48,11 +48,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings, parse_remote
 from followup.errors import FollowupError
 from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
 from followup.procedure import parse_procedure
 from followup.reporting.supersede import Predecessor, read_predecessor
+from followup.service import metrics
 from followup.service.priors import (
     WAITING_FOR_PRIORS,
     earlier_followups,
@@ -133,15 +134,15 @@ def find_baseline(registry: Registry, study: Study, procedure_date: dt.date) -> 
 
 def retrieve_baseline(settings: Settings, registry: Registry, store: Store, study: Study,
                       procedure_date: dt.date) -> Study | None:
-    """C-FIND + C-GET the latest MR study before the procedure from the configured PACS."""
-    from followup.service import pacs
+    """Fetch the latest MR study before the procedure from the configured PACS: C-FIND + C-GET, or
+    QIDO-RS + WADO-RS when it is a DICOMweb URL."""
+    from followup.service import remote
 
     source = settings.retrieve_from
     if source is None:
         return None
-    ssl_context = pacs.scu_context(settings, source)
-    matches = [m for m in pacs.find_studies(source, settings.ae_title, study.patient_id, procedure_date,
-                                            ssl_context=ssl_context) if m.study_date is not None]
+    matches = [m for m in remote.find_studies(settings, source, study.patient_id, procedure_date)
+               if m.study_date is not None]
     if not matches:
         return None
     best = max(matches, key=lambda m: m.study_date or dt.date.min)  # all dated
@@ -152,9 +153,9 @@ def retrieve_baseline(settings: Settings, registry: Registry, store: Store, stud
             sop_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID), path=str(path),
             size=path.stat().st_size, patient_id=str(ds.get("PatientID", "")),
             study_date=best.study_date, modality=str(ds.get("Modality", "")),
-            accession_number=str(ds.get("AccessionNumber", "")), calling_ae=source.ae_title)
+            accession_number=str(ds.get("AccessionNumber", "")), calling_ae=remote.origin(source))
 
-    n = pacs.get_study(source, settings.ae_title, best.study_uid, store, on_instance, ssl_context=ssl_context)
+    n = remote.get_study(settings, source, best.study_uid, store, on_instance)
     log.info("retrieved baseline study %s (%d instances) from %s", best.study_uid, n, source)
     registry.mark_study(best.study_uid, StudyState.BASELINE, role=StudyRole.BASELINE)
     return registry.study(best.study_uid)
@@ -427,6 +428,7 @@ def _run(item: WorkItem, decision: Decision) -> Outcome:
         _end_study(reg, a, StudyState.FAILED, reason)
         resume = _waiting_after(reg, a) + later_followups_to_resume(reg, a, AnalysisStatus.FAILED)
         return Outcome(a.id, AnalysisStatus.FAILED, reason, [], resume)
+    metrics.observe_stages(result.timings_s)
     return _record(item, decision, result.report, out_dir, started)
 
 
@@ -502,7 +504,7 @@ def _add_deliveries(item: WorkItem, outputs: dict, out_dir: Path) -> list[int]:
     destination = item.settings.destination
     published = reg.get_setting("destination") if destination is None else None
     if published:
-        destination = DicomNode.parse(published)
+        destination = parse_remote(published)
     if destination is None:
         return []
     pending = []

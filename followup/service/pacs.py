@@ -34,6 +34,8 @@ from followup.service.store import Store, checked_uid
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30
+# What a retrieval keeps: MR images (C-GET negotiates these; WADO-RS leaves the rest of a study out)
+RETRIEVED_SOP_CLASSES = (MRImageStorage, EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage)
 
 
 class PacsError(RuntimeError):
@@ -156,7 +158,7 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    storage = (MRImageStorage, EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage)
+    storage = RETRIEVED_SOP_CLASSES
     for cx in storage:
         ae.add_requested_context(cx)
     count = 0
@@ -188,4 +190,4 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
     return count
 
 
-__all__ = ["PacsError", "find_studies", "get_study", "scu_context", "send_files"]
+__all__ = ["RETRIEVED_SOP_CLASSES", "PacsError", "find_studies", "get_study", "scu_context", "send_files"]

@@ -8,9 +8,10 @@ When a follow-up is analysed, the worker compares it with every earlier follow-u
   not known), fully received; one still ``receiving`` makes the analysis wait
   (``DecisionKind.WAIT_FOR_PRIORS``) until it has arrived and been analysed itself (its end hands
   the waiting study over again: :func:`later_followups_to_resume`);
-* :func:`retrieve_priors` fetches from the PACS (``FOLLOWUP_RETRIEVE``, C-FIND + C-GET, as for a
-  missing baseline) those the store does not hold; they are stored for comparison only, marked
-  ``deferred`` with :data:`RETRIEVED_PRIOR` (not analysed on their own, nothing sent for them);
+* :func:`retrieve_priors` fetches from the PACS (``FOLLOWUP_RETRIEVE``: C-FIND + C-GET, or QIDO-RS +
+  WADO-RS for a DICOMweb URL, as for a missing baseline) those the store does not hold; they are
+  stored for comparison only, marked ``deferred`` with :data:`RETRIEVED_PRIOR` (not analysed on
+  their own, nothing sent for them);
 * :func:`later_followups_to_resume`: a follow-up that arrives after a later one of the same patient
   was analysed without it (out of order) hands that later one over again, so that its newest report
   (a new revision that supersedes the earlier) compares with every earlier study. Batch reanalyses
@@ -56,16 +57,15 @@ def earlier_followups(registry: Registry, study: Study, procedure_date: dt.date)
 
 def retrieve_priors(settings: Settings, registry: Registry, store: Store, study: Study,
                     procedure_date: dt.date) -> list[str]:
-    """C-FIND the patient's MR studies from the procedure to the day before ``study`` at the
-    retrieval PACS, C-GET those the registry does not hold; their Study Instance UIDs."""
-    from followup.service import pacs
+    """Find the patient's MR studies from the procedure to the day before ``study`` at the
+    retrieval PACS (C-FIND or QIDO-RS), fetch those the registry does not hold (C-GET or WADO-RS);
+    their Study Instance UIDs."""
+    from followup.service import remote
 
     source = settings.retrieve_from
     if source is None or study.study_date is None:
         return []
-    ssl_context = pacs.scu_context(settings, source)
-    matches = pacs.find_studies(source, settings.ae_title, study.patient_id, study.study_date,
-                                ssl_context=ssl_context, after=procedure_date)
+    matches = remote.find_studies(settings, source, study.patient_id, study.study_date, after=procedure_date)
     out = []
     for m in matches:
         if m.study_uid == study.study_uid or registry.study(m.study_uid) is not None or m.study_date is None \
@@ -79,9 +79,9 @@ def retrieve_priors(settings: Settings, registry: Registry, store: Store, study:
                 sop_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID), path=str(path),
                 size=path.stat().st_size, patient_id=str(ds.get("PatientID", "")), study_date=date,
                 modality=str(ds.get("Modality", "")), accession_number=str(ds.get("AccessionNumber", "")),
-                calling_ae=source.ae_title)
+                calling_ae=remote.origin(source))
 
-        n = pacs.get_study(source, settings.ae_title, m.study_uid, store, on_instance, ssl_context=ssl_context)
+        n = remote.get_study(settings, source, m.study_uid, store, on_instance)
         if n == 0 or registry.study(m.study_uid) is None:
             continue
         registry.mark_study(m.study_uid, StudyState.DEFERRED, reason=RETRIEVED_PRIOR, role=StudyRole.FOLLOWUP)

@@ -54,6 +54,8 @@ class SeriesPlan:
     rescale: tuple[float, float] = (1.0, 0.0)  # slope, intercept
     unilateral: bool = False
     contrast_on: list[bool] | None = None  # per temporal position
+    attributes: dict[str, object] | None = None  # override the fixed / sequence attributes
+    contrast_volume_ml: float = 7.5
 
 
 class UidSource:
@@ -132,6 +134,8 @@ def _base_dataset(meta: StudyMeta, plan: SeriesPlan, series_uid: str) -> Dataset
     ds.MRAcquisitionType = "3D" if plan.kind == "dce" else "2D"
     for keyword, value in SEQUENCE_PARAMETERS[plan.kind if plan.kind in ("t2", "dce") else "gre"].items():
         setattr(ds, keyword, value)
+    for keyword, value in (plan.attributes or {}).items():
+        setattr(ds, keyword, value)
     ds.SoftwareVersions = f"followup-synth {__version__}"
     ds.StudyInstanceUID = meta.study_uid
     ds.SeriesInstanceUID = series_uid
@@ -159,7 +163,7 @@ def _base_dataset(meta: StudyMeta, plan: SeriesPlan, series_uid: str) -> Dataset
     return ds
 
 
-def _set_contrast(ds: Dataset, on: bool, injection: dt.datetime | None) -> None:
+def _set_contrast(ds: Dataset, on: bool, injection: dt.datetime | None, volume_ml: float = 7.5) -> None:
     for kw in ("ContrastBolusAgent", "ContrastBolusRoute", "ContrastBolusVolume",
                "ContrastBolusStartTime", "ContrastBolusTotalDose"):
         if kw in ds:
@@ -167,8 +171,8 @@ def _set_contrast(ds: Dataset, on: bool, injection: dt.datetime | None) -> None:
     if on and injection is not None:
         ds.ContrastBolusAgent = CONTRAST_AGENT
         ds.ContrastBolusRoute = "IV"
-        ds.ContrastBolusVolume = "7.5"
-        ds.ContrastBolusTotalDose = "7.5"
+        ds.ContrastBolusVolume = f"{volume_ml:g}"
+        ds.ContrastBolusTotalDose = f"{volume_ml:g}"
         ds.ContrastBolusStartTime = _fmt_time(injection)
 
 
@@ -209,7 +213,7 @@ def write_series(out_dir: Path, meta: StudyMeta, plan: SeriesPlan, uids: UidSour
             ds.NumberOfTemporalPositions = n_t
         if plan.trigger_times:
             ds.TriggerTime = f"{(acq - plan.acquisition_times[0]).total_seconds() * 1000:.1f}"
-        _set_contrast(ds, contrast_on[t], plan.injection_time)
+        _set_contrast(ds, contrast_on[t], plan.injection_time, plan.contrast_volume_ml)
         slope, intercept = plan.rescale
         stored = np.clip(np.rint((plan.images[t] - intercept) / slope), 0, 65535).astype("<u2")
         ds.WindowCenter = f"{float(np.percentile(plan.images[t][::4, ::4, ::2], 99.5)) / 2:.0f}"

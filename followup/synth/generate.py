@@ -6,6 +6,11 @@ Writes ``OUT/baseline/`` and ``OUT/followup/`` (DICOM), ``OUT/procedure.json`` a
 ``variation="wide"`` (scenario.draw_case) also draws each study's layout (unless ``vendor`` is
 given), field of view, slab, matrix and slices, placed on the breasts as an operator would, and
 records every drawn parameter in ``truth.json`` (``variation``, ``transforms.displacement``).
+
+``variation="clinical"`` is the wide draw plus, per study, fat suppression on or off, 1.5 / 3 T,
+anisotropic voxels, dose and bolus-arrival jitter, its own phases and motion between them, and
+at the site lobulated / irregular nodules across the zone's edge and fat-necrosis mimics
+(:mod:`followup.synth.clinical`); ``truth.json`` adds ``scanners``, ``fat_sat`` and ``objects``.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from followup.synth import kinetics
+from followup.synth import clinical, kinetics
 from followup.synth.dicom_writer import SeriesPlan, StudyMeta, UidSource, write_series
-from followup.synth.phantom import S0_T2, Grid, dce_s0, phase_motion_centre, render_phases
+from followup.synth.phantom import S0, S0_T2, Grid, dce_s0, phase_motion_centre, render_phases
 from followup.synth.scenario import (
     CHEST_WALL_Y,
     VARIATIONS,
@@ -70,18 +75,23 @@ def dce_grid(vendor: str, size: str, case: Case) -> Grid:
     return Grid((n, n, ns), aff)
 
 
-def wide_grid(layout: str, size: str, case: Case, acq: Acquisition, study: str) -> Grid:
+def wide_grid(layout: str, size: str, case: Case, acq: Acquisition, study: str,
+              voxel_mm: tuple[float, float, float] | None = None) -> Grid:
     """The dynamic grid of a wide draw: matrix and slices scaled from the size's, the field of view
     and slab sized to the anatomy plus the drawn margins, its anterior edge ``anterior_margin_mm``
     in front of the nipple line and its centre on the breast(s), then moved by the drawn offset.
     Placed in the study's scanner frame: the follow-up's anatomy has moved, and the operator follows
     it (``follows_anatomy``) or keeps the stored position; either way the field is then moved, if
-    needed, to keep the site 15 mm inside it."""
+    needed, to keep the site 15 mm inside it. ``voxel_mm`` (clinical draws): the matrix and
+    slices follow from the drawn voxel instead of the scales."""
     spec = SIZE_SPECS[size]
     v = case.variation
     ry = v.breast_radii_mm[1]
     n = int(round(spec.inplane * acq.matrix_scale / 16.0)) * 16
     ns = max(16, int(round(spec.slices * acq.slice_scale)))
+    if voxel_mm is not None:
+        fov, slab = _fov_and_slab(layout, case, acq)
+        n, ns = max(32, int(round(fov / voxel_mm[0]))), max(12, int(round(slab / voxel_mm[2])))
     side_x = case.side_sign * v.breast_centre_x_mm
     sagittal = layout == "sagittal"
     # Anatomical anchor (body frame): the treated breast (sagittal) or the midline (axial), at the
@@ -106,15 +116,21 @@ def wide_grid(layout: str, size: str, case: Case, acq: Acquisition, study: str) 
     return grid
 
 
-def _placed_grid(layout: str, size: str, case: Case, acq: Acquisition, anchor: np.ndarray,
-                 n: int, ns: int) -> Grid:
+def _fov_and_slab(layout: str, case: Case, acq: Acquisition) -> tuple[float, float]:
+    """In-plane field of view and slab thickness (mm) of a wide draw's acquisition."""
     v = case.variation
     rx, ry, rz = v.breast_radii_mm
+    if layout == "sagittal":
+        return max(2 * rz, ry + 60.0) + acq.fov_margin_mm, 2 * rx + acq.slab_margin_mm
+    return 2 * (v.breast_centre_x_mm + rx) + acq.fov_margin_mm, 2 * rz + acq.slab_margin_mm
+
+
+def _placed_grid(layout: str, size: str, case: Case, acq: Acquisition, anchor: np.ndarray,
+                 n: int, ns: int) -> Grid:
     sagittal = layout == "sagittal"
     y0 = anchor[1] - acq.anterior_margin_mm
+    fov, slab = _fov_and_slab(layout, case, acq)
     if sagittal:
-        fov = max(2 * rz, ry + 60.0) + acq.fov_margin_mm
-        slab = 2 * rx + acq.slab_margin_mm
         d, dz = fov / n, slab / ns
         x0 = anchor[0] + slab / 2 - dz / 2
         aff = np.array([[0, 0, -dz, x0],
@@ -122,8 +138,6 @@ def _placed_grid(layout: str, size: str, case: Case, acq: Acquisition, anchor: n
                         [0, -d, 0, anchor[2] + fov / 2 - d / 2],
                         [0, 0, 0, 1]], dtype=float)
         return Grid((n, n, ns), aff)
-    fov = 2 * (v.breast_centre_x_mm + rx) + acq.fov_margin_mm
-    slab = 2 * rz + acq.slab_margin_mm
     d, dz = fov / n, slab / ns
     aff = np.array([[d, 0, 0, anchor[0] - fov / 2 + d / 2],
                     [0, d, 0, y0 + d / 2],
@@ -154,9 +168,16 @@ def _study_plans(case: Case, study: str, vendor: str, size: str, start: dt.datet
     timing = case.baseline_timing if study == "baseline" else case.followup_timing
     motion = case.baseline_phase_motion if study == "baseline" else case.followup_phase_motion
     acq = getattr(case.variation, study)
+    scan = case.clinical.scan(study) if case.clinical is not None else None
     if acq is None:
         grid = dce_grid(vendor, size, case)
         images = render_phases(case, study, grid, timing.all_times_s, motion, rng)
+    elif scan is not None and acq is not None:
+        grid = wide_grid(vendor, size, case, acq, study, clinical.voxel_for_size(scan, size))
+        images = render_phases(case, study, grid, timing.all_times_s, motion, rng,
+                               s0=clinical.study_s0(scan, S0), noise_sigma=scan.noise_sigma,
+                               fat_falloff=scan.fat_falloff, bias_strength=scan.bias_strength,
+                               dose_scale=scan.dose_scale, arrival_s=scan.arrival_s)
     else:
         grid = wide_grid(vendor, size, case, acq, study)
         images = render_phases(case, study, grid, timing.all_times_s, motion, rng,
@@ -178,23 +199,36 @@ def _study_plans(case: Case, study: str, vendor: str, size: str, start: dt.datet
     description = {"per-phase": "Ax T1 FS DYN", "single-series": "Ax VIBRANT MPH",
                    "sagittal": f"Sag T1 FS DYN {case.laterality}"}[vendor]
     contrast = [False] + [True] * (len(times) - 1)
+    extra: dict = {}
+    if scan is not None:
+        extra = {"attributes": _scanner_attributes(scan), "contrast_volume_ml": round(7.5 * scan.dose_scale, 1)}
+        if not scan.fat_sat:
+            description = description.replace(" FS", "")
     if vendor == "per-phase":
         plan = SeriesPlan(description, 10, images, grid.affine, acq, injection, "dce",
-                          contrast_on=contrast)
+                          contrast_on=contrast, **extra)
         plans.append((plan, True))
     elif vendor == "single-series":
         # Philips/GE style: one series, temporal tags, contrast attributes on every instance.
         plan = SeriesPlan(description, 10, images, grid.affine, acq, injection, "dce",
                           temporal_tags=True, rescale=(1.5, 0.0),
-                          contrast_on=[True] * len(times))
+                          contrast_on=[True] * len(times), **extra)
         plans.append((plan, False))
     else:
         # GE style: phases told apart by TriggerTime only (dciodvfy objects to TriggerTime without
         # cardiac triggering; real scanners write it all the same, and ingestion must use it).
         plan = SeriesPlan(description, 10, images, grid.affine, acq, injection, "dce",
-                          trigger_times=True, unilateral=True, contrast_on=[True] * len(times))
+                          trigger_times=True, unilateral=True, contrast_on=[True] * len(times), **extra)
         plans.append((plan, False))
     return plans, grid
+
+
+def _scanner_attributes(scan: clinical.StudyScan) -> dict[str, object]:
+    """DICOM attributes of a clinical draw's dynamic series: field strength (and the proton
+    frequency that goes with it), fat suppression in Scan Options."""
+    return {"MagneticFieldStrength": f"{scan.field_strength_t:g}",
+            "ImagingFrequency": "127.74" if scan.field_strength_t > 2 else "63.676",
+            "ScanOptions": "FS" if scan.fat_sat else ""}
 
 
 def _write_study(out: Path, meta: StudyMeta, plans: list[tuple[SeriesPlan, bool]],
@@ -241,8 +275,8 @@ def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str | N
         vendor = vendor or "drawn"
         rng = np.random.default_rng([seed, 7, 100 + VENDORS.index(layouts["baseline"]),
                                      VENDORS.index(layouts["followup"]), SIZES.index(size)])
-        uids = UidSource("followup-synth", "wide", scenario, seed, vendor, size)
-        patient_id = f"SYW{seed:05d}{scenario[:3].upper()}"
+        uids = UidSource("followup-synth", variation, scenario, seed, vendor, size)
+        patient_id = f"SY{variation[0].upper()}{seed:05d}{scenario[:3].upper()}"
     patient_name = f"SYNTHETIC^{scenario.upper()}^{seed}"
     studies = {}
     grids = {}
@@ -266,6 +300,8 @@ def generate_pair(out_dir: Path | str, scenario: str, seed: int, vendor: str | N
     truth = _truth(case, vendor, size, studies, grids)
     if case.variation.wide:
         truth = _wide_truth(truth, case, layouts)
+    if case.clinical is not None:
+        truth = _clinical_truth(truth, case, grids)
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth
 
@@ -304,6 +340,33 @@ def _wide_truth(truth: dict, case: Case, layouts: dict[str, str]) -> dict:
                            "pre_to_injection_s": round(tm.pre_to_injection_s, 2)}
                        for s, tm in (("baseline", case.baseline_timing), ("followup", case.followup_timing))}
     truth["tumour"]["curve"] = curve_json(kinetics.TUMOUR_CURVES[case.tumour_kinetics])
+    return truth
+
+
+def _clinical_truth(truth: dict, case: Case, grids: dict) -> dict:
+    """The wide truth plus the clinical draw: per study the scanner (``scanners``), every object at
+    the site (``objects``: kind, malignant, centre, size, shape, curve type, straddling); nodule
+    records and the rim get the clinical keys too; curve types as the follow-up shows them."""
+    to_fu = lambda p: case.transform.invert_points(p)[0]  # noqa: E731
+    assert case.clinical is not None
+    scanners = clinical.scanner_truth(case)
+    for study in ("baseline", "followup"):
+        step = np.linalg.norm(grids[study].affine[:3, :3], axis=0)
+        scanners[study]["voxel_mm"] = _r(step, 4)
+        truth["transforms"][f"{study}_phase_motion"] = {
+            "description": "phase n at LPS x shows what the pre-contrast phase shows at R(x - c) + c + t",
+            "centre_lps_mm": _r(phase_motion_centre(grids[study].affine, grids[study].shape)),
+            "phases": scanners[study]["phase_motion"]}
+    objects = clinical.objects_truth(case, to_fu)
+    truth["scanners"] = scanners
+    truth["fat_sat"] = {s: scanners[s]["fat_sat"] for s in ("baseline", "followup")}
+    truth["objects"] = objects
+    truth["nodules"] = [{**rec, **obj} for rec, obj in zip(truth["nodules"], objects, strict=False)]
+    scan, timing = case.clinical.followup, case.followup_timing
+    truth["rim"].update(kind=case.rim_kind, thickness_mm=round(case.rim_thickness_mm, 2),
+                        unevenness=round(case.rim_unevenness, 3),
+                        curve_type=clinical.study_curve_type(case.rim_curve, scan, timing),
+                        late_change=round(clinical.late_change(case.rim_curve, scan, timing), 4))
     return truth
 
 

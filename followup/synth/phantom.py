@@ -28,6 +28,7 @@ from followup.synth.scenario import (
     Case,
     Ellipsoid,
     PhaseMotion,
+    Shape,
     Variation,
 )
 
@@ -95,6 +96,27 @@ def _sphere_distance(centre: np.ndarray, radius: float, bx, by, bz) -> np.ndarra
     return np.sqrt((bx - centre[0]) ** 2 + (by - centre[1]) ** 2 + (bz - centre[2]) ** 2) - radius
 
 
+def shape_distance(shape: Shape, centre: np.ndarray, bx, by, bz) -> np.ndarray:
+    """Signed radial distance (mm) to a star-shaped solid's surface; negative inside. Evaluated
+    only near the solid (elsewhere the distance to its bounding sphere, which is positive)."""
+    rel = [bx - np.float32(centre[0]), by - np.float32(centre[1]), bz - np.float32(centre[2])]
+    dist = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2).astype(np.float32)
+    r_max = shape.radius_mm * (1.0 + float(np.sum(shape.amplitudes)))
+    near = dist < r_max + 3.0
+    out = dist - np.float32(r_max)
+    if np.any(near):
+        d = np.maximum(dist[near], 1e-6)
+        u = np.stack([rel[0][near] / d, rel[1][near] / d, rel[2][near] / d], axis=-1)
+        out[near] = d - shape.radius_along(u)
+    return out
+
+
+def _solid_distance(shape: Shape | None, centre: np.ndarray, radius: float, bx, by, bz) -> np.ndarray:
+    if shape is None:
+        return _sphere_distance(centre, radius, bx, by, bz)
+    return shape_distance(shape, centre, bx, by, bz)
+
+
 def _body_distance(bx, by, bz, v: Variation = STANDARD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Signed distance to the skin surface, plus each breast's normalised radius (for gland)."""
     d_breasts, rhos = [], []
@@ -148,15 +170,21 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
             layers.append((_ramp(ellipsoid_distance(case.benign_focus, bx, by, bz), width),
                            s0["benign"], kinetics.GLAND_BENIGN_FOCUS))
         for feature in case.benign_features:
-            layers += _feature_layers(feature, bx, by, bz, width, f_breast, s0)
+            if not feature.over_zone:
+                layers += _feature_layers(feature, bx, by, bz, width, f_breast, s0)
         d_zone = ellipsoid_distance(case.zone, bx, by, bz)
         thickness: float | np.ndarray = case.rim_thickness_mm
         if case.rim_kind == "early-hyperaemic":  # irregular early rim
             thickness = thickness * (1.0 + 0.35 * np.clip(bright, -1.5, 1.5))
+        elif case.rim_unevenness > 0:  # uneven benign rim (clinical draws)
+            thickness = thickness * (1.0 + case.rim_unevenness * np.clip(bright, -1.5, 1.5) / 1.5)
         layers.append((_ramp(d_zone - thickness, width), s0["rim"], case.rim_curve))
         layers.append((_ramp(d_zone, width), s0["zone"] * (1.0 + 0.05 * bright), kinetics.NONE))
+        for feature in case.benign_features:  # mimics at or across the zone's edge
+            if feature.over_zone:
+                layers += _feature_layers(feature, bx, by, bz, width, f_breast, s0)
         for nod in case.nodules:
-            f_n = _ramp(_sphere_distance(nod.centre, nod.diameter_mm / 2, bx, by, bz), width)
+            f_n = _ramp(_solid_distance(nod.shape, nod.centre, nod.diameter_mm / 2, bx, by, bz), width)
             layers.append((f_n, s0["nodule"], nod.enhancement))
 
     # Painter's composition: weight of a layer = its fraction times what the layers above leave.
@@ -172,10 +200,13 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
 def _feature_layers(f: BenignFeature, bx, by, bz, width: float, f_breast: np.ndarray,
                     s0: dict[str, float]) -> list[tuple[np.ndarray, float, kinetics.Curve]]:
     """Layers of a benign feature (bottom first), inside the breast."""
-    if f.kind == "benign-gland":
+    if f.kind in ("benign-gland", "bpe-patch"):
         assert f.ellipsoid is not None  # drawn with every gland patch
         return [(_ramp(ellipsoid_distance(f.ellipsoid, bx, by, bz), width), s0["benign"], f.curve)]
-    if f.kind == "fat-necrosis":  # oil cyst: enhancing wall around fat
+    if f.kind == "nodular-fat-necrosis":  # solid-looking enhancing fat necrosis
+        assert f.shape is not None  # drawn with every nodular fat necrosis
+        return [(_ramp(shape_distance(f.shape, f.centre, bx, by, bz), width) * f_breast, s0["nodule"], f.curve)]
+    if f.kind in ("fat-necrosis", "oil-cyst"):  # oil cyst: enhancing wall around fat
         outer = _ramp(_sphere_distance(f.centre, f.radius_mm, bx, by, bz), width)
         inner = _ramp(_sphere_distance(f.centre, max(f.radius_mm - f.wall_mm, 0.5), bx, by, bz), width)
         return [(outer * f_breast, s0["rim"], f.curve), (inner * f_breast, s0["fat"], kinetics.FAT)]
@@ -219,15 +250,19 @@ def bias_field(x, y, z, coeffs: np.ndarray) -> np.ndarray:
 def render_phases(case: Case, study: str, grid: Grid, times_s: tuple[float, ...],
                   motion: tuple[PhaseMotion, ...], rng: np.random.Generator,
                   s0: dict[str, float] = S0, noise_sigma: float | None = None,
-                  slab: int = 16, fat_falloff: float = 0.0) -> list[np.ndarray]:
+                  slab: int = 16, fat_falloff: float = 0.0, bias_strength: float | None = None,
+                  dose_scale: float = 1.0, arrival_s: float = 0.0) -> list[np.ndarray]:
     """Noisy float32 images, one per time point (seconds after injection; < 0 = pre-contrast).
 
-    ``noise_sigma`` None: the case's (``NOISE_SIGMA`` in the standard draw); ``fat_falloff``:
-    fat suppression failing towards the FOV's edge (fat-suppressed series of wide draws)."""
+    ``noise_sigma`` / ``bias_strength`` None: the case's (``NOISE_SIGMA`` in the standard draw);
+    ``fat_falloff``: fat suppression failing towards the FOV's edge (fat-suppressed series of wide
+    draws); ``dose_scale`` and ``arrival_s``: every enhancement scaled by the dose, starting when
+    the bolus arrives (clinical draws)."""
     v = case.variation
     noise_sigma = v.noise_sigma if noise_sigma is None else noise_sigma
+    bias_strength = v.bias_strength if bias_strength is None else bias_strength
     tex = GlandTexture(case.gland_seed, v.gland_texture_sigma)
-    coeffs = rng.uniform(-v.bias_strength, v.bias_strength, size=6)
+    coeffs = rng.uniform(-bias_strength, bias_strength, size=6)
     out = [np.empty(grid.shape, dtype=np.float32, order="F") for _ in times_s]
     width = grid.voxel_mm
     centre = phase_motion_centre(grid.affine, grid.shape)
@@ -249,7 +284,8 @@ def render_phases(case: Case, study: str, grid: Grid, times_s: tuple[float, ...]
             for n in indices:
                 acc = np.zeros(x.shape, dtype=np.float32)
                 for curve, b in bases.items():
-                    acc += b * np.float32(1.0 + curve(times_s[n]))
+                    e = curve(times_s[n]) if arrival_s == 0.0 else curve(times_s[n] - arrival_s)
+                    acc += b * np.float32(1.0 + dose_scale * e)
                 out[n][:, :, k0:k1] = acc * bias
     return [add_rician_noise(img, noise_sigma, rng) for img in out]
 

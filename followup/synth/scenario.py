@@ -11,13 +11,22 @@ case's own ranges: repositioning up to 30 mm / 15 deg per axis, non-rigid deform
 nodules of 3-15 mm with their own kinetics, rim thickness and enhancement, 3-7 phases with their
 own timing, and benign confounders (fat-necrosis ring, enhancing gland next to the zone,
 biopsy-track enhancement). See :func:`draw_wide_variation` for the ranges.
+
+A third variation, ``clinical``, is the wide draw plus what real studies vary that the wide one
+does not (:mod:`followup.synth.clinical`, from a generator of its own: the wide part of a seed's
+clinical case is its wide case): fat suppression on or off per study, 1.5 / 3 T, anisotropic
+voxels, contrast dose and bolus-arrival jitter, 3-6 post-contrast phases per study, motion between
+phases in both studies, lobulated and irregular residual nodules placed across the zone's edge with
+curves drawn across the persistent/plateau/washout boundaries, thick uneven benign rims, and the
+post-cryoablation fat-necrosis mimics (oil cysts, enhancing nodular fat necrosis), benign gland /
+BPE patches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,8 +39,11 @@ from followup.synth.motion import (
     rotation_matrix,
 )
 
+if TYPE_CHECKING:
+    from followup.synth.clinical import ClinicalDraw
+
 SCENARIOS = ("complete", "residual", "early", "confounder")
-VARIATIONS = ("standard", "wide")
+VARIATIONS = ("standard", "wide", "clinical")
 LAYOUTS = ("per-phase", "single-series", "sagittal")  # the vendor layouts (generate.VENDORS)
 
 # Post-procedure timing (clinical-evidence.md, deck): MRI control at >= 3 weeks; earlier -> FP.
@@ -105,10 +117,31 @@ class Variation:
 
     @property
     def wide(self) -> bool:
-        return self.name == "wide"
+        """A wide draw (``clinical`` is a wide draw with more on top)."""
+        return self.name in ("wide", "clinical")
 
 
 STANDARD = Variation()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A star-shaped solid (clinical draws): radius along unit direction u is
+    ``radius_mm * (1 + sum_i amp_i * exp((u . dir_i - 1) / width_i))``: round (no bumps),
+    lobulated (3-5 broad bumps) or irregular (8-14 narrow ones: angular, spiculated-looking)."""
+
+    kind: str  # round | lobulated | irregular
+    radius_mm: float
+    directions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    amplitudes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    widths: np.ndarray = field(default_factory=lambda: np.ones(0))
+
+    def radius_along(self, u: np.ndarray) -> np.ndarray:
+        """Radius (mm) along unit directions ``u`` (..., 3)."""
+        r = np.ones(u.shape[:-1], dtype=u.dtype)
+        for d, a, w in zip(self.directions, self.amplitudes, self.widths, strict=True):
+            r = r + np.asarray(a, u.dtype) * np.exp((u @ d.astype(u.dtype) - 1.0) / np.asarray(w, u.dtype))
+        return r * np.asarray(self.radius_mm, u.dtype)
 
 
 @dataclass(frozen=True)
@@ -124,6 +157,8 @@ class BenignFeature:
     wall_mm: float = 0.0  # fat-necrosis ring
     end: np.ndarray | None = None  # biopsy track: the end towards the skin
     ellipsoid: Ellipsoid | None = None  # benign gland
+    shape: Shape | None = None  # clinical nodular fat necrosis: solid, drawn like a nodule
+    over_zone: bool = False  # painted over the zone (clinical mimics at or across its edge)
 
     def to_json(self, to_followup) -> dict:
         out = {"kind": self.kind, "centre_baseline_lps_mm": _r(self.centre),
@@ -161,6 +196,7 @@ class Nodule:
     diameter_mm: float
     kinetics: str  # "washout" | "plateau"
     curve: Curve | None = None  # None: kinetics.TUMOUR_CURVES[kinetics]
+    shape: Shape | None = None  # None: a sphere of ``diameter_mm`` (clinical: its longest diameter)
 
     @property
     def enhancement(self) -> Curve:
@@ -216,6 +252,8 @@ class Case:
     distractors: bool
     variation: Variation = STANDARD
     benign_features: tuple[BenignFeature, ...] = ()
+    rim_unevenness: float = 0.0  # relative thickness variation of a benign rim (clinical draws)
+    clinical: ClinicalDraw | None = None  # the clinical variation's draw (followup.synth.clinical)
 
     @property
     def days_since_procedure(self) -> int:
@@ -292,7 +330,7 @@ def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard"
     if variation not in VARIATIONS:
         raise ValueError(f"unknown variation {variation!r}; choose from {', '.join(VARIATIONS)}")
     rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
-    wrng = np.random.default_rng([seed, SCENARIOS.index(scenario), 1011]) if variation == "wide" else None
+    wrng = np.random.default_rng([seed, SCENARIOS.index(scenario), 1011]) if variation != "standard" else None
     v = draw_wide_variation(wrng) if wrng is not None else STANDARD
     if v.n_post is not None:
         n_post = v.n_post
@@ -319,7 +357,7 @@ def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard"
     features = found.features
     if wrng is not None and scenario in ("complete", "residual") and wrng.random() < 0.3:
         features = (*features, _draw_benign_feature(wrng, str(wrng.choice(BENIGN_KINDS)), zone, v))
-    return Case(
+    case = Case(
         scenario=scenario, seed=seed, laterality=laterality, side_sign=side,
         tumour=tumour, tumour_kinetics=tumour_kinetics,
         zone=zone, rim_thickness_mm=float(found.rim_thickness_mm), rim_curve=found.rim_curve,
@@ -337,6 +375,11 @@ def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard"
         gland_seed=int(rng.integers(2**31)), distractors=bool(rng.random() < 0.6),
         variation=v, benign_features=features,
     )
+    if variation == "clinical":
+        from followup.synth.clinical import add_clinical  # (clinical builds on this module)
+
+        case = add_clinical(case, np.random.default_rng([seed, SCENARIOS.index(scenario), 2027]))
+    return case
 
 
 def draw_wide_variation(wrng: np.random.Generator) -> Variation:

@@ -1,5 +1,5 @@
 """docker-compose.yml: the deployment's services (redis, postgres, the listener, workers, API,
-flower, Orthanc) as docker compose reads them."""
+flower, Orthanc with DICOMweb and the OHIF viewer) as docker compose reads them."""
 
 from __future__ import annotations
 
@@ -109,3 +109,19 @@ def test_compose_settings_pass_check_config_with_the_demo_certificates(tmp_path,
         host = "0.0.0.0"  # the containers listen on every interface of their own network
         settings = Settings.from_env(api_host=host, dicom_host=host)
         assert [str(f) for f in insecure_settings(settings, role)] == [], name
+
+
+def test_compose_runs_orthanc_with_dicomweb_and_ohif_and_links_the_page_to_it():
+    """Orthanc serves DICOMweb and OHIF on it; the API's viewer link opens OHIF there on the study
+    (its Study Instance UID only), on the port Orthanc publishes to this host."""
+    from followup.config import Settings, viewer_link
+
+    services = _compose()["services"]
+    orthanc = services["orthanc"]["environment"]
+    assert orthanc["DICOM_WEB_PLUGIN_ENABLED"] == "true" and orthanc["OHIF_PLUGIN_ENABLED"] == "true"
+    assert orthanc["ORTHANC__OHIF__DATA_SOURCE"] == "dicom-web"
+    template = services["api"]["environment"]["FOLLOWUP_VIEWER_URL"]
+    Settings(viewer_url=template)  # a valid template
+    url = viewer_link(template, "1.2.840.99.1")
+    assert url == "http://localhost:8042/ohif/viewer?StudyInstanceUIDs=1.2.840.99.1"
+    assert ("127.0.0.1", 8042) in _published(services["orthanc"])

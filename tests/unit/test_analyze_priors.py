@@ -108,17 +108,30 @@ def test_sr_carries_time_points_prior_studies_and_image_regions(analysed):
     prior_uids = {tp["study_uid"] for tp in truth["time_points"][:2]}
     assert {item.StudyInstanceUID for item in ds.PertinentOtherEvidenceSequence} == prior_uids
     current_uids = {e.StudyInstanceUID for e in ds.CurrentRequestedProcedureEvidenceSequence}
+    study_of = {str(r.ReferencedSOPInstanceUID): str(e.StudyInstanceUID)
+                for seq in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence")
+                for e in ds.get(seq, []) for s in e.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}
+    # one time-point group per study, each with its zone's outline on that study's own image
     groups = sr.content.get_planar_roi_measurement_groups()
-    assert len(groups) == 1 + len(report.findings.suspicious_foci)
-    kinds = {}
-    for g in groups:
+    assert len(groups) == len(truth["time_points"])
+    for g, tp in zip(groups, truth["time_points"], strict=True):
         region = g.roi
-        assert region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID in {
-            str(r.ReferencedSOPInstanceUID) for e in ds.CurrentRequestedProcedureEvidenceSequence
-            for s in e.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}
-        kinds[str(g.tracking_identifier)] = region.GraphicType
+        assert region.GraphicType == "POLYLINE" and tp["study_date"] in str(g.tracking_identifier)
+        image = region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        assert study_of[str(image)] == tp["study_uid"]
     assert current_uids == {truth["time_points"][2]["study_uid"]}
-    assert sorted(kinds.values()) == ["CIRCLE", "POLYLINE"]
+    # each finding's outline (zone, rim, foci): its Area inferred from a closed POLYLINE on a current image,
+    # under the finding's own tracking UID
+    outlines = [g for g in sr.content.get_image_measurement_groups()
+                if str(g.tracking_identifier).startswith("Cornerstone3DTools@^0.1.0:PlanarFreehandROI:")]
+    assert len(outlines) == 2 + len(report.findings.suspicious_foci)
+    for g in outlines:
+        (area,) = g.get_measurements()
+        scoord = area[0].ContentSequence[0]
+        assert scoord.ValueType == "SCOORD" and scoord.GraphicType == "POLYLINE"
+        assert list(scoord.GraphicData[:2]) == list(scoord.GraphicData[-2:])  # closed
+        assert study_of[str(scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)] \
+            == truth["time_points"][2]["study_uid"]
     text = str(ds)
     assert text.count("Ablation zone at a surveillance time point") >= 3 and "New enhancement" in text
     if shutil.which("dciodvfy") is None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib
 import importlib.util
 import os
@@ -303,7 +304,7 @@ def check_inline(text: str) -> list[str]:
     if re.fullmatch(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", name):
         found = resolve_short(name)
         return [f"{name} does not resolve"] if found is False else []
-    if call and re.fullmatch(r"[A-Za-z_]\w*", name) and name not in NOT_PYTHON:
+    if call and re.fullmatch(r"[A-Za-z_]\w*", name) and name not in NOT_PYTHON and not hasattr(builtins, name):
         return [] if name in defined_names() else [f"no function or class {name}()"]
     return []
 

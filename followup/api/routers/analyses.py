@@ -15,10 +15,11 @@ from fastapi import Header, HTTPException, Response, status
 from fastapi.responses import FileResponse
 
 from followup.api import report_files
-from followup.api.dependencies import AuditDep, DataRootDep, RegistryDep, RowId, protected_router
+from followup.api.dependencies import AuditDep, DataRootDep, RegistryDep, RowId, SettingsDep, protected_router
 from followup.api.models import AnalysisView, ErrorOut, FileOut, ReportFragment
 from followup.api.report_files import REPORT_CSP
 from followup.api.views import key_images_out, revision_out
+from followup.config import viewer_link
 from followup.pseudonym import patient_ref
 from followup.service.patients import person_name
 from followup.service.registry import Analysis, Registry
@@ -45,7 +46,7 @@ def _record(auditor, registry: Registry, a: Analysis, action: str, detail: str) 
 
 @router.get("/analyses/{analysis_id}", response_model=AnalysisView, responses=NOT_FOUND)
 def analysis_view(analysis_id: RowId, registry: RegistryDep, data_root: DataRootDep,
-                  auditor: AuditDep) -> AnalysisView:
+                  auditor: AuditDep, settings: SettingsDep) -> AnalysisView:
     a = _analysis(registry, analysis_id)
     _record(auditor, registry, a, "analysis.read", f"analysis {a.id}")
     st = registry.study(a.study_uid)
@@ -66,7 +67,8 @@ def analysis_view(analysis_id: RowId, registry: RegistryDep, data_root: DataRoot
         supersedes_revision=supersedes.get("revision") if isinstance(supersedes, dict) else None,
         html_url=f"analyses/{a.id}/report-view" if html else None, files=files,
         key_images=key_images_out(a, directory),
-        revisions=[revision_out(x) for x in reversed(registry.analyses(study_uid=a.study_uid))])
+        revisions=[revision_out(x) for x in reversed(registry.analyses(study_uid=a.study_uid))],
+        viewer_url=viewer_link(settings.viewer_url, a.study_uid))
 
 
 @router.get("/analyses/{analysis_id}/report-view", response_model=ReportFragment, responses=NOT_FOUND)

@@ -349,6 +349,8 @@
       var nodes = [
         el("p", { class: "crumbs" }, [el("a", { href: "#/patient/" + v.patient_ref, text: "← " + dicomName(v.patient_name) })]),
         el("h2", { text: "Report of the " + (isoDate(v.study_date) || "undated") + " study" }),
+        v.viewer_url ? el("p", { class: "viewer-link" }, [el("a", { href: v.viewer_url, target: "_blank",
+          rel: "noopener noreferrer", text: "Open the study in the image viewer" })]) : null,
         facts([["Algorithm", (v.algorithm_name ? v.algorithm_name + " " : "") + a.algorithm_version],
           ["Revision", a.revision + (v.supersedes_revision ? " (supersedes revision " + v.supersedes_revision + ")" : "")],
           ["Status", badge(a.status)], ["Residual-tumour probability", probability(a)],

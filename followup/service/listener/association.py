@@ -15,11 +15,12 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections import Counter
 
 from pynetdicom import evt
 
-from followup.service import tls
+from followup.service import metrics, tls
 
 log = logging.getLogger("followup.service.listener")
 
@@ -103,30 +104,38 @@ class AssociationLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._per_assoc: dict[int, Counter] = {}
+        self._started: dict[int, float] = {}
         self.totals: Counter = Counter()  # stored, duplicate, refused, failed
 
     def on_accepted(self, event) -> None:
         aet, addr = peer(event)
         with self._lock:
             self._per_assoc[id(event.assoc)] = Counter()
+            self._started[id(event.assoc)] = time.monotonic()
+        metrics.ASSOCIATIONS.labels("accepted").inc()
         log.info("association accepted from %s (%s)", aet, addr)
 
     @staticmethod
     def on_rejected(event) -> None:
         aet, addr = peer(event)
+        metrics.ASSOCIATIONS.labels("rejected").inc()
         log.warning("association rejected from calling AE %r (%s)", aet, addr)
 
     def on_closed(self, event) -> None:
         with self._lock:
             stats = self._per_assoc.pop(id(event.assoc), None)
+            started = self._started.pop(id(event.assoc), None)
         if stats is None:
             return
         aet, addr = peer(event)
         how = "released" if event.event is evt.EVT_RELEASED else "aborted"
+        if started is not None:
+            metrics.ASSOCIATION_SECONDS.labels(how).observe(time.monotonic() - started)
         log.info("association from %s (%s) %s: %d stored, %d duplicate, %d refused, %d failed",
                  aet, addr, how, *(stats[k] for k in OUTCOMES))
 
     def count(self, event, outcome: str) -> None:
+        metrics.INSTANCES.labels(outcome).inc()
         with self._lock:
             self.totals[outcome] += 1
             stats = self._per_assoc.get(id(event.assoc))

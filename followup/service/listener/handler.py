@@ -31,6 +31,7 @@ from pynetdicom import evt
 
 from followup.config import DEFAULT_MAX_INSTANCE_BYTES, DEFAULT_MAX_STUDY_INSTANCES
 from followup.dicom.scan import parse_da
+from followup.service import metrics
 from followup.service.listener.association import (
     AssociationLog,
     MessageSizeGuard,
@@ -193,6 +194,7 @@ class StoreHandler:
                          "answering out of resources", calling_ae, req_sop_uid[:64],
                          type(exc).__name__)
             return response(OUT_OF_RESOURCES, "quarantine unavailable"), "failed"
+        metrics.REFUSED.labels(metrics.refusal_reason(r.status)).inc()
         log.warning("C-STORE from %s: refused SOP instance %r (status 0x%04X): %s; kept as %s",
                     calling_ae, req_sop_uid[:64], r.status, r.reason, entry)
         return response(r.status, r.reason), "refused"
@@ -210,6 +212,7 @@ class StoreHandler:
         qpath = self.store.quarantine(kept, r.reason, status=f"0x{r.status:04X}", calling_ae=calling_ae,
                                       sop_class_uid=sop_class_uid[:64], sop_instance_uid=sop_uid[:64],
                                       kind=r.kind, **extra, **where)
+        metrics.QUARANTINED.labels(r.kind, metrics.refusal_reason(r.status)).inc()
         try:
             entry_id = self.registry.add_quarantined(
                 kind=r.kind, reason=r.reason, status=f"0x{r.status:04X}", file=str(qpath.absolute()),

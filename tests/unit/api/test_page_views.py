@@ -230,6 +230,29 @@ def test_analysis_view_files_and_revisions(env):
     assert client.get("/analyses/999999", headers=AUTH).status_code == 404
 
 
+def test_analysis_view_links_the_study_in_the_viewer_only_when_configured(env):
+    """FOLLOWUP_VIEWER_URL's {study_uid} becomes the study's UID; nothing else of the patient goes
+    in the URL; without the setting there is no link (and the page shows none)."""
+    aid = env["ids"]["1.2.3.100.2"]
+    assert env["client"].get(f"/analyses/{aid}", headers=AUTH).json()["viewer_url"] is None
+    template = "http://localhost:8042/ohif/viewer?StudyInstanceUIDs={study_uid}"
+    settings = Settings(data_dir=env["data"], api_token=TOKEN, viewer_url=template)
+    client = TestClient(create_app(settings, env["registry"]))
+    url = client.get(f"/analyses/{aid}", headers=AUTH).json()["viewer_url"]
+    assert url == "http://localhost:8042/ohif/viewer?StudyInstanceUIDs=1.2.3.100.2"
+    for identifier in ("P-100", "Doe", "Jane", "ACC-100", "1958", patient_ref("P-100")):
+        assert identifier not in url
+    page = client.get("/").text
+    assert "Open the study in the image viewer" in page and 'rel: "noopener noreferrer"' in page
+
+
+@pytest.mark.parametrize("template", ["http://viewer/?study=", "ftp://viewer/{study_uid}",
+                                      "javascript:alert({study_uid})", "http://viewer/{study_uid}/{patient_id}"])
+def test_a_viewer_template_without_its_placeholder_or_not_http_is_refused(tmp_path, template):
+    with pytest.raises(ValueError, match="FOLLOWUP_VIEWER_URL"):
+        Settings(data_dir=tmp_path, viewer_url=template)
+
+
 def test_report_view_has_no_script_and_no_inline_style(env):
     aid = env["ids"]["1.2.3.100.2"]
     v = env["client"].get(f"/analyses/{aid}/report-view", headers=AUTH).json()

@@ -59,3 +59,44 @@ def test_curve_is_physiological(curve, ok):
     from followup.pipelines.enhancement import curve_is_physiological
 
     assert curve_is_physiological(np.array(curve, float)) is ok
+
+
+def _fat_and_tissue(fat_s0: float):
+    """A block of fat (no enhancement) with a slab of tissue enhancing 100 % then 90 %, and a
+    voxel that is 30 % tissue, 70 % fat (a small nodule's edge)."""
+    s0 = np.full((20, 20, 10), fat_s0, np.float32)
+    s1, s2 = s0.copy(), s0.copy()
+    s0[:10], s1[:10], s2[:10] = 400.0, 800.0, 760.0
+    pv = (15, 15, 5)
+    s0[pv] = 0.3 * 400 + 0.7 * fat_s0
+    s1[pv] = 0.3 * 800 + 0.7 * fat_s0
+    s2[pv] = 0.3 * 760 + 0.7 * fat_s0
+    return [s0, s1, s2], pv
+
+
+def test_ratios_without_fat_suppression_are_taken_against_the_tissue():
+    """Fat brighter than the enhancing tissue (no fat suppression): the ratio's denominator is
+    capped at the tissue's pre-contrast signal, so fat that does not enhance no longer dilutes a
+    partly-fat voxel's enhancement (what a subtraction image shows); the curve too."""
+    from followup.pipelines.enhancement import as_tissue_curve, unsuppressed_fat_ceiling
+
+    phases, pv = _fat_and_tissue(1000.0)
+    plain = enhancement_maps(phases, s0_floor=10)
+    ceiling = unsuppressed_fat_ceiling(phases[0], plain.pe_peak, plain.valid)
+    assert ceiling == pytest.approx(400.0)
+    capped = enhancement_maps(phases, 10, ceiling)
+    assert plain.pe[pv] == pytest.approx(100 * 120 / 820, rel=1e-4)  # 14.6 %: under every threshold
+    assert capped.pe[pv] == pytest.approx(100 * 120 / 400, rel=1e-4)  # 30 %: the tissue's share
+    assert capped.pe[0, 0, 0] == pytest.approx(100.0) and capped.s0_ceiling == ceiling
+    # the delayed change of the partly-fat voxel: -12 against the tissue's 520, not the fat's 940
+    assert capped.delayed_change[pv] == pytest.approx(100 * -12 / 520, rel=1e-4)
+    assert as_tissue_curve(np.array([820.0, 940.0, 928.0]), ceiling).tolist() == [400.0, 520.0, 508.0]
+
+
+def test_with_fat_suppressed_nothing_changes():
+    phases, _ = _fat_and_tissue(60.0)
+    plain = enhancement_maps(phases, s0_floor=10)
+    from followup.pipelines.enhancement import as_tissue_curve, unsuppressed_fat_ceiling
+
+    assert unsuppressed_fat_ceiling(phases[0], plain.pe_peak, plain.valid) is None
+    assert as_tissue_curve(np.array([60.0, 90.0, 80.0]), None).tolist() == [60.0, 90.0, 80.0]

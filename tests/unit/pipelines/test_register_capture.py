@@ -15,9 +15,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from followup.dicom import load_dce_study
-from followup.pipelines import register as R
-from followup.pipelines.initialise import coarse_search
-from followup.pipelines.register import prepare, register
+from followup.pipelines.registration import quality as Q
+from followup.pipelines.registration.driver import register
+from followup.pipelines.registration.initialise import coarse_search
+from followup.pipelines.registration.sampling import prepare
 from followup.volume import Volume
 
 
@@ -111,7 +112,7 @@ def test_another_patients_baseline_is_poor(synth_pair):
     _, base, other = _load(synth_pair("complete", 4, "per-phase"))
     res = register(fu, base, np.array(other["tumour"]["centre_baseline_lps_mm"]))
     assert res.quality == "poor" and res.reasons
-    assert res.to_json()["quality_figures"]["local_ncc"] < R.MIN_LOCAL_NCC
+    assert res.to_json()["quality_figures"]["local_nmi"] < Q.MIN_LOCAL_NMI
     json.dumps(res.to_json())  # plain JSON types
 
 
@@ -128,8 +129,31 @@ def test_other_orientation_and_field_of_view_is_not_a_false_alarm(pair, synth_pa
     assert res.quality == "good", res.reasons
     out = res.to_json()
     figures = out["quality_figures"]
-    assert set(figures) >= {"local_ncc", "normalised_mi", "start_spread_mm", "body_overlap"}
+    assert set(figures) >= {"local_ncc", "local_nmi", "normalised_mi", "start_spread_mm", "body_overlap"}
     assert all(type(v) is float for v in figures.values())
     assert figures["local_ncc"] > 0.7 and figures["normalised_mi"] > 0.3
+    assert figures["local_nmi"] > Q.MIN_LOCAL_NMI
     assert figures["fov_overlap"] < 0.6  # the baseline covers only part of the follow-up
     json.dumps(out)
+
+
+def test_a_pair_of_other_contrasts_is_judged_by_mi_not_ncc(pair):
+    """A follow-up whose contrast is inverted (as fat is between a fat-suppressed study and one
+    without fat suppression): at the same alignment the NCC turns negative, and would call it poor;
+    the local normalised MI, which judges, is unchanged and the label stays good. A wrong alignment
+    of the same pair is still poor."""
+    fu, base, truth = pair
+    centre_b = np.array(truth["tumour"]["centre_baseline_lps_mm"])
+    res = register(fu, base, centre_b)
+    assert res.quality == "good", res.reasons
+    inverted = Volume(float(np.percentile(fu.data, 99.5)) - fu.data.astype(np.float32), fu.affine)
+    inverted = Volume(np.clip(inverted.data, 0, None), fu.affine)
+    same = Q.alignment_figures(fu, base, res.local_matrix, centre_b)
+    other = Q.alignment_figures(inverted, base, res.local_matrix, centre_b)
+    assert other["local_ncc"] < 0 < same["local_ncc"]
+    assert other["local_nmi"] > Q.MIN_LOCAL_NMI
+    full = {"start_spread_mm": 0.0, "local_correction_mm": 0.0, "max_scale_deviation": 0.0}
+    assert Q.quality_reasons({**full, **other}) == []
+    wrong = res.local_matrix @ _rigid((12.0, -9.0, 6.0), (0.0, 6.0, 0.0), _apply(
+        np.linalg.inv(res.local_matrix), centre_b))
+    assert Q.quality_reasons({**full, **Q.alignment_figures(inverted, base, wrong, centre_b)})

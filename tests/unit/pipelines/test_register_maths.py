@@ -10,14 +10,8 @@ import torch
 import torch.nn.functional as F
 from monai.losses import GlobalMutualInformationLoss
 
-from followup.pipelines.register import (
-    NUM_BINS,
-    PAD,
-    _SampledMI,
-    _Trilinear,
-    mutual_information,
-    parzen_weights,
-)
+from followup.pipelines.registration.metric import NUM_BINS, SampledMI, mutual_information, parzen_weights
+from followup.pipelines.registration.sampling import PAD, Trilinear
 
 
 @pytest.fixture()
@@ -49,7 +43,7 @@ def test_sampled_mi_value_and_gradient_match_autograd(gen):
     a, b = _correlated(gen, 4000)
     x = torch.stack([a, torch.clamp(a + 0.05, 0, 1)]).requires_grad_(True)  # batch of 2
     w_fixed = parzen_weights(b)
-    ours = _SampledMI.apply(x, w_fixed)
+    ours = SampledMI.apply(x, w_fixed)
     ours.sum().backward()
     grad_ours = x.grad.clone()
     x.grad = None
@@ -66,7 +60,7 @@ def test_trilinear_matches_grid_sample_values_and_gradients(gen):
     size = torch.tensor([w, h, d], dtype=torch.float32)
     # points inside and up to one voxel outside the image (where the zero padding matters)
     ijk = (torch.rand(1, 3000, 3, generator=gen) * (size + 1.6) - 0.8).requires_grad_(True)
-    ours = _Trilinear.apply(padded, ijk)
+    ours = Trilinear.apply(padded, ijk)
     ours.sum().backward()
     grad_ours = ijk.grad.clone()
     ijk.grad = None

@@ -12,7 +12,7 @@ from followup.dicom import load_dce_study
 from followup.pipelines import assess as A
 from followup.pipelines.conclusion import category, recommendations, record_caveats
 from followup.pipelines.probability import FocusEvidence, ImagingEvidence, residual_probability
-from followup.pipelines.register import register
+from followup.pipelines.registration.driver import register
 from followup.procedure import parse_procedure
 from followup.testing.clinical_scenarios import focus
 from followup.volume import Volume

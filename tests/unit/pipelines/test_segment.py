@@ -651,3 +651,43 @@ def test_a_thickened_stretch_of_rim_at_the_edge_is_not_a_mass(iso):
     hits = [f for f in seg.foci if (f.mask & strip).any()]
     assert hits and all(f.thickness_mm < 0.3 * f.largest_diameter_mm for f in hits)
     assert not any(f.suspicious for f in hits)
+
+
+def test_mass_core_keeps_the_bulge_not_the_rim_it_sits_on():
+    """A 2 mm sheet of rim with a 9 mm nodule bulging from it, one region: the ball of the mass's
+    5 mm sweeps the nodule and none of the sheet beyond it."""
+    from followup.pipelines.segment import mass_core
+
+    z, y, x = np.mgrid[:40, :40, :20].astype(float)
+    sheet = (np.abs(z - 10) <= 1) & (np.abs(x - 10) <= 8)
+    ball = (z - 14) ** 2 + (y - 20) ** 2 + (x - 10) ** 2 <= 4.5 ** 2
+    core = mass_core(sheet | ball, np.eye(4), 5.0)
+    assert core is not None
+    assert (core & ball).sum() >= 0.75 * ball.sum()  # the opening rounds a voxel ball's corners
+    far_sheet = sheet & (np.abs(y - 20) > 8)
+    assert not (core & far_sheet).any()
+    assert mass_core(sheet, np.eye(4), 5.0) is None  # a sheet alone holds no ball of 5 mm
+
+
+def test_half_peak_thickness_follows_the_nodule_between_voxel_steps():
+    """A 7 mm nodule seen through 2.2 x 2.2 x 3.5 mm voxels (enhancement blurred over the voxel):
+    counted in voxels it is ~2 mm thick, under a nodule's 3 mm; at half its peak it is ~its size."""
+    from followup.pipelines.segment import half_peak_thickness
+
+    spacing = np.array([2.2, 2.2, 3.5])
+    fine = 0.1
+    n = (np.array([22.0, 22.0, 28.0]) / fine).astype(int)
+    x, y, z = np.meshgrid(*[np.arange(k, dtype=np.float32) * fine for k in n], indexing="ij")
+    # centred on a voxel corner: it spreads over 2 x 2 x 2 voxels
+    nodule = ((x - 11.0) ** 2 + (y - 11.0) ** 2 + (z - 14.0) ** 2 <= 3.5 ** 2).astype(np.float32)
+    # average the fine object over each coarse voxel (partial volume)
+    step = (spacing / fine).round().astype(int)
+    shape = n // step
+    coarse = nodule[:shape[0] * step[0], :shape[1] * step[1], :shape[2] * step[2]].reshape(
+        shape[0], step[0], shape[1], step[1], shape[2], step[2]).mean(axis=(1, 3, 5))
+    pe = 150.0 * coarse
+    m = pe >= 50.0
+    affine = np.diag([*spacing, 1.0])
+    edt = 2.0 * float(ndimage.distance_transform_edt(np.pad(m, 1), sampling=spacing).max()) - spacing.min()
+    assert edt < 3.0
+    assert 4.5 <= half_peak_thickness(m, pe, affine) <= 8.0

@@ -11,7 +11,7 @@ import pytest
 from followup.dicom import load_dce_study
 from followup.pipelines import assess as A
 from followup.pipelines.motion import realign_phases
-from followup.pipelines.register import RegistrationResult
+from followup.pipelines.registration.result import RegistrationResult
 from followup.pipelines.segment import fibonacci_sphere
 from followup.pipelines.zone_search import SEARCH_RADIUS_POOR_MM, find_zone, fit_ellipsoid
 from followup.procedure import load_procedure

@@ -14,7 +14,7 @@ scanner LPS) is not a safe start for a local optimiser, whose capture range is ~
 3. **Rotation search**: the best few distinct translations, each under ``ROTATIONS`` (0 and
    +-``SEARCH_ROT_DEG`` about each axis, all 27 combinations) about the follow-up body centroid.
 4. **Half-step translations** (26 neighbours at ``SEARCH_STEP_MM / 2``) around the best few.
-5. The best ``starts`` distinct candidates are returned, best first; :func:`register` refines each
+5. The best ``starts`` distinct candidates are returned, best first; :func:`~.driver.register` refines each
    (multi-start) and keeps the best by the refined similarity.
 
 Candidates are 4x4 matrices **follow-up LPS -> baseline LPS** like the registration's result.
@@ -29,15 +29,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from followup.pipelines.register import (
-    Prepared,
-    _interpolate,
-    _Level,
-    _sample,
-    mutual_information,
-    parzen_weights,
-    pool_level,
-)
+from followup.pipelines.registration.metric import mutual_information, parzen_weights
+from followup.pipelines.registration.sampling import Level, Prepared, interpolate, pool_level, sample
 
 COARSE_VOXEL_MM = 8.0
 BODY_THRESHOLD = 0.05  # normalised intensity (1st..99.5th percentile -> 0..1) above background
@@ -112,7 +105,7 @@ def _score(matrices: np.ndarray, pts: torch.Tensor, w_fixed: torch.Tensor, movin
     for s in range(0, len(matrices), CHUNK):
         m = torch.from_numpy(matrices[s:s + CHUNK]).float().to(pts.device)
         warped = pts @ m[:, :3, :3].transpose(1, 2) + m[:, None, :3, 3]  # (b, N, 3)
-        vals = _sample(moving, warped.reshape(1, -1, 3)).reshape(len(m), n)
+        vals = sample(moving, warped.reshape(1, -1, 3)).reshape(len(m), n)
         out.append(mutual_information(parzen_weights(vals), w_fixed).cpu().numpy())
     return np.concatenate(out).astype(float)
 
@@ -135,8 +128,8 @@ class Search:
     candidates: list[Candidate]  # best first
     n_scored: int
     voxel_mm: float
-    fixed_level: _Level
-    moving_level: _Level
+    fixed_level: Level
+    moving_level: Level
     fixed_body: BodyMask
     moving_body: BodyMask
 
@@ -214,9 +207,9 @@ def body_overlap(search: Search, matrix: np.ndarray) -> float:
     m_ijk = mapped @ np.linalg.inv(m_lvl.affine)[:3, :3].T + np.linalg.inv(m_lvl.affine)[:3, 3]
     shape_ijk = np.array(search.moving_body.mask.shape[::-1])
     inside = np.all((m_ijk >= 0) & (m_ijk <= shape_ijk - 1), axis=1)
-    mm = _Level(torch.from_numpy(search.moving_body.mask.astype(np.float32))[None, None].to(dev),
-                m_lvl.affine)
-    warped = _interpolate(mm, torch.from_numpy(m_ijk).float().to(dev)[None])[0].cpu().numpy() > 0.5
+    mm = Level(torch.from_numpy(search.moving_body.mask.astype(np.float32))[None, None].to(dev),
+               m_lvl.affine)
+    warped = interpolate(mm, torch.from_numpy(m_ijk).float().to(dev)[None])[0].cpu().numpy() > 0.5
     a, b = fmask.reshape(-1)[inside], warped[inside]
     denom = a.sum() + b.sum()
     return float(2.0 * np.logical_and(a, b).sum() / denom) if denom else 0.0
