@@ -87,7 +87,7 @@ DEFAULT_DIMSE_TIMEOUT_S = 30.0
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # > the longest analysis
 DEFAULT_MAX_MEMORY_PER_CHILD_KB = 4 * 1024 * 1024
 # A dead worker's analysis is taken over by the first sweep after its lease expired: lease (60 s) +
-# this + the analysis itself after a whole-worker SIGKILL (README, Operations: Recovery).
+# this + the analysis itself after a whole-worker SIGKILL (docs/operations/recovery.md).
 DEFAULT_RECONCILE_SECONDS = 15.0
 DEFAULT_RECONCILE_OLDER_THAN_S = 300.0
 DEFAULT_API_MAX_BODY_BYTES = 1024 * 1024  # a procedure record is a few KiB, a search a few bytes

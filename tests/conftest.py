@@ -1,4 +1,6 @@
-"""Shared fixtures: synthetic study pairs are generated once per test session and reused."""
+"""Shared fixtures: synthetic study pairs are generated once per test session (per xdist worker)
+and reused. Tests that share a module-scoped fixture (one service stack, one generated cohort) are
+kept together in one xdist worker (``--dist loadgroup``, scripts/run-tests.sh)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,25 @@ from pathlib import Path
 import pytest
 
 from followup.synth import generate_pair
+
+SHARED_SCOPES = ("module", "class", "package")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's ``--dist loadgroup`` (the slow set in scripts/run-tests.sh), a test that
+    uses a module- or class-scoped fixture (a service stack its module's tests share, a cohort made
+    once) runs in the worker that runs its module's other such tests, in file order, so the stack
+    is built once; every other test is handed to whichever worker is free. Without xdist the mark
+    does nothing. (tryfirst: xdist reads the mark in its own hook of the same name.)"""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = any(str(d.scope) in SHARED_SCOPES for name in info.names_closure
+                     for d in info.name2fixturedefs.get(name, ()))
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ INVOLUTING_VOLUME_RATIO = 0.9
 RIM_THICKENING_MM = 2.0
 # Two findings of consecutive exams are the same when their centres, mapped into one space, lie
 # within this distance (assumption: several times the registration error of a good registration,
-# < 2 mm on our tuning seeds, README "Registration").
+# < 2 mm on our tuning seeds, docs/analysis/index.md, "Registration").
 FOCUS_MATCH_MM = 10.0
 # A focus has grown when its largest diameter rose by >= 20 % (RECIST 1.1's progression rule) and
 # by >= 2 mm (assumption: about one voxel of a clinical dynamic series; smaller is noise).
@@ -52,7 +52,7 @@ GROWN_MIN_MM = 2.0
 # A focus "at the ablation site" (as in probability.SITE_BAND_MM).
 SITE_BAND_MM = 10.0
 # Where registrations of the chain current -> prior -> baseline and current -> baseline disagree
-# by more than this at the treated site, the chain is inconsistent (README "Registration": on the
+# by more than this at the treated site, the chain is inconsistent (docs/analysis/index.md, "Registration": on the
 # tuning seeds converged registrations erred < 2 mm, failed ones > 5 mm).
 CHAIN_TOLERANCE_MM = 5.0
 DAYS_PER_MONTH = 30.4375

@@ -21,6 +21,7 @@ from followup.config import Settings
 from followup.procedure import load_procedure
 from followup.service.listener import serve_dicom
 from followup.service.orchestrator import process_analysis
+from followup.service.pacs import keep_responses
 from followup.service.work_queue import new_analysis
 from followup.testing.service_harness import free_port
 
@@ -58,6 +59,7 @@ def send(port: int, items: list[Dataset]) -> list[int]:
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     assoc = ae.associate("127.0.0.1", port, ae_title=OUR_AET)
     assert assoc.is_established
+    keep_responses(assoc)  # pynetdicom's reactor can drop a quick response under load (followup.service.pacs)
     try:
         return [assoc.send_c_store(d).Status for d in items]
     finally:
