@@ -16,7 +16,6 @@ query string, and the error text lands in the registry, the API and the logs.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,7 +27,7 @@ from pydicom.dataset import Dataset
 from requests.adapters import HTTPAdapter
 
 from followup.config import DicomWebEndpoint, Settings
-from followup.service.pacs import RETRIEVED_SOP_CLASSES, TIMEOUT_S, PacsError, StudyMatch
+from followup.service.pacs import RETRIEVED_SOP_CLASSES, TIMEOUT_S, PacsError, StudyMatch, store_retrieved
 from followup.service.store import Store, checked_uid
 
 log = logging.getLogger(__name__)
@@ -150,11 +149,7 @@ def _store_instances(instances: Iterable[Dataset], study_uid: str, store: Store,
         if str(ds.get("SOPClassUID", "")) not in RETRIEVED_SOP_CLASSES or str(ds.get("StudyInstanceUID")) != study_uid:
             skipped += 1  # our own SR/SEG/PDF stored with the study, or what the request did not ask for
             continue
-        path = store.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        store.write_atomic(path, buf.getvalue())
-        on_instance(path, ds)
+        store_retrieved(store, ds, on_instance)
         count += 1
     if skipped:
         log.info("study %s: %d instances that are not MR images left out of the retrieval", study_uid, skipped)

@@ -152,6 +152,16 @@ def find_studies(source: DicomNode, calling_ae: str, patient_id: str, before: dt
     return out
 
 
+def store_retrieved(store: Store, ds, on_instance) -> None:
+    """Write one retrieved instance (C-GET or WADO-RS) to the store, atomically, under its UIDs,
+    and register it with ``on_instance(path, ds)``."""
+    path = store.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    store.write_atomic(path, buf.getvalue())
+    on_instance(path, ds)
+
+
 def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, on_instance, *,
               ssl_context: ssl.SSLContext | None = None) -> int:
     """C-GET a whole study into the store; ``on_instance(path, ds)`` registers each one."""
@@ -167,11 +177,7 @@ def get_study(source: DicomNode, calling_ae: str, study_uid: str, store: Store, 
         nonlocal count
         ds = event.dataset
         ds.file_meta = event.file_meta
-        path = store.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        store.write_atomic(path, buf.getvalue())
-        on_instance(path, ds)
+        store_retrieved(store, ds, on_instance)
         count += 1
         return 0x0000
 
