@@ -3,7 +3,7 @@
 # restarts, Orthanc, load) spend most of their time waiting on other processes, and the 5-minute
 # recovery variant (marked `long_wait`) mostly sleeps: each group runs in a pytest process of its
 # own beside the rest. The slow group is itself spread over pytest-xdist workers
-# (FOLLOWUP_SLOW_WORKERS, default 4; 0 runs it in one process): its tests wait far more than they
+# (FOLLOWUP_SLOW_WORKERS, default 2; 0 runs it in one process): its tests wait far more than they
 # compute, so several overlap well on 2 cores. Each worker starts its own servers on free ports;
 # the tests of a module that share a service stack stay in one worker (--dist loadgroup, marks from
 # tests/conftest.py). The side runs' output is printed after the main one's, each ending with its
@@ -16,7 +16,7 @@ wait_log=$(mktemp "${TMPDIR:-/tmp}/followup-wait-tests.XXXXXX")
 trap 'rm -f "$slow_log" "$wait_log"' EXIT
 "$PY" -m pytest -q -p no:cacheprovider -m long_wait "$@" >"$wait_log" 2>&1 &
 waiting=$!
-workers=${FOLLOWUP_SLOW_WORKERS:-4}
+workers=${FOLLOWUP_SLOW_WORKERS:-2}
 spread=()
 [ "$workers" -gt 0 ] && spread=(-n "$workers" --dist loadgroup)
 "$PY" -m pytest -q -p no:cacheprovider "${spread[@]}" -m "slow and not long_wait" "$@" >"$slow_log" 2>&1 &

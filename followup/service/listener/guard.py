@@ -37,6 +37,8 @@ PDU_TYPES = frozenset(range(0x01, 0x08))
 # An A-ASSOCIATE-RQ's body begins: protocol version (2), reserved (2), called AE (16), calling AE (16)
 AE_TITLES_END = 36
 READ_CHUNK = 64 * 1024
+REJECT_DRAIN_BYTES = 1 << 20  # what is read (and dropped) after a rejection, at most
+REJECT_DRAIN_S = 2.0  # ... and for how long, while the requestor reads the rejection and closes
 # A-ASSOCIATE-RJ (result, source, reason): rejected-permanent by the service user
 NO_REASON, CALLING_AE_NOT_RECOGNISED, CALLED_AE_NOT_RECOGNISED = 0x01, 0x03, 0x07
 
@@ -138,11 +140,18 @@ class BoundedPduReader:
 
     # --- refusing -------------------------------------------------------------------------------
     def _reject(self, reason: int, why: str) -> None:
+        """Send the A-ASSOCIATE-RJ, then our FIN behind it, and take in (and drop) what the requestor
+        still sends, up to ``REJECT_DRAIN_BYTES`` in ``REJECT_DRAIN_S``: closing a socket whose
+        receive buffer still holds the rest of the A-ASSOCIATE-RQ makes the kernel send a reset,
+        which can reach the requestor before it has read the rejection (it then sees an abort, not
+        a rejection: seen under load in test_listener). An oversized request is never read whole."""
         sock = self.asock.socket
         with contextlib.suppress(OSError):
             if sock is not None:
                 sock.settimeout(1.0)
                 sock.sendall(associate_rj(0x01, 0x01, reason))
+                sock.shutdown(socket.SHUT_WR)
+                _drain(sock, REJECT_DRAIN_BYTES, REJECT_DRAIN_S)
         self._close(f"association rejected: {why}")
 
     def _close(self, why: str) -> None:
@@ -218,3 +227,18 @@ def _stop_waiting(assoc) -> None:
     its queue as that wait timing out: it kills the association and shuts the socket)."""
     if not assoc.is_established:
         assoc.dul.to_user_queue.put(None)
+
+
+def _drain(sock: socket.socket, limit: int, seconds: float) -> None:
+    """Read and drop up to ``limit`` bytes until the peer closes or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    taken = 0
+    while taken < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        sock.settimeout(left)
+        chunk = sock.recv(min(READ_CHUNK, limit - taken))
+        if not chunk:
+            return
+        taken += len(chunk)
