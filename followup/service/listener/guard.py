@@ -145,6 +145,8 @@ class BoundedPduReader:
         receive buffer still holds the rest of the A-ASSOCIATE-RQ makes the kernel send a reset,
         which can reach the requestor before it has read the rejection (it then sees an abort, not
         a rejection: seen under load in test_listener). An oversized request is never read whole."""
+        why = f"association rejected: {why}"
+        self._refuse(why)  # said before the requestor can read the rejection
         sock = self.asock.socket
         with contextlib.suppress(OSError):
             if sock is not None:
@@ -152,13 +154,17 @@ class BoundedPduReader:
                 sock.sendall(associate_rj(0x01, 0x01, reason))
                 sock.shutdown(socket.SHUT_WR)
                 _drain(sock, REJECT_DRAIN_BYTES, REJECT_DRAIN_S)
-        self._close(f"association rejected: {why}")
+        self._close(why)
 
-    def _close(self, why: str) -> None:
-        """Stop reading this connection (pynetdicom closes it on the short read)."""
+    def _refuse(self, why: str) -> None:
+        """Record and log (once) why this connection is refused."""
         if self.refused is None:
             self.refused = why
             log.warning("connection from %s closed: %s", self.peer, why)
+
+    def _close(self, why: str) -> None:
+        """Stop reading this connection (pynetdicom closes it on the short read)."""
+        self._refuse(why)
         sock = self.asock.socket
         with contextlib.suppress(OSError):
             if sock is not None:
