@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from followup.pipelines.enhancement import EnhancementMaps
-from followup.pipelines.segmentation.foci import FOCUS_BAND_OUTSIDE_MM, find_foci
+from followup.pipelines.segmentation.foci import FOCUS_REACH_MM, find_foci
 from followup.pipelines.segmentation.model import Segmentation
 from followup.pipelines.segmentation.rim import RIM_SEARCH_MM, segment_rim
 from followup.pipelines.segmentation.zone import segment_zone, zone_distances
@@ -21,7 +21,7 @@ def segment(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
     zone = segment_zone(phases[0], maps, affine, c, tumour_radius_mm, margin_mm, origin)
     # one pair of distance maps for the rim and the foci (the farther of their two reaches)
     distances = zone_distances(zone.mask, np.linalg.norm(affine[:3, :3], axis=0),
-                               max(RIM_SEARCH_MM, FOCUS_BAND_OUTSIDE_MM))
+                               max(RIM_SEARCH_MM, FOCUS_REACH_MM))
     rim = segment_rim(phases, maps, affine, zone, origin, distances)
     foci = find_foci(phases, maps, affine, zone, rim, origin, distances)
     return Segmentation(zone, rim, foci)

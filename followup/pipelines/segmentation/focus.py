@@ -18,11 +18,17 @@ from followup.pipelines.segmentation.grid import bbox, mean_curve
 from followup.pipelines.segmentation.lobes import half_peak_thickness
 from followup.pipelines.segmentation.model import Focus, Rim
 from followup.pipelines.segmentation.rays import fibonacci_sphere
+from followup.pipelines.segmentation.rim import RIM_START_MM
 
 FOCUS_MIN_PE = 50.0  # medium or fast initial enhancement (clinical-evidence.md)
 # ACR BI-RADS MRI 2013: a mass is >= 5 mm (smaller: a "focus"); a nodular mass at or inside the
-# ablation zone's edge is suspicious whatever its curve. "At the edge": its nearest voxel within
-# MASS_AT_EDGE_MM outside the edge (about one voxel of a clinical dynamic series).
+# ablation zone's edge is suspicious whatever its curve. The zone a reader sees is the
+# non-enhancing cavity *and* its enhancing rim (the cryohalo), whereas ``Zone.mask`` is the cavity
+# alone: a mass on the rim's outer surface is at the zone's edge. "At the edge": its nearest voxel
+# within the rim's reach (its 90th-percentile thickness along the zone's rays) plus
+# MASS_AT_EDGE_MM (about one voxel of a clinical dynamic series) outside the cavity's edge. Our
+# earlier reach of MASS_AT_EDGE_MM alone left masses sitting on a 3-4 mm rim as "other
+# enhancement" (independent simulator, seeds 98000-98059, now tuning seeds).
 MASS_MIN_DIAMETER_MM = 5.0
 MASS_AT_EDGE_MM = 1.0
 # A mass occupies space in three dimensions: its thickness (twice its deepest point) is at least
@@ -82,7 +88,9 @@ def measure_focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enh
     ser = float((s[1] - s[0]) / (s[-1] - s[0])) if abs(s[-1] - s[0]) > 1e-6 else float("nan")
     # distance from the focus's nearest voxel to the zone edge (<= 0: touches or inside)
     edge = float(np.min(signed[m]))
-    nodular, reasons = _nodular(thickness, compactness, pe, rim)
+    mass_shaped = largest >= MASS_MIN_DIAMETER_MM and thickness >= MASS_MIN_THICKNESS_RATIO * largest
+    nodular, reasons = _nodular(thickness, compactness, pe, rim,
+                                on_rim=edge <= RIM_START_MM or not mass_shaped)
     if kind in ("plateau", "washout") and reliable:
         reasons.append(f"{kind} kinetics")
     if not reliable:
@@ -92,8 +100,7 @@ def measure_focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enh
     # morphology before kinetics (ACR BI-RADS MRI 2013): a nodular mass >= 5 mm at or inside the
     # zone's edge is suspicious whatever its curve; a smaller or more distant nodular focus needs a
     # plateau/washout curve or fast uptake. The curve then moves the probability, it opens no gate.
-    mass_at_edge = nodular and largest >= MASS_MIN_DIAMETER_MM and edge <= MASS_AT_EDGE_MM \
-        and thickness >= MASS_MIN_THICKNESS_RATIO * largest
+    mass_at_edge = nodular and mass_shaped and edge <= mass_reach_mm(rim)
     if mass_at_edge:
         reasons.append(f"nodular mass {largest:.1f} mm at the zone edge (suspicious whatever its curve)")
     suspicious = bool(mass_at_edge or (nodular and ((reliable and kind in ("plateau", "washout"))
@@ -102,10 +109,20 @@ def measure_focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enh
                  pe, ser, change, kind, initial_phase_class(pe), edge, suspicious, reasons, reliable)
 
 
-def _nodular(thickness: float, compactness: float, pe: float, rim: Rim) -> tuple[bool, list[str]]:
+def mass_reach_mm(rim: Rim) -> float:
+    """How far outside the cavity's edge a mass's nearest voxel may lie and still be at the
+    ablation zone's edge: across the rim, plus about one voxel (``MASS_AT_EDGE_MM``)."""
+    return max(rim.thickness_p90_mm, 0.0) + MASS_AT_EDGE_MM
+
+
+def _nodular(thickness: float, compactness: float, pe: float, rim: Rim,
+             on_rim: bool = True) -> tuple[bool, list[str]]:
     """Whether a focus is nodular (not a stretch of the thin benign rim), with its reason: thicker
-    than the rim, compact, or thick enough and enhancing fast and far above the rim."""
-    rim_thickness = max(rim.thickness_mm, 1.0)
+    than the rim, compact, or thick enough and enhancing fast and far above the rim. A focus that
+    does not reach the cavity's edge and is shaped as a mass (``on_rim`` False: its nearest voxel
+    beyond ``RIM_START_MM``, where the rim starts) is no stretch of the rim: only its own thickness
+    counts. A sheet apart from the rim is still measured against it (it may be a fold of it)."""
+    rim_thickness = max(rim.thickness_mm, 1.0) if on_rim else 0.0
     thick = thickness >= max(NODULAR_MIN_THICKNESS_MM, 1.5 * rim_thickness)
     compact = compactness >= NODULAR_MIN_COMPACTNESS
     ratio = DISTINCT_FROM_RIM_PE_RATIO if pe > FAST_ABOVE_PE else DISTINCT_MEDIUM_FROM_RIM_PE_RATIO

@@ -20,6 +20,8 @@ from followup.pipelines.segmentation.zone import zone_distances
 
 RIM_SEARCH_MM = 8.0
 RIM_ENHANCEMENT_PE = 45.0
+# the rim is the enhancing run that starts at the zone's edge: within this distance of it
+RIM_START_MM = 2.0
 
 
 def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
@@ -35,11 +37,11 @@ def segment_rim(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndar
     pts = tumour_centre_lps[None, None, :] + dirs[:, None, :] * start[:, :, None]
     pe_ray = sample(ndimage.gaussian_filter(maps.pe_peak, 0.5), affine, pts, cval=0.0)
     on = pe_ray > RIM_ENHANCEMENT_PE
-    # thickness: the enhancing run that starts within 2 mm of the zone's edge
+    # thickness: the enhancing run that starts within RIM_START_MM of the zone's edge
     first = first_true(on)
     after_first = np.arange(len(steps))[None, :] >= first[:, None]
     end = first_true(~on & after_first)
-    thickness = np.where((first * RAY_STEP_MM <= 2.0) & (first < len(steps)),
+    thickness = np.where((first * RAY_STEP_MM <= RIM_START_MM) & (first < len(steps)),
                          (end - first) * RAY_STEP_MM, 0.0)
     # rim mask: enhancing voxels within RIM_SEARCH_MM outside the zone
     if distances is None:

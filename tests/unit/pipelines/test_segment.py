@@ -365,6 +365,38 @@ def test_search_band_ends_10_mm_beyond_the_edge(iso, gap, found):
     assert [np.array_equal(f.mask, nodule) and f.suspicious for f in foci] == ([True] if found else [])
 
 
+def test_a_nodule_reaching_the_band_is_measured_whole(iso):
+    """A 13 mm washout nodule whose nearest surface lies 5 mm beyond the edge runs to 18 mm: it is
+    found where it reaches the 10 mm band and measured whole (cut at the band, a 5 mm slab of it
+    was left: too thin for a mass, its centre 4 mm off; issue 21)."""
+    centre = iso.snap(iso.centre + ROT[:, 0] * (SEMI_AXES[0] + 5.0 + 6.5))
+    nodule = iso.sphere(centre, 6.5)
+    phases = iso.phases((iso.rim(2.0), RIM_CURVE), (nodule, WASHOUT))
+    seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
+    f = _the_focus(seg, nodule)
+    assert np.array_equal(f.mask, nodule) and f.suspicious
+    assert f.largest_diameter_mm == pytest.approx(13.0 + 1.0, abs=1.0)  # + one voxel (largest diameter)
+    assert np.linalg.norm(f.centre_lps - centre) < 0.5
+
+
+def test_a_small_nodule_through_coarse_voxels_survives_the_smoothing():
+    """Through 2.4 x 2.4 x 4 mm voxels a 7 mm nodule is a handful of voxels (its centre voxel at
+    80 %, its partial-volume neighbours at 55 %): smoothed by half a voxel, it fell under the 50 %
+    threshold and was not found (our clinical generator, tuning seeds 95035, 95059). Smoothed by
+    at most ``FOCUS_SMOOTH_MM``, it is found."""
+    affine = np.diag([2.4, 2.4, 4.0, 1.0])
+    ph = Phantom((30, 28, 18), affine, (15, 14, 9))
+    centre = ph.snap(ph.centre + ROT[:, 0] * (SEMI_AXES[0] + 9.0))
+    core = ph.sphere(centre, 1.0)
+    shell = ph.sphere(centre, 4.1) & ~core & ~ph.zone
+    assert (core.sum(), shell.sum()) == (1, 10)
+    phases = ph.phases((ph.rim(5.0), RIM_CURVE), (shell, (100.0, 155.0, 160.0, 165.0)),
+                       (core, (100.0, 180.0, 180.0, 181.0)))
+    seg = segment(phases, _maps(phases), affine, ph.centre, TUMOUR_RADIUS, 5.0)
+    hits = [f for f in seg.foci if (f.mask & core).any()]
+    assert len(hits) == 1 and hits[0].peak_pe == pytest.approx(80.0, abs=2.0) and hits[0].suspicious
+
+
 def test_rays_from_the_zone_centre_measure_the_margin_around_an_offset_tumour(iso):
     """Rays start at the zone's centre; the margin is measured around the tumour, here 3 mm off
     the centre along the zone's shortest axis: the smallest margin shrinks by those 3 mm."""
@@ -450,16 +482,20 @@ def test_curve_that_dips_and_recovers_is_not_assessed(iso, curve, suspicious):
 PERSISTENT_MASS = (100.0, 170.0, 200.0, 215.0)  # PE 70 % (medium), +26 % later (persistent)
 
 
-@pytest.mark.parametrize("radius, offset, suspicious", [
-    (3.5, 0.0, True),  # a 7 mm mass straddling the zone's edge: suspicious whatever its curve
-    (3.5, 3.0 + 3.5, False),  # a 7 mm mass 3 mm beyond the edge: needs a suspicious curve there
+@pytest.mark.parametrize("rim_mm, radius, offset, suspicious", [
+    (2.0, 3.5, 0.0, True),  # a 7 mm mass straddling the zone's edge: suspicious whatever its curve
+    (2.0, 3.5, 5.0 + 3.5, False),  # a 7 mm mass 5 mm beyond the edge, 3 mm off the rim: needs a suspicious curve
+    (4.0, 3.5, 4.0 + 3.5, True),  # a 7 mm mass on the outer surface of a 4 mm rim: at the zone's edge
+    (4.0, 3.5, 8.0 + 3.5, False),  # ... and 4 mm off that rim: not
 ])
-def test_a_mass_at_the_edge_is_suspicious_whatever_its_curve(iso, radius, offset, suspicious):
+def test_a_mass_at_the_edge_is_suspicious_whatever_its_curve(iso, rim_mm, radius, offset, suspicious):
     """Morphology before kinetics (ACR BI-RADS MRI): a nodular mass of 5 mm or more at or inside
-    the zone's edge with a persistent curve is suspicious (it was not on the old code)."""
+    the zone's edge with a persistent curve is suspicious (it was not on the old code). The zone a
+    reader sees includes its rim: a mass on the rim's outer surface is at the edge (issue 21: masses
+    on a 3-4 mm rim, 2-4 mm outside the cavity, were left as "other enhancement")."""
     centre = iso.snap(iso.centre + ROT[:, 0] * (SEMI_AXES[0] + offset))
     nodule = iso.sphere(centre, radius)
-    phases = iso.phases((iso.rim(2.0), RIM_CURVE), (nodule, PERSISTENT_MASS))
+    phases = iso.phases((iso.rim(rim_mm), RIM_CURVE), (nodule & ~iso.zone, PERSISTENT_MASS))
     seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
     f = _the_focus(seg, nodule)
     assert f.curve_type == "persistent" and f.initial_phase == "medium"
