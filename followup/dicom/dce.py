@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from followup.dicom.scan import MR_SOP_CLASSES, InstanceHeader
+from followup.dicom.header_records import MR_SOP_CLASSES, InstanceHeader
 from followup.dicom.stack import FrameRef, normal_of
 from followup.errors import IngestError
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from fhir.resources.bundle import Bundle
 
-from followup.dicom.scan import parse_da
+from followup.dicom.header_values import parse_da
 from followup.reporting.model import Findings, FocusRow, Note, Report
 from followup.reporting.report_text import disease_words, supersedes_text
 

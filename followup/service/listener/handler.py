@@ -30,7 +30,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 from followup.config import DEFAULT_MAX_INSTANCE_BYTES, DEFAULT_MAX_STUDY_INSTANCES
-from followup.dicom.scan import parse_da
+from followup.dicom.header_values import parse_da
 from followup.service import metrics
 from followup.service.listener.association import (
     AssociationLog,
