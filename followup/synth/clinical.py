@@ -41,18 +41,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from followup.synth import kinetics
-from followup.synth.scenario import (
-    BenignFeature,
-    Case,
-    Ellipsoid,
-    Nodule,
-    PhaseMotion,
-    Shape,
-    Timing,
-    curve_json,
-    radial_extent,
-    rotation_matrix,
-)
+from followup.synth.case_model import BenignFeature, Case, Ellipsoid, Nodule, PhaseMotion, Shape, Timing, curve_json
+from followup.synth.motion import rotation_matrix
+from followup.synth.zone_findings import radial_extent
 
 STUDIES = ("baseline", "followup")
 POST_PHASES = (3, 6)

@@ -23,18 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from followup.synth import clinical, kinetics
+from followup.synth.case_model import CHEST_WALL_Y, VARIATIONS, Acquisition, Case, curve_json
 from followup.synth.cases import draw_case
 from followup.synth.dicom_writer import SeriesPlan, StudyMeta, UidSource, write_series
 from followup.synth.phantom import S0, S0_T2, Grid, dce_s0, phase_motion_centre, render_phases
-from followup.synth.scenario import (
-    CHEST_WALL_Y,
-    VARIATIONS,
-    Acquisition,
-    Case,
-    curve_json,
-    radial_margin_mm,
-    transform_summary,
-)
+from followup.synth.scenario import transform_summary
+from followup.synth.zone_findings import radial_margin_mm
 
 VENDORS = ("per-phase", "single-series", "sagittal")
 SIZES = ("small", "full")

@@ -12,6 +12,7 @@ import pytest
 
 from followup.dicom import load_dce_study
 from followup.synth import SCENARIOS, generate_pair
+from followup.synth.case_model import PhaseMotion
 from followup.synth.cases import draw_case
 from followup.synth.clinical import (
     FULL_VOXEL_MM,
@@ -22,7 +23,6 @@ from followup.synth.clinical import (
     study_s0,
 )
 from followup.synth.phantom import S0, Grid, ellipsoid_distance, render_phases, shape_distance
-from followup.synth.scenario import PhaseMotion
 
 
 @pytest.fixture(scope="module")
