@@ -128,8 +128,6 @@ def _laterality(ds: Any) -> str | None:
     return str(v) if v else None
 
 
-# ----------------------------------------------------------------------------- files
-
 def instance_header(ds: Any, path: Path, size: int, ts: str, value_offset: int | None,
                      series_uid: str, sop_class: str, layout: tuple[int, int, int, int, int],
                      multiframe: bool, frames: tuple[FrameHeader, ...]) -> InstanceHeader:

@@ -50,6 +50,7 @@ def _pixel_element(fp: Any, offset: int, file_size: int, explicit: bool) -> tupl
         return offset + 8, struct.unpack("<H", head[6:8])[0]
     return offset + 8, struct.unpack("<I", head[4:8])[0]
 
+
 def read_header(path: Path) -> InstanceHeader | RejectedFile:
     """Read one file's header; return a record or the reason it cannot be used."""
     try:

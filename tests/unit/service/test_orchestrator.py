@@ -95,7 +95,7 @@ def test_batch_reanalysis_makes_new_versions(service, synth_pair):
 
 
 def test_adding_the_procedure_resumes_the_deferred_study(service, synth_pair):
-    from followup.service.orchestrator import resume_for_procedure
+    from followup.service.baselines import resume_for_procedure
 
     settings, reg, store = service
     pair, fu = _deferred_followup(settings, reg, store, synth_pair)
