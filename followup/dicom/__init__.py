@@ -6,7 +6,7 @@ Public API::
     study = load_dce_study(path)  # one study of one patient
 """
 
-from followup.dicom.dce import IgnoredSeries
+from followup.dicom.dce_series import IgnoredSeries
 from followup.dicom.header_records import RejectedFile, ScanResult
 from followup.dicom.inspect import inspect_directory
 from followup.dicom.nifti import write_nifti

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from followup.dicom.dce import IgnoredSeries, Selection, contrast_flags, select_dynamic
+from followup.dicom.dce import select_dynamic
+from followup.dicom.dce_order import contrast_flags
+from followup.dicom.dce_series import IgnoredSeries, Selection
 from followup.dicom.header_records import InstanceHeader, RejectedFile, ScanResult
 from followup.dicom.scan import check_single_patient, scan_directory
 from followup.dicom.stack import decode_volume, phase_geometry
