@@ -46,9 +46,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from followup.config import Settings, parse_remote
+from followup.config import Settings
 from followup.errors import FollowupError
 from followup.procedure import parse_procedure
+from followup.remote_nodes import parse_remote
 from followup.service import metrics
 from followup.service.baselines import find_baseline, retrieve_baseline, waiting_followups
 from followup.service.decision import RUNNING_ELSEWHERE, Decision, DecisionKind, Retrieval, decide

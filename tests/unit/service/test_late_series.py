@@ -16,8 +16,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings
 from followup.procedure import load_procedure
+from followup.remote_nodes import DicomNode
 from followup.service import orchestrator, revisions
 from followup.service.decision import DecisionKind
 from followup.service.importer import import_folder

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings
 from followup.procedure import load_procedure
+from followup.remote_nodes import DicomNode
 from followup.service.batch import resume_batch, start_reanalysis
 from followup.service.importer import import_folder
 from followup.service.orchestrator import new_analysis, process_analysis
