@@ -25,6 +25,7 @@ import numpy as np
 from followup.synth import clinical, kinetics
 from followup.synth.case_model import CHEST_WALL_Y, VARIATIONS, Acquisition, Case, curve_json
 from followup.synth.cases import draw_case
+from followup.synth.clinical_truth import objects_truth, scanner_truth
 from followup.synth.dicom_writer import SeriesPlan, StudyMeta, UidSource, write_series
 from followup.synth.phantom import S0, S0_T2, Grid, dce_s0, phase_motion_centre, render_phases
 from followup.synth.scenario import transform_summary
@@ -343,7 +344,7 @@ def _clinical_truth(truth: dict, case: Case, grids: dict) -> dict:
     records and the rim get the clinical keys too; curve types as the follow-up shows them."""
     to_fu = lambda p: case.transform.invert_points(p)[0]  # noqa: E731
     assert case.clinical is not None
-    scanners = clinical.scanner_truth(case)
+    scanners = scanner_truth(case)
     for study in ("baseline", "followup"):
         step = np.linalg.norm(grids[study].affine[:3, :3], axis=0)
         scanners[study]["voxel_mm"] = _r(step, 4)
@@ -351,7 +352,7 @@ def _clinical_truth(truth: dict, case: Case, grids: dict) -> dict:
             "description": "phase n at LPS x shows what the pre-contrast phase shows at R(x - c) + c + t",
             "centre_lps_mm": _r(phase_motion_centre(grids[study].affine, grids[study].shape)),
             "phases": scanners[study]["phase_motion"]}
-    objects = clinical.objects_truth(case, to_fu)
+    objects = objects_truth(case, to_fu)
     truth["scanners"] = scanners
     truth["fat_sat"] = {s: scanners[s]["fat_sat"] for s in ("baseline", "followup")}
     truth["objects"] = objects
