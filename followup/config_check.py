@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from followup.api.auth import MIN_DISTINCT_CHARACTERS, MIN_TOKEN_BITS, strong_token, token_bits
-from followup.config import DicomWebEndpoint, RemoteNode, Settings
+from followup.config import Settings
+from followup.remote_nodes import DicomWebEndpoint, RemoteNode
 
 SHARED_FILE_SYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "ceph",
                                  "glusterfs", "fuse.sshfs", "fuse.glusterfs", "lustre", "gpfs", "davfs"})

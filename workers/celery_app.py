@@ -9,7 +9,7 @@ longer than the longest analysis. A task whose pool process was killed is put ba
 given back once it is older than the visibility timeout, checked every ``restore_interval_s``
 by every running worker; the listener's reconciliation sweep puts it back much sooner, as soon
 as its analysis's heartbeat lease expired (``followup.service.reconcile``). The analysis row
-counts its starts, so neither loops forever (``followup.service.orchestrator.MAX_ATTEMPTS``).
+counts its starts, so neither loops forever (``followup.service.decision.MAX_ATTEMPTS``).
 Run a worker per queue (docker-compose does) or one worker on both: Celery's Redis transport polls
 the queues in turn, so a long batch delays a new study by one task at most.
 

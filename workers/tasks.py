@@ -28,8 +28,9 @@ from celery.signals import before_task_publish
 
 from followup.config import Settings
 from followup.service import metrics
+from followup.service.decision import MAX_ATTEMPTS
 from followup.service.delivery import DELIVERY_MAX_RETRIES, deliver_pending, retry_countdown
-from followup.service.orchestrator import MAX_ATTEMPTS, fail_crashed, process_analysis
+from followup.service.orchestrator import fail_crashed, process_analysis
 from followup.service.registry import Registry
 from followup.service.store import Store
 from followup.service.work_queue import QUEUES, BrokerMessage, QueueName, TaskKind, analysis_for_handover

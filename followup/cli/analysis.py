@@ -48,7 +48,7 @@ def synth(
 ) -> None:
     """Write a synthetic baseline/follow-up DCE-MRI pair with its procedure record and ground truth."""
     from followup.synth import generate_pair
-    from followup.synth.scenario import VARIATIONS
+    from followup.synth.case_model import VARIATIONS
 
     if variation not in VARIATIONS:
         typer.secho(f"error: --variation must be one of {', '.join(VARIATIONS)}", err=True,

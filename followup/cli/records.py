@@ -18,7 +18,7 @@ def procedures_add(files: list[Path] = typer.Argument(..., help="procedure.json 
     """Add (or update) procedure records; analyses waiting for them resume."""
     from followup.procedure import load_procedure
     from followup.pseudonym import patient_ref
-    from followup.service.orchestrator import resume_for_procedure
+    from followup.service.baselines import resume_for_procedure
 
     settings = command_settings()
     reg = open_registry(settings)

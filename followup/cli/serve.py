@@ -115,7 +115,7 @@ def listener_settings(destination: str | None, tls_destination: bool, **override
     URL says https itself."""
     from dataclasses import replace
 
-    from followup.config import parse_remote, with_tls
+    from followup.remote_nodes import parse_remote, with_tls
 
     settings = command_settings(destination=parse_remote(destination) if destination else None, **overrides)
     if tls_destination and settings.destination is not None and not settings.destination.tls:

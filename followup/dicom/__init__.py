@@ -6,10 +6,11 @@ Public API::
     study = load_dce_study(path)  # one study of one patient
 """
 
-from followup.dicom.dce import IgnoredSeries
+from followup.dicom.dce_series import IgnoredSeries
+from followup.dicom.header_records import RejectedFile, ScanResult
 from followup.dicom.inspect import inspect_directory
 from followup.dicom.nifti import write_nifti
-from followup.dicom.scan import RejectedFile, ScanResult, scan_directory
+from followup.dicom.scan import scan_directory
 from followup.dicom.study import DCEStudy, Phase, load_dce_study
 from followup.pseudonym import patient_ref
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from followup.dicom.dce import build_series
+from followup.dicom.dce_series import build_series
 from followup.dicom.scan import check_single_patient, scan_directory
 from followup.dicom.stack import orientation_label
 from followup.dicom.study import DCEStudy, raise_if_nothing_usable, studies_in, study_from_instances

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from followup.dicom.codecs import can_decode, prefer_fast_plugins, syntax_name
-from followup.dicom.scan import FrameHeader, InstanceHeader
+from followup.dicom.header_records import FrameHeader, InstanceHeader
 from followup.errors import IngestError
 from followup.volume import Volume
 

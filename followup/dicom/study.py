@@ -11,14 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from followup.dicom.dce import IgnoredSeries, Selection, contrast_flags, select_dynamic
-from followup.dicom.scan import (
-    InstanceHeader,
-    RejectedFile,
-    ScanResult,
-    check_single_patient,
-    scan_directory,
-)
+from followup.dicom.dce import select_dynamic
+from followup.dicom.dce_order import contrast_flags
+from followup.dicom.dce_series import IgnoredSeries, Selection
+from followup.dicom.header_records import InstanceHeader, RejectedFile, ScanResult
+from followup.dicom.scan import check_single_patient, scan_directory
 from followup.dicom.stack import decode_volume, phase_geometry
 from followup.errors import IngestError
 from followup.volume import Volume

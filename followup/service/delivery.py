@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from followup.config import RemoteNode, Settings, parse_remote
+from followup.config import Settings
 from followup.pseudonym import patient_ref
+from followup.remote_nodes import RemoteNode, parse_remote
 from followup.service import audit, metrics
 from followup.service.registry import Delivery, IllegalTransition, Registry
 from followup.states import DeliveryStatus

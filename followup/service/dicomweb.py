@@ -26,7 +26,8 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from requests.adapters import HTTPAdapter
 
-from followup.config import DicomWebEndpoint, Settings
+from followup.config import Settings
+from followup.remote_nodes import DicomWebEndpoint
 from followup.service.pacs import RETRIEVED_SOP_CLASSES, TIMEOUT_S, PacsError, StudyMatch, store_retrieved
 from followup.service.store import Store, checked_uid
 

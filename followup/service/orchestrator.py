@@ -17,7 +17,7 @@ analysis kills the worker process itself (an out-of-memory kill) is redelivered 
 ``MAX_ATTEMPTS`` starts it ends ``failed`` with that reason instead.
 
 Superseding: a study analysed again (a series received after its report, a reanalysis) gets a new
-revision whose report names the earlier one (``_predecessor``: the study's newest earlier analysis
+revision whose report names the earlier one (``revisions.find_predecessor``: the study's newest earlier analysis
 that made a report) and whose SR lists the earlier SR as its predecessor document. A revision
 whose study still has an earlier one running waits for it (``WAIT_FOR_EARLIER``): the earlier one,
 when it ends, hands the study over again (``Outcome.resume``), so the later revision always
@@ -36,7 +36,6 @@ it puts the task of a running analysis whose lease expired back in its queue
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import signal
@@ -45,45 +44,33 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 
-from followup.config import Settings, parse_remote
+from followup.config import Settings
 from followup.errors import FollowupError
-from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
 from followup.procedure import parse_procedure
-from followup.reporting.supersede import Predecessor, read_predecessor
+from followup.remote_nodes import parse_remote
 from followup.service import metrics
-from followup.service.priors import (
-    WAITING_FOR_PRIORS,
-    earlier_followups,
-    later_followups_to_resume,
-    retrieve_priors,
-)
+from followup.service.baselines import find_baseline, retrieve_baseline, waiting_followups
+from followup.service.decision import RUNNING_ELSEWHERE, Decision, DecisionKind, Retrieval, decide
+from followup.service.priors import earlier_followups, later_followups_to_resume, retrieve_priors
 from followup.service.registry import Analysis, IllegalTransition, Procedure, Registry, Study
+from followup.service.revisions import (
+    earlier_running,
+    end_study,
+    find_predecessor,
+    later_started,
+    waiting_after,
+)
 from followup.service.store import Store
-from followup.service.work_queue import QueueName, WorkQueue, new_analysis
-from followup.states import TERMINAL_ANALYSIS, AnalysisStatus, DeliveryStatus, StudyRole, StudyState
+from followup.service.work_queue import new_analysis
+from followup.states import AnalysisStatus, DeliveryStatus, StudyRole, StudyState
 
-__all__ = ["MAX_ATTEMPTS", "Decision", "DecisionKind", "Outcome", "Retrieval", "decide", "earlier_running",
-           "fail_crashed", "find_baseline", "heartbeat", "injected_fault", "later_started", "new_analysis",
-           "process_analysis", "resume_for_procedure", "retrieve_baseline", "waiting_followups"]
+__all__ = ["FAULT_INJECT_ENV", "Outcome", "WorkItem", "execute", "fail_crashed", "heartbeat", "injected_fault",
+           "new_analysis", "process_analysis"]
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3  # starts of one analysis, whatever ended them (exception, killed worker)
 FAULT_INJECT_ENV = "FOLLOWUP_FAULT_INJECT"  # its name in messages; read by followup.config
-
-NO_PROCEDURE = ("no procedure record for this patient: add it with `followup procedures add` "
-                "(the analysis resumes by itself)")
-BASELINE_STORED = "baseline study (before the procedure): stored as baseline, not analysed"
-RUNNING_ELSEWHERE = "running in another worker"
-EARLIER_RUNNING = ("an earlier analysis of this study is still running: this revision starts when it "
-                   "ends (it supersedes that one's report)")
-SUPERSEDED_UNFINISHED = ("superseded before it finished: a later revision of this study (with the images "
-                         "received since) was started meanwhile; not analysed, nothing sent")
-# Deferred studies that a new baseline or procedure record resumes (their reasons say so).
-WAITING_FOR = ("no baseline study", "no procedure record")
-NOT_A_BASELINE = frozenset({StudyState.RECEIVING, StudyState.OBJECTS_ONLY, StudyState.QUARANTINED})
 
 
 @contextmanager
@@ -120,63 +107,6 @@ class Outcome:
     resume: list[str]
 
 
-# --- baselines and deferred studies ---------------------------------------------------------------
-def find_baseline(registry: Registry, study: Study, procedure_date: dt.date) -> Study | None:
-    """The patient's latest MRI study dated before the procedure, already in the store and fully
-    received. A study still receiving, one holding no image (objects-only) and a quarantined one
-    (two patients in it) are never a baseline."""
-    candidates = [s for s in registry.patient_studies(study.patient_id)
-                  if s.study_uid != study.study_uid and s.study_date is not None
-                  and s.study_date < procedure_date and s.modality in ("MR", "")
-                  and s.state not in NOT_A_BASELINE]
-    return candidates[-1] if candidates else None
-
-
-def retrieve_baseline(settings: Settings, registry: Registry, store: Store, study: Study,
-                      procedure_date: dt.date) -> Study | None:
-    """Fetch the latest MR study before the procedure from the configured PACS: C-FIND + C-GET, or
-    QIDO-RS + WADO-RS when it is a DICOMweb URL."""
-    from followup.service import remote
-
-    source = settings.retrieve_from
-    if source is None:
-        return None
-    matches = [m for m in remote.find_studies(settings, source, study.patient_id, procedure_date)
-               if m.study_date is not None]
-    if not matches:
-        return None
-    best = max(matches, key=lambda m: m.study_date or dt.date.min)  # all dated
-
-    def on_instance(path: Path, ds) -> None:
-        registry.record_instance(
-            study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
-            sop_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID), path=str(path),
-            size=path.stat().st_size, patient_id=str(ds.get("PatientID", "")),
-            study_date=best.study_date, modality=str(ds.get("Modality", "")),
-            accession_number=str(ds.get("AccessionNumber", "")), calling_ae=remote.origin(source))
-
-    n = remote.get_study(settings, source, best.study_uid, store, on_instance)
-    log.info("retrieved baseline study %s (%d instances) from %s", best.study_uid, n, source)
-    registry.mark_study(best.study_uid, StudyState.BASELINE, role=StudyRole.BASELINE)
-    return registry.study(best.study_uid)
-
-
-def waiting_followups(registry: Registry, patient_id: str, waiting_for: tuple[str, ...] = WAITING_FOR) -> list[str]:
-    """The patient's deferred studies whose reason names one of ``waiting_for``. Not the ones
-    deferred for their timing ("... days after the procedure"): a new baseline changes nothing
-    for them, and re-running them would only send PACS a second, identical deferral."""
-    return [s.study_uid for s in registry.patient_studies(patient_id)
-            if s.state == StudyState.DEFERRED and s.reason and any(w in s.reason for w in waiting_for)]
-
-
-def resume_for_procedure(registry: Registry, queue: WorkQueue, patient_id: str) -> list[str]:
-    """A procedure record was added: re-enqueue the patient's studies deferred for want of one."""
-    waiting = waiting_followups(registry, patient_id, ("procedure record",))
-    for uid in waiting:
-        queue.enqueue_study(uid)
-    return waiting
-
-
 def injected_fault(spec: str | None, study_uid: str) -> None:
     """Test support, inert in production: ``Settings.fault_inject`` (FOLLOWUP_FAULT_INJECT)
     ``"raise:<Study UID>,kill:<UID>"`` makes the analysis of exactly those studies raise (a bug) or
@@ -193,95 +123,6 @@ def injected_fault(spec: str | None, study_uid: str) -> None:
             raise RuntimeError(f"fault injected by {FAULT_INJECT_ENV}")
         if kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-# --- the decision ------------------------------------------------------------------------------------
-class DecisionKind(StrEnum):
-    ALREADY_DONE = "already-done"  # the analysis ended: its report stands, re-offer pending deliveries
-    FAIL = "fail"  # end it failed without running (a quarantined study, too many starts)
-    SKIP_RUNNING = "skip-running"  # a live worker runs it (its lease is held): do nothing
-    DEFER = "defer"  # cannot be analysed yet (no procedure record, no baseline): say why
-    BASELINE = "baseline"  # dated before the procedure: stored as the patient's baseline
-    RETRIEVE_BASELINE = "retrieve-baseline"  # fetch the baseline from the PACS, then decide again
-    RUN = "run"  # run the analysis (against ``baseline_uid`` when there is one)
-    WAIT_FOR_EARLIER = "wait-for-earlier"  # an earlier revision of the study runs: handed over again when it ends
-    WAIT_FOR_PRIORS = "wait-for-priors"  # an earlier follow-up of the patient is still arriving (issue 14)
-
-
-@dataclass(frozen=True)
-class Decision:
-    kind: DecisionKind
-    reason: str | None = None
-    baseline_uid: str | None = None  # RUN: the baseline study (None: the analysis needs none yet)
-    study_state: StudyState | None = None  # what the study becomes (None: left as it is)
-    role: StudyRole | None = None  # the study's role, when the decision sets it
-    prior_uids: tuple[str, ...] = ()  # RUN: the patient's earlier follow-ups to compare with (issue 14)
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    """A baseline retrieval from the PACS was tried: from ``source``; ``error`` when it failed."""
-    source: str
-    error: str | None = None
-
-
-def _needs_baseline_now(study_date: dt.date | None, procedure_date: dt.date) -> bool:
-    """Before MIN_DAYS_AFTER_PROCEDURE the analysis defers by itself (too early), baseline or not."""
-    return study_date is None or (study_date - procedure_date).days >= MIN_DAYS_AFTER_PROCEDURE
-
-
-def _defer(reason: str) -> Decision:
-    return Decision(DecisionKind.DEFER, reason, study_state=StudyState.DEFERRED, role=StudyRole.FOLLOWUP)
-
-
-def _no_baseline(procedure_date: dt.date, retrieve_from: str | None, retrieval: Retrieval | None) -> Decision:
-    if retrieval is not None and retrieval.error is not None:
-        return _defer(f"no baseline study in the store and retrieval from {retrieval.source} failed "
-                      f"({retrieval.error})")
-    if retrieval is None and retrieve_from:
-        return Decision(DecisionKind.RETRIEVE_BASELINE)
-    return _defer("no baseline study (the patient's latest MRI before "
-                  f"the procedure date {procedure_date}) in the store"
-                  + ("" if retrieve_from else " and no PACS retrieval configured")
-                  + ": the analysis resumes when it arrives")
-
-
-def decide(analysis: Analysis, study: Study, procedure: Procedure | None, baseline: Study | None, *,
-           lease_held: bool, retrieve_from: str | None = None, retrieval: Retrieval | None = None,
-           max_attempts: int = MAX_ATTEMPTS, earlier_running: bool = False,
-           later_started: bool = False, priors: tuple[str, ...] = (),
-           priors_arriving: tuple[str, ...] = ()) -> Decision:
-    """What to do with ``analysis`` of ``study``: pure, from plain values (the rows as read, the
-    patient's procedure for the study, the baseline candidate in the store, whether a live worker
-    holds the lease, the retrieval PACS if any and, once tried, how the retrieval went, whether an
-    earlier revision of the study is running in a live worker, whether a later one has started,
-    the patient's earlier follow-ups in the store and those still arriving: ``followup.service.priors``)."""
-    if analysis.status in TERMINAL_ANALYSIS:
-        return Decision(DecisionKind.ALREADY_DONE, analysis.reason)
-    if study.state == StudyState.QUARANTINED:  # the listener found two patients in it: never analysed
-        return Decision(DecisionKind.FAIL, study.reason)
-    if lease_held:
-        return Decision(DecisionKind.SKIP_RUNNING, RUNNING_ELSEWHERE)
-    if later_started:  # its worker died, a later revision went ahead: its report would come second, unlinked
-        return Decision(DecisionKind.FAIL, SUPERSEDED_UNFINISHED)
-    if earlier_running:  # its report is the one this revision supersedes: not known before it ends
-        return Decision(DecisionKind.WAIT_FOR_EARLIER, EARLIER_RUNNING)
-    if procedure is None:
-        return _defer(NO_PROCEDURE)
-    if study.study_date is not None and study.study_date < procedure.procedure_date:
-        # A baseline candidate: stored and indexed, not analysed, nothing sent to PACS.
-        return Decision(DecisionKind.BASELINE, BASELINE_STORED, study_state=StudyState.BASELINE,
-                        role=StudyRole.BASELINE)
-    if baseline is None and _needs_baseline_now(study.study_date, procedure.procedure_date):
-        return _no_baseline(procedure.procedure_date, retrieve_from, retrieval)
-    if (analysis.attempts or 0) >= max_attempts:
-        return Decision(DecisionKind.FAIL, f"the analysis was started {analysis.attempts} times and never "
-                        "finished: its worker process died each time (killed, e.g. for lack of memory); "
-                        "not retried again", study_state=StudyState.FAILED)
-    if priors_arriving:  # compared with every earlier follow-up: wait until they have arrived
-        return Decision(DecisionKind.WAIT_FOR_PRIORS, WAITING_FOR_PRIORS)
-    return Decision(DecisionKind.RUN, baseline_uid=baseline.study_uid if baseline is not None else None,
-                    study_state=StudyState.ANALYSING, role=StudyRole.FOLLOWUP, prior_uids=priors)
 
 
 # --- acting on it ------------------------------------------------------------------------------------
@@ -412,7 +253,7 @@ def _run(item: WorkItem, decision: Decision) -> Outcome:
     reg.mark_study(study.study_uid, StudyState.ANALYSING, role=StudyRole.FOLLOWUP)
     out_dir = store.report_dir(study.study_uid, a.algorithm_version, a.revision)
     baseline_dir = store.study_dir(decision.baseline_uid) if decision.baseline_uid is not None else None
-    predecessor = _predecessor(reg, a)
+    predecessor = find_predecessor(reg, a)
     try:
         record = parse_procedure(item.procedure.record)
         injected_fault(settings.fault_inject, study.study_uid)
@@ -425,8 +266,8 @@ def _run(item: WorkItem, decision: Decision) -> Outcome:
     except FollowupError as err:
         reason = f"[{err.code}] {err.message}"
         reg.finish_analysis(a.id, AnalysisStatus.FAILED, reason, duration_s=time.perf_counter() - started)
-        _end_study(reg, a, StudyState.FAILED, reason)
-        resume = _waiting_after(reg, a) + later_followups_to_resume(reg, a, AnalysisStatus.FAILED)
+        end_study(reg, a, StudyState.FAILED, reason)
+        resume = waiting_after(reg, a) + later_followups_to_resume(reg, a, AnalysisStatus.FAILED)
         return Outcome(a.id, AnalysisStatus.FAILED, reason, [], resume)
     metrics.observe_stages(result.timings_s)
     return _record(item, decision, result.report, out_dir, started)
@@ -441,61 +282,11 @@ def _record(item: WorkItem, decision: Decision, report, out_dir: Path, started: 
                         interval_low=low, interval_high=high, baseline_study_uid=decision.baseline_uid,
                         report_dir=str(out_dir), duration_s=time.perf_counter() - started)
     # A study quarantined meanwhile (an instance of another patient arrived) gets nothing sent.
-    sendable = _end_study(reg, a, StudyState(status), report.reason) != StudyState.QUARANTINED
+    sendable = end_study(reg, a, StudyState(status), report.reason) != StudyState.QUARANTINED
     deliveries = _add_deliveries(item, report.outputs, out_dir) if sendable else []
     log.info("analysis %d of study %s: %s in %.1f s", a.id, a.study_uid, status, time.perf_counter() - started)
-    resume = _waiting_after(reg, a) + later_followups_to_resume(reg, a, status)
+    resume = waiting_after(reg, a) + later_followups_to_resume(reg, a, status)
     return Outcome(a.id, status, report.reason, deliveries, resume)
-
-
-# --- revisions of one study ------------------------------------------------------------------------
-def earlier_running(registry: Registry, analysis: Analysis, lease_s: float) -> bool:
-    """Is an earlier analysis of the same study running in a live worker (lease held)?"""
-    return any(b.id < analysis.id and registry.lease_held(b, lease_s)
-               for b in registry.analyses(study_uid=analysis.study_uid, statuses=(AnalysisStatus.RUNNING,)))
-
-
-def later_started(registry: Registry, analysis: Analysis) -> bool:
-    """Has a later analysis of the same study started (or ended)? One still waiting unstarted
-    (``WAIT_FOR_EARLIER``) does not count."""
-    return any(b.id > analysis.id and (b.status != AnalysisStatus.QUEUED or b.attempts or b.started_at)
-               for b in registry.analyses(study_uid=analysis.study_uid))
-
-
-def _predecessor(registry: Registry, analysis: Analysis) -> Predecessor | None:
-    """The report ``analysis`` supersedes: that of the study's newest earlier analysis that made one
-    (with an SR; any algorithm version). Deferrals decided without a run made none."""
-    for b in reversed(registry.analyses(study_uid=analysis.study_uid)):
-        if b.id < analysis.id and b.status in TERMINAL_ANALYSIS and b.report_dir:
-            found = read_predecessor(Path(b.report_dir) / "report.json")
-            if found is not None:
-                return found
-    return None
-
-
-def _end_study(registry: Registry, analysis: Analysis, state: StudyState, reason: str | None) -> str:
-    """The run ended: its study takes the analysis's end state, unless new images reopened it
-    meanwhile (it is no longer ``analysing``): then it stays as it is and its next quiet period
-    makes a new revision, which supersedes this one's report. The state the study is left in."""
-    try:
-        registry.mark_study(analysis.study_uid, state, reason=reason, only_from=frozenset({StudyState.ANALYSING}))
-    except IllegalTransition as exc:
-        log.info("analysis %d ended %s; study %s left as it is (%s)", analysis.id, state, analysis.study_uid, exc)
-        return exc.current
-    return state
-
-
-def _waiting_after(registry: Registry, analysis: Analysis) -> list[str]:
-    """The study, when a later revision of it waits unstarted for this analysis to end
-    (``WAIT_FOR_EARLIER``): handing the study over again sends that revision (an unstarted
-    real-time analysis is reused, ``analysis_for_handover``). A batch revision is left to the
-    reconciliation sweep (a hand-over would make another revision)."""
-    later = [b for b in registry.analyses(study_uid=analysis.study_uid, statuses=(AnalysisStatus.QUEUED,))
-             if b.id > analysis.id]
-    if later and later[-1].queue == QueueName.REALTIME and later[-1].batch_id is None and not later[-1].attempts:
-        return [analysis.study_uid]
-    return []
-
 
 def _add_deliveries(item: WorkItem, outputs: dict, out_dir: Path) -> list[int]:
     """One delivery per DICOM object to the destination (ours, or the one serve-dicom published);

@@ -28,7 +28,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
     StudyRootQueryRetrieveInformationModelGet,
 )
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings
+from followup.remote_nodes import DicomNode
 from followup.service import tls
 from followup.service.store import Store, checked_uid
 

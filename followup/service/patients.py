@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pydicom
 
-from followup.dicom.scan import parse_da
+from followup.dicom.header_values import parse_da
 from followup.pseudonym import patient_ref
 from followup.service.registry import Registry
 

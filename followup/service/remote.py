@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from followup.config import DicomWebEndpoint, RemoteNode, Settings
+from followup.config import Settings
+from followup.remote_nodes import DicomWebEndpoint, RemoteNode
 from followup.service import pacs
 from followup.service.pacs import StudyMatch
 from followup.service.store import Store

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from followup.synth.case_model import SCENARIOS, Case
 from followup.synth.clinical import add_clinical
-from followup.synth.scenario import SCENARIOS, Case, draw_scenario_case
+from followup.synth.scenario import draw_scenario_case
 
 
 def draw_case(scenario: str, seed: int, n_post: int, variation: str = "standard") -> Case:

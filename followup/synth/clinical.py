@@ -16,7 +16,8 @@ generator of its own (so the wide part stays the wide case's), per study:
 * contrast dose (x0.75-1.25 of the enhancement) and bolus arrival (5-35 s after injection);
 * motion between phases (60 % of studies, drifting, up to 0.3-3.5 mm and about 0.4 deg per mm).
 
-and at the ablation site, with ground truth for each object (:func:`objects_truth`):
+and at the ablation site, with ground truth for each object
+(:func:`followup.synth.clinical_truth.objects_truth`):
 
 * residual nodules (residual scenario; 1-3): round, lobulated or irregular, longest diameter
   3-15 mm (the others 3-9 mm), straddling the zone's edge, inside it at the edge, touching the
@@ -41,18 +42,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from followup.synth import kinetics
-from followup.synth.scenario import (
-    BenignFeature,
-    Case,
-    Ellipsoid,
-    Nodule,
-    PhaseMotion,
-    Shape,
-    Timing,
-    curve_json,
-    radial_extent,
-    rotation_matrix,
-)
+from followup.synth.case_model import BenignFeature, Case, Ellipsoid, Nodule, PhaseMotion, Timing
+from followup.synth.motion import rotation_matrix
+from followup.synth.solid_geometry import draw_shape, equivalent_diameter
+from followup.synth.zone_findings import radial_extent
 
 STUDIES = ("baseline", "followup")
 POST_PHASES = (3, 6)
@@ -202,58 +195,7 @@ def _phase_motion(crng: np.random.Generator, n_post: int, max_mm: float) -> tupl
     return tuple(out)
 
 
-# ----------------------------------------------------------------------------- shapes, placement
-
-
-def draw_shape(crng: np.random.Generator, kind: str, longest_mm: float) -> Shape:
-    """A round, lobulated or irregular solid scaled so its longest diameter is ``longest_mm``."""
-    m = {"round": 0, "lobulated": int(crng.integers(3, 6)), "irregular": int(crng.integers(8, 15))}[kind]
-    dirs = crng.normal(size=(m, 3))
-    dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-9)
-    if kind == "lobulated":
-        amps, widths = crng.uniform(0.25, 0.5, m), crng.uniform(0.2, 0.4, m)
-    else:
-        amps, widths = crng.uniform(0.2, 0.6, m), crng.uniform(0.03, 0.1, m)
-    unit = Shape(kind, 1.0, dirs, amps, widths)
-    return replace(unit, radius_mm=longest_mm / longest_diameter(unit))
-
-
-def _sphere_directions(n: int = 4000) -> np.ndarray:
-    u = np.random.default_rng(0).normal(size=(n, 3))
-    return u / np.linalg.norm(u, axis=1, keepdims=True)
-
-
-def longest_diameter(shape: Shape) -> float:
-    u = _sphere_directions()
-    return float(np.max(shape.radius_along(u) + shape.radius_along(-u)))
-
-
-def equivalent_diameter(shape: Shape) -> float:
-    """Diameter of the sphere of the same volume."""
-    return float(2.0 * np.mean(shape.radius_along(_sphere_directions()) ** 3) ** (1 / 3))
-
-
-def volume_points(shape: Shape, centre: np.ndarray, n: int = 4000) -> np.ndarray:
-    """Points spread through the solid (deterministic)."""
-    rng = np.random.default_rng(1)
-    u = rng.normal(size=(n, 3))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    r = shape.radius_along(u) * rng.random(n) ** (1 / 3)
-    return centre + u * r[:, None]
-
-
-def ellipsoid_points(e: Ellipsoid, n: int = 4000) -> np.ndarray:
-    """Points spread through an ellipsoid (deterministic)."""
-    ball = volume_points(Shape("round", 1.0), np.zeros(3), n)
-    return e.centre + (ball * e.radii) @ e.rotation.T
-
-
-def zone_signed_distance(zone: Ellipsoid, pts: np.ndarray) -> np.ndarray:
-    """Signed radial distance (mm) of body-frame points to the zone's surface; negative inside."""
-    rel = pts - zone.centre
-    rho = np.linalg.norm((rel @ zone.rotation) / zone.radii, axis=1)
-    dist = np.linalg.norm(rel, axis=1)
-    return dist * (1.0 - 1.0 / np.maximum(rho, 1e-9))
+# ----------------------------------------------------------------------------- placement
 
 
 def _place(crng: np.random.Generator, zone: Ellipsoid, radius: float, rim_mm: float, placement: str,
@@ -369,103 +311,3 @@ def study_s0(scan: StudyScan, fat_sat_s0: dict[str, float]) -> dict[str, float]:
     """Pre-contrast signals of one study's dynamic series."""
     base = fat_sat_s0 if scan.fat_sat else S0_NON_FAT_SAT
     return {**base, "fat": scan.fat_s0}
-
-
-# ----------------------------------------------------------------------------- truth
-
-
-def _solid_truth(zone: Ellipsoid, rim_mm: float, pts: np.ndarray) -> dict:
-    """Where a solid lies against the zone: ``zone_edge_distance_mm`` 0 when it straddles the
-    edge, else its gap to it (positive outside, negative inside)."""
-    d = zone_signed_distance(zone, pts)
-    inside = float(np.mean(d < 0))
-    straddles = 0.0 < inside < 1.0
-    gap = 0.0 if straddles else float(np.min(d)) if inside == 0.0 else float(np.max(d))
-    return {"fraction_inside_zone": round(inside, 3), "straddles_zone_edge": straddles,
-            "touches_rim": bool(np.min(d) <= rim_mm + 0.5 and np.max(d) >= -0.5),
-            "zone_edge_distance_mm": round(gap, 2)}
-
-
-def _curve_truth(curve: kinetics.Curve, scan: StudyScan, timing: Timing) -> dict:
-    eff = effective_curve(curve, scan)
-    te = timing.post_times_s[0] - scan.arrival_s
-    return {"curve_type": study_curve_type(curve, scan, timing),
-            "initial_enhancement": round(float(eff(te)), 4),
-            "late_change": round(late_change(curve, scan, timing), 4),
-            "curve": curve_json(curve)}
-
-
-def objects_truth(case: Case, to_followup) -> list[dict]:
-    """Every object at the site: kind, benign/malignant, centre, size, curve type (as the
-    follow-up shows it), shape, placement against the zone (straddling, touching the rim)."""
-    assert case.clinical is not None
-    scan, timing = case.clinical.followup, case.followup_timing
-    zone, rim = case.zone, case.rim_thickness_mm
-    out = []
-    for nod, placement in zip(case.nodules, case.clinical.nodule_placements, strict=True):
-        shape = nod.shape or Shape("round", nod.diameter_mm / 2)
-        out.append({"kind": "residual-nodule", "malignant": True, "placement": placement,
-                    "centre_followup_lps_mm": _r(to_followup(nod.centre)),
-                    "centre_baseline_lps_mm": _r(nod.centre), "shape": shape.kind,
-                    "diameter_mm": round(nod.diameter_mm, 2),
-                    "equivalent_diameter_mm": round(equivalent_diameter(shape), 2),
-                    **_solid_truth(zone, rim, volume_points(shape, nod.centre)),
-                    **_curve_truth(nod.enhancement, scan, timing)})
-    for f, where in zip(case.benign_features, case.clinical.feature_placements, strict=True):
-        rec = {"kind": f.kind, "malignant": False, "placement": where,
-               "centre_followup_lps_mm": _r(to_followup(f.centre)), "centre_baseline_lps_mm": _r(f.centre)}
-        if f.shape is not None:
-            shape = f.shape
-            rec.update(shape=shape.kind, diameter_mm=round(longest_diameter(shape), 2),
-                       equivalent_diameter_mm=round(equivalent_diameter(shape), 2))
-            pts = volume_points(shape, f.centre)
-        elif f.ellipsoid is not None:
-            rec.update(shape="ellipsoid", diameter_mm=round(2 * float(f.ellipsoid.radii.max()), 2),
-                       radii_mm=_r(f.ellipsoid.radii))
-            pts = ellipsoid_points(f.ellipsoid)
-        else:
-            rec.update(shape="track" if f.end is not None else "round", diameter_mm=round(2 * f.radius_mm, 2))
-            pts = volume_points(Shape("round", f.radius_mm), f.centre)
-        if f.kind in ("oil-cyst", "fat-necrosis"):
-            rec.update(wall_mm=round(f.wall_mm, 2), centre_signal="fat")
-        if f.end is None:
-            rec.update(_solid_truth(zone, rim, pts))
-        rec.update(_curve_truth(f.curve, scan, timing))
-        out.append(rec)
-    if case.benign_focus is not None:
-        e = case.benign_focus
-        out.append({"kind": "benign-gland", "malignant": False, "placement": None,
-                    "centre_followup_lps_mm": _r(to_followup(e.centre)), "centre_baseline_lps_mm": _r(e.centre),
-                    "shape": "ellipsoid", "diameter_mm": round(2 * float(e.radii.max()), 2),
-                    **_solid_truth(zone, rim, ellipsoid_points(e)),
-                    **_curve_truth(kinetics.GLAND_BENIGN_FOCUS, scan, timing)})
-    return out
-
-
-def scanner_truth(case: Case) -> dict:
-    """Per study: fat suppression, field strength, voxel, noise, bias, contrast, timing, motion."""
-    assert case.clinical is not None
-    out: dict = {}
-    for study in STUDIES:
-        s = case.clinical.scan(study)
-        timing = case.baseline_timing if study == "baseline" else case.followup_timing
-        motion = case.baseline_phase_motion if study == "baseline" else case.followup_phase_motion
-        out[study] = {
-            "fat_sat": s.fat_sat, "field_strength_t": s.field_strength_t,
-            "voxel_mm_drawn": [round(v, 3) for v in s.voxel_mm],
-            "noise_sigma": round(s.noise_sigma, 3), "bias_strength": round(s.bias_strength, 4),
-            "fat_s0": round(s.fat_s0, 2), "fat_suppression_falloff": round(s.fat_falloff, 3),
-            "dose_scale": round(s.dose_scale, 4), "bolus_arrival_s": round(s.arrival_s, 2),
-            "temporal_resolution_s": round(s.temporal_resolution_s, 2),
-            "n_post": len(timing.post_times_s),
-            "post_times_s": [round(t, 2) for t in timing.post_times_s],
-            "phase_motion_max_mm": round(s.phase_motion_max_mm, 3),
-            "phase_motion": [{"rotation_deg": _r(m.rotation_deg), "translation_mm": _r(m.translation_mm)}
-                             for m in motion],
-        }
-    out["fat_sat_differs"] = case.clinical.baseline.fat_sat != case.clinical.followup.fat_sat
-    return out
-
-
-def _r(a, nd: int = 3) -> list:
-    return np.round(np.asarray(a, dtype=float), nd).tolist()

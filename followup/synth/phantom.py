@@ -18,8 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from followup.synth import kinetics
-from followup.synth.motion import rotation_matrix
-from followup.synth.scenario import (
+from followup.synth.case_model import (
     CHEST_WALL_Y,
     MUSCLE_THICKNESS,
     SKIN_THICKNESS,
@@ -31,6 +30,7 @@ from followup.synth.scenario import (
     Shape,
     Variation,
 )
+from followup.synth.motion import rotation_matrix
 
 # Baseline signal S0 (arbitrary scanner units) on fat-suppressed T1 gradient echo.
 S0 = {

@@ -25,26 +25,32 @@ BPE patches.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from followup.procedure import TARGET_MARGIN_MM
 from followup.synth import kinetics
-from followup.synth.kinetics import Curve
+from followup.synth.case_model import (
+    BREAST_RADII,
+    CHEST_WALL_Y,
+    LAYOUTS,
+    SCENARIOS,
+    STANDARD,
+    VARIATIONS,
+    Acquisition,
+    Case,
+    Ellipsoid,
+    PhaseMotion,
+    Timing,
+    Variation,
+)
 from followup.synth.motion import (
     FollowupToBaseline,
     SmoothDisplacement,
     rotation_matrix,
 )
-
-if TYPE_CHECKING:
-    from followup.synth.clinical import ClinicalDraw
-
-SCENARIOS = ("complete", "residual", "early", "confounder")
-VARIATIONS = ("standard", "wide", "clinical")
-LAYOUTS = ("per-phase", "single-series", "sagittal")  # the vendor layouts (generate.VENDORS)
+from followup.synth.zone_findings import BENIGN_KINDS, draw_benign_feature, draw_findings
 
 # Post-procedure timing (clinical-evidence.md, deck): MRI control at >= 3 weeks; earlier -> FP.
 EARLY_DAYS = (7, 20)
@@ -54,219 +60,12 @@ MAX_TRANSLATION_MM = 15.0
 MAX_NONRIGID_MM = 5.0
 MAX_PHASE_MOTION_MM = 2.0
 
-# Body geometry (baseline LPS mm). Patient prone: breasts hang anterior (towards -y).
-CHEST_WALL_Y = -20.0
-BREAST_CENTRE_X = 85.0  # |x| of each breast's centre
-BREAST_RADII = (72.0, 95.0, 70.0)  # x, y (anterior extent), z
-MUSCLE_THICKNESS = 12.0
-SKIN_THICKNESS = 1.8
-
-
 # Wide draw: repositioning between the exams, deformation, motion between phases.
 WIDE_MAX_TRANSLATION_MM = 30.0  # translation norm (so every axis too)
 WIDE_MAX_ROTATION_DEG = 15.0  # largest rotation about any one axis
 WIDE_MAX_NONRIGID_MM = 8.0
 WIDE_MAX_PHASE_MOTION_MM = 3.0
-WIDE_NODULE_MM = (3.0, 15.0)
 WIDE_POST_PHASES = (2, 6)  # 3-7 phases in all
-BENIGN_KINDS = ("benign-gland", "fat-necrosis", "biopsy-track")
-WIDE_CONFOUNDERS = ("thick-rim", *BENIGN_KINDS)
-
-
-@dataclass(frozen=True)
-class Acquisition:
-    """One study's dynamic acquisition in a wide draw (what generate.py turns into a grid).
-
-    The field of view is placed as an operator would: on the breasts, with its anterior edge
-    ``anterior_margin_mm`` in front of the nipple line, then moved by ``centre_offset_mm``."""
-
-    layout: str  # per-phase | single-series | sagittal (axial bilateral for the first two)
-    fov_margin_mm: float  # in-plane field of view beyond what the anatomy needs
-    slab_margin_mm: float  # slab thickness beyond what the anatomy needs
-    anterior_margin_mm: float
-    centre_offset_mm: tuple[float, float, float]
-    matrix_scale: float  # in-plane matrix relative to the size's (small 128, full 448)
-    slice_scale: float  # slices relative to the size's (small 48, full 160)
-    follows_anatomy: bool = True  # False: the follow-up's field stays where the baseline's
-    # anatomy was (the protocol's stored position), not where the patient now lies
-
-
-@dataclass(frozen=True)
-class Variation:
-    """Anatomy and acquisition parameters of a case. ``STANDARD`` holds the standard draw's
-    constants; a wide draw fills every field (see :func:`draw_wide_variation`)."""
-
-    name: str = "standard"
-    breast_centre_x_mm: float = BREAST_CENTRE_X
-    breast_radii_mm: tuple[float, float, float] = BREAST_RADII
-    gland_density: float = 0.0  # shift of the gland threshold: + denser, - fattier
-    gland_texture_sigma: tuple[float, float] = (2.5, 1.5)  # smoothing of layout / brightness
-    gland_brightness_var: float = 0.08
-    gland_curve: kinetics.Curve = kinetics.GLAND  # background parenchymal enhancement
-    fat_s0: float = 55.0  # fat signal on the fat-suppressed T1: 55 good suppression, 150 poor
-    fat_suppression_falloff: float = 0.0  # extra fat signal, relative, 150 mm off the FOV centre
-    bias_strength: float = 0.12  # coil-sensitivity coefficients drawn in +-this
-    noise_sigma: float = 6.0
-    baseline: Acquisition | None = None  # None: the layout and size given to generate_pair
-    followup: Acquisition | None = None
-    n_post: int | None = None  # post-contrast phases (None: the size's)
-    rotation_axes_deg: tuple[float, float, float] | None = None  # drawn repositioning
-    translation_mm: tuple[float, float, float] | None = None
-    nonrigid_mm: float | None = None
-    phase_motion_max_mm: float | None = None
-
-    @property
-    def wide(self) -> bool:
-        """A wide draw (``clinical`` is a wide draw with more on top)."""
-        return self.name in ("wide", "clinical")
-
-
-STANDARD = Variation()
-
-
-@dataclass(frozen=True)
-class Shape:
-    """A star-shaped solid (clinical draws): radius along unit direction u is
-    ``radius_mm * (1 + sum_i amp_i * exp((u . dir_i - 1) / width_i))``: round (no bumps),
-    lobulated (3-5 broad bumps) or irregular (8-14 narrow ones: angular, spiculated-looking)."""
-
-    kind: str  # round | lobulated | irregular
-    radius_mm: float
-    directions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-    amplitudes: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    widths: np.ndarray = field(default_factory=lambda: np.ones(0))
-
-    def radius_along(self, u: np.ndarray) -> np.ndarray:
-        """Radius (mm) along unit directions ``u`` (..., 3)."""
-        r = np.ones(u.shape[:-1], dtype=u.dtype)
-        for d, a, w in zip(self.directions, self.amplitudes, self.widths, strict=True):
-            r = r + np.asarray(a, u.dtype) * np.exp((u @ d.astype(u.dtype) - 1.0) / np.asarray(w, u.dtype))
-        return r * np.asarray(self.radius_mm, u.dtype)
-
-
-@dataclass(frozen=True)
-class BenignFeature:
-    """A benign enhancing finding of the follow-up (wide draws): an enhancing gland patch next to
-    the zone, a fat-necrosis ring (oil cyst: fat centre, thin enhancing wall) or enhancement
-    along the biopsy / probe track towards the skin."""
-
-    kind: str  # benign-gland | fat-necrosis | biopsy-track
-    centre: np.ndarray  # body frame; for a track, its deep end
-    radius_mm: float  # gland patch / ring's outer radius / track's radius
-    curve: kinetics.Curve
-    wall_mm: float = 0.0  # fat-necrosis ring
-    end: np.ndarray | None = None  # biopsy track: the end towards the skin
-    ellipsoid: Ellipsoid | None = None  # benign gland
-    shape: Shape | None = None  # clinical nodular fat necrosis: solid, drawn like a nodule
-    over_zone: bool = False  # painted over the zone (clinical mimics at or across its edge)
-
-    def to_json(self, to_followup) -> dict:
-        out = {"kind": self.kind, "centre_baseline_lps_mm": _r(self.centre),
-               "centre_followup_lps_mm": _r(to_followup(self.centre)),
-               "radius_mm": round(self.radius_mm, 2), "curve": curve_json(self.curve)}
-        if self.kind == "fat-necrosis":
-            out["wall_mm"] = round(self.wall_mm, 2)
-        if self.end is not None:
-            out["end_followup_lps_mm"] = _r(to_followup(self.end))
-            out["length_mm"] = round(float(np.linalg.norm(self.end - self.centre)), 2)
-        if self.ellipsoid is not None:
-            out["radii_mm"] = _r(self.ellipsoid.radii)
-        return out
-
-
-def curve_json(c: kinetics.Curve) -> dict:
-    return {"amplitude": round(c.amplitude, 4), "tau_s": round(c.tau_s, 3),
-            "kappa_per_s": round(c.kappa_per_s, 7)}
-
-
-@dataclass(frozen=True)
-class Ellipsoid:
-    centre: np.ndarray
-    radii: np.ndarray
-    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
-
-    def to_json(self) -> dict:
-        return {"centre_lps_mm": _r(self.centre), "radii_mm": _r(self.radii),
-                "axes": _r(self.rotation.T)}  # rows: the ellipsoid's axes in LPS
-
-
-@dataclass(frozen=True)
-class Nodule:
-    centre: np.ndarray  # body frame
-    diameter_mm: float
-    kinetics: str  # "washout" | "plateau"
-    curve: Curve | None = None  # None: kinetics.TUMOUR_CURVES[kinetics]
-    shape: Shape | None = None  # None: a sphere of ``diameter_mm`` (clinical: its longest diameter)
-
-    @property
-    def enhancement(self) -> Curve:
-        return self.curve if self.curve is not None else kinetics.TUMOUR_CURVES[self.kinetics]
-
-
-@dataclass(frozen=True)
-class PhaseMotion:
-    rotation_deg: np.ndarray
-    translation_mm: np.ndarray
-
-
-@dataclass(frozen=True)
-class Timing:
-    post_times_s: tuple[float, ...]  # seconds after injection, one per post-contrast phase
-    pre_to_injection_s: float
-
-    @property
-    def all_times_s(self) -> tuple[float, ...]:
-        return (-self.pre_to_injection_s, *self.post_times_s)
-
-
-@dataclass(frozen=True)
-class Case:
-    scenario: str
-    seed: int
-    laterality: str
-    side_sign: float  # +1 for the left breast (x > 0 in LPS), -1 for the right
-    tumour: Ellipsoid
-    tumour_kinetics: str
-    zone: Ellipsoid
-    rim_thickness_mm: float
-    rim_curve: kinetics.Curve
-    rim_kind: str
-    nodules: tuple[Nodule, ...]
-    benign_focus: Ellipsoid | None
-    confounder_kind: str | None
-    transform: FollowupToBaseline
-    baseline_timing: Timing
-    followup_timing: Timing
-    followup_phase_motion: tuple[PhaseMotion, ...]
-    baseline_phase_motion: tuple[PhaseMotion, ...]
-    procedure_date: dt.date
-    baseline_date: dt.date
-    followup_date: dt.date
-    histology: str
-    grade: int
-    dcis_component_pct: float
-    insitu_grade: str | None
-    freeze_thaw_cycles: int
-    margin_mm: float
-    gland_seed: int
-    distractors: bool
-    variation: Variation = STANDARD
-    benign_features: tuple[BenignFeature, ...] = ()
-    rim_unevenness: float = 0.0  # relative thickness variation of a benign rim (clinical draws)
-    clinical: ClinicalDraw | None = None  # the clinical variation's draw (followup.synth.clinical)
-
-    @property
-    def days_since_procedure(self) -> int:
-        return (self.followup_date - self.procedure_date).days
-
-    @property
-    def tumour_diameter_mm(self) -> float:
-        return float(2.0 * np.mean(self.tumour.radii))
-
-
-def _r(a, nd: int = 3):
-    return np.round(np.asarray(a, dtype=float), nd).tolist()
-
 
 def draw_timing(rng: np.random.Generator, n_post: int) -> Timing:
     # 60-90 s to the first post-contrast phase, 60-90 s between phases (issue spec).
@@ -291,34 +90,6 @@ def draw_phase_motion(rng: np.random.Generator, n_post: int, moves: bool,
             out.append(PhaseMotion(np.zeros(3), np.zeros(3)))
     return tuple(out)
 
-
-def radial_margin_mm(zone: Ellipsoid, tumour: Ellipsoid, n: int = 2000) -> float:
-    """Smallest distance from the tumour surface to the zone surface (radial approximation;
-    negative where the tumour pokes out of the zone)."""
-    rng = np.random.default_rng(0)
-    u = rng.normal(size=(n, 3))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    surf = tumour.centre + (u * tumour.radii) @ tumour.rotation.T
-    rel = surf - zone.centre
-    local = rel @ zone.rotation
-    rho = np.linalg.norm(local / zone.radii, axis=1)
-    dist = np.linalg.norm(rel, axis=1)
-    return float(np.min(dist / rho - dist))
-
-
-@dataclass(frozen=True)
-class _Findings:
-    """What the scenario puts at the ablation zone's edge."""
-
-    rim_kind: str
-    rim_thickness_mm: float
-    rim_curve: kinetics.Curve
-    nodules: tuple[Nodule, ...] = ()
-    benign_focus: Ellipsoid | None = None
-    confounder_kind: str | None = None
-    features: tuple[BenignFeature, ...] = ()
-
-
 def draw_scenario_case(scenario: str, seed: int, n_post: int, variation: str = "standard") -> Case:
     """The case of one scenario and seed: the same arguments give the same case (one generator,
     its draws always made in the same order).
@@ -340,7 +111,7 @@ def draw_scenario_case(scenario: str, seed: int, n_post: int, variation: str = "
     side = 1.0 if laterality == "L" else -1.0
     tumour = _draw_tumour(rng, side, v)
     zone = _draw_zone(rng, tumour, TARGET_MARGIN_MM)
-    found = _draw_findings(rng, scenario, zone, wrng)
+    found = draw_findings(rng, scenario, zone, wrng)
     moving = rng.random() < 0.5
     transform = draw_followup_transform(rng) if wrng is None else _wide_transform(wrng, v)
     days = _draw_days_since_procedure(rng, scenario)
@@ -358,7 +129,7 @@ def draw_scenario_case(scenario: str, seed: int, n_post: int, variation: str = "
         fu_motion = draw_phase_motion(wrng, n_post, moving, v.phase_motion_max_mm)
     features = found.features
     if wrng is not None and scenario in ("complete", "residual") and wrng.random() < 0.3:
-        features = (*features, _draw_benign_feature(wrng, str(wrng.choice(BENIGN_KINDS)), zone, v))
+        features = (*features, draw_benign_feature(wrng, str(wrng.choice(BENIGN_KINDS)), zone, v))
     case = Case(
         scenario=scenario, seed=seed, laterality=laterality, side_sign=side,
         tumour=tumour, tumour_kinetics=tumour_kinetics,
@@ -507,116 +278,6 @@ def _draw_zone(rng: np.random.Generator, tumour: Ellipsoid, margin: float) -> El
     zone_centre = tumour.centre + rng.uniform(-2.5, 2.5, size=3)
     return Ellipsoid(zone_centre, zone_radii, rotation_matrix(rng.uniform(-30, 30, size=3)))
 
-
-def _draw_findings(rng: np.random.Generator, scenario: str, zone: Ellipsoid,
-                   wrng: np.random.Generator | None = None) -> _Findings:
-    """The rim of the scenario and, for residual disease or a confounder, what lies at its edge.
-    ``wrng``: the wide draw's generator (wide ranges and confounders)."""
-    thin_rim = rng.uniform(1.5, 2.5)  # drawn in every scenario: later draws stay where they were
-    if wrng is not None:
-        return _wide_findings(rng, wrng, scenario, zone)
-    if scenario == "early":
-        return _Findings("early-hyperaemic", rng.uniform(3.0, 5.0), kinetics.RIM_EARLY)
-    if scenario == "confounder":
-        if rng.random() < 0.5:
-            return _Findings("thick-smooth", rng.uniform(4.0, 6.0), kinetics.RIM_BENIGN,
-                             confounder_kind="thick-rim")
-        return _Findings("thin", thin_rim, kinetics.RIM_BENIGN,
-                         benign_focus=_draw_benign_focus(rng, zone), confounder_kind="benign-gland")
-    if scenario == "residual":
-        return _Findings("thin", thin_rim, kinetics.RIM_BENIGN, nodules=_draw_nodules(rng, zone))
-    return _Findings("thin", thin_rim, kinetics.RIM_BENIGN)
-
-
-def _draw_benign_focus(rng: np.random.Generator, zone: Ellipsoid,
-                       gap_mm: tuple[float, float] = (10, 18)) -> Ellipsoid:
-    """A benign enhancing gland ``gap_mm`` (10-18 mm) beyond the zone's edge, roughly at its depth."""
-    d = rng.normal(size=3)
-    d /= np.linalg.norm(d)
-    d[1] = -abs(d[1]) * 0.3  # stay inside the breast, roughly at the zone's depth
-    d /= np.linalg.norm(d)
-    reach = radial_extent(zone, d)
-    fr = rng.uniform(4.0, 7.5, size=3)
-    return Ellipsoid(zone.centre + d * (reach + rng.uniform(*gap_mm) + fr.max()), fr,
-                     rotation_matrix(rng.uniform(-40, 40, size=3)))
-
-
-def _wide_findings(rng: np.random.Generator, wrng: np.random.Generator, scenario: str,
-                   zone: Ellipsoid) -> _Findings:
-    """Wide ranges: thin rim 0.8-3.5 mm with its own slow persistent curve (amplitude 0.6-1.5,
-    tau 150-400 s); thick benign rim 4-6 mm; early rim 3-5 mm; residual nodules 3-15 mm (the
-    second 3-8 mm) with their own kinetics; the confounder one of thick rim, enhancing gland
-    2-12 mm from the zone, fat-necrosis ring, biopsy-track enhancement."""
-    rim_curve = kinetics.Curve(float(wrng.uniform(0.6, 1.5)), float(wrng.uniform(150, 400)))
-    thin = float(wrng.uniform(0.8, 3.5))
-    if scenario == "early":
-        return _Findings("early-hyperaemic", float(wrng.uniform(3.0, 5.0)), kinetics.RIM_EARLY)
-    if scenario == "confounder":
-        kind = str(wrng.choice(WIDE_CONFOUNDERS))
-        if kind == "thick-rim":
-            return _Findings("thick-smooth", float(wrng.uniform(4.0, 6.0)), rim_curve,
-                             confounder_kind="thick-rim")
-        if kind == "benign-gland":
-            return _Findings("thin", thin, rim_curve, confounder_kind=kind,
-                             benign_focus=_draw_benign_focus(wrng, zone, (2.0, 12.0)))
-        return _Findings("thin", thin, rim_curve, confounder_kind=kind,
-                         features=(_draw_benign_feature(wrng, kind, zone, None),))
-    if scenario == "residual":
-        return _Findings("thin", thin, rim_curve, nodules=_draw_nodules(wrng, zone, wide=True))
-    return _Findings("thin", thin, rim_curve)
-
-
-def _draw_benign_feature(wrng: np.random.Generator, kind: str, zone: Ellipsoid,
-                         v: Variation | None) -> BenignFeature:
-    """A benign feature by the zone: gland patch 2-12 mm beyond its edge (medium, persistent);
-    fat-necrosis ring 6-16 mm across, wall 1-2.5 mm, 0-10 mm beyond the edge (slow, persistent);
-    biopsy track 1-2 mm in radius from the zone's edge 30-60 mm towards the skin (anterior)."""
-    if kind == "benign-gland":
-        e = _draw_benign_focus(wrng, zone, (2.0, 12.0))
-        return BenignFeature(kind, e.centre, float(e.radii.max()), kinetics.GLAND_BENIGN_FOCUS,
-                             ellipsoid=e)
-    d = wrng.normal(size=3)
-    d /= np.linalg.norm(d)
-    if kind == "fat-necrosis":
-        d[1] = -abs(d[1]) * 0.5
-        d /= np.linalg.norm(d)
-        r = float(wrng.uniform(3.0, 8.0))
-        centre = zone.centre + d * (radial_extent(zone, d) + wrng.uniform(0.0, 10.0) + r)
-        curve = kinetics.Curve(float(wrng.uniform(0.5, 1.2)), float(wrng.uniform(150, 350)))
-        return BenignFeature(kind, centre, r, curve, wall_mm=float(wrng.uniform(1.0, 2.5)))
-    # biopsy track: anterior (towards -y, the skin of a prone breast), tilted up to ~35 deg
-    d = np.array([d[0] * 0.5, -1.0, d[2] * 0.5])
-    d /= np.linalg.norm(d)
-    start = zone.centre + d * radial_extent(zone, d)
-    end = start + d * wrng.uniform(30.0, 60.0)
-    curve = kinetics.Curve(float(wrng.uniform(0.4, 1.0)), float(wrng.uniform(150, 350)))
-    return BenignFeature(kind, start, float(wrng.uniform(1.0, 2.0)), curve, end=end)
-
-
-def _draw_nodules(rng: np.random.Generator, zone: Ellipsoid, wide: bool = False) -> tuple[Nodule, ...]:
-    """One (60 %) or two residual nodules straddling the zone's edge. Wide: the first 3-15 mm,
-    its curve drawn (washout: amplitude 1.6-3.2, tau 15-45 s, kappa 1.8-4e-3/s; plateau: kappa
-    0-6e-4/s)."""
-    nodules = []
-    n_nod = 1 if rng.random() < 0.6 else 2
-    for k in range(n_nod):
-        d = rng.normal(size=3)
-        d /= np.linalg.norm(d)
-        if wide:
-            dia = rng.uniform(*WIDE_NODULE_MM) if k == 0 else rng.uniform(3, 8)
-        else:
-            dia = rng.uniform(6, 12) if k == 0 else rng.uniform(3, 8)
-        reach = radial_extent(zone, d)
-        centre = zone.centre + d * (reach + rng.uniform(-0.2, 0.3) * dia)
-        kind = "washout" if rng.random() < 0.6 else "plateau"
-        curve = None
-        if wide:
-            kappa = rng.uniform(1.8e-3, 4e-3) if kind == "washout" else rng.uniform(0.0, 6e-4)
-            curve = kinetics.Curve(float(rng.uniform(1.6, 3.2)), float(rng.uniform(15, 45)), float(kappa))
-        nodules.append(Nodule(centre, float(dia), kind, curve))
-    return tuple(nodules)
-
-
 def draw_followup_transform(rng: np.random.Generator) -> FollowupToBaseline:
     """Follow-up scanner frame -> baseline body frame: bounded rigid plus smooth non-rigid."""
     return FollowupToBaseline(
@@ -629,13 +290,6 @@ def draw_followup_transform(rng: np.random.Generator) -> FollowupToBaseline:
 def _draw_days_since_procedure(rng: np.random.Generator, scenario: str) -> int:
     lo, hi = EARLY_DAYS if scenario == "early" else LATE_DAYS
     return int(rng.integers(lo, hi + 1))
-
-
-def radial_extent(e: Ellipsoid, direction: np.ndarray) -> float:
-    """Distance from the ellipsoid's centre to its surface along a unit direction."""
-    local = e.rotation.T @ direction
-    return float(1.0 / np.linalg.norm(local / e.radii))
-
 
 def _bounded(rng: np.random.Generator, max_norm: float) -> np.ndarray:
     v = rng.normal(size=3)

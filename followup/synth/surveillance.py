@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from followup.synth import kinetics
+from followup.synth.case_model import Case, Ellipsoid, Nodule, PhaseMotion, Timing
 from followup.synth.cases import draw_case
 from followup.synth.dicom_writer import StudyMeta, UidSource
 from followup.synth.generate import (
@@ -52,17 +53,8 @@ from followup.synth.generate import (
 )
 from followup.synth.motion import FollowupToBaseline
 from followup.synth.phantom import Grid
-from followup.synth.scenario import (
-    Case,
-    Ellipsoid,
-    Nodule,
-    PhaseMotion,
-    Timing,
-    draw_followup_transform,
-    draw_phase_motion,
-    draw_timing,
-    radial_extent,
-)
+from followup.synth.scenario import draw_followup_transform, draw_phase_motion, draw_timing
+from followup.synth.zone_findings import radial_extent
 
 SCENARIO = "surveillance"
 DAYS_PER_MONTH = 30.4375

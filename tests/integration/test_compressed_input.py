@@ -18,7 +18,7 @@ from pydicom import uid as U
 
 from followup.config import Settings
 from followup.dicom import load_dce_study
-from followup.dicom.scan import read_header
+from followup.dicom.header_reader import read_header
 from followup.dicom.stack import read_frames
 from followup.job import run_job
 from followup.procedure import load_procedure

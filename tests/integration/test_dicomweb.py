@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from followup.config import DicomWebEndpoint, Settings
+from followup.config import Settings
 from followup.job import run_job
 from followup.procedure import load_procedure
+from followup.remote_nodes import DicomWebEndpoint
 from followup.service.delivery import deliver_pending
 from followup.service.importer import import_folder
 from followup.service.orchestrator import new_analysis, process_analysis

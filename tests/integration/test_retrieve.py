@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings
 from followup.procedure import load_procedure
+from followup.remote_nodes import DicomNode
 from followup.service.importer import import_folder
 from followup.service.orchestrator import new_analysis, process_analysis
 from followup.service.priors import RETRIEVED_PRIOR

@@ -25,7 +25,8 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings
+from followup.remote_nodes import DicomNode
 from followup.service import tls
 from followup.service.listener import TRANSFER_SYNTAXES, serve_dicom
 from followup.service.pacs import (

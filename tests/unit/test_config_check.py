@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from followup.cli import app
-from followup.config import DicomNode, Settings
+from followup.config import Settings
 from followup.config_check import file_system_type, insecure_settings, is_loopback
+from followup.remote_nodes import DicomNode
 
 EVERY_CODE = {"api-plain-public", "api-token-short", "dicom-no-tls", "dicom-ae-only", "destination-no-tls",
               "retrieve-no-tls", "patient-ref-key-mode", "data-dir-mode", "flower-exposed"}

@@ -91,7 +91,7 @@ def _resume_deferred(registry: Registry, queue: WorkQueue | None, patient_id: st
     if queue is None:
         log.warning("no work queue: studies deferred for want of this record are not resumed")
         return []
-    from followup.service.orchestrator import resume_for_procedure
+    from followup.service.baselines import resume_for_procedure
 
     return resume_for_procedure(registry, queue, patient_id)
 

@@ -7,6 +7,10 @@ One job a module:
   is a ``Refused`` with its C-STORE status and reason.
 * ``handler``: the C-STORE handler (``StoreHandler``): store atomically and register before the
   success status is sent, duplicates, the quarantine (a row per entry in the registry).
+* ``known_studies``: each recent study's Patient ID and instance count, kept in memory for the
+  study checks.
+* ``quarantine_entry``: a refused instance kept in the quarantine with its reason, and its row in
+  the registry.
 * ``study_patient``: which patient a study belongs to when an instance of another arrives (the
   rule; docs/security/listener.md).
 * ``encapsulated``: compressed pixel data checked against its header (never decoded).

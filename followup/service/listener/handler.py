@@ -23,20 +23,22 @@ import logging
 import os
 import threading
 import zlib
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 from followup.config import DEFAULT_MAX_INSTANCE_BYTES, DEFAULT_MAX_STUDY_INSTANCES
-from followup.dicom.scan import parse_da
+from followup.dicom.header_values import parse_da
 from followup.service import metrics
 from followup.service.listener.association import (
     AssociationLog,
     MessageSizeGuard,
     on_conn_open,
 )
+from followup.service.listener.known_studies import KnownStudies
+from followup.service.listener.quarantine_entry import quarantine_refused
 from followup.service.listener.statuses import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, response
 from followup.service.listener.study_patient import Contest, Owner, study_owner, why
 from followup.service.listener.validation import (
@@ -52,7 +54,6 @@ from followup.service.store import Store, dataset_bytes
 
 log = logging.getLogger("followup.service.listener")
 
-STUDY_CACHE_SIZE = 4096  # studies whose Patient ID and count the listener keeps in memory
 DUPLICATE_CONFLICT = ("duplicate SOP Instance UID with other content than the stored instance's; "
                       "the first copy is kept")
 REVIEW_STRAY = "an instance of another patient was quarantined from this study"
@@ -65,37 +66,6 @@ class _Transient(Exception):
 
 class ReleaseFailed(Exception):
     """A quarantined instance could not be stored for now (disk, registry): try again."""
-
-
-class KnownStudies:
-    """Study UID -> [Patient ID, instances], the most recent ``size`` studies: what the study
-    checks need without a registry query per instance. A study's Patient ID never changes; the
-    count only grows (other writers, e.g. a C-GET of a baseline, make it a lower bound; the bound
-    stays a bound)."""
-
-    def __init__(self, size: int = STUDY_CACHE_SIZE) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._studies: OrderedDict[str, list] = OrderedDict()
-
-    def get(self, study_uid: str) -> tuple[str, int] | None:
-        with self._lock:
-            known = self._studies.get(study_uid)
-            if known is None:
-                return None
-            self._studies.move_to_end(study_uid)
-            return known[0], known[1]
-
-    def remember(self, study_uid: str, patient_id: str, n_instances: int | None = None) -> None:
-        """Cache a study's Patient ID and count (``None``: one more instance than cached)."""
-        with self._lock:
-            known = self._studies.get(study_uid)
-            if n_instances is None:
-                n_instances = 1 if known is None else known[1] + 1
-            self._studies[study_uid] = [patient_id, n_instances]
-            self._studies.move_to_end(study_uid)
-            while len(self._studies) > self.size:
-                self._studies.popitem(last=False)
 
 
 class StoreHandler:
@@ -202,29 +172,9 @@ class StoreHandler:
     def quarantine(self, data: bytes, r: Refused, *, size: int, sop_class_uid: str, sop_uid: str,
                    calling_ae: str) -> str:
         """Keep ``data`` (or its first ``r.keep_bytes``) in the quarantine with the reason, and
-        its row in the registry; the entry's name (``#id``, or the file's when the registry
-        failed: the file stays, and ``followup quarantine list`` adopts it later)."""
-        kept = data if r.keep_bytes is None else data[:r.keep_bytes]
-        extra = {} if len(kept) == size else {"received_bytes": size, "truncated": "kept the first "
-                                              f"{len(kept)} bytes only"}
-        inst = r.instance
-        where = {"study_instance_uid": inst.study_uid, "series_instance_uid": inst.series_uid} if inst else {}
-        qpath = self.store.quarantine(kept, r.reason, status=f"0x{r.status:04X}", calling_ae=calling_ae,
-                                      sop_class_uid=sop_class_uid[:64], sop_instance_uid=sop_uid[:64],
-                                      kind=r.kind, **extra, **where)
-        metrics.QUARANTINED.labels(r.kind, metrics.refusal_reason(r.status)).inc()
-        try:
-            entry_id = self.registry.add_quarantined(
-                kind=r.kind, reason=r.reason, status=f"0x{r.status:04X}", file=str(qpath.absolute()),
-                size=size, study_uid=inst.study_uid if inst else None,
-                series_uid=inst.series_uid if inst else None, sop_uid=sop_uid or None,
-                sop_class_uid=sop_class_uid or None, patient_id=inst.patient_id if inst else None,
-                calling_ae=calling_ae)
-        except Exception as exc:
-            log.error("quarantined %s not recorded in the registry (%s); its file is kept",
-                      qpath.name, type(exc).__name__)
-            return qpath.name
-        return f"#{entry_id} ({qpath.name})"
+        its row in the registry (``quarantine_entry.quarantine_refused``): the entry's name."""
+        return quarantine_refused(self.store, self.registry, data, r, size=size, sop_class_uid=sop_class_uid,
+                                  sop_uid=sop_uid, calling_ae=calling_ae)
 
     def _store(self, data: bytes, inst: ReceivedInstance, calling_ae: str, *,
                held: bool = False, locked: bool = False) -> tuple[Dataset, str]:

@@ -14,8 +14,9 @@ from pydicom import uid as U
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
-from followup.config import AE_TITLE_RE, Settings
+from followup.config import Settings
 from followup.dicom.codecs import decodable_syntaxes
+from followup.remote_nodes import AE_TITLE_RE
 from followup.service import tls
 from followup.service.listener.association import on_conn_open
 from followup.service.listener.guard import ConnectionGuard

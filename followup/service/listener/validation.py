@@ -22,7 +22,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from followup.dicom.codecs import can_decode, syntax_name
-from followup.dicom.scan import MR_SOP_CLASSES
+from followup.dicom.header_records import MR_SOP_CLASSES
 from followup.service.listener.encapsulated import EncapsulationError, check_encapsulated
 from followup.service.listener.statuses import (
     CANNOT_UNDERSTAND,

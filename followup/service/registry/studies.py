@@ -9,7 +9,7 @@ from typing import cast
 from sqlalchemy import Table, and_, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from followup.dicom.scan import MR_SOP_CLASSES
+from followup.dicom.header_records import MR_SOP_CLASSES
 from followup.service.registry.core import RegistryCore, rowcount
 from followup.service.registry.tables import Instance, Procedure, Study, utcnow
 from followup.states import STUDY_TRANSITIONS, StudyRole, StudyState

@@ -20,7 +20,7 @@ from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
 
 from followup.config import Settings
 from followup.dicom import codecs, load_dce_study
-from followup.dicom.scan import read_header
+from followup.dicom.header_reader import read_header
 from followup.dicom.stack import FrameRef, build_volume, read_frames
 from followup.errors import IngestError
 from followup.service.listener import server

@@ -32,7 +32,7 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from followup.dicom import load_dce_study, scan_directory
-from followup.dicom.scan import ScanResult
+from followup.dicom.header_records import ScanResult
 from followup.errors import IngestError
 from followup.service.listener import StoreHandler
 from followup.service.registry import Instance, Registry

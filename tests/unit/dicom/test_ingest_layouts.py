@@ -15,7 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from followup.dicom import DCEStudy, inspect_directory, load_dce_study, write_nifti
-from followup.dicom.dce import description_rank
+from followup.dicom.dce_order import description_rank
 from followup.testing.dicom_factory import (
     CORONAL,
     PATIENT_ID,

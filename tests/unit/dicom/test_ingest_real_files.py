@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from followup.dicom import inspect_directory, load_dce_study, scan_directory
-from followup.dicom.scan import read_header
+from followup.dicom.header_reader import read_header
 from followup.dicom.stack import FrameRef, build_volume
 from followup.errors import IngestError
 from followup.testing.dicom_factory import make_dynamic

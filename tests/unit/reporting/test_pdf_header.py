@@ -15,19 +15,16 @@ from reportlab.pdfbase import pdfmetrics
 
 from followup.job import run_job
 from followup.procedure import load_procedure
-from followup.reporting.pdf_report import (
+from followup.reporting.pdf_page import (
     ELLIPSIS,
     HEADER_GAP,
     HEADER_SIZE,
-    MARGIN,
-    PAGE_H,
     PAGE_TITLE,
-    PAGE_W,
-    _fonts as pdf_fonts,
     header_width,
-    render_pdf,
     running_header,
 )
+from followup.reporting.pdf_report import render_pdf
+from followup.reporting.pdf_style import MARGIN, PAGE_H, PAGE_W, fonts as pdf_fonts
 
 HOSTILE_GROUPS = "A^B^C^D^E=Ideographic=Phonetic"
 LONG_NAME = "W" * 150 + "^" + "M" * 149  # 300 characters, wide letters

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from followup.evidence import MIN_DAYS_AFTER_PROCEDURE
-from followup.service.orchestrator import (
+from followup.service.baselines import waiting_followups
+from followup.service.decision import (
     BASELINE_STORED,
     MAX_ATTEMPTS,
     NO_PROCEDURE,
@@ -16,7 +17,6 @@ from followup.service.orchestrator import (
     DecisionKind,
     Retrieval,
     decide,
-    waiting_followups,
 )
 from followup.service.registry import Analysis, Procedure, Study
 from followup.states import AnalysisStatus, StudyRole, StudyState

@@ -19,8 +19,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from followup.cli.serve import listener_settings
-from followup.config import DicomNode, DicomWebEndpoint, Settings, parse_remote
+from followup.config import Settings
 from followup.config_check import insecure_settings
+from followup.remote_nodes import DicomNode, DicomWebEndpoint, parse_remote
 from followup.service import dicomweb
 from followup.service.delivery import deliver_pending
 from followup.service.registry import Registry

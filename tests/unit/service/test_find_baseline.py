@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from followup.dicom.scan import MR_SOP_CLASSES
-from followup.service.orchestrator import find_baseline
+from followup.dicom.header_records import MR_SOP_CLASSES
+from followup.service.baselines import find_baseline
 from followup.service.registry import Registry
 from followup.states import StudyState
 

@@ -16,11 +16,13 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings
 from followup.procedure import load_procedure
-from followup.service import orchestrator
+from followup.remote_nodes import DicomNode
+from followup.service import orchestrator, revisions
+from followup.service.decision import DecisionKind
 from followup.service.importer import import_folder
-from followup.service.orchestrator import DecisionKind, process_analysis
+from followup.service.orchestrator import process_analysis
 from followup.service.work_queue import RecordingQueue
 from followup.states import AnalysisStatus, StudyState
 from followup.testing.pairs import study_uid
@@ -247,7 +249,7 @@ def test_a_later_revision_waits_while_an_earlier_one_runs(analysed_without_late_
     r2 = reg.analysis(r2_id)
     assert r2.status == AnalysisStatus.QUEUED and not r2.attempts and r2.started_at is None
     # Revision 1 ends: its study is handed over again, which sends the waiting revision 2 (reused).
-    assert orchestrator._waiting_after(reg, reg.analysis(r1.id)) == [fu]
+    assert revisions.waiting_after(reg, reg.analysis(r1.id)) == [fu]
     reg.update_analysis(r1.id, status=AnalysisStatus.COMPLETE, heartbeat_at=None)
     assert queue.enqueue_study(fu) == r2_id
     assert process_analysis(settings, reg, store, r2_id).status == AnalysisStatus.COMPLETE

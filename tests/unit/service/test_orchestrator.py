@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from followup.config import DicomNode, Settings
+from followup.config import Settings
 from followup.procedure import load_procedure
+from followup.remote_nodes import DicomNode
 from followup.service.batch import resume_batch, start_reanalysis
 from followup.service.importer import import_folder
 from followup.service.orchestrator import new_analysis, process_analysis
@@ -95,7 +96,7 @@ def test_batch_reanalysis_makes_new_versions(service, synth_pair):
 
 
 def test_adding_the_procedure_resumes_the_deferred_study(service, synth_pair):
-    from followup.service.orchestrator import resume_for_procedure
+    from followup.service.baselines import resume_for_procedure
 
     settings, reg, store = service
     pair, fu = _deferred_followup(settings, reg, store, synth_pair)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from followup.procedure import load_procedure
+from followup.service.decision import DecisionKind, decide
 from followup.service.importer import import_folder
-from followup.service.orchestrator import DecisionKind, decide, process_analysis
+from followup.service.orchestrator import process_analysis
 from followup.service.priors import WAITING_FOR_PRIORS, earlier_followups
 from followup.service.registry import Analysis, Procedure, Study
 from followup.service.work_queue import RecordingQueue

@@ -12,17 +12,11 @@ import pytest
 
 from followup.dicom import load_dce_study
 from followup.synth import SCENARIOS, generate_pair
+from followup.synth.case_model import PhaseMotion
 from followup.synth.cases import draw_case
-from followup.synth.clinical import (
-    FULL_VOXEL_MM,
-    MIMIC_KINDS,
-    equivalent_diameter,
-    late_change,
-    study_curve_type,
-    study_s0,
-)
+from followup.synth.clinical import FULL_VOXEL_MM, MIMIC_KINDS, late_change, study_curve_type, study_s0
 from followup.synth.phantom import S0, Grid, ellipsoid_distance, render_phases, shape_distance
-from followup.synth.scenario import PhaseMotion
+from followup.synth.solid_geometry import equivalent_diameter
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +176,7 @@ def test_straddling_truth_matches_the_rendered_geometry(clinical_cases):
 
 
 def _fraction_inside(case, nod) -> float:
-    from followup.synth.clinical import volume_points, zone_signed_distance
+    from followup.synth.solid_geometry import volume_points, zone_signed_distance
 
     return float(np.mean(zone_signed_distance(case.zone, volume_points(nod.shape, nod.centre)) < 0))
 

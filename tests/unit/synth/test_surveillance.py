@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 from followup.cli import app
 from followup.dicom import load_dce_study
 from followup.procedure import load_procedure
-from followup.synth.scenario import radial_extent
 from followup.synth.surveillance import (
     REDUCTION_12M,
     draw_series,
     involution_fraction,
     plateau_for,
 )
+from followup.synth.zone_findings import radial_extent
 
 
 def test_involution_model_hits_the_drawn_12_month_reduction():

@@ -17,7 +17,7 @@ from followup.synth import SCENARIOS, generate_pair
 from followup.synth.cases import draw_case
 from followup.synth.generate import SIZE_SPECS, dce_grid
 from followup.synth.kinetics import RIM_BENIGN, RIM_EARLY, TUMOUR_CURVES, curve_type
-from followup.synth.scenario import radial_extent
+from followup.synth.zone_findings import radial_extent
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -63,7 +63,7 @@ def test_drawn_cases_respect_the_specification(scenario):
 
 
 def test_zone_usually_covers_tumour_plus_margin():
-    from followup.synth.scenario import radial_margin_mm
+    from followup.synth.zone_findings import radial_margin_mm
 
     covers = [radial_margin_mm(c.zone, c.tumour) >= 10 for c in
               (draw_case("complete", s, 4) for s in range(100))]

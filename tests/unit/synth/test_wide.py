@@ -11,14 +11,10 @@ import pytest
 
 from followup.dicom import load_dce_study
 from followup.synth import SCENARIOS, generate_pair
+from followup.synth.case_model import LAYOUTS, STANDARD
 from followup.synth.cases import draw_case
-from followup.synth.scenario import (
-    BENIGN_KINDS,
-    LAYOUTS,
-    STANDARD,
-    WIDE_CONFOUNDERS,
-    transform_summary,
-)
+from followup.synth.scenario import transform_summary
+from followup.synth.zone_findings import BENIGN_KINDS, WIDE_CONFOUNDERS
 
 
 @pytest.fixture(scope="module")
