@@ -25,10 +25,12 @@ FOCUS_MIN_PE = 50.0  # medium or fast initial enhancement (clinical-evidence.md)
 # ablation zone's edge is suspicious whatever its curve. The zone a reader sees is the
 # non-enhancing cavity *and* its enhancing rim (the cryohalo), whereas ``Zone.mask`` is the cavity
 # alone: a mass on the rim's outer surface is at the zone's edge. "At the edge": its nearest voxel
-# within the rim's reach (its 90th-percentile thickness along the zone's rays) plus
-# MASS_AT_EDGE_MM (about one voxel of a clinical dynamic series) outside the cavity's edge. Our
-# earlier reach of MASS_AT_EDGE_MM alone left masses sitting on a 3-4 mm rim as "other
-# enhancement" (independent simulator, seeds 98000-98059, now tuning seeds).
+# within the rim's reach (its median thickness along the zone's rays, at least RIM_START_MM where
+# a rim would start) plus MASS_AT_EDGE_MM (about one voxel of a clinical dynamic series) outside
+# the cavity's edge. Our earlier reach of MASS_AT_EDGE_MM alone left masses sitting on a 3-4 mm
+# rim as "other enhancement" (independent simulator, seeds 98000-98059, now tuning seeds). The
+# rim's 90th percentile reached 8.5 mm across an irregular rim: the whole band, where small blobs
+# of enhancing gland became "masses at the edge" (our generator, tuning seed 96024).
 MASS_MIN_DIAMETER_MM = 5.0
 MASS_AT_EDGE_MM = 1.0
 # A mass occupies space in three dimensions: its thickness (twice its deepest point) is at least
@@ -111,8 +113,9 @@ def measure_focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enh
 
 def mass_reach_mm(rim: Rim) -> float:
     """How far outside the cavity's edge a mass's nearest voxel may lie and still be at the
-    ablation zone's edge: across the rim, plus about one voxel (``MASS_AT_EDGE_MM``)."""
-    return max(rim.thickness_p90_mm, 0.0) + MASS_AT_EDGE_MM
+    ablation zone's edge: across the rim (its median thickness, at least ``RIM_START_MM``), plus
+    about one voxel (``MASS_AT_EDGE_MM``)."""
+    return max(rim.thickness_mm, RIM_START_MM) + MASS_AT_EDGE_MM
 
 
 def _nodular(thickness: float, compactness: float, pe: float, rim: Rim,
