@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import time
@@ -343,7 +344,13 @@ def test_redis_killed_while_studies_arrive_nothing_is_forgotten(svc, early, tmp_
         rows = svc.finished(uid, 180, n_sent=2)
         assert [(x.revision, x.status, x.attempts) for x in rows] == [(1, "deferred", 1)]
         assert svc.pacs_objects(uid) == Counter({SR: 1, PDF: 1})
-    assert svc.log("listener").count(f"reconcile: analysis {queued.id} ") == 1  # the lost task, re-sent once
+    # the lost task, re-sent once. With this test's 5 s lease, a worker slowed by a loaded machine
+    # can miss a heartbeat and have its analysis taken over as well (a second "reconcile" line of
+    # the other kind): harmless, since every object above was computed and sent once.
+    listener_log = svc.log("listener")
+    lost = re.findall(rf"reconcile: analysis {queued.id} of study \S+ was \w+ with no message in the broker",
+                      listener_log)
+    assert len(lost) == 1, listener_log[-3000:]
     assert svc.pacs_overwrites() == 0
 
 
