@@ -289,8 +289,12 @@ def test_worker_killed_mid_analysis_is_redelivered_and_sent_once(svc, synth_pair
     assert [(a.id, a.revision, a.status, a.attempts) for a in rows] == [(running.id, 1, "complete", 2)]
     assert svc.registry.study(fu).state == "complete"
     # The dead worker's message went back to the queue once: by the sweep when the lease (5 s here)
-    # expired, or by Redis after the visibility timeout (10 s here), whichever came first.
-    assert svc.log("listener").count(f"reconcile: analysis {running.id} ") <= 1
+    # expired, or by Redis after the visibility timeout (10 s here), whichever came first. (On a
+    # loaded machine the new worker's run can miss a 5 s heartbeat and be taken over too: a line
+    # with 2 attempts so far; harmless, the attempts and objects are counted below and above.)
+    takeovers = re.findall(rf"reconcile: analysis {running.id} of study \S+ .*\((\d+) attempt\(s\) so far\)",
+                           svc.log("listener"))
+    assert takeovers.count("1") <= 1, takeovers
     deliveries = svc.registry.deliveries(analysis_id=running.id)
     assert sorted(d.kind for d in deliveries) == ["pdf", "seg", "sr"]
     assert svc.pacs_objects(fu) == Counter({SR: 1, SEG: 1, PDF: 1})
