@@ -100,8 +100,8 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
     min_voxels = max(1, int(np.ceil(FOCUS_MIN_VOLUME_MM3 / voxel_mm3)))
     # the top of a 5 mm nodule seen through coarse voxels is one voxel above its dip
     seed_voxels = 1 if voxel_mm3 > COARSE_VOXEL_MM3 else min_voxels
-    at_site = np.unique(labels[band & candidate])
-    regions = [part for lab in at_site[at_site > 0]
+    at_site = np.unique(labels[band & candidate])  # every candidate voxel has a label > 0
+    regions = [part for lab in at_site
                if (labels == lab).sum() >= min_voxels
                for part in split_at_maxima(labels == lab, pe_s, spacing, seed_voxels)
                if (part & band).any()]

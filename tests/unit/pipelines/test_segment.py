@@ -477,7 +477,7 @@ def test_a_mass_at_the_edge_is_suspicious_whatever_its_curve(iso, rim_mm, radius
     on a 3-4 mm rim, 2-4 mm outside the cavity, were left as "other enhancement")."""
     centre = iso.snap(iso.centre + ROT[:, 0] * (SEMI_AXES[0] + offset))
     nodule = iso.sphere(centre, radius)
-    phases = iso.phases((iso.rim(rim_mm), RIM_CURVE), (nodule & ~iso.zone, PERSISTENT_MASS))
+    phases = iso.phases((iso.rim(rim_mm), RIM_CURVE), (nodule, PERSISTENT_MASS))
     seg = segment(phases, _maps(phases), iso.affine, iso.centre, TUMOUR_RADIUS, 5.0)
     f = _the_focus(seg, nodule)
     assert f.curve_type == "persistent" and f.initial_phase == "medium"
