@@ -15,6 +15,7 @@ from followup.pipelines.enhancement import (
     initial_phase_class,
 )
 from followup.pipelines.segmentation.grid import bbox, mean_curve
+from followup.pipelines.segmentation.lexicon import describe
 from followup.pipelines.segmentation.lobes import half_peak_thickness
 from followup.pipelines.segmentation.model import Focus, Rim
 from followup.pipelines.segmentation.rays import fibonacci_sphere
@@ -107,8 +108,10 @@ def measure_focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enh
         reasons.append(f"nodular mass {largest:.1f} mm at the zone edge (suspicious whatever its curve)")
     suspicious = bool(mass_at_edge or (nodular and ((reliable and kind in ("plateau", "washout"))
                                                     or pe > FAST_ABOVE_PE)))
+    initial = initial_phase_class(pe)
+    lexicon = describe(m, maps.pe, affine, largest, initial, kind if reliable else "not assessable")
     return Focus(label, m, centre.astype(float), vol, largest, thickness, float(maps.pe_peak[m].max()),
-                 pe, ser, change, kind, initial_phase_class(pe), edge, suspicious, reasons, reliable)
+                 pe, ser, change, kind, initial, edge, suspicious, reasons, reliable, lexicon)
 
 
 def mass_reach_mm(rim: Rim) -> float:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from followup.pipelines.segmentation.lexicon import Lexicon
+
 
 @dataclass(frozen=True)
 class Zone:
@@ -52,6 +54,7 @@ class Focus:
     suspicious: bool
     reasons: list[str] = field(default_factory=list)
     kinetics_reliable: bool = True  # False: the curve dips and recovers (phases misaligned)
+    lexicon: Lexicon | None = None  # ACR BI-RADS MRI descriptors (segmentation.lexicon)
 
 
 @dataclass(frozen=True)
