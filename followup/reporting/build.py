@@ -19,6 +19,7 @@ from followup.dicom.study import DCEStudy
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
 from followup.pipelines.enhancement import ser_band
 from followup.pipelines.probability import SITE_BAND_MM
+from followup.pipelines.segmentation.lexicon import Lexicon
 from followup.pipelines.segmentation.model import Focus, Rim as RimResult, Zone
 from followup.procedure import ProcedureRecord
 from followup.reporting.longitudinal_report import longitudinal_summary
@@ -41,6 +42,7 @@ from followup.reporting.model import (
     StudySummary,
     Supersedes,
 )
+from followup.reporting.model_reading import LexiconRow
 from followup.reporting.plan import OutputPlan
 from followup.reporting.rounding import rounded, rounded_list
 
@@ -62,7 +64,19 @@ def focus_row(f: Focus) -> FocusRow:
         curve_type=f.curve_type if f.kinetics_reliable else "not assessable",
         distance_to_zone_edge_mm=rounded(f.distance_to_zone_edge_mm, 1),
         at_ablation_site=f.distance_to_zone_edge_mm <= SITE_BAND_MM, suspicious=f.suspicious,
-        why=tuple(f.reasons))
+        why=tuple(f.reasons), lexicon=lexicon_row(f.lexicon))
+
+
+def lexicon_row(x: Lexicon | None) -> LexiconRow | None:
+    if x is None:
+        return None
+    return LexiconRow(
+        finding=x.finding.value, shape=x.shape.value if x.shape else None,
+        margin=x.margin.value if x.margin else None,
+        internal_enhancement=x.internal.value if x.internal else None,
+        initial_phase=x.initial_phase, delayed_phase=x.delayed_phase,
+        suspicious_morphology=bool(x.suspicious_morphology), phrase=x.phrase(), not_read=x.not_read,
+        figures={k: float(v) for k, v in x.figures.items()})
 
 
 def zone_summary(z: Zone, margin_mm: float, found_in_followup: bool = True) -> AblationZone:

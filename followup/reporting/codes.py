@@ -99,3 +99,20 @@ BIRADS_SUBCATEGORY_VALUES = {"4A": private("FU041", "4A - Low suspicion for mali
 ENDPOINT = private("FU044", "What the probability is about (endpoint)")
 CONTRAINDICATION = private("FU045", "Procedure outside the indication of cryoablation")
 CORE_VOLUME = private("FU018", "Focus core volume (voxels >= half its peak enhancement)")
+
+# ACR BI-RADS MRI lexicon of a finding (followup.pipelines.segmentation.lexicon): standard codes
+# where the lexicon's own word has one (SNOMED CT shape, DICOM margins), private otherwise.
+SHAPE = codes.SCT.Shape
+SHAPE_VALUES = {"oval": codes.SCT.OvalShapedLesion, "round": codes.SCT.RoundShape, "irregular": codes.SCT.Irregular}
+MARGIN = codes.DCM.Margins
+MARGIN_VALUES = {"circumscribed": codes.DCM.Circumscribed, "spiculated": codes.DCM.Spiculated,
+                 "irregular": codes.SCT.Irregular}
+INTERNAL_ENHANCEMENT = private("FU060", "Internal enhancement (BI-RADS MRI)")
+INTERNAL_ENHANCEMENT_VALUES = {"homogeneous": codes.DCM.Homogeneous,
+                               "heterogeneous": private("FU061", "Heterogeneous"),
+                               "rim enhancement": private("FU062", "Rim enhancement")}
+FINDING_TYPE = private("FU063", "Finding type (BI-RADS MRI)")
+FINDING_TYPE_VALUES = {"mass": codes.SCT.Mass, "focus": private("FU064", "Focus (enhancing, < 5 mm)")}
+INITIAL_PHASE = private("FU065", "Initial phase enhancement (BI-RADS MRI)")
+INITIAL_PHASE_VALUES = {"slow": private("FU066", "Slow"), "medium": private("FU067", "Medium"),
+                        "fast": private("FU068", "Fast")}

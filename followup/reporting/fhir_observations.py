@@ -17,6 +17,8 @@ from followup.reporting.fhir_elements import (
     percent,
     quantity,
 )
+from followup.reporting.fhir_lexicon import lexicon_components
+from followup.reporting.finding_text import lexicon_text
 from followup.reporting.model import Findings, FocusRow, Note, Report
 
 
@@ -131,13 +133,14 @@ def _focus_observation(b: BundleEntries, ctx: ObservationContext, n: int, x: Foc
     if x.curve_type in CURVE:
         comps.insert(3, {"code": concept("curve-type", "Enhancement curve type"),
                          "valueCodeableConcept": concept(x.curve_type, CURVE[x.curve_type])})
+    comps += lexicon_components(x.lexicon)
     center = ", ".join(f"{v:.0f}" for v in x.center_lps_mm)
     return _observation(
         b, ctx, f"Observation/focus-{n}",
         concept("suspicious-focus", "Suspicious enhancing focus at the ablation site",
               text=f"Suspicious focus {n} at LPS ({center}) mm"),
         component=[c for c in comps if c is not None],
-        note=[{"text": "Why suspicious: " + "; ".join(x.why)}])
+        note=[{"text": (f"{lexicon_text(x)}. " if x.lexicon else "") + "Why suspicious: " + "; ".join(x.why)}])
 
 
 def observations(b: BundleEntries, ctx: ObservationContext, r: Report) -> list[str]:

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from followup.procedure import ProcedureRecord
+from followup.reporting.model_reading import LexiconRow
 
 
 def plain(value: Any) -> Any:
@@ -124,6 +125,7 @@ class FocusRow(_Model):
     at_ablation_site: bool
     suspicious: bool
     why: tuple[str, ...]
+    lexicon: LexiconRow | None = None  # ACR BI-RADS MRI descriptors
 
 
 class MotionStep(_Model):

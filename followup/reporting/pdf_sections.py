@@ -13,6 +13,7 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
+from followup.reporting.finding_text import lexicon_text
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import FocusRow, Report
 from followup.reporting.pdf_style import (
@@ -148,7 +149,8 @@ def _foci_table(foci: tuple[FocusRow, ...], st: Styles) -> Table:
                  f"{x.distance_to_zone_edge_mm:+.1f} mm"]
         data.append([Paragraph(esc(c), st.small) for c in cells])
         row = len(data)
-        data.append([""] + [Paragraph(f"<b>why:</b> {esc('; '.join(x.why))}", st.small)] + [""] * 6)
+        described = f"<b>{esc(lexicon_text(x))}.</b> " if x.lexicon else ""
+        data.append([""] + [Paragraph(f"{described}<b>why:</b> {esc('; '.join(x.why))}", st.small)] + [""] * 6)
         spans.append(("SPAN", (1, row), (-1, row)))
     widths = [7, 25, 20, 19, 35, 24, 25, 19]
     widths = [w * FRAME_W / sum(widths) for w in widths]

@@ -52,6 +52,7 @@ from followup.reporting.equipment import stamp_product
 from followup.reporting.model import Report
 from followup.reporting.report_text import disease_words, supersedes_text
 from followup.reporting.seg import tracking_uid
+from followup.reporting.sr_lexicon import lexicon_evaluations
 from followup.reporting.sr_outlines import Outline
 from followup.reporting.uids import derived_uid
 
@@ -245,7 +246,8 @@ def measurement_groups(report: Report, seg: Dataset | None, outlines: dict[str, 
         if f.ser is not None:
             ms.append(_m(codes.SER, f.ser, codes.UNIT_RATIO))
         groups += _volumetric(seg, study_uid, 3 + n, f"Suspicious focus {n}", codes.SUSPICIOUS_FOCUS,
-                              lat, ms, _curve(f.curve_type), outlines.get(f"focus-{n}"))
+                              lat, ms, _curve(f.curve_type) + lexicon_evaluations(f.lexicon),
+                              outlines.get(f"focus-{n}"))
     return groups
 
 

@@ -85,6 +85,8 @@ def test_complete_pdf_content(cases):
                     "Caveats", "Technical details"):
         assert heading in text, heading
     assert "assumption" in text  # driver tags
+    lexicon = r["findings"]["suspicious_foci"][0]["lexicon"]
+    assert _flat(lexicon["phrase"]) in text  # the finding in the BI-RADS lexicon's words
     assert "decision support, not a diagnosis" in text
     n = len(PdfReader(io.BytesIO(pdf)).pages)
     assert f"page 1 of {n}" in text and f"page {n} of {n}" in text
@@ -237,6 +239,14 @@ def test_fhir_bundle_complete(cases):
         r["findings"]["suspicious_foci"][0]["largest_diameter_mm"], 1)
     assert comps["curve-type"]["valueCodeableConcept"]["coding"][0]["code"] == \
         r["findings"]["suspicious_foci"][0]["curve_type"]
+    # the BI-RADS lexicon as coded components (SNOMED CT / DICOM where the word has a code)
+    lexicon = r["findings"]["suspicious_foci"][0]["lexicon"]
+    by_name = {comp["code"]["text"]: comp["valueCodeableConcept"] for comp in foci[0]["component"]
+               if "valueCodeableConcept" in comp}
+    assert by_name["Finding type (BI-RADS MRI)"]["text"].lower().startswith(lexicon["finding"])
+    if lexicon["shape"]:
+        assert by_name["Shape"]["coding"][0]["system"] == "http://snomed.info/sct"
+    assert lexicon["phrase"] in " ".join(n["text"] for n in foci[0]["note"])
     (cover,) = [o for o in obs if _coded(o, "ablation-zone-covers-margin")]
     assert cover["valueBoolean"] == r["findings"]["ablation_zone"]["covers_tumour_plus_margin"]
     study_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ImagingStudy")

@@ -19,6 +19,7 @@ from pypdf import PdfReader
 
 from followup.pipelines.assess import Assessment, Note, Status
 from followup.pipelines.birads import categorise
+from followup.pipelines.segmentation.lexicon import FindingType, Lexicon, MassShape
 from followup.procedure import parse_procedure
 from followup.reporting.build import build_report
 from followup.reporting.model import Report
@@ -38,7 +39,8 @@ def _numpy_assessment() -> Assessment:
         thickness_mm=np.float64(4.0), peak_pe=f32(210.0), initial_pe=f32(150.0), initial_phase=np.str_("fast"),
         ser=f32("nan"), delayed_change_pct=f32(-12.0), curve_type="washout",
         distance_to_zone_edge_mm=f32(2.5), suspicious=yes, reasons=[np.str_("nodular")],
-        kinetics_reliable=yes)
+        kinetics_reliable=yes, lexicon=Lexicon(FindingType.MASS, MassShape.OVAL, None, None, "fast", "washout",
+                                               ("margin: 2.0 voxels across",), {"solidity": f32(0.93)}))
     zone = SimpleNamespace(centre_lps=np.array([1.0, 2.0, 3.0]), volume_ml=f32(11.3),
                            axes_mm=np.array([30.0, 25.0, 20.0], np.float32), axis_directions=np.eye(3),
                            smallest_margin_mm=f32(2.8), covers_margin=np.bool_(False), leaked=np.bool_(False))
@@ -86,6 +88,9 @@ def test_builder_takes_numpy_values_and_round_trips_as_plain_json():
     focus = data["findings"]["suspicious_foci"][0]
     assert focus["center_lps_mm"] == [1.3, 2.0, 3.0] and focus["ser"] is None and focus["suspicious"] is True
     assert type(report.findings.suspicious_foci[0].suspicious) is bool  # type: ignore[union-attr]
+    assert focus["lexicon"]["shape"] == "oval" and focus["lexicon"]["margin"] is None
+    assert focus["lexicon"]["figures"] == {"solidity": pytest.approx(0.93)}
+    assert focus["lexicon"]["phrase"] == "Oval mass; initial fast, delayed washout"
     assert type(report.findings.rim.uniform) is bool  # type: ignore[union-attr]
     assert type(report.days_since_procedure) is int and type(report.revision) is int
     assert data["studies"]["followup"]["phase_times_s"] == [0.0, None]

@@ -117,6 +117,19 @@ def test_sr_round_trip_recovers_the_report(results):
     curve = [e for e in foci[0].get_qualitative_evaluations() if e.name.meaning.startswith("Kinetic curve type")]
     assert curve[0].value.meaning.lower().startswith(f0["curve_type"])
     assert foci[0].referenced_segment is not None
+    # the BI-RADS lexicon, coded: every descriptor report.json gives, and none it leaves out
+    lexicon = f0["lexicon"]
+    coded = {e.name.meaning: e.value.meaning for e in foci[0].get_qualitative_evaluations()}
+    assert coded["Finding type (BI-RADS MRI)"] == {"mass": "Mass", "focus": "Focus (enhancing, < 5 mm)"}[
+        lexicon["finding"]]
+    assert coded["Initial phase enhancement (BI-RADS MRI)"].lower() == lexicon["initial_phase"]
+    for key, name in (("shape", "Shape"), ("margin", "Margins"),
+                      ("internal_enhancement", "Internal enhancement (BI-RADS MRI)")):
+        if lexicon[key] is None:
+            assert name not in coded
+        else:
+            assert lexicon[key].split()[0] in coded[name].lower(), (key, coded[name])
+    assert lexicon["phrase"].lower().startswith(lexicon["shape"] or lexicon["finding"])
     # text items: status, caveats, recommendations, exactly
     ds = pydicom.dcmread(res.paths["sr"])
     container = next(i for i in ds.ContentSequence if i.ValueType == "CONTAINER"
