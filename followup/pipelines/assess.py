@@ -47,6 +47,7 @@ from followup.pipelines.registration.driver import register
 from followup.pipelines.registration.result import Quality, RegistrationResult
 from followup.pipelines.segmentation.driver import segment
 from followup.pipelines.segmentation.model import Segmentation
+from followup.pipelines.segmentation.zone import RadiusCap
 from followup.pipelines.zone_search import (
     SEARCH_RADIUS_GOOD_MM,
     SEARCH_RADIUS_POOR_MM,
@@ -189,6 +190,28 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
     return concluded(a, record, imaging)
 
 
+def resegmented(a: Assessment, record: ProcedureRecord, followup: DCEStudy, radius_cap: RadiusCap) -> Assessment:
+    """``a`` (complete) with its zone, rim and foci found again with ``radius_cap`` (the earlier
+    exam's zone carried forward: :mod:`followup.pipelines.zone_prior`), and the probability,
+    caveats, category and recommendations that follow from them."""
+    assert a.roi is not None and a.maps is not None and a.registration is not None
+    assert a.tumour_center_followup is not None and a.zone_search is not None
+    seg = segment(a.roi.phases, a.maps, a.roi.grid.affine, a.tumour_center_followup,
+                  record.lesion.diameter_mm / 2.0, record.margin_mm,
+                  a.zone_search.centre_lps if a.zone_search.found else None, radius_cap)
+    imaging = imaging_evidence(a.registration, seg, a.zone_search)
+    probability = residual_probability(record, imaging, a.days_since_procedure)
+    caveats = always_caveats() + record_caveats(record) + _analysis_caveats(record, followup, a.registration,
+                                                                            seg, a.zone_search)
+    if seg.zone.edge_from_prior_share > 0:
+        caveats.append(Note("zone-edge-from-prior", f"In {100 * seg.zone.edge_from_prior_share:.0f}% of "
+                            "directions no rim or signal change showed the ablation zone's edge: there it "
+                            "was taken from the earlier follow-up's zone (the zone involutes), so the "
+                            "volume there is an upper bound."))
+    return concluded(replace(a, segmentation=seg, probability=probability, caveats=tuple(caveats)),
+                     record, imaging)
+
+
 def benign_appearance(seg: Segmentation) -> bool:
     """The benign post-treatment appearance: no enhancing finding at the site, a uniform thin rim
     of slow persistent enhancement (clinical-evidence.md: the "cryohalo")."""
@@ -295,4 +318,5 @@ def imaging_evidence(reg: RegistrationResult, seg: Segmentation,
 
 
 __all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "AnalysisError", "Assessment", "Note", "Status", "assess",
-           "benign_appearance", "check_inputs", "concluded", "deferred", "failed", "imaging_evidence", "site_foci"]
+           "benign_appearance", "check_inputs", "concluded", "deferred", "failed", "imaging_evidence", "resegmented",
+           "site_foci"]

@@ -28,7 +28,15 @@ from dataclasses import replace
 import numpy as np
 
 from followup.dicom.study import DCEStudy
-from followup.pipelines.assess import StageRunner, assess, check_inputs, concluded, imaging_evidence, run_directly
+from followup.pipelines.assess import (
+    StageRunner,
+    assess,
+    check_inputs,
+    concluded,
+    imaging_evidence,
+    resegmented,
+    run_directly,
+)
 from followup.pipelines.assessment import Assessment, LongitudinalRead, Note, PriorRead, Status
 from followup.pipelines.longitudinal import (
     CHAIN_TOLERANCE_MM,
@@ -43,6 +51,7 @@ from followup.pipelines.longitudinal import (
 from followup.pipelines.probability import History, residual_probability, site_foci
 from followup.pipelines.registration.driver import register
 from followup.pipelines.registration.result import RegistrationResult
+from followup.pipelines.zone_prior import radius_cap
 from followup.procedure import ProcedureRecord
 
 log = logging.getLogger(__name__)
@@ -140,9 +149,28 @@ def assess_with_priors(baseline: DCEStudy | None, followup: DCEStudy, priors: Se
     if a.status != "complete" or not usable or a.segmentation is None:
         return a
     reads = tuple(read_prior(a, followup, p, baseline, record, run_stage, known) for p in usable)
+    a = _with_zone_prior(a, record, followup, reads, run_stage)
+    if known is not None:
+        known[followup.study_uid] = a  # a later follow-up carries this zone forward
     current = measure(a, followup, days, np.eye(4), current=True)
     summary = summarise([*(r.measure for r in reads), current])
     return _apply(a, summary, record, reads)
+
+
+def _with_zone_prior(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
+                     reads: Sequence[PriorRead], run_stage: StageRunner) -> Assessment:
+    """``a`` with its zone found again bounded by the latest earlier zone that maps into it
+    (:mod:`followup.pipelines.zone_prior`: where no rim ends a ray); ``a`` itself when none does
+    or when no ray needed it."""
+    for r in reversed(reads):
+        pa, seg = r.assessment, r.assessment.segmentation
+        if r.current_to_prior is None or seg is None or pa.roi is None or seg.zone.leaked:
+            continue
+        cap = radius_cap(seg.zone.mask, pa.roi.grid.affine, r.current_to_prior)
+        new = run_stage("segmentation", resegmented, a, record, followup, cap)
+        assert new.segmentation is not None
+        return new if new.segmentation.zone.edge_from_prior_share > 0 else a
+    return a
 
 
 def _negative_reads(reads: Sequence[PriorRead]) -> int:

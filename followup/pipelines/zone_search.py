@@ -229,7 +229,8 @@ def _sample(img: np.ndarray, affine: np.ndarray, pts: np.ndarray, cval: float) -
 
 def _grow(origin: np.ndarray, s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndarray,
           dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    radii, leaked = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs, k_median=7)
+    rays = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs, k_median=7)
+    radii, leaked = rays.radii, rays.ran_out
     return radii, leaked
 
 

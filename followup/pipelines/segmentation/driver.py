@@ -8,17 +8,18 @@ from followup.pipelines.enhancement import EnhancementMaps
 from followup.pipelines.segmentation.foci import FOCUS_REACH_MM, find_foci
 from followup.pipelines.segmentation.model import Segmentation
 from followup.pipelines.segmentation.rim import RIM_SEARCH_MM, segment_rim
-from followup.pipelines.segmentation.zone import segment_zone, zone_distances
+from followup.pipelines.segmentation.zone import RadiusCap, segment_zone, zone_distances
 
 
 def segment(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
             tumour_centre_lps: np.ndarray, tumour_radius_mm: float, margin_mm: float,
-            zone_centre_lps: np.ndarray | None = None) -> Segmentation:
+            zone_centre_lps: np.ndarray | None = None, radius_cap: RadiusCap | None = None) -> Segmentation:
     """Zone, rim and foci. The zone's rays start at ``zone_centre_lps`` (the zone found in the
-    follow-up; default: the mapped tumour centre); its margin is measured around the tumour."""
+    follow-up; default: the mapped tumour centre); its margin is measured around the tumour.
+    ``radius_cap``: the earlier exam's zone carried forward (``segment_zone``)."""
     c = np.asarray(tumour_centre_lps, dtype=float)
     origin = c if zone_centre_lps is None else np.asarray(zone_centre_lps, dtype=float)
-    zone = segment_zone(phases[0], maps, affine, c, tumour_radius_mm, margin_mm, origin)
+    zone = segment_zone(phases[0], maps, affine, c, tumour_radius_mm, margin_mm, origin, radius_cap)
     # one pair of distance maps for the rim and the foci (the farther of their two reaches)
     distances = zone_distances(zone.mask, np.linalg.norm(affine[:3, :3], axis=0),
                                max(RIM_SEARCH_MM, FOCUS_REACH_MM))

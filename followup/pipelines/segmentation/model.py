@@ -22,6 +22,8 @@ class Zone:
     covers_margin: bool
     leaked: bool  # rays that ran to the search limit: the zone's edge was not found there
     ray_origin_lps: np.ndarray | None = None  # where the rays start (None: the tumour centre)
+    # share of directions whose edge is the earlier exam's zone carried forward (no rim there)
+    edge_from_prior_share: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@ around the mapped tumour, and distances to its edge."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -22,19 +25,48 @@ from followup.pipelines.segmentation.rays import (
     voxel_along,
 )
 
+# (origin LPS, ray directions) -> the most each ray may reach, mm (inf: no limit)
+RadiusCap = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
 ZONE_ENHANCEMENT_STOP_PE = 30.0  # peak percent enhancement that ends the non-enhancing zone
 ZONE_SIGNAL_DEVIATION = 0.35  # relative pre-contrast deviation from the zone core that ends it
+# Where no rim ends the zone (its rim has faded, 12-24 months on), the ray ends at the pre-contrast
+# signal's step from the cavity to fat or gland. That step is blurred (partial volume, the 0.7-voxel
+# smoothing): its edge lies where the signal passes halfway between the cavity's level and the
+# tissue's beyond (the median from SIGNAL_BEYOND_MM past the sample where the signal has left the
+# core's level by ZONE_SIGNAL_DEVIATION), looked for from SIGNAL_EDGE_BACK_MM before that sample.
+# That sample alone lies past the middle of a step towards dark fat (from a cavity at ~2 x fat's
+# signal, 35 % below it is two thirds of the way down) and before it towards bright gland: +-1 mm
+# through 3-4 mm voxels, 20-50 % of a small zone's volume (surveillance benchmark, rim absent:
+# 33.7 %, our generator's seeds 95000-95019).
+SIGNAL_EDGE_BACK_MM = 3.0
+SIGNAL_BEYOND_MM = (3.0, 8.0)
+RIM_BEHIND_STEP_MM = 3.0
+
+
+@dataclass(frozen=True)
+class Rays:
+    """The zone's rays: the radius along each (median with its nearest rays), whether it ran to the
+    search limit without an edge, and whether the earlier exam's zone ended it (its cap)."""
+
+    radii: np.ndarray
+    ran_out: np.ndarray
+    capped: np.ndarray
 
 
 def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndarray,
                    origin_lps: np.ndarray, dirs: np.ndarray, k_median: int = 15,
-                   sub_smooth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   sub_smooth: np.ndarray | None = None,
+                   radius_cap_mm: np.ndarray | None = None) -> Rays:
     """Zone radius along each ray from ``origin_lps`` (smoothed maps in): a ray stops where
-    enhancement starts or where the pre-contrast signal leaves the core's level for 2 mm; each
-    radius is then the median with its ``k_median`` nearest rays. Also, per ray, whether it ran to
-    the search limit (no edge found). With ``sub_smooth`` (the smoothed subtraction image, peak
-    post-contrast minus pre-contrast signal) the rim's edge is placed on it, thin rims corrected
-    for the blur (:func:`rim_edge`)."""
+    enhancement starts or where the pre-contrast signal leaves the core's level for 2 mm (then at
+    that step's middle, :func:`signal_step_mm`); each radius is then the median with its
+    ``k_median`` nearest rays. Also, per ray, whether it ran to the search limit (no edge found).
+    With ``sub_smooth`` (the smoothed subtraction image, peak post-contrast minus pre-contrast
+    signal) the rim's edge is placed on it, thin rims corrected for the blur (:func:`rim_edge`).
+    ``radius_cap_mm`` (per ray; the earlier exam's zone carried forward,
+    :mod:`followup.pipelines.zone_prior`): a ray that no rim ends ends there at the latest, and
+    does not count as run out."""
     radii = np.arange(0.0, MAX_ZONE_RADIUS_MM + RAY_STEP_MM, RAY_STEP_MM)
     pts = origin_lps[None, None, :] + dirs[:, None, :] * radii[None, :, None]
     pe_ray = sample(pe_smooth, affine, pts, cval=np.inf)
@@ -55,8 +87,52 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     edge_mm = edge * RAY_STEP_MM
     if voxel is not None:
         edge_mm = edge_mm + curvature_shift_mm(edge_mm, voxel, affine)
-    raw = np.minimum(radii[np.minimum(stop, len(radii) - 1)], edge_mm)
-    return circular_median(raw, dirs, k_median), ran_out
+    stop_mm = radii[np.minimum(stop, len(radii) - 1)]
+    rows = np.arange(len(dirs))
+    at = np.minimum(stop, len(radii) - 1)
+    # a rim along the ray: a rise inside the box (beyond it the samples are +inf, not a rim: the
+    # steepest "ascent" onto them lies on the last sample inside)
+    after = np.minimum(np.nan_to_num(edge, posinf=len(radii)).astype(int) + 2, len(radii) - 1)
+    rim = rises & np.isfinite(pe_ray[rows, after])
+    # rays that end at the signal's step, no rim's edge close behind it: at the step's middle (the
+    # step onto a rim, RIM_BEHIND_STEP_MM or less before the rim's edge, is left to that edge)
+    by_signal = ((stop_mm < edge_mm) & ~(rim & (edge_mm - stop_mm <= RIM_BEHIND_STEP_MM))
+                 & ~ran_out & persist[rows, at] & ~enhancing[rows, at])
+    if by_signal.any():
+        step = signal_step_mm(s0_ray[by_signal], stop[by_signal], core)
+        if voxel is not None:
+            step = step + curvature_shift_mm(step, voxel[by_signal], affine)
+        stop_mm = stop_mm.copy()
+        stop_mm[by_signal] = np.minimum(step, edge_mm[by_signal])
+    raw = np.minimum(stop_mm, edge_mm)
+    capped = np.zeros(len(dirs), dtype=bool)
+    if radius_cap_mm is not None:
+        capped = np.isfinite(radius_cap_mm) & (raw > radius_cap_mm) & ~(rim & (edge_mm <= stop_mm))
+        raw = np.where(capped, radius_cap_mm, raw)
+        ran_out = ran_out & ~capped
+    return Rays(circular_median(raw, dirs, k_median), ran_out, capped)
+
+
+def signal_step_mm(s0_ray: np.ndarray, stop: np.ndarray, core: float) -> np.ndarray:
+    """Per ray (rows of pre-contrast samples from the zone's centre, each ending where the signal
+    left the core's level at ``stop``): where the signal crosses halfway between the core's level
+    and the tissue's beyond the step (the median from ``SIGNAL_BEYOND_MM`` past ``stop``), looked
+    for from ``SIGNAL_EDGE_BACK_MM`` before ``stop`` (linear between samples). A step blurred by a
+    symmetric spread (partial volume, interpolation, smoothing) passes its middle at the edge."""
+    n = s0_ray.shape[1]
+    rows = np.arange(len(s0_ray))
+    idx = np.arange(n)[None, :]
+    a, b = (int(round(mm / RAY_STEP_MM)) for mm in SIGNAL_BEYOND_MM)
+    beyond = (idx >= (stop + a)[:, None]) & (idx <= (stop + b)[:, None])
+    tissue = np.array([np.median(r[m]) if m.any() else r[-1] for r, m in zip(s0_ray, beyond, strict=True)])
+    half = 0.5 * (core + tissue)
+    sign = np.where(tissue >= core, 1.0, -1.0)
+    start = np.maximum(stop - int(round(SIGNAL_EDGE_BACK_MM / RAY_STEP_MM)), 1)
+    crossed = ((s0_ray - half[:, None]) * sign[:, None] >= 0) & (idx >= start[:, None])
+    at = np.minimum(first_true(crossed), n - 1)
+    before, after = s0_ray[rows, at - 1], s0_ray[rows, at]
+    frac = np.clip((half - before) / np.where(np.abs(after - before) > 1e-9, after - before, 1.0), 0.0, 1.0)
+    return (at - 1 + frac) * RAY_STEP_MM
 
 
 def _star_lookup(dirs: np.ndarray, ray_r: np.ndarray, origin: np.ndarray):
@@ -92,10 +168,13 @@ def margin_around(dirs: np.ndarray, ray_r: np.ndarray, origin: np.ndarray,
 
 def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
                  tumour_centre_lps: np.ndarray, tumour_radius_mm: float,
-                 margin_mm: float, ray_origin_lps: np.ndarray | None = None) -> Zone:
+                 margin_mm: float, ray_origin_lps: np.ndarray | None = None,
+                 radius_cap: RadiusCap | None = None) -> Zone:
     """The zone grown by rays from ``ray_origin_lps`` (the zone found in the follow-up, see
     :mod:`followup.pipelines.zone_search`; default: the mapped tumour centre), its margin
-    measured around the mapped tumour (``tumour_centre_lps``, ``tumour_radius_mm``)."""
+    measured around the mapped tumour (``tumour_centre_lps``, ``tumour_radius_mm``).
+    ``radius_cap(origin, dirs)``: the most each ray may reach where no rim ends it (the earlier
+    exam's zone carried forward; see :func:`cast_zone_rays`)."""
     dirs = fibonacci_sphere(N_RAYS)
     tumour_centre_lps = np.asarray(tumour_centre_lps, dtype=float)
     origin = tumour_centre_lps if ray_origin_lps is None else np.asarray(ray_origin_lps, dtype=float)
@@ -103,9 +182,11 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
     s0_smooth = ndimage.gaussian_filter(s0, 0.7)
     # the subtraction image (peak minus pre-contrast signal: the peak enhancement times the signal)
     sub_smooth = ndimage.gaussian_filter(maps.pe_peak * s0 / 100.0, ZONE_SMOOTH_VOXELS)
-    ray_r, ran_out = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs, sub_smooth=sub_smooth)
-    leaked = bool(np.mean(ran_out) > 0.1)
-
+    cap = None if radius_cap is None else radius_cap(origin, dirs)
+    rays = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs, sub_smooth=sub_smooth, radius_cap_mm=cap)
+    ray_r = rays.radii
+    leaked = bool(np.mean(rays.ran_out) > 0.1)
+    from_prior = float(np.mean(rays.capped))  # directions whose edge is the earlier exam's
     # Zone mask: voxels closer to the origin than the radius along their own direction (only
     # voxels within the longest ray can be, so only they are looked up).
     lps = voxel_lps(s0.shape, affine)
@@ -128,7 +209,7 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
         axes, axis_dirs = np.zeros(3), np.eye(3)
     smallest = margin_around(dirs, ray_r, origin, tumour_centre_lps, tumour_radius_mm)
     return Zone(mask, centre.astype(float), float(inside.sum() * voxel_ml), axes, axis_dirs,
-                ray_r, smallest, smallest >= margin_mm, leaked, origin.copy())
+                ray_r, smallest, smallest >= margin_mm, leaked, origin.copy(), from_prior)
 
 
 def zone_distances(zone_mask: np.ndarray, spacing: np.ndarray,
