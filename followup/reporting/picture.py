@@ -119,7 +119,9 @@ def picture_figure(picture: DisplayPlane, px_per_mm: float, white_percentile: fl
     """The picture (grey, 0 to the ``white_percentile`` of its values, or ``vmax``) on a figure of
     its size in mm times ``px_per_mm`` pixels; the axes fill the figure, in mm from the top left."""
     w, h = picture.size_mm
-    fig = Figure(figsize=(w * px_per_mm / DPI, h * px_per_mm / DPI), dpi=DPI, facecolor="black")
+    w_px, h_px = max(1, round(w * px_per_mm)), max(1, round(h * px_per_mm))  # whole pixels (+ a hair
+    # against the float product flooring below the integer)
+    fig = Figure(figsize=((w_px + 1e-3) / DPI, (h_px + 1e-3) / DPI), dpi=DPI, facecolor="black")
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     img = picture.image
