@@ -16,6 +16,7 @@ import numpy as np
 from followup.reporting.mip_image import NORMAL_AXIS
 from followup.reporting.picture import (
     DISPLAY_AXES,
+    TEXT_EDGE,
     DisplayPlane,
     acquisition_plane,
     display_plane,
@@ -130,9 +131,9 @@ def zoom_figure(view: ZoomView):
     x0, x1, y = scale_bar_mm(view)
     ax.plot([x0, x1], [y, y], color=BAR_COLOUR, linewidth=3, solid_capstyle="butt")
     ax.text((x0 + x1) / 2, y - 0.02 * h, f"{SCALE_BAR_MM:.0f} mm", color=BAR_COLOUR, fontsize=9,
-            ha="center", va="bottom")
+            ha="center", va="bottom", path_effects=TEXT_EDGE)
     ax.text(0.03 * w, 0.03 * h, view.title, color=view.colour, fontsize=11, fontweight="bold",
-            ha="left", va="top")
+            ha="left", va="top", path_effects=TEXT_EDGE)
     draw_edge_labels(ax, view.picture, "#ffffff", fontsize=10)
     return fig
 

@@ -8,10 +8,11 @@ Pure rendering: arrays + 4x4 voxel->LPS affine + LPS points in, an array view an
 * Shown as radiologists view it: axial and coronal with the patient's right on the image's left
   (radiological convention), anterior (axial) or superior (coronal, sagittal) at the top;
   sagittal with anterior on the left. Orientation letters sit at the edges' midpoints.
-* Only the breasts' part of the field (the anterior half, :func:`anterior_range`), and only the
-  treated breast: for a bilateral field (wider than :data:`BILATERAL_MIN_WIDTH_MM` in L-R
+* Only the treated breast: for a bilateral field (wider than :data:`BILATERAL_MIN_WIDTH_MM` in L-R
   and not labelled as one breast) the half of the field on the treated side of the field's centre
-  is projected (axial, coronal: the shown columns; sagittal: the projected slices).
+  is projected (axial, coronal: the shown columns; sagittal: the projected slices), and of it
+  the breasts' part, the anterior half (:func:`anterior_range`). A one-breast field (a sagittal
+  acquisition's, usually) is kept whole.
 * Findings: each suspicious focus a numbered red ring, the ablation zone its projected outline
   (green; a cross at its centre when no mask is given), the nipple a yellow "N" when known.
 
@@ -31,6 +32,7 @@ from matplotlib.patches import Circle
 
 from followup.reporting.picture import (
     DISPLAY_AXES,
+    TEXT_EDGE,
     DisplayPlane,
     Plane,
     acquisition_plane,
@@ -49,7 +51,7 @@ from followup.volume import Volume
 BILATERAL_MIN_WIDTH_MM = 250.0
 # Kept beyond the midline so that a finding near it stays in the picture (assumption).
 MIDLINE_SLACK_MM = 20.0
-# Assumption (prone breast MRI): the breasts lie in the anterior half of the field; the heart,
+# Assumption (prone breast MRI): the breasts lie in the anterior half of a bilateral field; the heart,
 # whose enhancement would take the MIP's window, behind it. Kept: the anterior half, or down to
 # this far behind the deepest finding when that is deeper.
 BEHIND_DEEPEST_FINDING_MM = 30.0
@@ -96,6 +98,13 @@ class MipView:
     side: str  # which part of the field was projected, in words
 
 
+def bilateral(vol: Volume, study_laterality: str | None) -> bool:
+    """Both breasts in the field: not labelled as one breast, and at least
+    :data:`BILATERAL_MIN_WIDTH_MM` wide in L-R (axis 0 of an LPS-aligned volume)."""
+    one = (study_laterality or "").upper() in ("L", "R")
+    return not one and vol.shape[0] * float(vol.spacing[0]) >= BILATERAL_MIN_WIDTH_MM
+
+
 def treated_range(vol: Volume, laterality: str, study_laterality: str | None,
                   points_lps: Sequence[Sequence[float]] = ()) -> tuple[slice, str]:
     """The index range along axis 0 (L-R) of an LPS-aligned volume that holds the treated breast,
@@ -103,8 +112,7 @@ def treated_range(vol: Volume, laterality: str, study_laterality: str | None,
     :data:`BILATERAL_MIN_WIDTH_MM` is kept whole; a bilateral one is cut at its centre, the cut
     moved out so that every finding stays :data:`MIDLINE_SLACK_MM` inside."""
     n = vol.shape[0]
-    width = n * float(vol.spacing[0])
-    if (study_laterality or "").upper() in ("L", "R") or width < BILATERAL_MIN_WIDTH_MM:
+    if not bilateral(vol, study_laterality):
         return slice(0, n), "the whole field (one breast)"
     x0, dx = float(vol.affine[0, 3]), float(vol.spacing[0])
     mid = x0 + dx * (n - 1) / 2.0
@@ -160,7 +168,8 @@ def mip_view(pre: np.ndarray, post: np.ndarray, affine: np.ndarray, laterality: 
     sub = lps_aligned(np.clip(np.asarray(post, np.float32) - np.asarray(pre, np.float32), 0, None), affine)
     points = [m.lps for m in marks]
     xs, side = treated_range(sub, laterality, study_laterality, points)
-    half = _sub_volume(sub, xs, anterior_range(sub, points))
+    ys = anterior_range(sub, points) if bilateral(sub, study_laterality) else slice(0, sub.shape[1])
+    half = _sub_volume(sub, xs, ys)
     mip = half.data.max(axis=NORMAL_AXIS[plane])
     picture = display_plane(mip, half.spacing, plane)
     placed = display_mm(half, plane, np.array([m.lps for m in marks], float).reshape(-1, 3))
@@ -187,15 +196,15 @@ def mip_figure(view: MipView):
             r = max(m.radius_mm, 4.0) + 2.0
             ax.add_patch(_ring(p.x_mm, p.y_mm, r, FOCUS_COLOUR))
             ax.text(p.x_mm + r * 0.8, p.y_mm - r * 0.8, m.label, color=FOCUS_COLOUR, fontsize=12,
-                    fontweight="bold", ha="left", va="bottom")
+                    fontweight="bold", ha="left", va="bottom", path_effects=TEXT_EDGE)
         elif m.kind == MarkKind.ZONE and view.outline is None:
             ax.plot([p.x_mm], [p.y_mm], marker="+", markersize=14, mew=2, color=ZONE_COLOUR)
         elif m.kind == MarkKind.NIPPLE:
             ax.text(p.x_mm, p.y_mm, "N", color=NIPPLE_COLOUR, fontsize=11, fontweight="bold",
-                    ha="center", va="center")
+                    ha="center", va="center", path_effects=TEXT_EDGE)
     draw_edge_labels(ax, view.picture, LABEL_COLOUR)
     ax.text(0.015 * w, 0.015 * h, f"MIP 1st subtraction\n{view.picture.plane}", color=LABEL_COLOUR,
-            fontsize=8, ha="left", va="top")
+            fontsize=8, ha="left", va="top", path_effects=TEXT_EDGE)
     return fig
 
 
@@ -213,4 +222,4 @@ def mip_png(view: MipView) -> bytes:
 
 
 __all__ = ["BILATERAL_MIN_WIDTH_MM", "NORMAL_AXIS", "Mark", "MarkKind", "MipView", "PlacedMark",
-           "anterior_range", "mip_png", "mip_rgb", "mip_view", "treated_range"]
+           "anterior_range", "bilateral", "mip_png", "mip_rgb", "mip_view", "treated_range"]

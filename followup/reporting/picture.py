@@ -19,10 +19,13 @@ from enum import StrEnum
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patheffects import withStroke
 
 from followup.volume import Volume
 
 DPI = 100.0
+# Text on the picture keeps a dark edge: readable on bright tissue (the heart, a focus) as on black.
+TEXT_EDGE = [withStroke(linewidth=2.5, foreground="black")]
 
 
 class Plane(StrEnum):
@@ -140,7 +143,7 @@ def draw_edge_labels(ax, picture: DisplayPlane, colour: str, fontsize: float = 1
     """The orientation letters at the middle of each edge (left, right, top, bottom)."""
     w, h = picture.size_mm
     left, right, top, bottom = picture.edge_labels
-    kw = {"color": colour, "fontsize": fontsize, "fontweight": "bold"}
+    kw = {"color": colour, "fontsize": fontsize, "fontweight": "bold", "path_effects": TEXT_EDGE}
     pad = 0.015 * max(w, h)
     ax.text(pad, h / 2, left, ha="left", va="center", **kw)
     ax.text(w - pad, h / 2, right, ha="right", va="center", **kw)
@@ -161,5 +164,5 @@ def picture_png(fig) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["DISPLAY_AXES", "EDGE_LABELS", "DisplayPlane", "Plane", "acquisition_plane", "display_mm",
+__all__ = ["DISPLAY_AXES", "EDGE_LABELS", "TEXT_EDGE", "DisplayPlane", "Plane", "acquisition_plane", "display_mm",
            "display_plane", "draw_edge_labels", "figure_rgb", "lps_aligned", "picture_figure", "picture_png"]

@@ -113,7 +113,7 @@ def test_axial_mip_does_not_show_the_other_breast(axial):
 def test_unilateral_field_is_kept_whole(axial):
     pre, post, aff = axial
     view = mip_view(pre, post, aff, "R", _marks(RIGHT_BLOB), study_laterality="R")
-    assert view.picture.image.shape[1] == 128
+    assert view.picture.image.shape == (128, 128)  # all of it, L-R and A-P
     assert view.side == "the whole field (one breast)"
     assert view.picture.image.max() == (post - pre).max()  # both blobs in the field
     # radiological convention: the patient's left breast on the image's right
