@@ -1,8 +1,13 @@
-"""Key images of a report: subtraction slices through the lesion, outlines and marked foci,
-and the time-signal curves of the foci and the rim. PNG bytes out (matplotlib, Agg backend).
+"""Key images of a report, PNG bytes out (matplotlib, Agg backend), in the report's order:
 
-Slices are shown in the acquisition plane, as the scanner wrote them (columns to the right, rows
-down: radiological convention for axial images), cropped around the lesion, in true mm aspect.
+* :func:`mip_key_image`: the MIP of the first subtraction of the treated breast, whole follow-up
+  volumes, findings marked (:mod:`followup.reporting.mip_image`): what a radiologist looks at first;
+* :func:`finding_images`: a zoomed view of the zone and of each suspicious focus, 10 mm scale bar,
+  caption hook for the location (:mod:`followup.reporting.finding_images`);
+* :func:`baseline_image`, :func:`followup_images`: subtraction slices of the 90 mm analysis crop,
+  in the acquisition plane as the scanner wrote them (columns to the right, rows down), true mm
+  aspect; the follow-up's outlines only the zone and the suspicious foci, touching lobes as one;
+* :func:`curves_image`: the time-signal curves of the foci and the rim.
 """
 
 from __future__ import annotations
