@@ -214,13 +214,21 @@ def build(a: Assessment, inputs: Inputs, *, revision: int = 1, predecessor: Pred
 
 
 def report_images(a: Assessment, inputs: Inputs) -> list[tuple[str, bytes]]:
-    """Key images (caption, PNG) of a complete analysis: the baseline tumour, the follow-up
-    slices, the enhancement curves; none otherwise."""
+    """Key images (caption, PNG) of a complete analysis: the MIP of the treated breast, a zoomed
+    view of each finding, the baseline tumour, the follow-up slice, the enhancement curves; none
+    otherwise."""
     if a.status != "complete" or a.segmentation is None:
         return []
     lesion, margin = inputs.record.lesion, inputs.record.margin_mm
     radius = lesion.diameter_mm / 2.0
     out = []
+    # --- key images a breast radiologist expects (issue 24 item 7): the MIP first, then a zoomed
+    # view of each finding, on the whole follow-up volumes
+    phases = inputs.followup.phases
+    mip = key_images.mip_key_image(a, phases[0].volume, phases[1].volume, inputs.record.laterality,
+                                   inputs.followup.laterality) if len(phases) > 1 else None
+    out += ([mip] if mip is not None else []) + key_images.finding_images(a)
+    # --- end of the radiologist's key images
     baseline = inputs.baseline
     if baseline is not None and len(baseline.phases) > 1:
         out.append(("Baseline: the treated tumour (subtraction, 1st post-contrast minus pre-contrast); "

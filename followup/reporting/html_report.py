@@ -50,6 +50,12 @@ figcaption{font-size:11px;color:#5a6b7c;max-width:380px}.rec li{margin:4px 0}.ca
 .tag{font-size:11px;background:#e4e8ee;border-radius:3px;padding:0 4px;color:#4a5868}
 """
 
+# --- key images (issue 24 item 7): the MIP leads the key images, larger (the picture a breast
+# radiologist looks at first; report_images puts it first)
+KEY_IMAGE_CSS = (".imgs figure:first-child img{height:440px}"
+                 ".imgs figure:first-child figcaption{max-width:440px}")
+# --- end of the key images' block
+
 
 def _e(v) -> str:
     return escape("" if v is None else str(v))
@@ -176,7 +182,7 @@ def render_html(r: Report, images: list[tuple[str, bytes]]) -> str:
     superseded = supersedes_text(r)
     supersedes = f'<div class="supersedes">{_e(superseded)}</div>' if superseded else ""
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>followup report</title><style>{CSS}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>followup report</title><style>{CSS}{KEY_IMAGE_CSS}</style></head>
 <body>
 <h1>Follow-up breast MRI after cryoablation</h1>
 <div class="sub">Ablation-site assessment - decision support, not a diagnosis. Status: {_e(r.status)}</div>

@@ -50,7 +50,7 @@ def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
         Paragraph("Recommendations", st.h2), *sections.recommendations(r, st),
     ]
     if images:
-        story += [Paragraph("Key images", st.h2), *sections.images(images, st)]
+        story += sections.images(images, st, heading=Paragraph("Key images", st.h2))
     story += [Paragraph("Findings", st.h2), *sections.findings(r, st)]
     story += sections.longitudinal(r, st)
     story += [Paragraph("What drove the number", st.h2), *sections.drivers(r, st)]

@@ -117,8 +117,10 @@ def _figure(png: bytes, caption: str, max_w: float, max_h: float, st: Styles) ->
     return [img, Spacer(1, 2), Paragraph(esc(caption), st.caption)]
 
 
-def images(images: list[tuple[str, bytes]], st: Styles) -> list:
-    """Two per row (each scaled to fit half the width, 88 mm high at most)."""
+def images(images: list[tuple[str, bytes]], st: Styles, heading: Paragraph | None = None) -> list:
+    """Two per row (each scaled to fit half the width, 88 mm high at most); the MIP and the
+    zoomed views of the findings lead (their order in ``images``). ``heading``: kept with the
+    legend and the first row (a heading never ends a page alone)."""
     gap = 6 * mm
     col_w = (FRAME_W - gap) / 2
     out: list = []
@@ -132,7 +134,8 @@ def images(images: list[tuple[str, bytes]], st: Styles) -> list:
                                ("RIGHTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 0),
                                ("BOTTOMPADDING", (0, 0), (-1, -1), 8)]))
         out.append(t)
-    out[0] = KeepTogether([_legend(st), out[0]])  # the legend never stands alone at a page end
+    # the heading and the legend never stand alone at a page end
+    out[0] = KeepTogether([*([heading] if heading is not None else []), _legend(st), out[0]])
     return out
 
 

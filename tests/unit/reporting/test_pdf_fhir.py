@@ -19,6 +19,7 @@ from followup.job import load_inputs, report_images, run_job
 from followup.procedure import load_procedure
 from followup.reporting.encapsulated_pdf import ENCAPSULATED_PDF_STORAGE, encapsulated_pdf
 from followup.reporting.fhir_report import build_fhir_bundle
+from followup.reporting.html_report import render_html
 from followup.reporting.pdf_report import render_pdf
 from followup.reporting.report_text import person_name
 from followup.synth import generate_pair
@@ -106,6 +107,23 @@ def test_complete_pdf_embeds_images(cases):
     n = sum(len(page.images) for page in reader.pages)
     assert n >= 1
     assert n == len(cases["complete"]["images"])
+
+
+def test_key_images_lead_with_the_mip_then_each_finding(cases):
+    """Issue 24 item 7: the MIP of the treated breast first, then a zoomed view of the zone and of
+    each suspicious focus, in the HTML and the PDF alike."""
+    c = cases["complete"]
+    captions = [cap for cap, _ in c["images"]]
+    assert captions[0].startswith("Maximum-intensity projection of the first subtraction")
+    assert "the left half of the field" in captions[0]  # the synthetic pair: bilateral, left breast
+    n = len(c["json"]["findings"]["suspicious_foci"])
+    assert n >= 1
+    names = [cap.split(":")[0] for cap in captions[1:2 + n]]
+    assert names == ["Ablation zone"] + [f"Focus {k}" for k in range(1, n + 1)]
+    html = render_html(c["report"], c["images"])
+    assert html[html.index("<img"):].startswith('<img alt="Maximum-intensity projection')
+    text = _text(c["pdf"])
+    assert text.index("Maximum-intensity projection") < text.index("Focus 1: ") < text.index("Findings")
 
 
 def test_deferred_and_failed_pdf_say_why(cases):
