@@ -219,7 +219,7 @@ def _first_post_time(study: DCEStudy) -> float | None:
     """Seconds of the day at which the first post-contrast phase began (its earliest frame)."""
     contrast = [p.contrast for p in study.phases]
     pre, post = _phase_counts(contrast)
-    if not post:
+    if not post or not study.instances:
         return None
     phase = study.phases[pre]
     by_sop = {h.sop_uid: h for h in study.instances}
