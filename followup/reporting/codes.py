@@ -99,3 +99,7 @@ BIRADS_SUBCATEGORY_VALUES = {"4A": private("FU041", "4A - Low suspicion for mali
 ENDPOINT = private("FU044", "What the probability is about (endpoint)")
 CONTRAINDICATION = private("FU045", "Procedure outside the indication of cryoablation")
 CORE_VOLUME = private("FU018", "Focus core volume (voxels >= half its peak enhancement)")
+# the report's technique, comparison and what it does not assess (issue 24): TEXT items of the SR
+TECHNIQUE = codes.DCM.ProcedureDescription
+COMPARISON = codes.DCM.ComparisonToPreviousStudies
+NOT_ASSESSED = private("FU090", "Not assessed by this analysis")

@@ -115,15 +115,17 @@ def comparison(status: str, reason: str | None, procedure: ProcedureRecord, base
     study's findings and, with earlier follow-ups, the longitudinal summary)."""
     points = longitudinal.time_points if longitudinal is not None else ()
     priors = [t for t in points if not t.current]
-    head = _against(baseline, priors, procedure.lesion.diameter_mm)
-    if status != "complete" or findings is None:
-        body = f"not compared (analysis {status}{': ' + reason if reason else ''})"
-    elif longitudinal is not None and priors:
-        body = _with_priors(longitudinal)
+    if status != "complete" or findings is None:  # (a deferred analysis reads no baseline)
+        verb = "was deferred" if status == "deferred" else "failed" if status == "failed" else f"is {status}"
+        sentence = f"No comparison made: the analysis {verb}" + (f" ({reason.rstrip('.')})" if reason else "") + "."
     else:
-        body = f"{_zone_text(findings, procedure.margin_mm)}; {_foci_text(findings.suspicious_foci)}"
-    sentence = f"{head}: {body}."
-    return Comparison(sentence=sentence.replace("..", "."),
+        head = _against(baseline, priors, procedure.lesion.diameter_mm)
+        if longitudinal is not None and priors:
+            body = _with_priors(longitudinal)
+        else:
+            body = f"{_zone_text(findings, procedure.margin_mm)}; {_foci_text(findings.suspicious_foci)}"
+        sentence = f"{head}: {body}."
+    return Comparison(sentence=sentence,
                       baseline_study_date=baseline.study_date if baseline is not None else None,
                       prior_study_dates=tuple(t.study_date for t in priors))
 

@@ -3,7 +3,8 @@
 Rendered from the finished :class:`~followup.reporting.model.Report` (``report.json``) plus the
 key images, so the two never disagree.
 Order: identity, the answer (probability with interval, or why there is none), key images,
-technique and comparison (and what is not assessed), findings, what drove the number, caveats, recommendations, technical details.
+technique and comparison (and what is not assessed), findings, what drove the number, caveats,
+recommendations, technical details.
 """
 
 from __future__ import annotations
