@@ -89,8 +89,10 @@ SITE_BAND_MM = 10.0  # the site: the ablation zone and this band around its edge
 ENDPOINT = ("The probability is that of residual (or, in surveillance, recurrent) invasive or in-situ "
             "disease at the ablation site (the ablation zone and a 10 mm band around its edge) at this "
             "examination.")
-NOT_ASSESSED = ("The rest of both breasts and both axillae are not assessed by this analysis; the "
-                "radiologist reads them.")
+# What every report says this analysis does not read (issue 24): the radiologist reads them.
+NOT_ASSESSED = ("Not assessed by this analysis: the breast outside the ablation site, the contralateral "
+                "breast, both axillae, and the non-contrast sequences (T2-weighted, diffusion-weighted); "
+                "the radiologist reads them.")
 INTERVAL_KIND = "model-based"
 INTERVAL_METHOD = ("model-based interval: 95% of Monte Carlo draws over the sources' own uncertainty "
                    "(Beta distributions from their counts) and over which source applies (equal-weight "

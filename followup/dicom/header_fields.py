@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from followup.dicom.header_records import FrameHeader, InstanceHeader
+from followup.dicom.header_records import AcquisitionHeader, FrameHeader, InstanceHeader
 from followup.dicom.header_values import (
     as_float,
     as_floats,
@@ -128,6 +128,45 @@ def _laterality(ds: Any) -> str | None:
     return str(v) if v else None
 
 
+def _codes(value: Any) -> tuple[str, ...]:
+    """A CS value (one or several) as upper-case strings, empty ones left out."""
+    if value is None:
+        return ()
+    vals = [value] if isinstance(value, str) else list(value)
+    return tuple(t for t in (str(v).strip().upper() for v in vals) if t)
+
+
+def _mr_value(ds: Any, keyword: str) -> Any:
+    """An acquisition attribute at the top level or, in a Legacy Converted Enhanced MR object, in
+    the shared Unassigned Converted Attributes."""
+    v = fast_value(ds, keyword)
+    if v is None:
+        shared = first_item(ds, "SharedFunctionalGroupsSequence")
+        v = group_value((shared,), "UnassignedSharedConvertedAttributesSequence", keyword)
+    return v
+
+
+def acquisition(ds: Any) -> AcquisitionHeader:
+    """How the image was acquired (the report's technique line): what the header says, no more."""
+    thickness = as_float(fast_value(ds, "SliceThickness"))
+    if thickness is None:
+        per = ds.get("PerFrameFunctionalGroupsSequence")
+        groups = (per[0] if per else None, first_item(ds, "SharedFunctionalGroupsSequence"))
+        thickness = as_float(group_value(groups, "PixelMeasuresSequence", "SliceThickness"))
+    name = _mr_value(ds, "SequenceName")
+    return AcquisitionHeader(
+        field_strength_t=as_float(_mr_value(ds, "MagneticFieldStrength")),
+        scanning_sequence=_codes(_mr_value(ds, "ScanningSequence")),
+        sequence_variant=_codes(_mr_value(ds, "SequenceVariant")),
+        scan_options=_codes(_mr_value(ds, "ScanOptions")),
+        sequence_name=str(name).strip() if name is not None else "",
+        mr_acquisition_type=(_codes(_mr_value(ds, "MRAcquisitionType")) or ("",))[0],
+        echo_pulse_sequence=(_codes(_mr_value(ds, "EchoPulseSequence")) or ("",))[0],
+        spectrally_selected_suppression=(_codes(_mr_value(ds, "SpectrallySelectedSuppression")) or ("",))[0],
+        slice_thickness_mm=thickness,
+    )
+
+
 def instance_header(ds: Any, path: Path, size: int, ts: str, value_offset: int | None,
                      series_uid: str, sop_class: str, layout: tuple[int, int, int, int, int],
                      multiframe: bool, frames: tuple[FrameHeader, ...]) -> InstanceHeader:
@@ -174,4 +213,5 @@ def instance_header(ds: Any, path: Path, size: int, ts: str, value_offset: int |
         frame_of_reference_uid=fast_value(ds, "FrameOfReferenceUID") or "",
         frames=frames,
         high_bit=as_int(fast_value(ds, "HighBit")),
+        acquisition=acquisition(ds),
     )

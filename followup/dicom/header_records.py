@@ -47,6 +47,22 @@ class FrameHeader:
 
 
 @dataclass(frozen=True)
+class AcquisitionHeader:
+    """How the image was acquired, as its header says it (None/empty: not said): what the report's
+    technique line reads (:mod:`followup.dicom.technique`)."""
+
+    field_strength_t: float | None = None  # MagneticFieldStrength (0018,0087)
+    scanning_sequence: tuple[str, ...] = ()  # (0018,0020): SE, IR, GR, EP, RM
+    sequence_variant: tuple[str, ...] = ()  # (0018,0021): SP, MP, SS, SK, ...
+    scan_options: tuple[str, ...] = ()  # (0018,0022): FS (fat saturation), ...
+    sequence_name: str = ""  # (0018,0024), vendor-specific
+    mr_acquisition_type: str = ""  # (0018,0023): 2D | 3D
+    echo_pulse_sequence: str = ""  # Enhanced MR (0018,9008): SPIN | GRADIENT | BOTH
+    spectrally_selected_suppression: str = ""  # Enhanced MR (0018,9025): FAT | WATER | NONE ...
+    slice_thickness_mm: float | None = None  # SliceThickness, or the multi-frame Pixel Measures'
+
+
+@dataclass(frozen=True)
 class InstanceHeader:
     """Header record of one DICOM image file (no pixel data)."""
 
@@ -88,6 +104,7 @@ class InstanceHeader:
     frame_of_reference_uid: str
     frames: tuple[FrameHeader, ...] = field(default=())
     high_bit: int | None = None  # HighBit; None: BitsStored - 1
+    acquisition: AcquisitionHeader = field(default_factory=AcquisitionHeader)
 
     @property
     def is_multiframe(self) -> bool:

@@ -16,12 +16,14 @@ import pydicom
 
 from followup import evidence as ev
 from followup.dicom.study import DCEStudy
+from followup.dicom.technique import technique as read_technique
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
 from followup.pipelines.enhancement import ser_band
 from followup.pipelines.probability import SITE_BAND_MM
 from followup.pipelines.segmentation.lexicon import Lexicon
 from followup.pipelines.segmentation.model import Focus, Rim as RimResult, Zone
 from followup.procedure import ProcedureRecord
+from followup.reporting.comparison import comparison
 from followup.reporting.longitudinal_report import longitudinal_summary
 from followup.reporting.model import (
     AblationZone,
@@ -41,10 +43,11 @@ from followup.reporting.model import (
     Studies,
     StudySummary,
     Supersedes,
+    Technique,
 )
 from followup.reporting.model_reading import LexiconRow
 from followup.reporting.plan import OutputPlan
-from followup.reporting.rounding import rounded, rounded_list
+from followup.reporting.rounding import rounded, rounded_list, rounded_or_none
 
 
 def patient_identity(ds: pydicom.Dataset) -> Patient:
@@ -132,6 +135,19 @@ def study_summary(s: DCEStudy | None) -> StudySummary | None:
         rejected_files=len(s.rejected_files))
 
 
+def technique_summary(s: DCEStudy) -> Technique:
+    """The follow-up's technique (:mod:`followup.dicom.technique`) as ``report.json`` gives it."""
+    t = read_technique(s)
+    return Technique(
+        sentence=t.sentence(), field_strength_t=rounded_or_none(t.field_strength_t, 2), plane=t.plane,
+        dimension=t.dimension, weighting=t.weighting, sequence=t.sequence, fat_suppression=t.fat_suppression,
+        fat_suppression_method=t.fat_suppression_method, phases_pre=t.phases_pre, phases_post=t.phases_post,
+        temporal_resolution_s=rounded_or_none(t.temporal_resolution_s, 1), contrast_agent=t.contrast_agent,
+        contrast_delay_s=rounded_or_none(t.contrast_delay_s, 1),
+        slice_thickness_mm=rounded_or_none(t.slice_thickness_mm, 3),
+        pixel_spacing_mm=rounded_list(t.pixel_spacing_mm, 3) if t.pixel_spacing_mm is not None else None)
+
+
 def _probability_fields(a: Assessment) -> dict:
     p = a.probability
     done = p is not None and a.status == "complete"
@@ -162,21 +178,23 @@ def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
                  supersedes: Supersedes | None = None) -> Report:
     """The finished report: every renderer reads it, none changes it. ``supersedes``: the earlier
     report of the study this revision replaces (:func:`followup.reporting.supersede.supersedes`)."""
+    found = findings(a, record.margin_mm)
+    studies = Studies(followup=study_summary(followup), baseline=study_summary(baseline))
+    lon = longitudinal_summary(a)
     return Report(
         status=cast(Status, str(a.status)), reason=a.reason, days_since_procedure=a.days_since_procedure,
         analysable_from=a.analysable_from.isoformat() if a.analysable_from else None,
         **_probability_fields(a), endpoint=ev.ENDPOINT, not_assessed=ev.NOT_ASSESSED, birads=birads(a),
         contraindications=tuple(Note(code=c.code, text=c.text) for c in a.contraindications),
-        registration=registration(a, record), findings=findings(a, record.margin_mm),
+        registration=registration(a, record), findings=found,
         caveats=tuple(Note(code=c.code, text=c.text) for c in a.caveats),
         recommendations=tuple(Note(code=r.code, text=r.text) for r in a.recommendations),
-        warnings=plan.warnings, patient=patient,
-        studies=Studies(followup=study_summary(followup), baseline=study_summary(baseline)),
+        warnings=plan.warnings, patient=patient, studies=studies,
         procedure=record, algorithm=Algorithm(name=ALGORITHM_NAME, version=ALGORITHM_VERSION),
         created=(created or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
-        revision=revision, outputs=plan.outputs, supersedes=supersedes,
-        longitudinal=longitudinal_summary(a))
-
+        revision=revision, outputs=plan.outputs, supersedes=supersedes, longitudinal=lon,
+        technique=technique_summary(followup),
+        comparison=comparison(str(a.status), a.reason, record, studies.baseline, found, lon))
 
 __all__ = ["build_report", "findings", "focus_row", "patient_identity", "registration",
-           "rim_summary", "study_summary", "zone_summary"]
+           "rim_summary", "study_summary", "technique_summary", "zone_summary"]

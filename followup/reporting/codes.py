@@ -116,3 +116,8 @@ FINDING_TYPE_VALUES = {"mass": codes.SCT.Mass, "focus": private("FU064", "Focus 
 INITIAL_PHASE = private("FU065", "Initial phase enhancement (BI-RADS MRI)")
 INITIAL_PHASE_VALUES = {"slow": private("FU066", "Slow"), "medium": private("FU067", "Medium"),
                         "fast": private("FU068", "Fast")}
+
+# the report's technique, comparison and what it does not assess (issue 24): TEXT items of the SR
+TECHNIQUE = codes.DCM.ProcedureDescription
+COMPARISON = codes.DCM.ComparisonToPreviousStudies
+NOT_ASSESSED = private("FU090", "Not assessed by this analysis")

@@ -13,7 +13,8 @@ Contents:
   largest diameter, peak enhancement, SER, curve type, distance to the zone edge).
 * ``DiagnosticReport`` (LOINC 18748-4 "Diagnostic imaging study"): conclusion with the
   probability and interval, or the reason there is none; result -> every Observation; notes =
-  caveats, then recommendations; presentedForm = the PDF when given.
+  "Technique: ...", "Comparison: ...", "Not assessed: ..." (every status), then caveats, then
+  recommendations; presentedForm = the PDF when given.
 
 DiagnosticReport.status by report status (a documented choice):
 
@@ -54,7 +55,7 @@ from followup.reporting.fhir_elements import (
 )
 from followup.reporting.fhir_observations import BundleEntries, ObservationContext, caveat_notes, observations
 from followup.reporting.model import Report
-from followup.reporting.report_text import disease_words, supersedes_text
+from followup.reporting.report_text import disease_words, reading_rows, supersedes_text
 
 
 def _conclusion(r: Report) -> str:
@@ -66,7 +67,7 @@ def _conclusion(r: Report) -> str:
         if r.confidence == "low":
             text += (" Low confidence: the imaging could not be fully trusted, or a heavy driver is an "
                      "assumption (see the caveats).")
-        text += f" {r.endpoint} {r.not_assessed}"
+        text += f" {r.endpoint}"
     elif r.status == "deferred":
         text = f"Deferred: no probability yet. {r.reason}"
     else:
@@ -76,6 +77,12 @@ def _conclusion(r: Report) -> str:
     for c in r.contraindications:
         text += f" Contraindication: {c.text}"
     return text + " Clinical decision support, not a diagnosis."
+
+
+def reading_notes(r: Report) -> list[dict]:
+    """The technique, the comparison and what is not assessed, as the DiagnosticReport's first
+    notes (every status; issue 24)."""
+    return [{"text": f"{label}: {text}"} for label, text in reading_rows(r)]
 
 
 def _patient(r: Report) -> dict:
@@ -127,8 +134,8 @@ def _diagnostic_report(r: Report, ctx: ObservationContext, results: list[str], p
     dr["conclusion"] = _conclusion(r)
     if r.birads is not None:
         dr["conclusionCode"] = [birads_concept(r.birads.category)]
-    notes = caveat_notes(r.caveats) + [{"text": f"Recommendation [{c.code}]: {c.text}"}
-                                        for c in r.recommendations]
+    notes = reading_notes(r) + caveat_notes(r.caveats) + [{"text": f"Recommendation [{c.code}]: {c.text}"}
+                                                          for c in r.recommendations]
     superseded = supersedes_text(r)
     if superseded:
         notes.insert(0, {"text": superseded})

@@ -3,7 +3,8 @@
 Rendered from the finished :class:`~followup.reporting.model.Report` (``report.json``) plus the
 key images, so the two never disagree.
 Order: identity, the answer (probability with interval, or why there is none), key images,
-findings, what drove the number, caveats, recommendations, technical details.
+technique and comparison (and what is not assessed), findings, what drove the number, caveats,
+recommendations, technical details.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from followup.reporting.report_text import (
     contraindication_lines,
     identity_cells,
     interval_sentence,
+    reading_rows,
     supersedes_text,
     technical_rows,
     zone_and_rim_rows,
@@ -103,7 +105,7 @@ def _answer(r: Report) -> str:
             f"(95% model-based interval {_pct(lo)} - {_pct(hi)})</span></div>{conf}"
             f"<div class=\"sub\">Prior at the site for this tumour size: {_pct(r.prior_probability)}. "
             f"{_e(interval_sentence(r))}</div>"
-            f"<div class=\"sub\">{_e(r.endpoint)} {_e(r.not_assessed)}</div></div>")
+            f"<div class=\"sub\">{_e(r.endpoint)}</div></div>")
 
 
 def _identity(r: Report) -> str:
@@ -152,6 +154,17 @@ def _longitudinal(r: Report) -> str:
     return html + "</table>"
 
 
+# --- technique, comparison, not assessed (issue 24) --------------------------------------------
+
+def _reading(r: Report) -> str:
+    """Technique, comparison and what is not assessed, in every report whatever its status."""
+    return ('<h2>Technique and comparison</h2><table class="reading">'
+            + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in reading_rows(r)) + "</table>")
+
+
+# --- end of technique, comparison, not assessed -------------------------------------------------
+
+
 def _drivers(r: Report) -> str:
     if not r.drivers:
         return "<p>No probability was computed.</p>"
@@ -193,6 +206,7 @@ def render_html(r: Report, images: list[tuple[str, bytes]]) -> str:
 {_answer(r)}
 <h2>Recommendations</h2><ul class="rec">{recs}</ul>
 {imgs}
+{_reading(r)}
 <h2>Findings</h2>{_findings(r) or '<p>No imaging analysis (see status).</p>'}
 {_longitudinal(r)}
 <h2>What drove the number</h2>{_drivers(r)}

@@ -18,39 +18,13 @@ Encapsulated PDF and FHIR are rendered from that same object; none of them can c
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from followup.procedure import ProcedureRecord
+from followup.reporting.model_base import FiniteOrNone, Point, plain
 from followup.reporting.model_reading import LexiconRow
-
-
-def plain(value: Any) -> Any:
-    """numpy scalars and arrays -> Python ``bool``/``int``/``float``/``str``/lists, recursively
-    through dicts, lists and tuples (tuples become lists); anything else as it is."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()  # Python scalars, nested lists
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
-def _finite_or_none(value: Any) -> Any:
-    value = plain(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
-        return None
-    return value
-
-
-FiniteOrNone = Annotated[float | None, BeforeValidator(_finite_or_none)]
-Point = tuple[float, float, float]  # LPS, mm
 
 
 class _Model(BaseModel):
@@ -60,7 +34,6 @@ class _Model(BaseModel):
     @classmethod
     def _plain_types(cls, data: Any) -> Any:
         return plain(data) if isinstance(data, dict) else data
-
 
 # --- registration -------------------------------------------------------------------------------
 
@@ -303,6 +276,38 @@ class Longitudinal(_Model):
     trend_reason: str
 
 
+# --- technique and comparison (issue 24) ------------------------------------------------------
+
+class Technique(_Model):
+    """The follow-up dynamic's technique as its DICOM headers say it (:mod:`followup.dicom.technique`;
+    null where they do not) and its one readable ``sentence`` ("" when they say nothing)."""
+
+    sentence: str
+    field_strength_t: float | None
+    plane: str | None
+    dimension: str | None
+    weighting: str | None
+    sequence: str | None
+    fat_suppression: bool | None
+    fat_suppression_method: str | None
+    phases_pre: int
+    phases_post: int
+    temporal_resolution_s: float | None
+    contrast_agent: str | None
+    contrast_delay_s: float | None
+    slice_thickness_mm: float | None
+    pixel_spacing_mm: tuple[float, float] | None
+
+
+class Comparison(_Model):
+    """The comparison with the pre-procedure MRI and every earlier follow-up, by date, in one
+    sentence (:mod:`followup.reporting.comparison`)."""
+
+    sentence: str
+    baseline_study_date: str | None  # ISO; null: no baseline, or its date unknown
+    prior_study_dates: tuple[str | None, ...]  # the earlier follow-ups compared, by date
+
+
 Status = Literal["complete", "deferred", "failed"]
 
 
@@ -311,7 +316,7 @@ class Report(_Model):
     its interval and confidence), registration, findings, drivers, caveats, recommendations,
     warnings, patient, studies, procedure (the record as given), algorithm, created, revision,
     the DICOM outputs and, for a later revision, the report it supersedes; with earlier follow-ups,
-    ``longitudinal`` (issue 14)."""
+    ``longitudinal`` (issue 14); the ``technique`` line and the ``comparison`` sentence (issue 24)."""
 
     status: Status
     reason: str | None
@@ -345,6 +350,8 @@ class Report(_Model):
     outputs: dict[str, DicomOutput]
     supersedes: Supersedes | None = None  # the earlier report of the study this one replaces
     longitudinal: Longitudinal | None = None  # earlier follow-ups compared (issue 14); null without
+    technique: Technique | None = None  # the follow-up's technique line (issue 24)
+    comparison: Comparison | None = None  # the comparison sentence (issue 24)
 
     def to_json_bytes(self) -> bytes:
         """``report.json``'s bytes (indented, UTF-8, a final newline)."""
@@ -355,6 +362,7 @@ __all__ = [
     "AblationZone",
     "Algorithm",
     "Birads",
+    "Comparison",
     "DicomOutput",
     "Driver",
     "Findings",
@@ -373,5 +381,6 @@ __all__ = [
     "Studies",
     "StudySummary",
     "Supersedes",
+    "Technique",
     "plain",
 ]

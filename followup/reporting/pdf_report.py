@@ -3,7 +3,8 @@
 Rendered from the finished :class:`~followup.reporting.model.Report` plus the key images, like
 ``report.html``, with the
 same content in the same order: title, identity, the answer (probability with its 95% interval
-and confidence, or why there is none), recommendations, key images, findings, what drove the
+and confidence, or why there is none), recommendations, key images, technique and comparison (and
+what is not assessed), findings, what drove the
 number, caveats, technical details, and the closing note. Every page carries the patient's
 identity in its header and, in its footer, the algorithm's name and version, "decision support,
 not a diagnosis" and "page n of N".
@@ -51,6 +52,7 @@ def render_pdf(report: Report, images: list[tuple[str, bytes]]) -> bytes:
     ]
     if images:
         story += sections.images(images, st, heading=Paragraph("Key images", st.h2))
+    story += sections.reading(r, st)
     story += [Paragraph("Findings", st.h2), *sections.findings(r, st)]
     story += sections.longitudinal(r, st)
     story += [Paragraph("What drove the number", st.h2), *sections.drivers(r, st)]

@@ -1,5 +1,6 @@
 """The PDF report's sections, in the same content and order as ``report.html``: identity, the
-BI-RADS category and contraindication banner, the answer, recommendations, key images, findings,
+BI-RADS category and contraindication banner, the answer, recommendations, key images, technique
+and comparison (and what is not assessed), findings,
 the comparison with earlier follow-ups, what drove the number, technical details."""
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from followup.reporting.report_text import (
     contraindication_lines,
     identity_cells,
     interval_sentence,
+    reading_rows,
     technical_rows,
     zone_and_rim_rows,
 )
@@ -77,7 +79,7 @@ def answer(r: Report, st: Styles) -> Table:
         content.append(Paragraph(
             f"Prior at the site for this tumour size: {esc(percent(r.prior_probability))}. "
             f"{esc(interval_sentence(r))}", st.sub))
-        content.append(Paragraph(f"{esc(r.endpoint)} {esc(r.not_assessed)}", st.sub))
+        content.append(Paragraph(esc(r.endpoint), st.sub))
     bg, border = ANSWER_COLOURS[cls]
     t = Table([[content]], colWidths=[FRAME_W], hAlign="LEFT")
     t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(bg)),
@@ -243,3 +245,10 @@ def birads_and_banner(r: Report, st: Styles) -> list:
                                ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))
         out += [t, Spacer(1, 6)]
     return out
+
+
+# --- technique, comparison, not assessed (issue 24) --------------------------------------------
+
+def reading(r: Report, st: Styles) -> list:
+    """Technique, comparison and what is not assessed, in every report whatever its status."""
+    return [Paragraph("Technique and comparison", st.h2), key_value_table(reading_rows(r), st)]

@@ -139,3 +139,24 @@ def interval_sentence(r: Report) -> str:
 
 def contraindication_lines(r: Report) -> list[str]:
     return [c.text for c in r.contraindications]
+
+
+# --- technique, comparison, what is not assessed (issue 24) ------------------------------------
+
+NO_TECHNIQUE = "not stated in the DICOM headers"
+
+
+def technique_text(r: Report) -> str:
+    """The technique line, or that the headers do not state it."""
+    return (r.technique.sentence if r.technique is not None else "") or NO_TECHNIQUE
+
+
+def reading_rows(r: Report) -> list[tuple[str, str]]:
+    """Technique, comparison and what this analysis does not assess: the rows every readable
+    report shows (HTML, PDF), whatever the status."""
+    rows = [("Technique", technique_text(r))]
+    if r.comparison is not None:
+        rows.append(("Comparison", r.comparison.sentence))
+    if r.not_assessed:
+        rows.append(("Not assessed", r.not_assessed))
+    return rows

@@ -17,8 +17,9 @@ laid out so that OHIF 3, Cornerstone3D's adapters and dcmqi (3D Slicer) read all
   - the surveillance time points (:mod:`followup.reporting.longitudinal_sr`).
   No group lacks image coordinates (OHIF's SR display stops at one): a deferred or failed
   analysis has no Imaging Measurements.
-* A root "Qualitative Evaluations" container (TID 1500) holds the status and the words (TEXT)
-  and the status and BI-RADS category coded (CODE), whatever the analysis gave.
+* A root "Qualitative Evaluations" container (TID 1500) holds the status and the words (TEXT:
+  among them the technique, the comparison and what is not assessed) and the status and BI-RADS
+  category coded (CODE), whatever the analysis gave.
 The SR belongs to the follow-up study (same Study Instance UID, new series) and lists the
 follow-up source images as evidence. A later revision's SR names the SR of the report it
 supersedes (``report.supersedes``) in its Predecessor Documents Sequence, and says so in a comment.
@@ -50,7 +51,7 @@ from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION
 from followup.reporting import codes
 from followup.reporting.equipment import stamp_product
 from followup.reporting.model import Report
-from followup.reporting.report_text import disease_words, supersedes_text
+from followup.reporting.report_text import disease_words, supersedes_text, technique_text
 from followup.reporting.seg import tracking_uid
 from followup.reporting.sr_lexicon import lexicon_evaluations
 from followup.reporting.sr_outlines import Outline
@@ -259,14 +260,25 @@ def report_texts(report: Report, *, with_status: bool = True) -> list[TextConten
         items.append(TextContentItem(codes.ANALYSIS_STATUS, status_text(report)[:1024],
                                      RelationshipTypeValues.CONTAINS))
     if report.endpoint:
-        items.append(TextContentItem(codes.ENDPOINT, f"{report.endpoint} {report.not_assessed}"[:1024],
-                                     RelationshipTypeValues.CONTAINS))
+        items.append(TextContentItem(codes.ENDPOINT, report.endpoint[:1024], RelationshipTypeValues.CONTAINS))
     items += [TextContentItem(codes.CONTRAINDICATION, c.text[:1024], RelationshipTypeValues.CONTAINS)
               for c in report.contraindications]
     items += [TextContentItem(codes.CAVEAT, c.text[:1024], RelationshipTypeValues.CONTAINS)
               for c in report.caveats]
     items += [TextContentItem(codes.RECOMMENDATION, f"[{r.code}] {r.text}"[:1024],
                               RelationshipTypeValues.CONTAINS) for r in report.recommendations]
+    return items
+
+
+def reading_texts(report: Report) -> list[TextContentItem]:
+    """The technique (DCM 121065 Procedure Description), the comparison (DCM 111424 Comparison to
+    previous studies) and what is not assessed, as TEXT items (issue 24)."""
+    items = [TextContentItem(codes.TECHNIQUE, technique_text(report)[:1024], RelationshipTypeValues.CONTAINS)]
+    if report.comparison is not None:
+        items.append(TextContentItem(codes.COMPARISON, report.comparison.sentence[:1024],
+                                     RelationshipTypeValues.CONTAINS))
+    if report.not_assessed:
+        items.append(TextContentItem(codes.NOT_ASSESSED, report.not_assessed[:1024], RelationshipTypeValues.CONTAINS))
     return items
 
 
@@ -285,7 +297,7 @@ def status_text(report: Report) -> str:
 def text_evaluations(report: Report) -> ContainerContentItem:
     """TID 1500's root Qualitative Evaluations: the report's words (TEXT) then its coded results
     (CODE: status, BI-RADS category) - where a reader finds them whatever the analysis gave."""
-    items: list = report_texts(report)
+    items: list = report_texts(report) + reading_texts(report)
     superseded = supersedes_text(report)
     if superseded:
         items.append(TextContentItem(codes.COMMENT, superseded[:1024], RelationshipTypeValues.CONTAINS))

@@ -60,6 +60,14 @@ def test_two_priors_give_every_time_point_and_the_new_enhancement_trend(analysed
     offset = [a - b for a, b in zip(found.center_lps_mm, nodule["centre_followup_lps_mm"], strict=True)]
     assert sum(v * v for v in offset) ** 0.5 < 5
     assert lon.trend == "new-enhancement" and "new" in lon.trend_reason
+    # the comparison sentence names the baseline and both earlier follow-ups by date, and the new focus
+    c = report.comparison
+    assert c is not None and c.prior_study_dates == tuple(tp["study_date"] for tp in tps[:2])
+    assert c.sentence.startswith(f"Compared with the pre-procedure MRI of {report.studies.baseline.study_date} "
+                                 f"and the follow-ups of {tps[0]['study_date']} and {tps[1]['study_date']}: "
+                                 f"ablation zone of {lon.time_points[2].zone_volume_ml:.1f} ml")
+    assert f"new {found.largest_diameter_mm:.0f} mm {found.curve_type} focus at the ablation site since " \
+           f"{tps[1]['study_date']}" in c.sentence
 
 
 def test_the_trend_raises_the_probability_and_recommends_biopsy(analysed):

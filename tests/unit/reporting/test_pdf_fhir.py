@@ -94,9 +94,40 @@ def test_complete_pdf_content(cases):
     assert r["algorithm"]["version"] in text
 
 
+@pytest.mark.parametrize("kind", ["complete", "deferred", "failed"])
+def test_every_report_says_technique_comparison_and_what_is_not_assessed(cases, kind):
+    """report.json, the PDF, the HTML and the FHIR DiagnosticReport carry the same three (issue 24)."""
+    from html import unescape
+
+    from followup.reporting.html_report import render_html
+
+    c = cases[kind]
+    r = c["json"]
+    technique, compared, scope = r["technique"]["sentence"], r["comparison"]["sentence"], r["not_assessed"]
+    assert technique.startswith("1.5 T, axial 3D T1-weighted spoiled gradient echo with fat suppression, 1 pre- and ")
+    assert "Gadobutrol" in technique and "; slices " in technique
+    assert compared.startswith("Compared with the pre-procedure MRI of " if kind == "complete" else
+                               f"No comparison made: the analysis {'was deferred' if kind == 'deferred' else 'failed'}")
+    assert scope.startswith("Not assessed by this analysis:") and "contralateral breast" in scope \
+        and "axillae" in scope and "T2-weighted" in scope
+    if kind == "complete":
+        assert r["comparison"]["baseline_study_date"] == r["studies"]["baseline"]["study_date"]
+        assert f"{r['findings']['ablation_zone']['volume_ml']:.1f} ml" in compared
+    text = _text(c["pdf"])
+    for sentence in (technique, compared, scope):
+        assert _flat(sentence) in text, sentence
+    html = unescape(render_html(c["report"], []))
+    assert "<h2>Technique and comparison</h2>" in html
+    for sentence in (technique, compared, scope):
+        assert sentence in html, sentence
+    (dr,) = _resources(build_fhir_bundle(c["report"]), "DiagnosticReport")
+    notes = [n["text"] for n in dr["note"]]
+    assert notes[:3] == [f"Technique: {technique}", f"Comparison: {compared}", f"Not assessed: {scope}"]
+
+
 def test_complete_pdf_order_follows_html(cases):
     text = _text(cases["complete"]["pdf"])
-    order = ["BI-RADS", "Probability of", "Recommendations", "Key images", "Findings",
+    order = ["BI-RADS", "Probability of", "Recommendations", "Key images", "Technique and comparison", "Findings",
              "What drove the number", "Caveats", "Technical details"]
     positions = [text.index(h) for h in order]
     assert positions == sorted(positions)

@@ -68,8 +68,9 @@ def _numpy_assessment() -> Assessment:
 def _study() -> SimpleNamespace:
     return SimpleNamespace(
         study_uid="1.2.3", study_date=dt.date(2024, 3, 1), accession_number="A1", series_uids=["1.2.3.4"],
-        series_description="DYN", phases=[SimpleNamespace(time_s=np.float32(0.0)),
-                                          SimpleNamespace(time_s=np.float64("inf"))],
+        series_description="DYN fatsat", instances=[],
+        phases=[SimpleNamespace(time_s=np.float32(0.0), contrast=None),
+                SimpleNamespace(time_s=np.float64("inf"), contrast=None)],
         ordering="TemporalPositionIdentifier", rejected_files=[],
         ignored_series=[SimpleNamespace(series_uid="1.2.3.5", description=None, reason="T2")])
 
@@ -99,6 +100,15 @@ def test_builder_takes_numpy_values_and_round_trips_as_plain_json():
                                                       "realigned": True}]
     assert data["probability_interval"] == [0.24, 0.95] and data["warnings"] == ["a warning"]
     assert "centre" not in json.dumps(data)  # one spelling in every key
+    # the technique says what the (few) headers say, nothing more; the comparison names the baseline
+    assert data["technique"]["sentence"] == "with fat suppression, 1 pre- and 1 post-contrast phase"
+    assert data["technique"]["field_strength_t"] is None and data["technique"]["phases_post"] == 1
+    assert data["comparison"] == {
+        "sentence": "No pre-procedure MRI or earlier follow-up available for comparison: ablation zone of 11.3 ml "
+                    "(30 x 25 x 20 mm), not covering the tumour and its 10 mm margin everywhere (smallest margin "
+                    "2.8 mm); a suspicious 8 mm focus (washout) at the ablation site.",
+        "baseline_study_date": None, "prior_study_dates": []}
+    assert data["not_assessed"].startswith("Not assessed by this analysis: the breast outside the ablation site")
 
 
 def test_model_coerces_numpy_directly_and_is_frozen():

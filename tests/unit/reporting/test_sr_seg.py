@@ -139,6 +139,12 @@ def test_sr_round_trip_recovers_the_report(results):
     recs = [t for m, t in texts if m == "Recommendation"]
     assert recs == [f"[{x['code']}] {x['text']}" for x in r["recommendations"]]
     assert [t for m, t in texts if m == "Caveat"] == [c["text"] for c in r["caveats"]]
+    # technique (DCM 121065), comparison (DCM 111424), not assessed (private): issue 24
+    coded = {(i.ConceptNameCodeSequence[0].CodingSchemeDesignator, i.ConceptNameCodeSequence[0].CodeValue):
+             i.TextValue for i in container.ContentSequence if i.ValueType == "TEXT"}
+    assert coded[("DCM", "121065")] == r["technique"]["sentence"] and "1.5 T, axial 3D" in r["technique"]["sentence"]
+    assert coded[("DCM", "111424")] == r["comparison"]["sentence"]
+    assert coded[("99FOLLOWUP", "FU090")] == r["not_assessed"]
 
 
 def test_seg_overlaps_the_analysis_masks_exactly(results):
@@ -177,6 +183,13 @@ def test_deferred_sr_says_why(results):
     status = next(i.TextValue for i in container.ContentSequence if i.ValueType == "TEXT"
                   and i.ConceptNameCodeSequence[0].CodeMeaning == "Analysis status")
     assert status.startswith("deferred:") and "21 days" in status
+    texts = {i.ConceptNameCodeSequence[0].CodeValue: i.TextValue for i in container.ContentSequence
+             if i.ValueType == "TEXT"}
+    r = _json(res)
+    assert texts["121065"] == r["technique"]["sentence"] and r["technique"]["phases_post"] >= 1
+    assert texts["111424"] == r["comparison"]["sentence"]
+    assert texts["111424"].startswith("No comparison made: the analysis was deferred")
+    assert texts["FU090"] == r["not_assessed"]
     sr = hd.sr.srread(res.paths["sr"])
     # no measurement group: a group without image coordinates stops OHIF's SR display; the status
     # and the BI-RADS category are coded in the report's Qualitative Evaluations instead
