@@ -43,7 +43,9 @@ def test_case_is_read_in_order_and_matches_its_truth(cases, scenario):
     folder, truth = cases[scenario]
     on_disk = json.loads((folder / "truth.json").read_text())
     assert on_disk["simulator"] == "independent" and on_disk["scenario"] == scenario
-    assert on_disk["residual"] == (scenario == "residual") == bool(on_disk["nodules"])
+    assert on_disk["residual"] == (scenario in ("residual", "dcis-nme"))
+    assert bool(on_disk["nodules"]) == (scenario == "residual")
+    assert any(n["malignant"] for n in on_disk["nme"]) == (scenario == "dcis-nme")
 
     base = load_dce_study(folder / "baseline")
     fu = load_dce_study(folder / "followup")
