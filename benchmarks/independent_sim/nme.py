@@ -20,7 +20,7 @@ initial enhancement 60-160 % (assumptions).
 Benign mimics (confounder scenario), all slow and persistent (granulation tissue, assumption):
 
 * ``probe-track``: the cryoprobe's path, a thin straight line (1.4-2.6 mm wide) along the probe axis
-  from the zone's edge towards the skin (it stops 4 mm under it);
+  from the zone's edge towards the nearer skin (it stops 4 mm under it, or after 25-45 mm);
 * ``thick-rim``: a stretch of the rim 12-30 mm long thickened to 3.5-7 mm;
 * ``bpe-patch``: patchy background enhancement of the gland (6-15 mm semi-axis) against the rim.
 
@@ -240,6 +240,7 @@ def _probe_track(rng: np.random.Generator, breast: Breast, zone: Zone, probe: np
     if best is None:
         return None
     e, a, length = best
+    length = min(length, rng.uniform(25, 45))  # deeper tracks fade before the skin (assumption)
     end = e + a * length
     radius = rng.uniform(0.7, 1.3)
     pts = np.stack([e, end])

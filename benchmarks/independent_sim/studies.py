@@ -277,8 +277,12 @@ def render_study(out: Path, tag: str, rng: np.random.Generator, date: dt.date, p
         keep_site = (site_pt, patient.tumour.blob.reach() + 15)
         base = lambda x: x  # noqa: E731 - the baseline scanner sees the tissue as it is
     keep_nip = (nip_pt, nip.length + nip.radius + 2.0)
-    found = _fov_centre(rng, proto, 0.5 * (site_pt + nip_pt), [keep_site, keep_nip], 6.0, 120)
+    keep_nme = [] if site is None or repos is None else \
+        [(repos.to_followup(q)[0], 3.0) for n in site.nme for q in (n.start, n.end)]
+    found = _fov_centre(rng, proto, 0.5 * (site_pt + nip_pt), [keep_site, keep_nip, *keep_nme], 6.0, 120)
     nipple_in_fov = found is not None
+    if found is None:
+        found = _fov_centre(rng, proto, target, [keep_site, *keep_nme], 8.0, 120)
     if found is None:
         found = _fov_centre(rng, proto, target, [keep_site], 8.0)
     grid = found[1] if found is not None else Grid.centred(site_pt, proto)
