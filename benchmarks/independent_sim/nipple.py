@@ -1,8 +1,8 @@
 """The nipple-areolar complex and the location of a finding as a radiologist gives it.
 
-The nipple sits at the breast's apex (where the dome's axis leaves the skin): a short rounded
-cylinder protruding from the skin along the breast's axis (prone: anteriorly, -y in LPS), tilted
-a little; around it the areola, a disc of thickened skin. On DCE-MRI the nipple enhances (it is
+The nipple sits at the breast's apex, its most anterior point (prone, the breast hangs and the
+nipple is its lowest point): a short rounded cylinder protruding from the skin anteriorly (-y in
+LPS), tilted a little; around it the areola, a disc of thickened skin. On DCE-MRI the nipple enhances (it is
 vascular, erectile tissue), so it shows as a small bright protrusion on the post-contrast images.
 Sizes are assumptions in the range of adult anatomy: nipple 8-14 mm wide, protruding 4-10 mm;
 areola 14-24 mm in radius, its skin 2.5-4.5 mm thick (thicker than the 1.2-2.2 mm elsewhere).
@@ -52,10 +52,20 @@ class Nipple:
         return self.base - r, self.base + r
 
 
+def breast_apex(breast: Breast) -> np.ndarray:
+    """The most anterior (-y) point of the breast's dome: prone, the breast hangs and the nipple is
+    its lowest point. On a chest wall that recedes laterally this lies medial to the dome's axis."""
+    rho, ang = np.meshgrid(np.linspace(0, 0.95, 96), np.linspace(0, 2 * np.pi, 144, endpoint=False), indexing="ij")
+    x = breast.base_centre[0] + rho.ravel() * breast.radius_x * np.cos(ang.ravel())
+    z = breast.base_centre[2] + rho.ravel() * breast.radius_z * np.sin(ang.ravel())
+    y = breast.chest_y(x, z) - breast.height * (1 - rho.ravel() ** 2) ** (1 / breast.q)
+    i = int(np.argmin(y))
+    return np.array([x[i], y[i], z[i]])
+
+
 def make_nipple(rng: np.random.Generator, breast: Breast) -> Nipple:
     """The nipple at the apex of ``breast``; sets the breast's areola so its skin is thicker there."""
-    x0, z0 = breast.base_centre[0], breast.base_centre[2]
-    apex = np.array([x0, breast.chest_y(np.array([x0]), np.array([z0]))[0] - breast.height, z0])
+    apex = breast_apex(breast)
     tilt = rng.normal(0, 0.08, 3)
     tilt[1] = 0.0
     axis = unit(np.array([0.0, -1.0, 0.0]) + tilt)

@@ -145,7 +145,7 @@ def test_nipple_is_bright_at_the_breast_apex(cases, scenario):
         idx = np.argwhere(body)
         world = vol.voxel_to_world(idx)
         tip = world[np.argmin(world[:, 1])]
-        assert np.linalg.norm(tip - nipple) < 15.0
+        assert np.linalg.norm(tip - nipple) < 13.0  # (the nipple protrudes 4-10 mm)
         checked += 1
     assert checked >= 1
 
