@@ -19,8 +19,8 @@ initial enhancement 60-160 % (assumptions).
 
 Benign mimics (confounder scenario), all slow and persistent (granulation tissue, assumption):
 
-* ``probe-track``: the cryoprobe's path, a thin straight line (1.4-2.6 mm wide) along the probe axis
-  from the zone's edge towards the nearer skin (it stops 4 mm under it, or after 25-45 mm);
+* ``probe-track``: the cryoprobe's path, a thin straight line (1.8-3 mm wide) along the probe axis
+  from the zone's edge towards the nearer skin (it stops 6 mm under it, or after 25-45 mm);
 * ``thick-rim``: a stretch of the rim 12-30 mm long thickened to 3.5-7 mm;
 * ``bpe-patch``: patchy background enhancement of the gland (6-15 mm semi-axis) against the rim.
 
@@ -233,7 +233,7 @@ def _probe_track(rng: np.random.Generator, breast: Breast, zone: Zone, probe: np
         e = zone.centre + a * (zone.radius_towards(a) + 0.5)
         steps = np.arange(0.0, 70.0, 1.0)
         depth = breast.inside_margin(e + steps[:, None] * a)
-        out = np.nonzero(depth < 4.0)[0]
+        out = np.nonzero(depth < 6.0)[0]
         length = float(steps[out[0]] if len(out) else steps[-1])
         if length >= 8 and (best is None or length < best[2]):
             best = (e, a, length)
@@ -242,7 +242,7 @@ def _probe_track(rng: np.random.Generator, breast: Breast, zone: Zone, probe: np
     e, a, length = best
     length = min(length, rng.uniform(25, 45))  # deeper tracks fade before the skin (assumption)
     end = e + a * length
-    radius = rng.uniform(0.7, 1.3)
+    radius = rng.uniform(0.9, 1.5)
     pts = np.stack([e, end])
     lo, hi = _bounds(pts, radius + 2)
     return NME("probe-track", False, "linear", "homogeneous", e, end, _tube(pts, radius), lo, hi,
