@@ -17,6 +17,9 @@ Models (assumptions where no breast figure exists, ``shared/clinical-evidence.md
   once its initial enhancement would fall under 8 %. (Renal cryoablation: enhancement up to 6
   months, PMID 27401340; no breast curve published.)
 * the zone's content drifts towards fat (fat necrosis liquefying into oil), half-way in ~400 days;
+  once the rim has faded, 70 % of patients keep a thin (0.8-2 mm) non-enhancing fibrous wall around
+  it (low signal on T1 with and without fat suppression: the capsule of an oil cyst, the classic
+  look of fat necrosis; share and thickness are assumptions), the others none;
 * recurrence in 35 % of series (a benchmark stress share: ICE3 measured 2.06 % at ~3 years): a
   nodule at the zone's edge (outside, against it) that first shows at the 12- or 24-month exam at
   4-10 mm and grows (volume doubling 90-300 days), fast with plateau or washout.
@@ -54,6 +57,7 @@ FIRST_SERIES_BENCHMARK_SEED = 99600  # series benchmarks only (own seed salt: no
 RECURRENCE_SHARE = 0.35
 RIM_FATES = (("slow", 0.75), ("fast", 0.15), ("none", 0.10))
 RIM_VISIBLE_PCT = 8.0
+CAPSULE_SHARE = 0.7  # patients whose faded zone keeps a visible fibrous wall (assumption)
 
 
 @dataclasses.dataclass
@@ -117,6 +121,7 @@ def generate_series(out: Path | str, seed: int, small: bool = False, months: tup
     rim_t1_factor = float(r_les.uniform(0.85, 1.15))
     haemorrhagic = bool(r_les.random() < 0.4)
     foci = draw_foci(r_les, breast, zone_centre, zone_d0)
+    capsule = float(r_new.uniform(0.8, 2.0)) if r_new.random() < CAPSULE_SHARE else None
 
     def involution(days: int) -> float:
         return float(1 - shrink * (1 - np.exp(-max(days - 21, 0) / tau_zone)))
@@ -158,7 +163,7 @@ def generate_series(out: Path | str, seed: int, small: bool = False, months: tup
         zone = dataclasses.replace(zone0, semi_axes=zone0.semi_axes * f, rim_mm=rim_mm)
         fat = fat_share0 + (0.9 - fat_share0) * 0.5 * (1 - np.exp(-days / 400))
         site = Site(zone, zone_centre, (rim_init0 * g, rim_late) if rim_on else None, rim_t1_factor, float(fat),
-                    haemorrhagic and days < 45)
+                    haemorrhagic and days < 45, capsule_mm=capsule)
         if recur is not None and recur.blob is not None and days >= recur.first_days:
             blob = scaled_blob(recur.blob, recur.size(days) / recur.size_last)
             site.nodules.append(Lesion("nodule", blob, recur.initial, recur.late, "tumour", blob.measure(),
@@ -178,7 +183,8 @@ def generate_series(out: Path | str, seed: int, small: bool = False, months: tup
             "rim": {"present": bool(rim_on), "thickness_mm": round(rim_mm, 2) if rim_on else 0.0,
                     "fade_factor": round(g, 3),
                     "initial_enhancement_pct": rim_k[0]["initial_enhancement_pct"] if rim_k else 0.0,
-                    "late_change_pct": rim_k[0]["late_change_pct"] if rim_k else None},
+                    "late_change_pct": rim_k[0]["late_change_pct"] if rim_k else None,
+                    "capsule_mm": None if rim_on or capsule is None else round(capsule, 2)},
             "recurrence": nod is not None, "recurrence_kind": "nodule" if nod is not None else None,
             "recurrence_size_mm": None if nod is None else nod["largest_diameter_mm"],
             "recurrence_diameter_mm": None if nod is None else nod["diameter_mm"],

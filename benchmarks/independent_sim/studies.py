@@ -9,6 +9,7 @@ plus a smooth deformation), and either study may see later phases shifted by mot
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -181,6 +182,7 @@ class Site:
     nodules: list[Lesion] = field(default_factory=list)
     mimics: list[Lesion] = field(default_factory=list)
     nme: list[NME] = field(default_factory=list)
+    capsule_mm: float | None = None  # a non-enhancing fibrous wall drawn where there is no rim (series)
 
 
 def _fov_centre(rng: np.random.Generator, p: Protocol, target: np.ndarray, keep: list[tuple[np.ndarray, float]],
@@ -247,6 +249,11 @@ def render_study(out: Path, tag: str, rng: np.random.Generator, date: dt.date, p
             realised["rim"] = [rim_tis.describe()]
         else:
             realised["rim"] = []
+            if site.capsule_mm:  # fibrous tissue: low proton density, muscle-like T1, no uptake (assumption)
+                wall = dataclasses.replace(zone, rim_mm=site.capsule_mm)
+                cap_tis = model.kinetics(2.0, 0.0, model.t1["muscle"], vp=0.0005)
+                layers.append(Layer("capsule", wall.bbox(), clip_to_body(lambda p: wall.occupancies(p)[1]),
+                                    model.pre_signal(0.55, model.t1["muscle"]), cap_tis.enhancement))
         for i, m in enumerate(site.mimics):
             tis = model.kinetics(m.initial_pct, m.late_pct, model.t1["skin"], vp=0.01)
             if m.blob.kind == "ring":
