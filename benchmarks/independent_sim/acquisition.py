@@ -90,8 +90,8 @@ def draw_protocol(rng: np.random.Generator, n_post: int | None = None, orientati
     if post[-1] < 180:  # two phases close together would leave the late change undefined
         post[-1] = 180 + rng.uniform(0, 40)
     orientation = orientation or str(rng.choice(["axial", "sagittal"], p=[0.6, 0.4]))
-    fov = rng.uniform(88, 96) if small else rng.uniform(112, 140)
-    pixel = rng.uniform(max(0.7, fov / 150), 1.2) if not small else rng.uniform(1.4, 1.6)
+    fov = rng.uniform(112, 120) if small else rng.uniform(112, 140)
+    pixel = rng.uniform(max(0.7, fov / 150), 1.2) if not small else rng.uniform(1.8, 2.0)
     slice_mm = rng.uniform(1.5, 3.0) if not small else 3.0
     slab = rng.uniform(80, 88) if small else rng.uniform(95, 125)
     return Protocol(

@@ -88,6 +88,8 @@ class Breast:
     texture: Lattice
     vessel_map: Lattice
     vessels: list[Vessel] = field(default_factory=list)
+    # (centre on the skin, radius, skin thickness): the areola's thicker skin (set with the nipple)
+    areola: tuple[np.ndarray, float, float] | None = None
 
     # ---------------------------------------------------------------- geometry
 
@@ -139,7 +141,12 @@ class Breast:
         fgt, skin, muscle, marrow, cortex, lung, blood; they sum to about 1."""
         d, h = self.body_distance(p)
         body = inside(d, 0.4)
-        skin = body * (1 - inside(d + self.skin_mm, 0.4))
+        skin_mm: float | np.ndarray = self.skin_mm
+        if self.areola is not None:  # the areola: thicker skin around the nipple, tapering over 4 mm
+            centre, radius, thick = self.areola
+            near = smoothstep((radius - np.linalg.norm(p - centre, axis=1)) / 4.0)
+            skin_mm = self.skin_mm + (thick - self.skin_mm) * near
+        skin = body * (1 - inside(d + skin_mm, 0.4))
         chest = inside(h, 0.5)  # 1 behind the chest wall surface
         depth = -h  # depth behind the chest wall surface
         pect = chest * inside(depth - self.pectoral_mm, 0.5)

@@ -47,6 +47,7 @@ class StudyInfo:
     laterality: str | None  # ImageLaterality written when set
     manufacturer: str
     model: str
+    namespace: str = "independent-sim"  # entropy of the UIDs: cases and series never share one
 
 
 def _tm(seconds: float) -> str:
@@ -68,7 +69,7 @@ def write_study(folder: Path, frames: np.ndarray, grid: Grid, p: Protocol, info:
     """Write ``frames`` (phases, columns, rows, slices; uint16) under ``folder``; returns a summary
     (UIDs, series, times) for the truth file."""
     folder.mkdir(parents=True, exist_ok=True)
-    ent = f"independent-sim/{info.seed}/{info.tag}"
+    ent = f"{info.namespace}/{info.seed}/{info.tag}"
     study_uid = generate_uid(entropy_srcs=[ent, "study"])
     frame_uid = generate_uid(entropy_srcs=[ent, "frame-of-reference"])
     starts, injection = phase_start_times(info, p)
