@@ -37,7 +37,8 @@ def nipple_tip(side: float) -> np.ndarray:
 
 
 def draw(shape, aff, *, fat_sat: bool = True, gland_share: float = 0.3, enhancing: float = 0.5,
-         seed: int = 0, noise: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         seed: int = 0, noise: float = 4.0,
+         fat_mm: float = 8.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pre, first post-contrast, gland mask) of the phantom. ``gland_share``: the share of each
     breast's inner tissue that is gland (random smooth blobs); ``enhancing``: the share of gland
     that enhances by 50 % on the first post-contrast phase (the rest by 3 %)."""
@@ -63,7 +64,11 @@ def draw(shape, aff, *, fat_sat: bool = True, gland_share: float = 0.3, enhancin
     pre[body] = s["skin"]
     pre[breast] = s["fat"]
     field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0)
-    inner = breast & (np.minimum.reduce([np.abs(y - CHEST_WALL_Y)]) > 0)
+    inner = np.zeros(shape, bool)  # gland lies deeper than fat_mm under the skin: subcutaneous fat
+    for side in (-1.0, 1.0):
+        rho = np.sqrt(((x - side * 85.0) / RADII[0]) ** 2 + ((y - CHEST_WALL_Y) / RADII[1]) ** 2
+                      + (z / RADII[2]) ** 2)
+        inner |= breast & (rho <= 1.0 - fat_mm / RADII[2]) & (y <= CHEST_WALL_Y - 5.0)
     cut = np.quantile(field[inner], 1.0 - gland_share) if gland_share > 0 else np.inf
     gland = inner & (field > cut)
     pre[gland] = s["gland"]
