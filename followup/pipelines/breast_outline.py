@@ -105,7 +105,7 @@ def breast_regions(c: Coarse, laterality: str) -> list[BreastRegion]:
     per left-right bin) dips at each breast: two dips at least ``BREAST_SEPARATION_MM`` apart with a
     cleft ``CLEFT_DEPTH_MM`` behind the shallower one are two breasts (axial bilateral; the right
     one at smaller x); otherwise one breast, on the recorded side (a unilateral acquisition)."""
-    idx, lps = body_points(c)
+    lps = body_points(c)[1]
     if len(lps) == 0:
         return []
     x, y = lps[:, 0], lps[:, 1]
@@ -150,10 +150,7 @@ def anterior_faces(shape: tuple[int, ...], affine: np.ndarray) -> list[tuple[int
 
 
 def touches_faces(mask: np.ndarray, faces: list[tuple[int, int]]) -> bool:
-    for axis, end in faces:
-        if np.any(np.take(mask, end, axis=axis)):
-            return True
-    return False
+    return any(bool(np.any(np.take(mask, end, axis=axis))) for axis, end in faces)
 
 
 def sample(image: np.ndarray, affine: np.ndarray, points_lps: np.ndarray) -> np.ndarray:

@@ -51,13 +51,13 @@ def test_quadrants_and_hours_of_both_breasts(laterality, offset, hour, quadrant)
 
 def test_depth_thirds_and_the_subareolar_region():
     depth = CHEST_WALL_Y - NIPPLE[1]  # 96 mm
-    at = lambda share, dx=20.0: locate(NIPPLE + [dx, share * depth, 0], NIPPLE, "R", CHEST_WALL_Y)  # noqa: E731
+    at = lambda share, dx=20.0: locate(NIPPLE + np.array([dx, share * depth, 0]), NIPPLE, "R", CHEST_WALL_Y)  # noqa: E731
     assert [at(s).depth for s in (0.2, 0.5, 0.9)] == [Depth.ANTERIOR, Depth.MIDDLE, Depth.POSTERIOR]
     near = at(0.15, dx=4.0)
     assert near.clock_hour is None and near.quadrant is Quadrant.SUBAREOLAR
     assert near.clock_face == "subareolar"
     assert at(0.6, dx=4.0).quadrant is Quadrant.CENTRAL
-    unknown = locate(NIPPLE + [20, 30, 0], NIPPLE, "R", None)
+    unknown = locate(NIPPLE + np.array([20.0, 30.0, 0.0]), NIPPLE, "R", None)
     assert unknown.depth is Depth.UNKNOWN and "third" not in unknown.text
     assert at(0.5).text == "right breast, 3 o'clock, 52 mm from the nipple, middle third"
 
@@ -78,7 +78,7 @@ def test_nipple_found_within_3_mm(layout, laterality, fat_sat):
     wall = find_chest_wall(pre, aff, found.position_lps)
     assert wall.found and wall.y_lps == pytest.approx(bp.CHEST_WALL_Y, abs=4.0)
     # a point superolateral of the nipple: 10 o'clock on the right breast, 2 o'clock on the left
-    point = bp.nipple_tip(side) + [side * 30.0, 40.0, 17.0]
+    point = bp.nipple_tip(side) + np.array([side * 30.0, 40.0, 17.0])
     loc = locate(point, found.position_lps, laterality, wall.y_lps)
     assert loc.clock_hour == (2 if laterality == "L" else 10)
     assert loc.quadrant is Quadrant.UPPER_OUTER

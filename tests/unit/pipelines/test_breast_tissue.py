@@ -43,7 +43,7 @@ def test_fatty_minimal_against_dense_marked_both_breasts(fat_sat):
 
 def test_sagittal_reads_the_one_breast_and_leaves_the_zone_out():
     shape, aff = bp.sagittal_affine(1.0)
-    pre, post, gland = bp.draw(shape, aff, gland_share=0.4, enhancing=0.6)
+    pre, post, _ = bp.draw(shape, aff, gland_share=0.4, enhancing=0.6)
     read = assess_tissue(pre, post, aff, True, "L")
     assert [b.side for b in read.breasts] == ["left"] and read.breasts[0].treated
     b = read.breasts[0]
