@@ -299,7 +299,8 @@ def add_clinical(case: Case, crng: np.random.Generator) -> Case:
               for _ in range(n_mimics)]
     features = (*case.benign_features, *(m[0] for m in mimics))
     # BPE from a generator of its own: every draw above stays what it was
-    background = draw_background(np.random.default_rng([case.seed, 2024]), fu_scan, fu_timing)
+    background = draw_background(np.random.default_rng([case.seed, 2024]),
+                                 lambda i, c, tau: curve_with(i, c, tau, fu_scan, fu_timing))
     draw = ClinicalDraw(base_scan, fu_scan, placements,
                         (*(None for _ in case.benign_features), *(m[1] for m in mimics)), background)
     return replace(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from followup.synth.case_model import CHEST_WALL_Y, Case, Ellipsoid, Variation
+from followup.synth.case_model import CHEST_WALL_Y, Case, Variation
 
 NIPPLE_RADIUS_MM = 5.0
 NIPPLE_PROTRUSION_MM = 6.0
@@ -32,18 +32,20 @@ def nipple_tip(v: Variation, side: float) -> np.ndarray:
 
 
 def nipple_distance(v: Variation, bx, by, bz) -> np.ndarray:
-    """Signed distance (mm) to the nearer nipple's surface; negative inside. Only points near an
-    apex are evaluated (elsewhere a positive bound)."""
-    from followup.synth.phantom import ellipsoid_distance  # phantom imports this module
-
+    """Signed radial distance (mm) to the nearer nipple's surface (an axis-aligned ellipsoid
+    centred on the apex, as ``phantom.ellipsoid_distance`` measures it); negative inside. Only
+    points near an apex are evaluated (elsewhere a positive bound)."""
     out = np.full(np.shape(bx), 1e3, dtype=np.float32)
-    radii = np.array([NIPPLE_RADIUS_MM, NIPPLE_PROTRUSION_MM, NIPPLE_RADIUS_MM])
+    radii = (NIPPLE_RADIUS_MM, NIPPLE_PROTRUSION_MM, NIPPLE_RADIUS_MM)
     for side in (1.0, -1.0):
         apex = breast_apex(v, side)
         near = (np.abs(bx - apex[0]) < 15) & (np.abs(by - apex[1]) < 15) & (np.abs(bz - apex[2]) < 15)
         if np.any(near):
-            e = Ellipsoid(apex, radii)
-            out[near] = np.minimum(out[near], ellipsoid_distance(e, bx[near], by[near], bz[near]))
+            rel = [bx[near] - apex[0], by[near] - apex[1], bz[near] - apex[2]]
+            rho = np.sqrt(sum((r / a) ** 2 for r, a in zip(rel, radii, strict=True)))
+            dist = np.sqrt(sum(r ** 2 for r in rel))
+            d = np.where(rho > 1e-6, dist * (1.0 - 1.0 / np.maximum(rho, 1e-6)), -1e3)
+            out[near] = np.minimum(out[near], d.astype(np.float32))
     return out
 
 

@@ -10,12 +10,12 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from followup.synth import clinical, kinetics
-from followup.synth.background_enhancement import tissue_truth
 from followup.synth.case_model import Case, curve_json
 from followup.synth.clinical_truth import objects_truth, scanner_truth
 from followup.synth.nipple import nipple_truth
 from followup.synth.phantom import phase_motion_centre
 from followup.synth.scenario import transform_summary
+from followup.synth.tissue_truth import tissue_truth
 from followup.synth.zone_findings import radial_margin_mm
 
 
