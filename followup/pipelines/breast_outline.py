@@ -113,22 +113,36 @@ def breast_regions(c: Coarse, laterality: str) -> list[BreastRegion]:
     prof = np.full(bins.max() + 1, np.inf)
     np.minimum.at(prof, bins, y)
     centres = x.min() + (np.arange(prof.size) + 0.5) * PROFILE_BIN_MM
-    first = int(np.argmin(prof))
-    far = np.abs(centres - centres[first]) >= BREAST_SEPARATION_MM
-    dips = [first]
-    if np.any(far & np.isfinite(prof)):
-        second = int(np.argmin(np.where(far, prof, np.inf)))
-        lo, hi = sorted((first, second))
-        between = prof[lo:hi + 1]
-        window = np.abs(centres - centres[second]) <= 20.0
-        local_min = prof[second] <= np.min(prof[window])
-        if local_min and np.max(between[np.isfinite(between)]) >= prof[second] + CLEFT_DEPTH_MM:
-            dips = [lo, hi]
+    dips = _two_dips(prof, centres) or [int(np.argmin(prof))]
     if len(dips) == 1:
         return [_region(x, y, lps, side_sign(laterality), -np.inf, np.inf)]
     cleft = centres[dips[0] + int(np.argmax(np.where(np.isfinite(prof[dips[0]:dips[1] + 1]),
                                                      prof[dips[0]:dips[1] + 1], -np.inf)))]
     return [_region(x, y, lps, -1.0, -np.inf, cleft), _region(x, y, lps, 1.0, cleft, np.inf)]
+
+
+def _two_dips(prof: np.ndarray, centres: np.ndarray) -> list[int] | None:
+    """The two breasts' dips of the anterior profile: local minima (within +-20 mm) at least
+    ``BREAST_SEPARATION_MM`` apart with a cleft ``CLEFT_DEPTH_MM`` behind the shallower; of such
+    pairs, the most anterior. None: one breast (a patient turned in the coil can bring one breast
+    far forward, so the deepest point away from the first breast may lie on its own flank)."""
+    finite = np.isfinite(prof)
+    half = max(1, int(round(20.0 / PROFILE_BIN_MM)))
+    padded = np.where(finite, prof, np.inf)
+    minima = [k for k in range(prof.size) if finite[k]
+              and prof[k] <= np.min(padded[max(k - half, 0):k + half + 1])]
+    best: tuple[float, list[int]] | None = None
+    for i, a in enumerate(minima):
+        for b in minima[i + 1:]:
+            if centres[b] - centres[a] < BREAST_SEPARATION_MM:
+                continue
+            between = prof[a:b + 1][finite[a:b + 1]]
+            if np.max(between) < max(prof[a], prof[b]) + CLEFT_DEPTH_MM:
+                continue
+            score = float(prof[a] + prof[b])
+            if best is None or score < best[0]:
+                best = (score, [a, b])
+    return None if best is None else best[1]
 
 
 def _region(x, y, lps, side: float, x_min: float, x_max: float) -> BreastRegion:

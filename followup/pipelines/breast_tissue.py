@@ -49,6 +49,7 @@ SKIN_MM = 3.0  # skin left out (ours 1.8 mm; 2 mm voxels)
 MIN_CONTRAST = 0.25  # the FGT threshold stays at least this far (relative) from the fat level
 CHEST_WALL_CLEARANCE_MM = 3.0
 MIN_BREAST_ML = 20.0  # a breast with less tissue than this in the field is not read
+FAT_SPREAD_MM = 25.0  # the subcutaneous fat level spread this far (normalised convolution)
 
 
 class Composition(StrEnum):
@@ -136,11 +137,12 @@ def assess_tissue(pre: np.ndarray, first_post: np.ndarray, affine: np.ndarray,
             continue
         s0 = c.image[tuple(idx[breast].T)]
         s1 = post[tuple(idx[breast].T)]
-        gland, bright = _fibroglandular(s0, c.image[tuple(idx[shell].T)], fat_suppressed)
+        bright = _gland_is_bright(s0, c.image[tuple(idx[shell].T)], fat_suppressed)
         suppressed.append(bright)
+        fat = _local_fat(c, idx[shell], bright, s0)[tuple(idx[breast].T)]
+        gland, core = _fibroglandular(s0 / fat, bright)
         fgt_share = float(gland.mean())
-        rel = (s1[gland] - s0[gland]) / np.maximum(s0[gland], 1e-6)
-        enh_share = float(np.mean(rel >= ENHANCING_MIN)) if gland.any() else 0.0
+        enh_share = _enhancing_share(s0[core], s1[core], bright)
         bpe = bpe_of(enh_share)
         reads.append(BreastTissue(
             side=name, treated=region.side == treated_sign, composition=composition_of(fgt_share),
@@ -155,21 +157,60 @@ def assess_tissue(pre: np.ndarray, first_post: np.ndarray, affine: np.ndarray,
                       tuple(reasons))
 
 
-def _fibroglandular(values: np.ndarray, shell: np.ndarray, fat_suppressed: bool | None
-                    ) -> tuple[np.ndarray, bool]:
-    """FGT voxels among the breast's values, and whether gland is the brighter class. Fat is the
-    Otsu class holding most of the subcutaneous ``shell`` (when ``fat_suppressed`` is not given:
-    the dark class with fat suppression, the bright one without); its level, the shell's median
-    in that class."""
-    t = otsu(values)
-    bright = fat_suppressed if fat_suppressed is not None else bool(np.mean(shell <= t) >= 0.5)
-    fat = shell[shell <= t] if bright else shell[shell > t]
-    fat_level = float(np.median(fat if fat.size else shell))
+def _gland_is_bright(values: np.ndarray, shell: np.ndarray, fat_suppressed: bool | None) -> bool:
+    """Gland is brighter than fat with fat suppression, darker without; not told: fat is the
+    Otsu class holding most of the subcutaneous ``shell``."""
+    if fat_suppressed is not None:
+        return fat_suppressed
+    return bool(np.mean(shell <= otsu(values)) >= 0.5)
+
+
+def _local_fat(c, shell_idx: np.ndarray, bright: bool, breast_values: np.ndarray) -> np.ndarray:
+    """The fat level everywhere on the coarse grid: the subcutaneous fat (the shell's voxels on
+    fat's side of the breast's Otsu threshold) spread by normalised convolution over
+    ``FAT_SPREAD_MM``: coil shading and fat suppression failing towards the field's edge vary
+    slowly, and the ratio to the local fat level takes them out."""
+    t = otsu(breast_values)
+    vals = c.image[tuple(shell_idx.T)]
+    fat = (vals <= t) if bright else (vals > t)
+    if fat.sum() < 10:
+        fat = np.ones_like(fat)
+    weight = np.zeros(c.image.shape, np.float32)
+    level = np.zeros(c.image.shape, np.float32)
+    weight[tuple(shell_idx[fat].T)] = 1.0
+    level[tuple(shell_idx[fat].T)] = vals[fat]
+    sigma = FAT_SPREAD_MM / c.spacing
+    w = ndimage.gaussian_filter(weight, sigma, truncate=2.5)
+    lv = ndimage.gaussian_filter(level, sigma, truncate=2.5)
+    fallback = float(np.median(vals[fat]))
+    return np.where(w > 1e-4, lv / np.maximum(w, 1e-12), fallback).astype(np.float32)
+
+
+def _fibroglandular(ratio: np.ndarray, bright: bool) -> tuple[np.ndarray, np.ndarray]:
+    """FGT voxels among the breast's signal-to-local-fat ratios (Otsu's threshold, kept at least
+    ``MIN_CONTRAST`` from fat's 1), and the FGT core: the half of the FGT class farther from the
+    threshold than its median (the voxels least mixed with fat, where BPE is read)."""
+    t = otsu(ratio)
     if bright:
-        t = max(t, fat_level * (1.0 + MIN_CONTRAST))
-        return values > t, bright
-    t = min(t, fat_level * (1.0 - MIN_CONTRAST))
-    return values < t, bright
+        t = max(t, 1.0 + MIN_CONTRAST)
+        gland = ratio > t
+        core = gland & (ratio >= np.median(ratio[gland])) if gland.any() else gland
+        return gland, core
+    t = min(t, 1.0 - MIN_CONTRAST)
+    gland = ratio < t
+    core = gland & (ratio <= np.median(ratio[gland])) if gland.any() else gland
+    return gland, core
+
+
+def _enhancing_share(s0: np.ndarray, s1: np.ndarray, bright: bool) -> float:
+    """Share of FGT-core voxels enhancing by ``ENHANCING_MIN`` or more on the first subtraction,
+    relative to the voxel's own signal, capped (without fat suppression) at the core's median: fat
+    mixed into a voxel raises its signal without enhancing (the cap of
+    ``enhancement.unsuppressed_fat_ceiling``)."""
+    if s0.size == 0:
+        return 0.0
+    denom = s0 if bright else np.minimum(s0, float(np.median(s0)))
+    return float(np.mean((s1 - s0) / np.maximum(denom, 1e-6) >= ENHANCING_MIN))
 
 
 def otsu(values: np.ndarray, bins: int = 128) -> float:
