@@ -184,21 +184,30 @@ class ChestWall:
     reason: str | None = None
 
 
-def chest_wall_behind(c: Coarse, start_lps: np.ndarray, max_mm: float = 260.0) -> ChestWall:
+def breast_front_level(c: Coarse, apex: np.ndarray) -> float | None:
+    """The 10th percentile of the body within 40 mm behind and around the apex (fat, or gland
+    where fat is bright); None: too little body there."""
+    idx, lps = body_points(c)
+    near = (np.abs(lps[:, 0] - apex[0]) < 40.0) & (np.abs(lps[:, 2] - apex[2]) < 40.0) \
+        & (lps[:, 1] > apex[1] + 3.0) & (lps[:, 1] < apex[1] + 40.0)
+    if near.sum() < 10:
+        return None
+    return float(np.percentile(c.image[tuple(idx[near].T)], 10.0))
+
+
+def chest_wall_behind(c: Coarse, start_lps: np.ndarray, max_mm: float = 260.0,
+                      front: float | None = None) -> ChestWall:
     """Walk posteriorly (+y) from ``start_lps`` (the nipple or the breast's apex) through the breast,
     averaging a 6 mm disk across. The lung is the first run of ``LUNG_RUN_MM`` (or one reaching the
-    field's edge after 8 mm) darker than half-way from air to the front of the breast (its 10th
+    field's edge after 8 mm), once in the body, darker than half-way from air to the front of the breast (its 10th
     percentile within 40 mm of the apex: fat, or gland where fat is bright); its edge is where the
     run falls half-way to its own level (a pectoralis darker than the breast's fat, as without fat
     suppression, may open the run). The chest wall lies ``PECTORAL_ALLOWANCE_MM`` in front of the
     lung: a documented simpler rule than segmenting the pectoralis, whose signal matches gland on
     fat-suppressed images and fat-free tissue without suppression."""
-    idx, lps = body_points(c)
-    near = (np.abs(lps[:, 0] - start_lps[0]) < 40.0) & (np.abs(lps[:, 2] - start_lps[2]) < 40.0) \
-        & (lps[:, 1] > start_lps[1] + 3.0) & (lps[:, 1] < start_lps[1] + 40.0)
-    if near.sum() < 10:
+    front = breast_front_level(c, start_lps) if front is None else front
+    if front is None:
         return ChestWall(False, None, "too little breast behind the apex to read")
-    front = float(np.percentile(c.image[tuple(idx[near].T)], 10.0))
     threshold = c.air + 0.5 * (front - c.air)
     s = np.arange(5.0, max_mm, 1.0)
     disk = [(0.0, 0.0)] + [(r * np.cos(a), r * np.sin(a)) for r in (3.0, 6.0)
@@ -209,8 +218,11 @@ def chest_wall_behind(c: Coarse, start_lps: np.ndarray, max_mm: float = 260.0) -
     count = np.isfinite(vals).sum(axis=0)
     prof = np.where(count > 0, np.nansum(vals, axis=0) / np.maximum(count, 1), np.nan)
     inside = np.isfinite(prof)
+    entered = np.flatnonzero(inside & (prof >= threshold))
+    if entered.size == 0:
+        return ChestWall(False, None, "no breast along the line behind the apex")
     run = 0
-    for k in range(s.size):
+    for k in range(int(entered[0]), s.size):
         if not inside[k]:
             if run >= 8:
                 return _wall(start_lps, s, prof, k - run, k, threshold)
@@ -242,3 +254,49 @@ def _wall(start_lps: np.ndarray, s: np.ndarray, prof: np.ndarray, k0: int, k1: i
         while k > 0 and np.isfinite(prof[k - 1]) and prof[k - 1] < half:
             k -= 1
     return ChestWall(True, float(start_lps[1] + max(s[k] - PECTORAL_ALLOWANCE_MM, 5.0)))
+
+
+@dataclass(frozen=True)
+class ChestWallPlane:
+    """The chest wall across a breast's base as a plane y = y0 + gx (x - x0) + gz (z - z0) (LPS):
+    a patient turned in the coil tilts it, and one y for the whole breast would cut the breast on
+    one side and take in pectoralis and lung on the other."""
+
+    y0: float
+    x0: float
+    z0: float
+    gx: float
+    gz: float
+
+    def y_at(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return self.y0 + self.gx * (x - self.x0) + self.gz * (z - self.z0)
+
+
+def chest_wall_plane(c: Coarse, apex: np.ndarray, reach_mm: float = 40.0) -> ChestWallPlane | None:
+    """The chest wall behind the breast on a 5 x 5 grid of posterior lines 20 mm apart around the
+    apex (each as :func:`chest_wall_behind`), a plane fitted by least squares, lines more than
+    8 mm off it dropped and the plane fitted again. None: no line found it."""
+    front = breast_front_level(c, apex)
+    if front is None:
+        return None
+    pts = []
+    for dx in np.arange(-reach_mm, reach_mm + 1, 20.0):
+        for dz in np.arange(-reach_mm, reach_mm + 1, 20.0):
+            wall = chest_wall_behind(c, apex + np.array([dx, 0.0, dz]), front=front)
+            if wall.found and wall.y_lps is not None:
+                pts.append((apex[0] + dx, apex[2] + dz, wall.y_lps))
+    if not pts:
+        return None
+    p = np.asarray(pts)
+    if len(p) < 4:
+        return ChestWallPlane(float(np.median(p[:, 2])), float(apex[0]), float(apex[2]), 0.0, 0.0)
+    keep = np.ones(len(p), bool)
+    coef = np.zeros(3)
+    for _ in range(2):
+        a = np.column_stack([np.ones(keep.sum()), p[keep, 0] - apex[0], p[keep, 1] - apex[2]])
+        coef = np.linalg.lstsq(a, p[keep, 2], rcond=None)[0]
+        resid = np.abs(p[:, 2] - (coef[0] + coef[1] * (p[:, 0] - apex[0]) + coef[2] * (p[:, 1] - apex[2])))
+        keep = resid <= 8.0
+        if keep.sum() < 4:
+            break
+    return ChestWallPlane(float(coef[0]), float(apex[0]), float(apex[2]), float(coef[1]), float(coef[2]))

@@ -6,17 +6,21 @@ caveat is ``confidence_lowering``.
 
 How it is read, on a 2 mm version of the whole volume (:mod:`breast_outline`):
 
-* the breast: the body in front of the chest wall (3 mm in front of it, to leave the pectoralis
-  out), on its own side of the intermammary cleft, more than ``SKIN_MM`` inside the skin; the
+* the breast: the body in front of the chest wall (a plane fitted to it behind the breast, so a
+  patient turned in the coil is followed; 3 mm in front of it, to leave the pectoralis out), on
+  its own side of the intermammary cleft, more than ``SKIN_MM`` inside the skin; the
   ablation zone left out when its mask or centre is given;
-* fibroglandular tissue (FGT) against fat: Otsu's two-class threshold on the pre-contrast signal;
-  gland is brighter than fat with fat suppression and darker without (``fat_suppressed`` None:
-  fat is the class holding most of the subcutaneous layer, ``SKIN_MM`` to ``SKIN_MM`` + 5 mm under
-  the skin, fat in nearly every breast). The threshold stays at
-  least ``MIN_CONTRAST`` away from fat, so an almost entirely fatty breast is not split in noise;
+* fibroglandular tissue (FGT) against fat: Otsu's two-class threshold on the pre-contrast signal
+  divided by the local fat level (the subcutaneous fat, ``SKIN_MM`` to ``SKIN_MM`` + 5 mm under the
+  skin, spread by normalised convolution: coil shading and fat suppression failing towards the
+  field's edge divide out); gland is brighter than fat with fat suppression and darker without
+  (``fat_suppressed`` None: fat is the class holding most of the subcutaneous layer). The
+  threshold stays at least ``MIN_CONTRAST`` away from fat, so an almost entirely fatty breast is
+  not split in noise;
 * composition: the FGT share of the breast volume, in ``COMPOSITION_CUTOFFS``;
-* BPE: the share of FGT voxels whose relative enhancement on the first subtraction
-  ((S1 - S0) / S0) is at least ``ENHANCING_MIN``, in ``BPE_CUTOFFS``.
+* BPE: the share of the FGT core (its half least mixed with fat) whose gland enhances by at least
+  ``ENHANCING_MIN`` on the first subtraction, in ``BPE_CUTOFFS``; the gland's enhancement is
+  unmixed from fat's voxel by voxel (two compartments, see ``_enhancing_share``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from scipy import ndimage
 from followup.pipelines.breast_outline import (
     body_points,
     breast_regions,
-    chest_wall_behind,
+    chest_wall_plane,
     coarse,
     side_name,
     side_sign,
@@ -123,12 +127,12 @@ def assess_tissue(pre: np.ndarray, first_post: np.ndarray, affine: np.ndarray,
     reads, reasons, suppressed = [], [], []
     for region in breast_regions(c, laterality):
         name = side_name(region.side)
-        wall = chest_wall_behind(c, region.apex_lps)
-        if not wall.found or wall.y_lps is None:
-            reasons.append(f"{name} breast: {wall.reason}")
+        wall = chest_wall_plane(c, region.apex_lps)
+        if wall is None:
+            reasons.append(f"{name} breast: no chest wall found behind it")
             continue
         own = (lps[:, 0] >= region.x_min) & (lps[:, 0] < region.x_max) \
-            & (lps[:, 1] < wall.y_lps - CHEST_WALL_CLEARANCE_MM)
+            & (lps[:, 1] < wall.y_at(lps[:, 0], lps[:, 2]) - CHEST_WALL_CLEARANCE_MM)
         d = depth[tuple(idx.T)]
         breast = own & (d > SKIN_MM) & ~excluded
         shell = own & (d > SKIN_MM) & (d <= SKIN_MM + 5.0) & ~excluded
