@@ -8,8 +8,8 @@ nipple and depth (ACR BI-RADS MRI lexicon, 5th ed.: clinical-evidence.md, "Locat
   the one breast. It says ``found=False`` with a reason when the apex lies outside the field of
   view (the breast reaches the field's anterior edge, or the apex sits on the volume's boundary).
 * :func:`find_chest_wall` finds the chest wall behind the nipple (see
-  :func:`followup.pipelines.breast_outline.chest_wall_behind`: the lung's edge minus a pectoralis
-  allowance, a documented simpler rule).
+  :func:`followup.pipelines.breast_outline.chest_wall_plane`: on lines behind the breast, the
+  lung's edge minus a pectoralis allowance, a documented simpler rule; a plane fitted to them).
 * :func:`locate` turns an LPS point into the radiologist's words.
 
 Clock-face convention (viewer facing the patient, coronal projection, the nipple the clock's
@@ -40,7 +40,7 @@ from followup.pipelines.breast_outline import (
     ChestWall,
     anterior_faces,
     breast_regions,
-    chest_wall_behind,
+    chest_wall_plane,
     coarse,
     side_name,
     side_sign,
@@ -168,9 +168,15 @@ def _refine_tip(pre: np.ndarray, aff: np.ndarray, apex: np.ndarray, threshold: f
 
 
 def find_chest_wall(pre: np.ndarray, affine: np.ndarray, nipple_lps: np.ndarray) -> ChestWall:
-    """The chest wall's LPS y behind the nipple (see ``breast_outline.chest_wall_behind``)."""
+    """The chest wall's LPS y behind the nipple: the plane fitted to the chest wall on a grid of
+    lines behind the breast (``breast_outline.chest_wall_plane``; each line as
+    ``breast_outline.chest_wall_behind``), taken at the nipple."""
     c = coarse(pre, np.asarray(affine, dtype=float))
-    return chest_wall_behind(c, np.asarray(nipple_lps, dtype=float))
+    nipple = np.asarray(nipple_lps, dtype=float)
+    plane = chest_wall_plane(c, nipple)
+    if plane is None:
+        return ChestWall(False, None, "no lung found behind the breast within the field of view")
+    return ChestWall(True, float(plane.y_at(nipple[0], nipple[2])))
 
 
 def clock_hour(dx: float, dz: float) -> int:

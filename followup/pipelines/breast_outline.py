@@ -31,6 +31,7 @@ LUNG_RUN_MM = 15.0  # a dark run this long behind the breast is the lung
 # Assumption: pectoralis major plus the ribs in front of the lung, about 12 mm (our generator
 # draws a 12 mm muscle layer); the chest wall is this far in front of the lung's edge.
 PECTORAL_ALLOWANCE_MM = 12.0
+MAX_TILT = 0.6  # chest-wall plane slope (about 30 degrees), beyond any patient's turn in the coil
 SIDES = {"L": 1.0, "LEFT": 1.0, "R": -1.0, "RIGHT": -1.0}
 
 
@@ -274,8 +275,8 @@ class ChestWallPlane:
 
 def chest_wall_plane(c: Coarse, apex: np.ndarray, reach_mm: float = 40.0) -> ChestWallPlane | None:
     """The chest wall behind the breast on a 5 x 5 grid of posterior lines 20 mm apart around the
-    apex (each as :func:`chest_wall_behind`), a plane fitted by least squares, lines more than
-    8 mm off it dropped and the plane fitted again. None: no line found it."""
+    apex (each as :func:`chest_wall_behind`), a plane fitted robustly (its tilt at most
+    ``MAX_TILT``). None: no line found it."""
     front = breast_front_level(c, apex)
     if front is None:
         return None
@@ -290,13 +291,16 @@ def chest_wall_plane(c: Coarse, apex: np.ndarray, reach_mm: float = 40.0) -> Che
     p = np.asarray(pts)
     if len(p) < 4:
         return ChestWallPlane(float(np.median(p[:, 2])), float(apex[0]), float(apex[2]), 0.0, 0.0)
-    keep = np.ones(len(p), bool)
-    coef = np.zeros(3)
+    # robust: lines more than 20 mm off the median dropped (a line past the lung's edge finds the
+    # heart or nothing), a least-squares plane, lines more than 8 mm off it dropped, fitted again
+    keep = np.abs(p[:, 2] - np.median(p[:, 2])) <= 20.0
+    coef = np.array([float(np.median(p[:, 2])), 0.0, 0.0])
     for _ in range(2):
-        a = np.column_stack([np.ones(keep.sum()), p[keep, 0] - apex[0], p[keep, 1] - apex[2]])
-        coef = np.linalg.lstsq(a, p[keep, 2], rcond=None)[0]
-        resid = np.abs(p[:, 2] - (coef[0] + coef[1] * (p[:, 0] - apex[0]) + coef[2] * (p[:, 1] - apex[2])))
-        keep = resid <= 8.0
         if keep.sum() < 4:
             break
+        a = np.column_stack([np.ones(keep.sum()), p[keep, 0] - apex[0], p[keep, 1] - apex[2]])
+        coef = np.linalg.lstsq(a, p[keep, 2], rcond=None)[0]
+        coef[1:] = np.clip(coef[1:], -MAX_TILT, MAX_TILT)
+        resid = np.abs(p[:, 2] - (coef[0] + coef[1] * (p[:, 0] - apex[0]) + coef[2] * (p[:, 1] - apex[2])))
+        keep = resid <= 8.0
     return ChestWallPlane(float(coef[0]), float(apex[0]), float(apex[2]), float(coef[1]), float(coef[2]))
