@@ -50,7 +50,8 @@ from followup.volume import apply_affine
 
 AREOLAR_RADIUS_MM = 10.0  # assumption: no clock hour within this of the nipple's axis
 SUBAREOLAR_MAX_MM = 30.0  # assumption: "subareolar" within this of the nipple (depth unknown)
-REFINE_MM = 12.0  # half-width of the full-resolution window the apex is refined in
+REFINE_MM = 25.0  # half-width of the full-resolution window the apex is refined in
+PROTRUSION_MIN_MM = 2.0  # a nipple stands at least this far out of the breast's fitted surface
 
 
 class Depth(StrEnum):
@@ -100,8 +101,9 @@ class BreastLocation:
 
 def find_nipple(pre: np.ndarray, affine: np.ndarray, laterality: str) -> NippleFind:
     """The treated breast's nipple: its most anterior skin point, found on a 2 mm outline and
-    refined at full resolution (the tip's half-level crossing along the antero-posterior axis;
-    across it, the centre of the tip's cap)."""
+    refined at full resolution: where the surface stands out of the breast's curve (a turned
+    breast's most anterior point slides off the nipple), the tip's half-level crossing along the
+    antero-posterior axis and, across it, the centre of the tip's cap."""
     aff = np.asarray(affine, dtype=float)
     c = coarse(pre, aff)
     if not np.any(c.body):
@@ -149,6 +151,11 @@ def _refine_tip(pre: np.ndarray, aff: np.ndarray, apex: np.ndarray, threshold: f
     if not np.any(keep):
         return None
     idx, lps = idx[keep], lps[keep]
+    nipple_xz = _protrusion_centre(lps, apex)
+    if nipple_xz is not None:  # the nipple, where a turned breast's most anterior point is not it
+        on = np.hypot(lps[:, 0] - nipple_xz[0], lps[:, 2] - nipple_xz[1]) <= 4.0
+        if np.any(on):
+            idx, lps = idx[on], lps[on]
     y_axis_step = float(np.max(np.abs(aff[1, :3])))
     cap = lps[:, 1] <= lps[:, 1].min() + y_axis_step
     tip = lps[cap].mean(axis=0)
@@ -165,6 +172,38 @@ def _refine_tip(pre: np.ndarray, aff: np.ndarray, apex: np.ndarray, threshold: f
         frac = float(np.clip((inner - level) / max(inner - outer, 1e-6), 0.0, 1.0))
         tip[1] = apply_affine(aff, (first + lo).astype(float))[1] - frac * abs(aff[1, axis])
     return tip
+
+
+def _protrusion_centre(lps: np.ndarray, apex: np.ndarray, bin_mm: float = 1.5
+                       ) -> tuple[float, float] | None:
+    """The nipple's (x, z): where the anterior surface (the most anterior body point per 1.5 mm
+    coronal bin) stands out most in front of a quadratic surface fitted 10-24 mm around the apex,
+    within 15 mm of it; the centre of the bins standing out at least half as far. None: nothing
+    stands out ``PROTRUSION_MIN_MM`` (the apex is then taken). When the patient is turned in the
+    coil, the breast's most anterior point slides off the nipple; its protrusion does not."""
+    u, v = lps[:, 0] - apex[0], lps[:, 2] - apex[2]
+    iu = np.floor(u / bin_mm).astype(int)
+    iv = np.floor(v / bin_mm).astype(int)
+    iu0, iv0 = iu.min(), iv.min()
+    h = np.full((iu.max() - iu0 + 1, iv.max() - iv0 + 1), np.inf)
+    np.minimum.at(h, (iu - iu0, iv - iv0), lps[:, 1])
+    cu = (np.arange(h.shape[0]) + iu0 + 0.5) * bin_mm
+    cv = (np.arange(h.shape[1]) + iv0 + 0.5) * bin_mm
+    uu, vv = np.meshgrid(cu, cv, indexing="ij")
+    r = np.hypot(uu, vv)
+    finite = np.isfinite(h)
+    ring = finite & (r >= 10.0) & (r <= 24.0)
+    if ring.sum() < 12:
+        return None
+    design = np.stack([np.ones_like(uu), uu, vv, uu * uu, uu * vv, vv * vv], axis=-1)
+    coef = np.linalg.lstsq(design[ring], h[ring], rcond=None)[0]
+    stand = np.where(finite & (r <= 15.0), design @ coef - h, -np.inf)
+    k = np.unravel_index(int(np.argmax(stand)), stand.shape)
+    if stand[k] < PROTRUSION_MIN_MM:
+        return None
+    cap = stand >= 0.5 * stand[k]
+    w = stand[cap]
+    return float(apex[0] + np.sum(uu[cap] * w) / w.sum()), float(apex[2] + np.sum(vv[cap] * w) / w.sum())
 
 
 def find_chest_wall(pre: np.ndarray, affine: np.ndarray, nipple_lps: np.ndarray) -> ChestWall:
