@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from followup.synth import kinetics
+from followup.synth.background_enhancement import BackgroundDraw, draw_background
 from followup.synth.case_model import BenignFeature, Case, Ellipsoid, Nodule, PhaseMotion, Timing
 from followup.synth.motion import rotation_matrix
 from followup.synth.solid_geometry import draw_shape, equivalent_diameter
@@ -89,6 +90,7 @@ class ClinicalDraw:
     followup: StudyScan
     nodule_placements: tuple[str, ...]  # as drawn, per nodule (truth measures it again)
     feature_placements: tuple[str | None, ...]  # per benign feature (None: the wide draw's)
+    background: BackgroundDraw | None = None  # patchy background enhancement (background_enhancement.py)
 
     def scan(self, study: str) -> StudyScan:
         return self.baseline if study == "baseline" else self.followup
@@ -296,8 +298,11 @@ def add_clinical(case: Case, crng: np.random.Generator) -> Case:
     mimics = [_mimic(crng, _pick(crng, MIMIC_KINDS, (1, 1, 1)), case, fu_scan, fu_timing, rim_mm, taken)
               for _ in range(n_mimics)]
     features = (*case.benign_features, *(m[0] for m in mimics))
+    # BPE from a generator of its own: every draw above stays what it was
+    background = draw_background(np.random.default_rng([case.seed, 2024]),
+                                 lambda i, c, tau: curve_with(i, c, tau, fu_scan, fu_timing))
     draw = ClinicalDraw(base_scan, fu_scan, placements,
-                        (*(None for _ in case.benign_features), *(m[1] for m in mimics)))
+                        (*(None for _ in case.benign_features), *(m[1] for m in mimics)), background)
     return replace(
         case, variation=replace(case.variation, name="clinical", n_post=n_fu),
         baseline_timing=base_timing, followup_timing=fu_timing,

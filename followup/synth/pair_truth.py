@@ -12,8 +12,10 @@ import numpy as np
 from followup.synth import clinical, kinetics
 from followup.synth.case_model import Case, curve_json
 from followup.synth.clinical_truth import objects_truth, scanner_truth
+from followup.synth.nipple import nipple_truth
 from followup.synth.phantom import phase_motion_centre
 from followup.synth.scenario import transform_summary
+from followup.synth.tissue_truth import tissue_truth
 from followup.synth.zone_findings import radial_margin_mm
 
 
@@ -84,6 +86,8 @@ def standard_truth(case: Case, vendor: str, size: str, studies: dict, grids: dic
             },
         },
         "studies": studies,
+        **nipple_truth(case),
+        **tissue_truth(case),
     }
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from followup.synth import kinetics
+from followup.synth.background_enhancement import gland_layers
 from followup.synth.case_model import (
     CHEST_WALL_Y,
     MUSCLE_THICKNESS,
@@ -31,6 +32,7 @@ from followup.synth.case_model import (
     Variation,
 )
 from followup.synth.motion import rotation_matrix
+from followup.synth.nipple import nipple_distance
 
 # Baseline signal S0 (arbitrary scanner units) on fat-suppressed T1 gradient echo.
 S0 = {
@@ -141,6 +143,7 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
     layers: list[tuple[np.ndarray, np.ndarray | float, kinetics.Curve]] = []
     v = case.variation
     d_body, d_breast, d_breast_shape = _body_distance(bx, by, bz, v)
+    d_body = np.minimum(d_body, nipple_distance(v, bx, by, bz))  # the nipples (synth/nipple.py)
     f_body = _ramp(d_body, width)
     f_inner = _ramp(d_body + SKIN_THICKNESS, width)
     layers.append((f_body, s0["skin"], kinetics.SKIN))
@@ -159,7 +162,8 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
     threshold = (1.2 - v.gland_density) - 1.4 * depth
     f_gland = f_breast * np.clip((layout - threshold) / 0.35 + 0.5, 0.0, 1.0)
     bright = tex.sample(tex.brightness, bx, by, bz)
-    layers.append((f_gland, s0["gland"] * (1.0 + v.gland_brightness_var * bright), v.gland_curve))
+    # one gland layer, or quiet and enhancing gland (clinical BPE: synth/background_enhancement.py)
+    layers += gland_layers(case, f_gland, s0["gland"] * (1.0 + v.gland_brightness_var * bright), tex, bx, by, bz)
 
     if study == "baseline":
         f_t = _ramp(ellipsoid_distance(case.tumour, bx, by, bz), width)
