@@ -26,6 +26,7 @@ from followup.dicom.study import DCEStudy
 from followup.errors import FollowupError
 from followup.pipelines.assessment import Assessment, Note, Status
 from followup.pipelines.birads import categorise
+from followup.pipelines.breast_read import read_followup_breast
 from followup.pipelines.conclusion import (
     always_caveats,
     category,
@@ -38,6 +39,7 @@ from followup.pipelines.motion import AlignedRoi, realign_phases
 from followup.pipelines.probability import (
     NOT_ASSESSABLE,
     SITE_BAND_MM,
+    Confidence,
     FocusEvidence,
     ImagingEvidence,
     residual_probability,
@@ -180,13 +182,15 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
                     search.centre_lps if search.found else None)
     imaging = imaging_evidence(reg, seg, search)
     probability = run_stage("scoring", residual_probability, record, imaging, days)
+    breast = run_stage("breast", read_followup_breast, followup, record.laterality,
+                       maps.s0_ceiling is None, seg.zone.centre_lps, float(np.max(seg.zone.axes_mm)) / 2.0)
     a = Assessment(
         Status.COMPLETE, None, days, probability=probability, registration=reg,
         tumour_center_followup=centre_f, roi=roi, maps=maps, segmentation=seg, zone_search=search,
         caveats=tuple(always_caveats() + record_caveats(record)
                       + _analysis_caveats(record, followup, reg, seg, search)),
         contraindications=contraindications(record),
-        warnings=tuple(followup.warnings) + tuple(baseline.warnings))
+        warnings=tuple(followup.warnings) + tuple(baseline.warnings), breast=breast)
     return concluded(a, record, imaging)
 
 
@@ -230,7 +234,14 @@ def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
     recs = recommendations(record, a.probability, birads, a.segmentation.foci,
                            registration_poor=a.registration_poor, zone_found=a.zone_found,
                            trend_reason=trend_reason)
-    return replace(a, birads=birads, recommendations=tuple(recs))
+    a = replace(a, birads=birads, recommendations=tuple(recs))
+    if a.breast is not None and a.breast.marked_bpe and a.probability is not None:
+        # ACR BI-RADS: marked background enhancement can hide a finding or mimic one
+        note = Note("marked-bpe", "Background parenchymal enhancement of the treated breast is marked: "
+                    "enhancement at the site can be hidden by it or mistaken for it; the confidence is low.")
+        a = replace(a, probability=replace(a.probability, confidence=Confidence.LOW),
+                    caveats=(*(c for c in a.caveats if c.code != "marked-bpe"), note))
+    return a
 
 
 def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: RegistrationResult,

@@ -18,6 +18,7 @@ import numpy as np
 
 from followup.dicom.study import DCEStudy
 from followup.pipelines.birads import BiradsAssessment
+from followup.pipelines.breast_read import BreastRead
 from followup.pipelines.enhancement import EnhancementMaps
 from followup.pipelines.longitudinal import Longitudinal, TimePointMeasure
 from followup.pipelines.motion import AlignedRoi
@@ -85,6 +86,8 @@ class Assessment:
     # the procedure lies outside the indication or the technique (the report's banner)
     contraindications: tuple[Note, ...] = ()
     warnings: tuple[str, ...] = ()
+    # the nipple, chest wall, composition and BPE of the follow-up (issue 24); None: not read
+    breast: BreastRead | None = None
 
     @property
     def zone_found(self) -> bool:

@@ -18,11 +18,12 @@ from followup import evidence as ev
 from followup.dicom.study import DCEStudy
 from followup.dicom.technique import technique as read_technique
 from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION, Assessment
+from followup.pipelines.breast_read import BreastRead
 from followup.pipelines.enhancement import ser_band
 from followup.pipelines.probability import SITE_BAND_MM
-from followup.pipelines.segmentation.lexicon import Lexicon
 from followup.pipelines.segmentation.model import Focus, Rim as RimResult, Zone
 from followup.procedure import ProcedureRecord
+from followup.reporting.build_reading import breast_row, lexicon_row, locate
 from followup.reporting.comparison import comparison
 from followup.reporting.longitudinal_report import longitudinal_summary
 from followup.reporting.model import (
@@ -45,7 +46,6 @@ from followup.reporting.model import (
     Supersedes,
     Technique,
 )
-from followup.reporting.model_reading import LexiconRow
 from followup.reporting.plan import OutputPlan
 from followup.reporting.rounding import rounded, rounded_list, rounded_or_none
 
@@ -56,7 +56,7 @@ def patient_identity(ds: pydicom.Dataset) -> Patient:
                    birth_date=str(ds.get("PatientBirthDate", "")), sex=str(ds.get("PatientSex", "")))
 
 
-def focus_row(f: Focus) -> FocusRow:
+def focus_row(f: Focus, breast: BreastRead | None = None) -> FocusRow:
     return FocusRow(
         center_lps_mm=rounded_list(f.centre_lps, 1), volume_mm3=rounded(f.volume_mm3, 1),
         largest_diameter_mm=rounded(f.largest_diameter_mm, 1), thickness_mm=rounded(f.thickness_mm, 1),
@@ -67,28 +67,18 @@ def focus_row(f: Focus) -> FocusRow:
         curve_type=f.curve_type if f.kinetics_reliable else "not assessable",
         distance_to_zone_edge_mm=rounded(f.distance_to_zone_edge_mm, 1),
         at_ablation_site=f.distance_to_zone_edge_mm <= SITE_BAND_MM, suspicious=f.suspicious,
-        why=tuple(f.reasons), lexicon=lexicon_row(f.lexicon))
+        why=tuple(f.reasons), lexicon=lexicon_row(f.lexicon), location=locate(breast, f.centre_lps))
 
 
-def lexicon_row(x: Lexicon | None) -> LexiconRow | None:
-    if x is None:
-        return None
-    return LexiconRow(
-        finding=x.finding.value, shape=x.shape.value if x.shape else None,
-        margin=x.margin.value if x.margin else None,
-        internal_enhancement=x.internal.value if x.internal else None,
-        initial_phase=x.initial_phase, delayed_phase=x.delayed_phase,
-        suspicious_morphology=bool(x.suspicious_morphology), phrase=x.phrase(), not_read=x.not_read,
-        figures={k: float(v) for k, v in x.figures.items()})
-
-
-def zone_summary(z: Zone, margin_mm: float, found_in_followup: bool = True) -> AblationZone:
+def zone_summary(z: Zone, margin_mm: float, found_in_followup: bool = True,
+                 breast: BreastRead | None = None) -> AblationZone:
     return AblationZone(
         center_lps_mm=rounded_list(z.centre_lps, 1), volume_ml=rounded(z.volume_ml, 2),
         axes_mm=rounded_list(z.axes_mm, 1),
         axis_directions_lps=rounded_list(z.axis_directions, 3), margin_mm=margin_mm,
         covers_tumour_plus_margin=z.covers_margin, smallest_margin_mm=rounded(z.smallest_margin_mm, 1),
-        edge_found_everywhere=not z.leaked, found_in_followup=found_in_followup)
+        edge_found_everywhere=not z.leaked, found_in_followup=found_in_followup,
+        location=locate(breast, z.centre_lps))
 
 
 def rim_summary(rim: RimResult) -> Rim:
@@ -104,9 +94,9 @@ def findings(a: Assessment, margin_mm: float) -> Findings | None:
     seg = a.segmentation
     if seg is None:
         return None
-    rows = [focus_row(f) for f in seg.foci]  # suspicious ones first (the segmentation's order)
+    rows = [focus_row(f, a.breast) for f in seg.foci]  # suspicious ones first (the segmentation's order)
     return Findings(
-        ablation_zone=zone_summary(seg.zone, margin_mm, a.zone_found), rim=rim_summary(seg.rim),
+        ablation_zone=zone_summary(seg.zone, margin_mm, a.zone_found, a.breast), rim=rim_summary(seg.rim),
         suspicious_foci=tuple(r for r in rows if r.suspicious),
         other_enhancement=tuple(r for r in rows if not r.suspicious),
         motion_correction=tuple(MotionStep(**al.to_json()) for al in a.roi.alignments) if a.roi else ())
@@ -193,7 +183,7 @@ def build_report(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
         procedure=record, algorithm=Algorithm(name=ALGORITHM_NAME, version=ALGORITHM_VERSION),
         created=(created or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
         revision=revision, outputs=plan.outputs, supersedes=supersedes, longitudinal=lon,
-        technique=technique_summary(followup),
+        technique=technique_summary(followup), breast=breast_row(a.breast),
         comparison=comparison(str(a.status), a.reason, record, studies.baseline, found, lon))
 
 __all__ = ["build_report", "findings", "focus_row", "patient_identity", "registration",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from followup.reporting.finding_text import lexicon_text
+from followup.reporting.finding_text import breast_rows, lexicon_text, location_text
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import Report
 from followup.reporting.report_text import (
@@ -116,17 +116,17 @@ def _findings(r: Report) -> str:
     f = r.findings
     if not f:
         return ""
-    rows = zone_and_rim_rows(f)
+    rows = breast_rows(r) + zone_and_rim_rows(f)
     html = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
     foci = f.suspicious_foci
     if foci:
         html += ("<p><b>Suspicious foci</b> (nodular enhancement in or at the edge of the zone)</p><table><tr>"
                  "<th>#</th><th>description (BI-RADS lexicon)</th>"
-                 "<th>centre LPS (mm)</th><th>largest diameter</th><th>volume</th><th>initial / peak "
+                 "<th>location</th><th>largest diameter</th><th>volume</th><th>initial / peak "
                  "enhancement</th><th>SER</th><th>curve</th><th>to zone edge</th><th>why</th></tr>")
         for n, x in enumerate(foci, start=1):
             html += (f"<tr><td>{n}</td><td>{_e(lexicon_text(x))}</td>"
-                     f"<td>{_e(', '.join(f'{v:.0f}' for v in x.center_lps_mm))}</td>"
+                     f"<td>{_e(location_text(x))}</td>"
                      f"<td>{x.largest_diameter_mm:.1f} mm</td><td>{x.volume_mm3:.0f} mm&sup3;</td>"
                      f"<td>{x.initial_enhancement_pct:.0f}% ({_e(x.initial_phase)}) / "
                      f"{x.peak_enhancement_pct:.0f}%</td>"

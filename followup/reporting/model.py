@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from followup.procedure import ProcedureRecord
 from followup.reporting.model_base import FiniteOrNone, Point, plain
-from followup.reporting.model_reading import LexiconRow
+from followup.reporting.model_reading import BreastRow, LexiconRow, LocationRow
 
 
 class _Model(BaseModel):
@@ -69,6 +69,7 @@ class AblationZone(_Model):
     # found in the follow-up itself (non-enhancing ovoid near the mapped site); False: outlined
     # around the mapped tumour instead (see the caveats)
     found_in_followup: bool
+    location: LocationRow | None = None  # of its centre (null: nipple not found)
 
 
 class Rim(_Model):
@@ -99,6 +100,7 @@ class FocusRow(_Model):
     suspicious: bool
     why: tuple[str, ...]
     lexicon: LexiconRow | None = None  # ACR BI-RADS MRI descriptors
+    location: LocationRow | None = None  # clock face, distance from the nipple (null: nipple not found)
 
 
 class MotionStep(_Model):
@@ -352,6 +354,7 @@ class Report(_Model):
     longitudinal: Longitudinal | None = None  # earlier follow-ups compared (issue 14); null without
     technique: Technique | None = None  # the follow-up's technique line (issue 24)
     comparison: Comparison | None = None  # the comparison sentence (issue 24)
+    breast: BreastRow | None = None  # nipple, composition and background enhancement (issue 24)
 
     def to_json_bytes(self) -> bytes:
         """``report.json``'s bytes (indented, UTF-8, a final newline)."""

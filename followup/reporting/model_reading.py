@@ -31,3 +31,43 @@ class LexiconRow(_Model):
 
 
 __all__ = ["LexiconRow"]
+
+
+class LocationRow(_Model):
+    """Where a finding lies as a radiologist says it (:mod:`followup.pipelines.breast_location`):
+    laterality, clock face (12 superior, 3 toward the patient's left, for both breasts; no hour
+    within 10 mm of the nipple's axis: "subareolar" or "central"), straight-line distance from the
+    nipple, depth (third of the nipple-to-chest-wall distance) and quadrant; ``text`` the whole."""
+
+    laterality: Literal["left", "right"]
+    clock_face: str
+    clock_hour: int | None
+    distance_from_nipple_mm: float
+    depth: Literal["anterior", "middle", "posterior", "unknown"]
+    quadrant: str
+    text: str
+
+
+class BreastTissueRow(_Model):
+    """One breast's ACR BI-RADS MRI composition (amount of fibroglandular tissue, a-d) and
+    background parenchymal enhancement, with the shares they were read from."""
+
+    side: Literal["left", "right"]
+    treated: bool
+    composition: Literal["a", "b", "c", "d"]
+    fibroglandular_share: float
+    bpe: Literal["minimal", "mild", "moderate", "marked"]
+    enhancing_share: float
+
+
+class BreastRow(_Model):
+    """The follow-up's nipple (the origin of every clock face), chest wall, and each breast's
+    composition and background enhancement; what could not be read says why."""
+
+    nipple_found: bool
+    nipple_lps_mm: tuple[float, float, float] | None
+    nipple_problem: str | None
+    chest_wall_found: bool
+    tissue: tuple[BreastTissueRow, ...]
+    tissue_problem: str | None
+    marked_bpe: bool

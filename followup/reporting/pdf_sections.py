@@ -14,7 +14,7 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
-from followup.reporting.finding_text import lexicon_text
+from followup.reporting.finding_text import breast_rows, lexicon_text, location_text
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import FocusRow, Report
 from followup.reporting.pdf_style import (
@@ -142,12 +142,12 @@ def images(images: list[tuple[str, bytes]], st: Styles, heading: Paragraph | Non
 
 
 def _foci_table(foci: tuple[FocusRow, ...], st: Styles) -> Table:
-    head = ["#", "centre LPS (mm)", "largest diameter", "volume", "initial / peak enhancement", "SER",
+    head = ["#", "location", "largest diameter", "volume", "initial / peak enhancement", "SER",
             "curve", "to zone edge"]
     data = [[Paragraph(esc(h), st.small_b) for h in head]]
     spans = []
     for n, x in enumerate(foci, start=1):
-        cells = [str(n), ", ".join(f"{v:.0f}" for v in x.center_lps_mm),
+        cells = [str(n), location_text(x),
                  f"{x.largest_diameter_mm:.1f} mm", f"{x.volume_mm3:.0f} mm\u00b3",
                  f"{x.initial_enhancement_pct:.0f}% ({x.initial_phase}) / {x.peak_enhancement_pct:.0f}%",
                  f"{x.ser} ({x.ser_band})", f"{x.curve_type} ({x.delayed_change_pct:+.0f}%)",
@@ -169,7 +169,7 @@ def findings(r: Report, st: Styles) -> list:
     f = r.findings
     if not f:
         return [Paragraph("No imaging analysis (see status).", st.body)]
-    rows = zone_and_rim_rows(f)
+    rows = breast_rows(r) + zone_and_rim_rows(f)
     out: list = [key_value_table(rows, st)]
     if f.suspicious_foci:
         out.append(Spacer(1, 6))

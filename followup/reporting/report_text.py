@@ -46,7 +46,8 @@ def zone_and_rim_rows(findings: Findings) -> list[tuple[str, str]]:
     z, rim = findings.ablation_zone, findings.rim
     return [
         ("Ablation zone", f"{z.volume_ml:.1f} ml; axes {' x '.join(f'{a:.0f}' for a in z.axes_mm)} mm; "
-                          f"centre LPS ({', '.join(f'{v:.0f}' for v in z.center_lps_mm)}) mm"),
+                          + (z.location.text if z.location is not None else
+                             f"centre LPS ({', '.join(f'{v:.0f}' for v in z.center_lps_mm)}) mm")),
         ("Covers tumour + margin", ("yes" if z.covers_tumour_plus_margin else "NO")
          + f" (smallest margin {z.smallest_margin_mm:.1f} mm; target {z.margin_mm:g} mm)"),
         ("Rim", f"{rim.thickness_mm:.1f} mm (90th percentile {rim.thickness_p90_mm:.1f} mm), "
