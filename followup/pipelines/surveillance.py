@@ -40,7 +40,7 @@ from followup.pipelines.longitudinal import (
     map_points,
     summarise,
 )
-from followup.pipelines.probability import History, residual_probability, site_foci
+from followup.pipelines.probability import History, residual_probability, site_findings
 from followup.pipelines.registration.driver import register
 from followup.pipelines.registration.result import RegistrationResult
 from followup.procedure import ProcedureRecord
@@ -152,7 +152,7 @@ def _negative_reads(reads: Sequence[PriorRead]) -> int:
         pa = r.assessment
         if pa.status == Status.COMPLETE and pa.registration is not None and pa.segmentation is not None:
             im = imaging_evidence(pa.registration, pa.segmentation, pa.zone_search)
-            n += int(im.reliable and not site_foci(im))
+            n += int(im.reliable and not site_findings(im))
     return n
 
 
