@@ -56,9 +56,7 @@ class FocusEvidence:
 
 
 @dataclass(frozen=True)
-class NmeEvidence:
-    """Suspicious non-mass enhancement at or extending from the site."""
-
+class NmeEvidence:  # suspicious non-mass enhancement at or extending from the site
     curve_type: str  # persistent | plateau | washout | not assessable | none
     extent_mm: float
     distance_to_zone_edge_mm: float  # its nearest voxel: > 0 outside the zone, <= 0 touching
@@ -132,7 +130,6 @@ def site_nme(imaging: ImagingEvidence) -> list[NmeEvidence]:
 
 
 def site_findings(imaging: ImagingEvidence) -> list[FocusEvidence | NmeEvidence]:
-    """Every suspicious finding at the site: foci, then non-mass enhancement."""
     return [*site_foci(imaging), *site_nme(imaging)]
 
 
@@ -167,8 +164,7 @@ class _Params:
         return lr
 
     def lr_nme(self, nme: NmeEvidence) -> np.ndarray:
-        """Suspicious non-mass enhancement at the site: the positive read's ratio, as a mass's
-        (:data:`evidence.NME_AS_POSITIVE_READ`, an assumption), times its curve, floored at 1."""
+        """NME at the site: a positive read's ratio (an assumption), times its curve, floored at 1."""
         return np.maximum(self._mass_times_curve(nme), 1.0)
 
     def lr_focus(self, focus: FocusEvidence) -> np.ndarray:
@@ -245,17 +241,12 @@ def _factor_at(i: int) -> Callable[[_Params], np.ndarray]:
 
 
 def _imaging_lr(th: _Params, imaging: ImagingEvidence) -> tuple[np.ndarray, FocusEvidence | NmeEvidence | None]:
-    """The MRI read's ratio: a negative read's, or that of the one most suspicious finding at the
-    site (a focus or non-mass enhancement: an NME and a focus at the same place are one finding,
-    and two findings are not multiplied)."""
+    """The MRI read's ratio: a negative read's, or the most suspicious finding's at the site (a
+    focus or an NME: one finding counted, two are never multiplied)."""
     findings = site_findings(imaging)
-    counted: FocusEvidence | NmeEvidence | None
-    if not findings:
-        lr, counted = th.lr_negative, None
-    else:
-        lrs = [th.lr_focus(f) if isinstance(f, FocusEvidence) else th.lr_nme(f) for f in findings]
-        k = int(np.argmax([float(np.mean(x)) for x in lrs]))
-        lr, counted = lrs[k], findings[k]
+    lrs = [th.lr_focus(f) if isinstance(f, FocusEvidence) else th.lr_nme(f) for f in findings]
+    k = int(np.argmax([float(np.mean(x)) for x in lrs])) if lrs else -1
+    lr, counted = (lrs[k], findings[k]) if lrs else (th.lr_negative, None)
     if not imaging.location_confirmed:
         # the zone may not be the treated site (probability q); a wrong region's findings are taken
         # to look like those of a site without disease: LR' = (1 - q) LR + q
@@ -310,23 +301,18 @@ class _Model:
                              _times(lambda th: _imaging_lr(th, im)[0]),
                              "negative read: " + " or ".join(ev.NEGATIVE_READ_SOURCES) + identity_src,
                              not im.location_confirmed))
-        elif isinstance(counted, NmeEvidence):
-            floored = point.kinetics_floored(counted)
-            curve = counted.curve_type if counted.curve_type in CURVES else "curve not assessable"
-            out.append(_Step(
-                f"MRI: {counted.distribution} non-mass enhancement {counted.extent_mm:.0f} mm at the site, "
-                f"{curve}" + where, _times(lambda th: _imaging_lr(th, im)[0]),
-                ev.NME_AS_POSITIVE_READ + "; " + ev.KINETICS_SOURCE
-                + ("; " + ev.MORPHOLOGY_OVER_KINETICS if floored else "") + identity_src, True))
         else:
-            floored = point.kinetics_floored(counted)
             curve = counted.curve_type if counted.curve_type in CURVES else "curve not assessable"
-            small = counted.largest_diameter_mm < ev.SMALL_FOCUS_MM
+            small = isinstance(counted, FocusEvidence) and counted.largest_diameter_mm < ev.SMALL_FOCUS_MM
+            what, morphology = (
+                (f"{counted.distribution} non-mass enhancement {counted.extent_mm:.0f} mm", ev.NME_AS_POSITIVE_READ)
+                if isinstance(counted, NmeEvidence) else
+                (f"{'focus' if small else 'mass'} {counted.largest_diameter_mm:.1f} mm", "morphology: Poplack 2015 "
+                 "specificity 15/17 with the negative read's implied sensitivity"))
             out.append(_Step(
-                f"MRI: {'focus' if small else 'mass'} {counted.largest_diameter_mm:.1f} mm at the site, "
-                f"{curve}" + where, _times(lambda th: _imaging_lr(th, im)[0]),
-                "morphology: Poplack 2015 specificity 15/17 with the negative read's implied sensitivity; "
-                + ev.KINETICS_SOURCE + ("; " + ev.MORPHOLOGY_OVER_KINETICS if floored else "")
+                f"MRI: {what} at the site, {curve}" + where, _times(lambda th: _imaging_lr(th, im)[0]),
+                morphology + "; " + ev.KINETICS_SOURCE
+                + ("; " + ev.MORPHOLOGY_OVER_KINETICS if point.kinetics_floored(counted) else "")
                 + ("; " + ev.LR_SMALL_FOCUS.source if small else "") + identity_src, True))
         if im.margin_covered is False and im.location_confirmed and counted is None:
             f = ev.OR_MARGIN_NOT_COVERED
