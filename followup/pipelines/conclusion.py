@@ -91,7 +91,7 @@ def recommendations(record: ProcedureRecord, probability: ProbabilityResult, bir
     site_nme = [m for m in nme if m.suspicious and m.distance_to_zone_edge_mm <= SITE_BAND_MM]
     in_nme = {label for m in site_nme for label in m.focus_labels}
     site = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm <= SITE_BAND_MM]
-    remote = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm > SITE_BAND_MM]
+    remote = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm > SITE_BAND_MM and f.label not in in_nme]
     out = []
     if trend_reason:
         out.append(Note("surveillance-biopsy", "Biopsy of the ablation site is recommended: "
