@@ -217,10 +217,10 @@ def nme_truth(case: Case, to_followup: Callable[[np.ndarray], np.ndarray],
     r = lambda p: np.round(np.asarray(p, dtype=float), 3).tolist()  # noqa: E731
     out = []
     for n in case.nme:
+        a, b = to_followup(n.start), to_followup(n.end)
         out.append({"kind": n.kind, "malignant": n.malignant, "distribution": n.distribution,
-                    "internal": n.internal, "start_lps_mm": r(to_followup(n.start)),
-                    "end_lps_mm": r(to_followup(n.end)),
-                    "extent_mm": round(float(np.linalg.norm(n.end - n.start)), 2),
+                    "internal": n.internal, "start_lps_mm": r(a), "end_lps_mm": r(b),
+                    "extent_mm": round(float(np.linalg.norm(b - a)), 2),  # as the follow-up shows it
                     "curve": curve_type(n.curve), "initial_enhancement": round(n.initial, 3),
                     "late_change": round(n.late_change, 3),
                     **({"patches_away": len(n.patches) - 1} if n.patches else {})})
@@ -232,7 +232,8 @@ def nme_truth(case: Case, to_followup: Callable[[np.ndarray], np.ndarray],
             start, end, kind, dist = f.centre - ax, f.centre + ax, "bpe-patch", "focal"
         else:
             continue
+        a, b = to_followup(start), to_followup(end)
         out.append({"kind": kind, "malignant": False, "distribution": dist, "internal": "homogeneous",
-                    "start_lps_mm": r(to_followup(start)), "end_lps_mm": r(to_followup(end)),
-                    "extent_mm": round(float(np.linalg.norm(end - start)), 2), "curve": curve_type(f.curve)})
+                    "start_lps_mm": r(a), "end_lps_mm": r(b), "extent_mm": round(float(np.linalg.norm(b - a)), 2),
+                    "curve": curve_type(f.curve)})
     return out
