@@ -85,7 +85,9 @@ def standard_truth(case: Case, vendor: str, size: str, studies: dict, grids: dic
             },
         },
         "studies": studies,
-        "nme": nme_truth(case, to_fu, lambda c: kinetics.curve_type(c, t_early, t_late)),
+        # the standard draw's truth gains the key only with NME (its bytes are pinned as before)
+        **({"nme": nme_truth(case, to_fu, lambda c: kinetics.curve_type(c, t_early, t_late))}
+           if case.nme or case.variation.wide else {}),
     }
 
 
