@@ -95,6 +95,14 @@ NME_BPE_MIN_PATCHES = 2
 NME_BPE_AWAY_MM = 10.0
 NME_BPE_VOLUME_FACTOR = 4.0
 NME_BPE_PE_FACTOR = 1.5
+# ... or the tissue away from the site enhances as much in NME_BPE_MIN_SHARE of its voxels or more
+# (ACR BI-RADS MRI 2013 grades background enhancement by the share of fibroglandular tissue that
+# enhances: minimal < 25 %, mild 25-50 %, moderate 50-75 %, marked > 75 %; from mild up) and the
+# NME's mean enhancement is within NME_BPE_PE_FACTOR of that tissue's (independent simulator,
+# tuning seed 60030: 40 % of the tissue at ~53 % made one 110 mm "regional" NME of the background).
+NME_BPE_MIN_SHARE = 0.25
+# Clustered ring: the enclosed holes are ducts' lumens, each at most this volume (a 5 mm sphere).
+NME_RING_HOLE_MAX_MM3 = 65.0
 # A compact (focal or regional) group whose voxels are mostly (this share) mass-shaped foci is
 # those masses (foci.py), not NME.
 NME_MASS_SHARE = 0.6
@@ -115,8 +123,8 @@ def find_nme(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray
     shell = mass_reach_mm(rim)
     pe_s = ndimage.gaussian_filter(maps.pe, NME_SMOOTH_VOXELS)
     s0 = phases[0]
-    enhancing = maps.valid & (s0 >= tissue_floor(s0, maps.pe_peak, maps.valid, maps.s0_ceiling)) \
-        & (pe_s >= NME_MIN_PE)
+    tissue = maps.valid & (s0 >= tissue_floor(s0, maps.pe_peak, maps.valid, maps.s0_ceiling))
+    enhancing = tissue & (pe_s >= NME_MIN_PE)
     beyond = enhancing & (signed > shell) & (signed <= NME_REACH_MM)
     labels, n = ndimage.label(beyond, structure=np.ones((3, 3, 3)))
     if n == 0:
@@ -133,11 +141,13 @@ def find_nme(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray
         if _mass_shaped(f):
             masses |= f.mask
     patches = _patches_away(enhancing, signed, pe_s, voxel_mm3)
+    background = _background(enhancing, tissue, signed, pe_s)
     out: list[NonMassEnhancement] = []
     for lab in keep:
         core = labels == lab
         region = _through_rim(core, enhancing & (signed > -NME_INSIDE_MM) & (signed <= shell), lps, spacing, shell)
-        nme = describe_nme(len(out) + 1, region, phases, maps, affine, lps, signed, pe_s, shell, patches, foci)
+        nme = describe_nme(len(out) + 1, region, phases, maps, affine, lps, signed, pe_s, shell, patches, foci,
+                           background)
         if nme.extent_mm < NME_MIN_EXTENT_MM:
             continue
         # mostly masses found as foci, and compact itself: those masses (an elongated group stays
@@ -202,10 +212,23 @@ def _patches_away(enhancing: np.ndarray, signed: np.ndarray, pe_s: np.ndarray,
     return [(float(v), float(m)) for v, m in zip(vols, means, strict=True) if v >= NME_MIN_VOLUME_MM3]
 
 
+def _background(enhancing: np.ndarray, tissue: np.ndarray, signed: np.ndarray,
+                pe_s: np.ndarray) -> tuple[float, float]:
+    """(share of the tissue away from the site that enhances, its mean smoothed enhancement)."""
+    away = signed > SITE_BAND_MM + NME_BPE_AWAY_MM
+    n_tissue = int((tissue & away).sum())
+    on = enhancing & away
+    if n_tissue == 0 or not on.any():
+        return 0.0, 0.0
+    return float(on.sum() / n_tissue), float(pe_s[on].mean())
+
+
 def describe_nme(label: int, region: np.ndarray, phases: list[np.ndarray], maps: EnhancementMaps,
                  affine: np.ndarray, lps: np.ndarray, signed: np.ndarray, pe_s: np.ndarray, shell: float,
-                 patches: list[tuple[float, float]], foci: list[Focus]) -> NonMassEnhancement:
-    """One NME described (lexicon, extent, kinetics) and judged (look-alike, suspicious)."""
+                 patches: list[tuple[float, float]], foci: list[Focus],
+                 background: tuple[float, float] = (0.0, 0.0)) -> NonMassEnhancement:
+    """One NME described (lexicon, extent, kinetics) and judged (look-alike, suspicious);
+    ``background``: the share of the tissue away from the site that enhances and its mean level."""
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     pts = lps[region]
     c, axes = _axes(pts)
@@ -227,11 +250,11 @@ def describe_nme(label: int, region: np.ndarray, phases: list[np.ndarray], maps:
     reliable = curve_is_physiological(s)
     distribution = _distribution(length, width)
     vals = pe_s[region]
-    internal = _internal(region, t, vals, float(voxel[0]))
+    internal = _internal(region, t, vals, float(voxel[0]), voxel_mm3)
     wobble = float(np.sqrt(np.mean(proj[:, 1] ** 2 + proj[:, 2] ** 2)))
     mimic, why = _mimic(distribution, internal, kind, initial_phase_class(pe), width, wobble, float(voxel[1:].mean()),
                         float(d.max()), float(d.min()), length, shell,
-                        float(region.sum() * voxel_mm3), float(vals.mean()), patches)
+                        float(region.sum() * voxel_mm3), float(vals.mean()), patches, background)
     suspicious, reasons = _judge(distribution, internal, kind, reliable, length, mimic, why)
     overlapping = tuple(f.label for f in foci if (f.mask & region).any())
     return NonMassEnhancement(
@@ -251,14 +274,15 @@ def _distribution(length: float, width: float) -> NmeDistribution:
     return NmeDistribution.FOCAL
 
 
-def _internal(region: np.ndarray, t: np.ndarray, vals: np.ndarray, step_mm: float) -> NmeInternal:
+def _internal(region: np.ndarray, t: np.ndarray, vals: np.ndarray, step_mm: float, voxel_mm3: float) -> NmeInternal:
     """The internal pattern (see ``NME_CLUMP_PROMINENCE``): ``t`` each voxel's position along the
     long axis, ``vals`` its smoothed enhancement, ``step_mm`` the voxel's size along the axis."""
     idx = np.nonzero(region)
     box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
     sub = np.pad(region[box], 1)
-    _, n_holes = ndimage.label(ndimage.binary_fill_holes(sub) & ~sub)
-    if n_holes >= 2:
+    holes, n = ndimage.label(ndimage.binary_fill_holes(sub) & ~sub)
+    sizes = ndimage.sum_labels(np.ones(holes.shape), holes, np.arange(1, n + 1)) * voxel_mm3 if n else np.zeros(0)
+    if int((sizes <= NME_RING_HOLE_MAX_MM3).sum()) >= 2:
         return NmeInternal.CLUSTERED_RING
     bins = np.floor((t - t.min()) / max(step_mm, 1e-6)).astype(int)
     profile = np.full(int(bins.max()) + 1, -np.inf)
@@ -282,7 +306,8 @@ def _separate_maxima(profile: np.ndarray) -> int:
 
 def _mimic(distribution: NmeDistribution, internal: NmeInternal, curve: str, phase: str, width: float,
            wobble: float, voxel_across: float, depth: float, nearest: float, length: float, shell: float,
-           volume: float, mean_pe: float, patches: list[tuple[float, float]]) -> tuple[NmeMimic | None, str]:
+           volume: float, mean_pe: float, patches: list[tuple[float, float]],
+           background: tuple[float, float] = (0.0, 0.0)) -> tuple[NmeMimic | None, str]:
     """The benign look-alike an NME is (see the thresholds above), with why; (None, "") when none."""
     if depth <= shell + NME_HUG_DEPTH_MM and depth - nearest <= NME_HUG_MAX_RATIO * length:
         return NmeMimic.THICK_RIM, (f"hugs the zone's surface (reaches {depth:.1f} mm beyond its edge, rim's reach "
@@ -293,6 +318,10 @@ def _mimic(distribution: NmeDistribution, internal: NmeInternal, curve: str, pha
     if len(similar) >= NME_BPE_MIN_PATCHES:
         return NmeMimic.BACKGROUND, (f"{len(similar)} similar enhancing patches away from the site: background "
                                      "parenchymal enhancement")
+    share, level = background
+    if share >= NME_BPE_MIN_SHARE and mean_pe <= NME_BPE_PE_FACTOR * level:
+        return NmeMimic.BACKGROUND, (f"{share:.0%} of the tissue away from the site enhances alike ({level:.0f}%): "
+                                     "background parenchymal enhancement")
     if distribution is NmeDistribution.LINEAR and internal is NmeInternal.HOMOGENEOUS \
             and curve in ("persistent", "none") and phase != "fast" \
             and width <= NME_TRACK_MAX_WIDTH_MM + voxel_across \
