@@ -147,3 +147,17 @@ def test_a_thickened_stretch_of_rim_is_not_suspicious(ph):
     seg = ph.segment((ph.rim(2.0), RIM), (stretch, TRACK))
     assert not any(m.suspicious for m in seg.nme)
     assert [m.mimic for m in seg.nme] == [NmeMimic.THICK_RIM]
+
+
+def test_nme_within_background_enhancement_is_a_benign_look_alike(ph):
+    # half the tissue beyond 20 mm from the zone enhances as the patch at the site does
+    u = ROT[:, 0]
+    local = (ph.lps - (ph.surface(u) + u * 10.0)) @ ROT
+    near = np.linalg.norm(local / np.array([9.0, 2.0, 2.0]), axis=-1) <= 1.0
+    ijk = np.round(ph.lps - ph.affine[:3, 3]).astype(int)
+    background = (ijk[..., 2] // 5 % 2 == 0) & (ph.beyond > 20.0)  # 5 mm slabs, one in two
+    seg = ph.segment((ph.rim(2.0), RIM), (background, PATCH), (near, PATCH))
+    at_site = [m for m in seg.nme if (m.mask & near).any()]
+    assert len(at_site) == 1
+    assert at_site[0].mimic is NmeMimic.BACKGROUND and not at_site[0].suspicious
+    assert "of the tissue away from the site enhances alike" in at_site[0].reasons[0]
