@@ -69,16 +69,20 @@ from followup.testing.bench import write_results
 
 try:
     from benchmarks import independent_sim
+    from benchmarks.accuracy_nme import nme_row, nme_table
 except ModuleNotFoundError:  # run as a script (python benchmarks/accuracy.py): benchmarks/ is on sys.path
     import independent_sim  # type: ignore[no-redef,import-not-found]
+    from accuracy_nme import nme_row, nme_table  # type: ignore[no-redef,import-not-found]
 
 INDEPENDENT_FIRST_SEED = independent_sim.FIRST_BENCHMARK_SEED
 
 HERE = Path(__file__).resolve().parent
 FIRST_SEED = 90000
 VENDORS = ("per-phase", "single-series", "sagittal")
-# scenario mix: residual, complete, confounder, early (early: deferral is checked, no registration)
-MIX = (("residual", 0.38), ("complete", 0.27), ("confounder", 0.27), ("early", 0.08))
+# scenario mix: residual, complete, confounder, early (early: deferral is checked, no registration),
+# dcis-nme (DCIS-like non-mass enhancement from the zone: the NME table); a simulator without a
+# scenario of the mix draws the others in their shares (case_list)
+MIX = (("residual", 0.33), ("complete", 0.24), ("confounder", 0.23), ("early", 0.08), ("dcis-nme", 0.12))
 TRANSLATION_BANDS = ((0, 10), (10, 20), (20, 30.001))
 ROTATION_BANDS = ((0, 8), (8, 15.001))
 SIZE_BANDS = ((0, 11), (11, 13), (13, 99))  # tumour diameter, mm
@@ -88,9 +92,12 @@ TUNING_SEEDS = "70000-79999"  # wide cases the analysis was developed on; the be
 START_ROTATIONS_DEG = ((0, 0, 0), (12, 0, 0), (-12, 0, 0), (0, 12, 0), (0, -12, 0), (0, 0, 12), (0, 0, -12))
 
 
-def case_list(n: int, first_seed: int = FIRST_SEED) -> list[tuple[str, int]]:
-    """``n`` cases in the scenario mix, interleaved, seeds first_seed, first_seed + 1, ..."""
-    counts = {s: max(1, int(round(n * share))) for s, share in MIX}
+def case_list(n: int, first_seed: int = FIRST_SEED,
+              scenarios: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+    """``n`` cases in the scenario mix (only ``scenarios`` where given: the simulator's own),
+    interleaved, seeds first_seed, first_seed + 1, ..."""
+    mix = [(s, share) for s, share in MIX if scenarios is None or s in scenarios]
+    counts = {s: max(1, int(round(n * share / sum(w for _, w in mix)))) for s, share in mix}
     while sum(counts.values()) > n:
         counts[max(counts, key=lambda k: counts[k])] -= 1
     while sum(counts.values()) < n:
@@ -98,7 +105,7 @@ def case_list(n: int, first_seed: int = FIRST_SEED) -> list[tuple[str, int]]:
     order = []
     left = dict(counts)
     while any(left.values()):
-        for s, _ in MIX:
+        for s, _ in mix:
             if left[s]:
                 order.append(s)
                 left[s] -= 1
@@ -257,7 +264,7 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
            "error_mm": None, "ncc": None, "imaging": False, "lr": 1.0, "p": None, "quality": None,
            "nodules": [{"diameter_mm": n["diameter_mm"], "found": False, "gap_mm": gap, **nodule_kind(n)}
                        for n, gap in zip(truth["nodules"], nodule_gaps(truth["nodules"]), strict=True)],
-           **study_kind(truth),
+           **study_kind(truth), "nme": [], "nme_reported": 0,
            "foci": 0, "seconds": None, "peers": {}, "quality_arm": []}
     t0 = time.perf_counter()
     try:
@@ -271,6 +278,7 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
     finally:
         row["seconds"] = time.perf_counter() - t0
     row["status"], row["p"], row["reason"] = r["status"], r["residual_probability"], r["reason"]
+    row.update(nme_row(truth, out.assessment))
     mri = [d for d in r["drivers"] if d["name"].lower().startswith("mri")]
     row["imaging"] = bool(mri)
     row["lr"] = float(np.prod([d["odds_factor"] for d in mri])) if mri else 1.0
@@ -611,6 +619,14 @@ def summarise(rows: list[dict], args, peers: list[str], notes: list[str], wall_s
         "",
         *kind_table(rows),
         "",
+        "### Non-mass enhancement (NME)",
+        "",
+        "Suspicious NME at the site as the analysis reports it (Segmentation.nme), against the truth's `nme` "
+        "(DCIS-like enhancement along a duct; look-alikes: probe track, thickened stretch of rim, patchy "
+        "background enhancement). A simulator whose truth has no `nme` key counts none.",
+        "",
+        *nme_table(rows),
+        "",
         "## (b) Stress: tumour-centre error by displacement, layout and tumour size",
         "",
         "Analysable cases (deferred early studies left out); a crash or a failed report counts as an "
@@ -668,7 +684,8 @@ def main() -> None:
     rows = []
     t0 = time.perf_counter()
     try:
-        for scenario, seed in case_list(args.cases, args.first_seed):
+        own = None if args.simulator == "ours" else tuple(independent_sim.SCENARIOS)
+        for scenario, seed in case_list(args.cases, args.first_seed, own):
             row = run_case(workdir, scenario, seed, args.size, args.variation, peers, not args.no_quality,
                            args.simulator)
             rows.append(row)
@@ -676,7 +693,8 @@ def main() -> None:
             err = "-" if row["error_mm"] is None else f"{row['error_mm']:.2f}"
             print(f"{scenario:10s} {seed} {row['layouts']:30s} t={row['translation_mm']:5.1f} "
                   f"r={row['rotation_deg']:4.1f} {row['status']:8s} err={err} {peer} imaging={row['imaging']} "
-                  f"lr={row['lr']:.2f} foci={row['foci']} {row['nodules']}", flush=True)
+                  f"lr={row['lr']:.2f} foci={row['foci']} nme={row['nme_reported']} {row['nodules']} "
+                  f"{row['nme']}", flush=True)
             if args.keep is None:
                 shutil.rmtree(workdir / f"{scenario}-{seed}", ignore_errors=True)
     finally:

@@ -22,6 +22,8 @@ assumptions flagged here.
 
 * a suspicious focus at the site and the margin coverage measure the same thing (residual disease
   at the periphery): the margin factor applies only when no suspicious focus is counted;
+* a suspicious focus and non-mass enhancement at the site are one finding: the MRI read counts the
+  one with the larger ratio, never both (:func:`nme_lr`);
 * a focus's morphology and its kinetics are one joint likelihood ratio
   (:func:`focus_likelihood_ratio`): the curve's ratio is conditional on a mass-like finding, its
   benign arm from post-treatment fat necrosis, never Kuhl's untreated benign lesions on top of a
@@ -253,6 +255,29 @@ def mass_lr(lr_negative: float, specificity: float) -> float:
     lo, hi = MASS_SENSITIVITY_RANGE
     sens = min(max(1.0 - lr_negative * specificity, lo), hi)
     return max(sens / (1.0 - specificity), 1.0)
+
+
+# Non-mass enhancement at or extending from the site (linear, segmental, clumped: how in-situ disease
+# looks; Sabel 2004, Pfleiderer 2005: non-calcified DCIS caused most failures). No published
+# figure for NME at a cryoablation site: it is taken as a positive read, with a mass's ratio (the
+# series' positive reads were suspicious enhancement of any kind: Poplack's 2/17 false positives,
+# the implied sensitivity), times its curve given it, floored at 1 (morphology before kinetics:
+# clumped and linear / segmental NME are suspicious whatever the curve). With Z1072's LR-:
+# 0.373 / 0.139 = 2.68 (persistent: floored at 1; plateau x 2.52 = 6.76; washout x 2.87 = 7.70);
+# with Poplack's LR- (1.016) the implied sensitivity is 0.125 and the ratio is floored at 1.
+# ASSUMPTION: that NME carries a mass's ratio (tests/unit/pipelines/test_nme_conclusion.py redoes the arithmetic).
+NME_AS_POSITIVE_READ = ("ASSUMPTION: non-mass enhancement taken as a positive read with a mass's ratio "
+                        "(Poplack 2015 specificity 15/17 with the negative read's implied sensitivity; "
+                        "no published figure for NME after cryoablation)")
+
+
+def nme_lr(lr_negative: float, specificity: float, curve: str | None) -> float:
+    """The ratio of suspicious non-mass enhancement at the site (point values): a positive read's
+    (:func:`mass_lr`) times its curve's (``curve`` None or not a BI-RADS curve: none), floored at 1."""
+    lr = mass_lr(lr_negative, specificity)
+    if curve in CURVES:
+        lr *= kinetics_lr(curve)
+    return max(lr, 1.0)
 
 
 # Zone found in the follow-up while registration to the baseline was poor: the probability that

@@ -17,6 +17,7 @@ class Scenario(StrEnum):
     residual = "residual"
     early = "early"
     confounder = "confounder"
+    dcis_nme = "dcis-nme"  # DCIS-like non-mass enhancement along a duct from the zone (synth/nme.py)
     surveillance = "surveillance"  # baseline + 3-5 follow-ups (followup/synth/surveillance.py)
 
 

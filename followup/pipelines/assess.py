@@ -42,13 +42,15 @@ from followup.pipelines.probability import (
     Confidence,
     FocusEvidence,
     ImagingEvidence,
+    NmeEvidence,
     residual_probability,
+    site_findings,
     site_foci,
 )
 from followup.pipelines.registration.driver import register
 from followup.pipelines.registration.result import Quality, RegistrationResult
 from followup.pipelines.segmentation.driver import segment
-from followup.pipelines.segmentation.model import Segmentation
+from followup.pipelines.segmentation.model import NonMassEnhancement, Segmentation
 from followup.pipelines.segmentation.zone import RadiusCap
 from followup.pipelines.zone_search import (
     SEARCH_RADIUS_GOOD_MM,
@@ -216,12 +218,19 @@ def resegmented(a: Assessment, record: ProcedureRecord, followup: DCEStudy, radi
                      record, imaging)
 
 
+def suspicious_site_nme(seg: Segmentation) -> list[NonMassEnhancement]:
+    """Suspicious non-mass enhancement at or extending from the site."""
+    return [m for m in seg.nme if m.suspicious and m.distance_to_zone_edge_mm <= SITE_BAND_MM]
+
+
 def benign_appearance(seg: Segmentation) -> bool:
-    """The benign post-treatment appearance: no enhancing finding at the site, a uniform thin rim
-    of slow persistent enhancement (clinical-evidence.md: the "cryohalo")."""
+    """The benign post-treatment appearance: no enhancing finding at the site (no focus, no
+    suspicious non-mass enhancement), a uniform thin rim of slow persistent enhancement
+    (clinical-evidence.md: the "cryohalo")."""
     rim = seg.rim
     at_site = [f for f in seg.foci if f.distance_to_zone_edge_mm <= SITE_BAND_MM]
-    return not at_site and rim.uniform and rim.initial_phase == "slow" and rim.curve_type == "persistent"
+    return not at_site and not suspicious_site_nme(seg) and rim.uniform and rim.initial_phase == "slow" \
+        and rim.curve_type == "persistent"
 
 
 def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
@@ -229,11 +238,12 @@ def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
     """``a`` with its BI-RADS category and recommendations, from its probability and findings."""
     assert a.probability is not None and a.segmentation is not None  # a complete assessment
     site = [f for f in a.suspicious_foci if f.distance_to_zone_edge_mm <= SITE_BAND_MM]
+    nme = suspicious_site_nme(a.segmentation)
     birads = category(a.probability, site, imaging_used=imaging.reliable,
-                      benign_appearance=benign_appearance(a.segmentation))
+                      benign_appearance=benign_appearance(a.segmentation), suspicious_nme=nme)
     recs = recommendations(record, a.probability, birads, a.segmentation.foci,
                            registration_poor=a.registration_poor, zone_found=a.zone_found,
-                           trend_reason=trend_reason)
+                           trend_reason=trend_reason, nme=a.segmentation.nme)
     a = replace(a, birads=birads, recommendations=tuple(recs))
     if a.breast is not None and a.breast.marked_bpe and a.probability is not None:
         # ACR BI-RADS: marked background enhancement can hide a finding or mimic one
@@ -316,18 +326,23 @@ def imaging_evidence(reg: RegistrationResult, seg: Segmentation,
     A zone whose edge was not found in every direction (``leaked``) still counts a suspicious
     focus at the site (what is seen is seen), but a negative read of it is not trusted: part of
     the site was not delineated, so without a focus the imaging is not used. A focus whose curve is
-    not assessable (phases misaligned) counts as a mass with no curve: its morphology alone."""
+    not assessable (phases misaligned) counts as a mass with no curve: its morphology alone.
+    Suspicious non-mass enhancement counts as a finding too (the model counts one finding at the
+    site: a focus or an NME, the more suspicious)."""
     good = reg.quality == Quality.GOOD
     found = search is not None and search.found
     foci = tuple(FocusEvidence(f.curve_type if f.kinetics_reliable else NOT_ASSESSABLE,
                                f.largest_diameter_mm, f.distance_to_zone_edge_mm)
                  for f in seg.foci if f.suspicious)
+    nme = tuple(NmeEvidence(m.curve_type if m.kinetics_reliable else NOT_ASSESSABLE, m.extent_mm,
+                            m.distance_to_zone_edge_mm, str(m.distribution))
+                for m in seg.nme if m.suspicious)
     located = found or good
-    reliable = located and (not seg.zone.leaked or bool(site_foci(ImagingEvidence(foci))))
+    reliable = located and (not seg.zone.leaked or bool(site_findings(ImagingEvidence(foci, nme))))
     margin = None if seg.zone.leaked else seg.zone.covers_margin  # a leaked edge measures no margin
-    return ImagingEvidence(foci=foci, margin_covered=margin, reliable=reliable, location_confirmed=good)
+    return ImagingEvidence(foci=foci, nme=nme, margin_covered=margin, reliable=reliable, location_confirmed=good)
 
 
 __all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "AnalysisError", "Assessment", "Note", "Status", "assess",
            "benign_appearance", "check_inputs", "concluded", "deferred", "failed", "imaging_evidence", "resegmented",
-           "site_foci"]
+           "site_foci", "suspicious_site_nme"]

@@ -12,6 +12,8 @@ Safety rules (tests: tests/unit/pipelines/test_conclusion.py and the clinical sc
   carcinoma or extensive in-situ disease gets peripheral-biopsy advice, whatever the MRI shows
   (:mod:`followup.record_rules`: MRI cannot exclude in-situ disease);
 * every suspicious focus at the site gets category 4A or higher and a targeted biopsy;
+* so does suspicious non-mass enhancement at or extending from the site (in-situ disease), with
+  peripheral biopsies too; a focus inside it is the same finding (one targeted biopsy);
 * every contraindication is listed for the banner, never in a reassuring style.
 """
 
@@ -23,7 +25,7 @@ from followup import evidence as ev, record_rules
 from followup.pipelines.assessment import Note
 from followup.pipelines.birads import BiradsAssessment, Category, categorise
 from followup.pipelines.probability import SITE_BAND_MM, Confidence, ProbabilityResult, Question
-from followup.pipelines.segmentation.model import Focus
+from followup.pipelines.segmentation.model import Focus, NonMassEnhancement
 from followup.procedure import ProcedureRecord
 
 
@@ -51,17 +53,22 @@ def contraindications(record: ProcedureRecord) -> tuple[Note, ...]:
 
 
 def category(probability: ProbabilityResult, suspicious_site: Sequence[Focus], *, imaging_used: bool,
-             benign_appearance: bool) -> BiradsAssessment:
+             benign_appearance: bool, suspicious_nme: Sequence[NonMassEnhancement] = ()) -> BiradsAssessment:
+    """The category; a suspicious focus or suspicious non-mass enhancement at the site: 4A or higher."""
     return categorise("complete", probability.probability, imaging_used=imaging_used,
-                      suspicious_at_site=bool(suspicious_site), benign_appearance=benign_appearance,
+                      suspicious_at_site=bool(suspicious_site) or bool(suspicious_nme),
+                      benign_appearance=benign_appearance and not suspicious_nme,
                       confidence_normal=probability.confidence == Confidence.NORMAL)
 
 
 def _biopsy_reasons(record: ProcedureRecord, probability: ProbabilityResult, birads: BiradsAssessment,
-                    suspicious_site: Sequence[Focus]) -> list[str]:
+                    suspicious_site: Sequence[Focus], nme: Sequence[NonMassEnhancement] = ()) -> list[str]:
     reasons = record_rules.biopsy_reasons(record)
     if suspicious_site:
         reasons.append("suspicious enhancement at the ablation site")
+    if nme:
+        reasons.append("suspicious non-mass enhancement at or extending from the ablation site (how in-situ "
+                       "disease looks: sample along its extent and around the zone)")
     p = probability.probability
     if p > ev.BIRADS_3_MAX:
         reasons.append(f"the probability of disease at the site ({p:.0%}) is above BI-RADS 3's 2% "
@@ -71,22 +78,37 @@ def _biopsy_reasons(record: ProcedureRecord, probability: ProbabilityResult, bir
     return reasons
 
 
+def _lps(point) -> str:
+    return ", ".join(f"{v:.0f}" for v in point)
+
+
 def recommendations(record: ProcedureRecord, probability: ProbabilityResult, birads: BiradsAssessment,
                     foci: Sequence[Focus], *, registration_poor: bool = False, zone_found: bool = True,
-                    trend_reason: str | None = None) -> list[Note]:
-    """Peripheral biopsies with every reason, a targeted biopsy per suspicious focus at the site,
-    remote findings, a registration check, and surveillance only where nothing calls for a biopsy."""
+                    trend_reason: str | None = None, nme: Sequence[NonMassEnhancement] = ()) -> list[Note]:
+    """Peripheral biopsies with every reason, a targeted biopsy per suspicious finding at the site
+    (focus or non-mass enhancement; a focus inside a suspicious NME is that finding), remote
+    findings, a registration check, and surveillance only where nothing calls for a biopsy."""
+    site_nme = [m for m in nme if m.suspicious and m.distance_to_zone_edge_mm <= SITE_BAND_MM]
+    in_nme = {label for m in site_nme for label in m.focus_labels}
     site = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm <= SITE_BAND_MM]
-    remote = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm > SITE_BAND_MM]
+    remote = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm > SITE_BAND_MM and f.label not in in_nme]
     out = []
     if trend_reason:
         out.append(Note("surveillance-biopsy", "Biopsy of the ablation site is recommended: "
                         f"{trend_reason}; recurrence must be excluded."))
-    reasons = _biopsy_reasons(record, probability, birads, site)
+    reasons = _biopsy_reasons(record, probability, birads, site, site_nme)
     if reasons:
         out.append(Note("peripheral-biopsy", "Peripheral biopsies around the ablation zone are "
                         "recommended: " + "; ".join(reasons) + "."))
+    for m in site_nme:
+        out.append(Note("targeted-biopsy",
+                        f"Targeted biopsy (MRI-guided) of the {m.distribution} {m.internal} non-mass enhancement "
+                        f"({m.extent_mm:.0f} mm, "
+                        f"{m.curve_type if m.kinetics_reliable else 'curve not assessable'}) from LPS "
+                        f"({_lps(m.start_lps)}) to ({_lps(m.end_lps)}) mm, sampled along its extent."))
     for f in site:
+        if f.label in in_nme:
+            continue  # the same finding as the NME it lies in
         out.append(Note("targeted-biopsy",
                         f"Targeted biopsy (second-look ultrasound or MRI-guided) of the "
                         f"{f.curve_type if f.kinetics_reliable else 'curve not assessable'} "

@@ -10,8 +10,9 @@ odds at the site = prior odds of residual disease at the site (three series aver
                    [surveillance: x negative ratio of each earlier negative follow-up, then
                     recurrence since the procedure added (ICE3, by time)]
                    x the MRI read: a negative read's ratio (Z1072 or Poplack, averaged), or the
-                     most suspicious focus's one joint ratio for morphology and kinetics
-                   x margin coverage (only without a counted focus: they measure the same thing)
+                     most suspicious finding's one joint ratio for morphology and kinetics: a focus,
+                     or non-mass enhancement at the site (one finding counted, never both)
+                   x margin coverage (only without a counted finding: they measure the same thing)
                    [surveillance: x the trend against the previous follow-up]
 
 Every choice between defensible sources is averaged (equal weights): the point probability is the
@@ -55,8 +56,17 @@ class FocusEvidence:
 
 
 @dataclass(frozen=True)
+class NmeEvidence:  # suspicious non-mass enhancement at or extending from the site
+    curve_type: str  # persistent | plateau | washout | not assessable | none
+    extent_mm: float
+    distance_to_zone_edge_mm: float  # its nearest voxel: > 0 outside the zone, <= 0 touching
+    distribution: str = "linear"  # focal | linear | segmental | regional
+
+
+@dataclass(frozen=True)
 class ImagingEvidence:
     foci: tuple[FocusEvidence, ...] = ()
+    nme: tuple[NmeEvidence, ...] = ()  # suspicious non-mass enhancement
     margin_covered: bool | None = None
     reliable: bool = True  # False when the zone could not be found or trusted: record alone
     # False when registration to the baseline did not confirm that the zone found in the follow-up
@@ -100,6 +110,7 @@ class ProbabilityResult:
     counted_focus: FocusEvidence | None = None
     question: Question = Question.RESIDUAL
     interval_kind: str = ev.INTERVAL_KIND
+    counted_nme: NmeEvidence | None = None  # the NME counted instead of a focus (one finding)
 
 
 def _odds(p):
@@ -112,6 +123,14 @@ def _prob(o):
 
 def site_foci(imaging: ImagingEvidence) -> list[FocusEvidence]:
     return [f for f in imaging.foci if f.distance_to_zone_edge_mm <= SITE_BAND_MM]
+
+
+def site_nme(imaging: ImagingEvidence) -> list[NmeEvidence]:
+    return [m for m in imaging.nme if m.distance_to_zone_edge_mm <= SITE_BAND_MM]
+
+
+def site_findings(imaging: ImagingEvidence) -> list[FocusEvidence | NmeEvidence]:
+    return [*site_foci(imaging), *site_nme(imaging)]
 
 
 def question_at(days: int | None) -> Question:
@@ -134,15 +153,19 @@ class _Params:
     hazard_scale: np.ndarray
     factors: tuple[np.ndarray, ...]  # record factors, then the trend
 
-    def _mass_times_curve(self, focus: FocusEvidence) -> np.ndarray:
-        """Morphology (a mass at the site: implied sensitivity over Poplack's false positives,
-        floored at 1) times the curve's ratio given a mass (none when not assessable)."""
+    def _mass_times_curve(self, focus: FocusEvidence | NmeEvidence) -> np.ndarray:
+        """Morphology (a positive read at the site: implied sensitivity over Poplack's false
+        positives, floored at 1) times the curve's ratio given it (none when not assessable)."""
         spec = self.specificity
         sens = np.clip(1.0 - self.lr_negative * spec, *ev.MASS_SENSITIVITY_RANGE)
         lr = np.maximum(sens / (1.0 - spec), 1.0)
         if focus.curve_type in CURVES:
             lr = lr * self.cancer_curves[focus.curve_type] / self.benign_curves[focus.curve_type]
         return lr
+
+    def lr_nme(self, nme: NmeEvidence) -> np.ndarray:
+        """NME at the site: a positive read's ratio (an assumption), times its curve, floored at 1."""
+        return np.maximum(self._mass_times_curve(nme), 1.0)
 
     def lr_focus(self, focus: FocusEvidence) -> np.ndarray:
         """One joint ratio for a suspicious focus: morphology times its curve given a mass, floored
@@ -152,7 +175,7 @@ class _Params:
             lr = lr * self.small_focus
         return np.maximum(lr, 1.0)
 
-    def kinetics_floored(self, focus: FocusEvidence) -> bool:
+    def kinetics_floored(self, focus: FocusEvidence | NmeEvidence) -> bool:
         """Whether the curve would have made the mass reassuring (the floor at 1 applies)."""
         return focus.curve_type in CURVES and bool(np.mean(self._mass_times_curve(focus)) < 1.0)
 
@@ -217,14 +240,13 @@ def _factor_at(i: int) -> Callable[[_Params], np.ndarray]:
     return lambda th: th.factors[i]
 
 
-def _imaging_lr(th: _Params, imaging: ImagingEvidence) -> tuple[np.ndarray, FocusEvidence | None]:
-    foci = site_foci(imaging)
-    if not foci:
-        lr, counted = th.lr_negative, None
-    else:
-        lrs = [th.lr_focus(f) for f in foci]
-        k = int(np.argmax([float(np.mean(x)) for x in lrs]))
-        lr, counted = lrs[k], foci[k]
+def _imaging_lr(th: _Params, imaging: ImagingEvidence) -> tuple[np.ndarray, FocusEvidence | NmeEvidence | None]:
+    """The MRI read's ratio: a negative read's, or the most suspicious finding's at the site (a
+    focus or an NME: one finding counted, two are never multiplied)."""
+    findings = site_findings(imaging)
+    lrs = [th.lr_focus(f) if isinstance(f, FocusEvidence) else th.lr_nme(f) for f in findings]
+    k = int(np.argmax([float(np.mean(x)) for x in lrs])) if lrs else -1
+    lr, counted = (lrs[k], findings[k]) if lrs else (th.lr_negative, None)
     if not imaging.location_confirmed:
         # the zone may not be the treated site (probability q); a wrong region's findings are taken
         # to look like those of a site without disease: LR' = (1 - q) LR + q
@@ -280,14 +302,17 @@ class _Model:
                              "negative read: " + " or ".join(ev.NEGATIVE_READ_SOURCES) + identity_src,
                              not im.location_confirmed))
         else:
-            floored = point.kinetics_floored(counted)
             curve = counted.curve_type if counted.curve_type in CURVES else "curve not assessable"
-            small = counted.largest_diameter_mm < ev.SMALL_FOCUS_MM
+            small = isinstance(counted, FocusEvidence) and counted.largest_diameter_mm < ev.SMALL_FOCUS_MM
+            what, morphology = (
+                (f"{counted.distribution} non-mass enhancement {counted.extent_mm:.0f} mm", ev.NME_AS_POSITIVE_READ)
+                if isinstance(counted, NmeEvidence) else
+                (f"{'focus' if small else 'mass'} {counted.largest_diameter_mm:.1f} mm", "morphology: Poplack 2015 "
+                 "specificity 15/17 with the negative read's implied sensitivity"))
             out.append(_Step(
-                f"MRI: {'focus' if small else 'mass'} {counted.largest_diameter_mm:.1f} mm at the site, "
-                f"{curve}" + where, _times(lambda th: _imaging_lr(th, im)[0]),
-                "morphology: Poplack 2015 specificity 15/17 with the negative read's implied sensitivity; "
-                + ev.KINETICS_SOURCE + ("; " + ev.MORPHOLOGY_OVER_KINETICS if floored else "")
+                f"MRI: {what} at the site, {curve}" + where, _times(lambda th: _imaging_lr(th, im)[0]),
+                morphology + "; " + ev.KINETICS_SOURCE
+                + ("; " + ev.MORPHOLOGY_OVER_KINETICS if point.kinetics_floored(counted) else "")
                 + ("; " + ev.LR_SMALL_FOCUS.source if small else "") + identity_src, True))
         if im.margin_covered is False and im.location_confirmed and counted is None:
             f = ev.OR_MARGIN_NOT_COVERED
@@ -355,7 +380,8 @@ def residual_probability(record: ProcedureRecord, imaging: ImagingEvidence, days
                 for d in drivers[1:])
     low = not use_imaging or not imaging.location_confirmed or heavy
     return ProbabilityResult(p, (lo, hi), prior, tuple(drivers), Confidence.LOW if low else Confidence.NORMAL,
-                             counted, model.question)
+                             counted if isinstance(counted, FocusEvidence) else None, model.question,
+                             counted_nme=counted if isinstance(counted, NmeEvidence) else None)
 
 
 def _record_only_span(record_steps: Sequence[_Step], draws: _Params, tail: float) -> tuple[float, float]:
@@ -368,5 +394,5 @@ def _record_only_span(record_steps: Sequence[_Step], draws: _Params, tail: float
 
 
 __all__ = ["CURVES", "NOT_ASSESSABLE", "SITE_BAND_MM", "Confidence", "Driver", "FocusEvidence", "History",
-           "ImagingEvidence", "ProbabilityResult", "Question", "question_at", "residual_probability",
-           "site_foci"]
+           "ImagingEvidence", "NmeEvidence", "ProbabilityResult", "Question", "question_at", "residual_probability",
+           "site_findings", "site_foci", "site_nme"]

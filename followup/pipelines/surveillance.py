@@ -48,7 +48,7 @@ from followup.pipelines.longitudinal import (
     map_points,
     summarise,
 )
-from followup.pipelines.probability import History, residual_probability, site_foci
+from followup.pipelines.probability import History, residual_probability, site_findings
 from followup.pipelines.registration.driver import register
 from followup.pipelines.registration.result import RegistrationResult
 from followup.pipelines.zone_prior import radius_cap
@@ -180,7 +180,7 @@ def _negative_reads(reads: Sequence[PriorRead]) -> int:
         pa = r.assessment
         if pa.status == Status.COMPLETE and pa.registration is not None and pa.segmentation is not None:
             im = imaging_evidence(pa.registration, pa.segmentation, pa.zone_search)
-            n += int(im.reliable and not site_foci(im))
+            n += int(im.reliable and not site_findings(im))
     return n
 
 

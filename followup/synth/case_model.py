@@ -21,7 +21,7 @@ from followup.synth.motion import FollowupToBaseline
 if TYPE_CHECKING:
     from followup.synth.clinical import ClinicalDraw
 
-SCENARIOS = ("complete", "residual", "early", "confounder")
+SCENARIOS = ("complete", "residual", "early", "confounder", "dcis-nme")
 VARIATIONS = ("standard", "wide", "clinical")
 LAYOUTS = ("per-phase", "single-series", "sagittal")  # the vendor layouts (generate.VENDORS)
 
@@ -134,6 +134,35 @@ class BenignFeature:
         return out
 
 
+@dataclass(frozen=True)
+class NmeDraw:
+    """Non-mass enhancement at the site (:mod:`followup.synth.nme`): DCIS-like enhancement along a
+    duct from the zone's edge, or a benign look-alike (probe track, thickened stretch of rim,
+    patchy background enhancement). Body frame; its curve drawn by its effect on the follow-up
+    (initial enhancement, late change), then built for the study's timing."""
+
+    kind: str  # dcis | probe-track | thick-rim | bpe-patch
+    distribution: str  # linear | segmental | focal
+    internal: str  # clumped | homogeneous
+    start: np.ndarray  # where it starts (at the zone's edge)
+    end: np.ndarray  # the far end of its long axis
+    initial: float  # relative enhancement at the first post-contrast phase
+    late_change: float  # relative signal change from the first to the last phase
+    tau_s: float
+    curve: Curve = kinetics.NONE  # the built curve (duct / track / patch / stretch of rim)
+    clump_curve: Curve = kinetics.NONE  # dcis: its clumps' (more enhancement, the same late change)
+    clump_gain: float = 1.0  # dcis: the clumps' initial enhancement over the duct's
+    segments: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()  # (a, b, radius): ducts, track
+    clumps: tuple[tuple[np.ndarray, float], ...] = ()  # (centre, radius) along the ducts
+    patches: tuple[Ellipsoid, ...] = ()  # bpe-patch: the one at the site first, then those away
+    cap_radius_mm: float = 0.0  # thick-rim: the stretch's radius around ``start``...
+    cap_thickness_mm: float = 0.0  # ... and its thickness beyond the zone's edge
+
+    @property
+    def malignant(self) -> bool:
+        return self.kind == "dcis"
+
+
 def curve_json(c: kinetics.Curve) -> dict:
     return {"amplitude": round(c.amplitude, 4), "tau_s": round(c.tau_s, 3),
             "kappa_per_s": round(c.kappa_per_s, 7)}
@@ -214,6 +243,7 @@ class Case:
     benign_features: tuple[BenignFeature, ...] = ()
     rim_unevenness: float = 0.0  # relative thickness variation of a benign rim (clinical draws)
     clinical: ClinicalDraw | None = None  # the clinical variation's draw (followup.synth.clinical)
+    nme: tuple[NmeDraw, ...] = ()  # non-mass enhancement at the site and its look-alikes
 
     @property
     def days_since_procedure(self) -> int:

@@ -45,6 +45,7 @@ from followup.synth import kinetics
 from followup.synth.background_enhancement import BackgroundDraw, draw_background
 from followup.synth.case_model import BenignFeature, Case, Ellipsoid, Nodule, PhaseMotion, Timing
 from followup.synth.motion import rotation_matrix
+from followup.synth.nme import MIMIC_KINDS as NME_MIMIC_KINDS, draw_mimic, with_curves
 from followup.synth.solid_geometry import draw_shape, equivalent_diameter
 from followup.synth.zone_findings import radial_extent
 
@@ -275,7 +276,10 @@ def _mimic(crng: np.random.Generator, kind: str, case: Case, scan: StudyScan, ti
 
 
 MIMIC_COUNTS = {"complete": (0.4, 0.4, 0.2), "confounder": (0.0, 0.6, 0.4),
-                "residual": (0.6, 0.4, 0.0), "early": (0.7, 0.3, 0.0)}
+                "residual": (0.6, 0.4, 0.0), "early": (0.7, 0.3, 0.0), "dcis-nme": (0.5, 0.4, 0.1)}
+# A look-alike of non-mass enhancement (probe track, thickened stretch of rim, patchy background
+# enhancement: followup.synth.nme) at the site of this share of clinical cases (not early ones).
+NME_MIMIC_SHARE = 0.35
 
 
 def add_clinical(case: Case, crng: np.random.Generator) -> Case:
@@ -303,13 +307,17 @@ def add_clinical(case: Case, crng: np.random.Generator) -> Case:
                                  lambda i, c, tau: curve_with(i, c, tau, fu_scan, fu_timing))
     draw = ClinicalDraw(base_scan, fu_scan, placements,
                         (*(None for _ in case.benign_features), *(m[1] for m in mimics)), background)
+    nme = case.nme
+    if case.scenario != "early" and crng.random() < NME_MIMIC_SHARE:
+        nme = (*nme, draw_mimic(crng, _pick(crng, NME_MIMIC_KINDS, (1, 1, 1)), case, rim_mm))
+    nme = tuple(with_curves(n, lambda i, c, t: curve_with(i, c, t, fu_scan, fu_timing)) for n in nme)
     return replace(
         case, variation=replace(case.variation, name="clinical", n_post=n_fu),
         baseline_timing=base_timing, followup_timing=fu_timing,
         baseline_phase_motion=_phase_motion(crng, n_base, base_scan.phase_motion_max_mm),
         followup_phase_motion=_phase_motion(crng, n_fu, fu_scan.phase_motion_max_mm),
         rim_kind=rim_kind, rim_thickness_mm=rim_mm, rim_unevenness=uneven,
-        nodules=nodules, benign_features=features, clinical=draw)
+        nodules=nodules, benign_features=features, clinical=draw, nme=nme)
 
 
 def study_s0(scan: StudyScan, fat_sat_s0: dict[str, float]) -> dict[str, float]:

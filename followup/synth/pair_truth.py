@@ -13,6 +13,7 @@ from followup.synth import clinical, kinetics
 from followup.synth.case_model import Case, curve_json
 from followup.synth.clinical_truth import objects_truth, scanner_truth
 from followup.synth.nipple import nipple_truth
+from followup.synth.nme import nme_truth
 from followup.synth.phantom import phase_motion_centre
 from followup.synth.scenario import transform_summary
 from followup.synth.tissue_truth import tissue_truth
@@ -21,8 +22,8 @@ from followup.synth.zone_findings import radial_margin_mm
 
 def biopsy_indicated(case: Case) -> bool:
     """Peripheral biopsy: residual disease, any in-situ component, low-grade in situ, DCIS/mixed."""
-    return bool(case.nodules) or case.dcis_component_pct > 0 or case.insitu_grade == "low" \
-        or case.histology in ("DCIS", "mixed")
+    return bool(case.nodules) or any(n.malignant for n in case.nme) or case.dcis_component_pct > 0 \
+        or case.insitu_grade == "low" or case.histology in ("DCIS", "mixed")
 
 
 def _r(a, nd: int = 3):
@@ -37,7 +38,7 @@ def standard_truth(case: Case, vendor: str, size: str, studies: dict, grids: dic
     fu_grid = grids["followup"]
     return {
         "scenario": case.scenario, "seed": case.seed, "vendor": vendor, "size": size,
-        "residual": bool(case.nodules),
+        "residual": bool(case.nodules) or any(n.malignant for n in case.nme),
         "days_since_procedure": case.days_since_procedure,
         "peripheral_biopsy_indicated": biopsy_indicated(case),
         "laterality": case.laterality,
@@ -88,6 +89,9 @@ def standard_truth(case: Case, vendor: str, size: str, studies: dict, grids: dic
         "studies": studies,
         **nipple_truth(case),
         **tissue_truth(case),
+        # the standard draw's truth gains the key only with NME (its bytes are pinned as before)
+        **({"nme": nme_truth(case, to_fu, lambda c: kinetics.curve_type(c, t_early, t_late))}
+           if case.nme or case.variation.wide else {}),
     }
 
 
@@ -139,6 +143,7 @@ def add_clinical_truth(truth: dict, case: Case, grids: dict) -> dict:
     truth["objects"] = objects
     truth["nodules"] = [{**rec, **obj} for rec, obj in zip(truth["nodules"], objects, strict=False)]
     scan, timing = case.clinical.followup, case.followup_timing
+    truth["nme"] = nme_truth(case, to_fu, lambda c: clinical.study_curve_type(c, scan, timing))
     truth["rim"].update(kind=case.rim_kind, thickness_mm=round(case.rim_thickness_mm, 2),
                         unevenness=round(case.rim_unevenness, 3),
                         curve_type=clinical.study_curve_type(case.rim_curve, scan, timing),

@@ -33,6 +33,7 @@ from followup.synth.case_model import (
 )
 from followup.synth.motion import rotation_matrix
 from followup.synth.nipple import nipple_distance
+from followup.synth.nme import nme_layers
 
 # Baseline signal S0 (arbitrary scanner units) on fat-suppressed T1 gradient echo.
 S0 = {
@@ -183,6 +184,7 @@ def basis_images(case: Case, study: str, bx, by, bz, width: float, tex: GlandTex
         elif case.rim_unevenness > 0:  # uneven benign rim (clinical draws)
             thickness = thickness * (1.0 + case.rim_unevenness * np.clip(bright, -1.5, 1.5) / 1.5)
         layers.append((_ramp(d_zone - thickness, width), s0["rim"], case.rim_curve))
+        layers += nme_layers(case, bx, by, bz, width, f_breast, d_zone, s0)  # non-mass enhancement
         layers.append((_ramp(d_zone, width), s0["zone"] * (1.0 + 0.05 * bright), kinetics.NONE))
         for feature in case.benign_features:  # mimics at or across the zone's edge
             if feature.over_zone:

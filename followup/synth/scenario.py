@@ -25,6 +25,7 @@ BPE patches.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ from followup.synth.motion import (
     SmoothDisplacement,
     rotation_matrix,
 )
+from followup.synth.nme import curve_builder, draw_dcis, with_curves
 from followup.synth.zone_findings import BENIGN_KINDS, draw_benign_feature, draw_findings
 
 # Post-procedure timing (clinical-evidence.md, deck): MRI control at >= 3 weeks; earlier -> FP.
@@ -148,6 +150,9 @@ def draw_scenario_case(scenario: str, seed: int, n_post: int, variation: str = "
         gland_seed=int(rng.integers(2**31)), distractors=bool(rng.random() < 0.6),
         variation=v, benign_features=features,
     )
+    if scenario == "dcis-nme":  # DCIS-like non-mass enhancement from the zone (its own generator)
+        nrng = np.random.default_rng([seed, SCENARIOS.index(scenario), 4049])
+        case = replace(case, nme=(with_curves(draw_dcis(nrng, case), curve_builder(case.followup_timing)),))
     return case
 
 

@@ -14,6 +14,9 @@
   outside its edge) with a medium or fast initial enhancement that are thicker than the rim
   (nodular, not part of a thin uniform rim); each with volume, largest diameter, peak
   enhancement, SER, curve type and distance to the zone's edge.
+* Non-mass enhancement: enhancement that is not a mass, at or extending from the zone's edge
+  beyond the rim (linear, segmental, clumped: how in-situ disease looks), with its distribution,
+  internal pattern, extent and kinetics, and whether it is a benign look-alike.
 Pure numpy/scipy: ROI arrays, their affine and the mapped lesion in; masks and numbers out.
 
 Modules, one job each (a module imports only those above it in this list):
@@ -28,5 +31,7 @@ Modules, one job each (a module imports only those above it in this list):
 * :mod:`.lobes`: a focus's lobes, its mass core and its thickness at half its peak (fine grid);
 * :mod:`.focus`: one focus measured and judged (nodular, suspicious);
 * :mod:`.foci`: :func:`~.foci.find_foci`, the tissue floor and the splitting of regions;
-* :mod:`.driver`: :func:`~.driver.segment`, zone then rim then foci.
+* :mod:`.nme`: :func:`~.nme.find_nme`, non-mass enhancement at or extending from the site, described
+  with the BI-RADS lexicon and checked against its benign look-alikes;
+* :mod:`.driver`: :func:`~.driver.segment`, zone then rim then foci then non-mass enhancement.
 """

@@ -78,14 +78,7 @@ def measure_focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enh
     # the mean enhancement over *all* post-contrast phases: chosen on the first phase alone, the
     # voxels whose noise lifted that phase are kept and the curve, read against that same phase,
     # looks flatter than the tissue's (regression to the mean)
-    s0 = np.maximum(phases[0][m], 1e-6)
-    if maps.s0_ceiling is not None:
-        s0 = np.minimum(s0, maps.s0_ceiling)
-    mean_post = np.mean([ph[m] for ph in phases[1:]], axis=0) if len(phases) > 1 else phases[0][m]
-    roi_vals = (mean_post - phases[0][m]) / s0
-    core = m.copy()
-    core[m] = roi_vals >= np.median(roi_vals)
-    s = as_tissue_curve(mean_curve(phases, core), maps.s0_ceiling)
+    s = core_curve(m, phases, maps)
     kind, pe, change = curve_type_of_signal(s)
     reliable = curve_is_physiological(s)
     ser = float((s[1] - s[0]) / (s[-1] - s[0])) if abs(s[-1] - s[0]) > 1e-6 else float("nan")
@@ -112,6 +105,19 @@ def measure_focus(label: int, m: np.ndarray, phases: list[np.ndarray], maps: Enh
     lexicon = describe(m, maps.pe, affine, largest, initial, kind if reliable else "not assessable")
     return Focus(label, m, centre.astype(float), vol, largest, thickness, float(maps.pe_peak[m].max()),
                  pe, ser, change, kind, initial, edge, suspicious, reasons, reliable, lexicon)
+
+
+def core_curve(m: np.ndarray, phases: list[np.ndarray], maps: EnhancementMaps) -> np.ndarray:
+    """The mean time-signal curve of the most enhancing half of region ``m`` (chosen on the mean
+    enhancement over all post-contrast phases, see :func:`measure_focus`), as tissue gives it."""
+    s0 = np.maximum(phases[0][m], 1e-6)
+    if maps.s0_ceiling is not None:
+        s0 = np.minimum(s0, maps.s0_ceiling)
+    mean_post = np.mean([ph[m] for ph in phases[1:]], axis=0) if len(phases) > 1 else phases[0][m]
+    roi_vals = (mean_post - phases[0][m]) / s0
+    core = m.copy()
+    core[m] = roi_vals >= np.median(roi_vals)
+    return as_tissue_curve(mean_curve(phases, core), maps.s0_ceiling)
 
 
 def mass_reach_mm(rim: Rim) -> float:

@@ -1,9 +1,10 @@
-"""The segmentation's results: the ablation zone, its rim, the enhancing foci, and the three
-together."""
+"""The segmentation's results: the ablation zone, its rim, the enhancing foci, the non-mass
+enhancement at the site, and all of them together."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
@@ -59,8 +60,63 @@ class Focus:
     lexicon: Lexicon | None = None  # ACR BI-RADS MRI descriptors (segmentation.lexicon)
 
 
+class NmeDistribution(StrEnum):
+    """ACR BI-RADS MRI (2013) non-mass distribution (``multiple regions`` and ``diffuse`` are not
+    told at one ablation site)."""
+
+    FOCAL = "focal"
+    LINEAR = "linear"
+    SEGMENTAL = "segmental"
+    REGIONAL = "regional"
+
+
+class NmeInternal(StrEnum):
+    """ACR BI-RADS MRI (2013) non-mass internal enhancement pattern."""
+
+    HOMOGENEOUS = "homogeneous"
+    HETEROGENEOUS = "heterogeneous"
+    CLUMPED = "clumped"
+    CLUSTERED_RING = "clustered-ring"
+
+
+class NmeMimic(StrEnum):
+    """The benign look-alike a non-mass enhancement was recognised as (never suspicious)."""
+
+    PROBE_TRACK = "probe-track"  # thin straight homogeneous line (biopsy or cryoprobe track)
+    THICK_RIM = "thick-rim"  # a thickened stretch of the rim, hugging the zone's surface
+    BACKGROUND = "background-enhancement"  # patchy BPE: similar patches away from the site
+
+
+@dataclass(frozen=True)
+class NonMassEnhancement:
+    """Enhancement at or extending from the ablation site that is not a mass (ACR BI-RADS: non-mass
+    enhancement), described with the lexicon; positions in LPS mm on the ROI's grid."""
+
+    label: int
+    mask: np.ndarray = field(repr=False)  # bool, ROI grid
+    distribution: NmeDistribution
+    internal: NmeInternal
+    extent_mm: float  # its longest extent (along its long axis)
+    width_mm: float  # its extent across the long axis (second principal axis)
+    start_lps: np.ndarray  # the end of its long axis nearer the zone
+    end_lps: np.ndarray  # the far end
+    centre_lps: np.ndarray
+    volume_mm3: float
+    distance_to_zone_edge_mm: float  # its nearest voxel (<= 0: touches or inside the zone)
+    initial_pe: float  # percent enhancement at the first post-contrast phase (most enhancing half)
+    initial_phase: str  # slow | medium | fast
+    delayed_change_pct: float
+    curve_type: str  # persistent | plateau | washout | none
+    kinetics_reliable: bool  # False: the curve dips and recovers (phases misaligned)
+    mimic: NmeMimic | None  # the benign look-alike it was recognised as; None: none
+    suspicious: bool
+    reasons: tuple[str, ...] = ()
+    focus_labels: tuple[int, ...] = ()  # foci sharing its voxels: one finding, counted once
+
+
 @dataclass(frozen=True)
 class Segmentation:
     zone: Zone
     rim: Rim
     foci: list[Focus]
+    nme: tuple[NonMassEnhancement, ...] = ()
