@@ -243,7 +243,7 @@ def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
                       benign_appearance=benign_appearance(a.segmentation), suspicious_nme=nme)
     recs = recommendations(record, a.probability, birads, a.segmentation.foci,
                            registration_poor=a.registration_poor, zone_found=a.zone_found,
-                           trend_reason=trend_reason, nme=a.segmentation.nme)
+                           trend_reason=trend_reason, nme=a.segmentation.nme, where=_where(a))
     a = replace(a, birads=birads, recommendations=tuple(recs))
     if a.breast is not None and a.breast.marked_bpe and a.probability is not None:
         # ACR BI-RADS: marked background enhancement can hide a finding or mimic one
@@ -252,6 +252,18 @@ def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
         a = replace(a, probability=replace(a.probability, confidence=Confidence.LOW),
                     caveats=(*(c for c in a.caveats if c.code != "marked-bpe"), note))
     return a
+
+
+def _where(a: Assessment) -> Callable[[np.ndarray], str | None] | None:
+    """A point's clock face and distance from the nipple (None: the nipple was not found)."""
+    breast = a.breast
+    if breast is None or not breast.nipple.found:
+        return None
+
+    def where(point: np.ndarray) -> str | None:
+        loc = breast.locate(point)
+        return None if loc is None else loc.text
+    return where
 
 
 def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: RegistrationResult,

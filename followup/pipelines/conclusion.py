@@ -19,7 +19,9 @@ Safety rules (tests: tests/unit/pipelines/test_conclusion.py and the clinical sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from followup import evidence as ev, record_rules
 from followup.pipelines.assessment import Note
@@ -84,10 +86,18 @@ def _lps(point) -> str:
 
 def recommendations(record: ProcedureRecord, probability: ProbabilityResult, birads: BiradsAssessment,
                     foci: Sequence[Focus], *, registration_poor: bool = False, zone_found: bool = True,
-                    trend_reason: str | None = None, nme: Sequence[NonMassEnhancement] = ()) -> list[Note]:
+                    trend_reason: str | None = None, nme: Sequence[NonMassEnhancement] = (),
+                    where: Callable[[np.ndarray], str | None] | None = None) -> list[Note]:
     """Peripheral biopsies with every reason, a targeted biopsy per suspicious finding at the site
     (focus or non-mass enhancement; a focus inside a suspicious NME is that finding), remote
-    findings, a registration check, and surveillance only where nothing calls for a biopsy."""
+    findings, a registration check, and surveillance only where nothing calls for a biopsy.
+    ``where(point)``: a point's clock face and distance from the nipple, when known (the
+    targeted biopsies say it before their LPS coordinates)."""
+    def at(point: np.ndarray) -> str:
+        text = where(point) if where is not None else None
+        lps = f"LPS ({_lps(point)}) mm"
+        return f"{text} ({lps})" if text else lps
+
     site_nme = [m for m in nme if m.suspicious and m.distance_to_zone_edge_mm <= SITE_BAND_MM]
     in_nme = {label for m in site_nme for label in m.focus_labels}
     site = [f for f in foci if f.suspicious and f.distance_to_zone_edge_mm <= SITE_BAND_MM]
@@ -104,8 +114,8 @@ def recommendations(record: ProcedureRecord, probability: ProbabilityResult, bir
         out.append(Note("targeted-biopsy",
                         f"Targeted biopsy (MRI-guided) of the {m.distribution} {m.internal} non-mass enhancement "
                         f"({m.extent_mm:.0f} mm, "
-                        f"{m.curve_type if m.kinetics_reliable else 'curve not assessable'}) from LPS "
-                        f"({_lps(m.start_lps)}) to ({_lps(m.end_lps)}) mm, sampled along its extent."))
+                        f"{m.curve_type if m.kinetics_reliable else 'curve not assessable'}) from "
+                        f"{at(m.start_lps)} to {at(m.end_lps)}, sampled along its extent."))
     for f in site:
         if f.label in in_nme:
             continue  # the same finding as the NME it lies in
@@ -113,15 +123,15 @@ def recommendations(record: ProcedureRecord, probability: ProbabilityResult, bir
                         f"Targeted biopsy (second-look ultrasound or MRI-guided) of the "
                         f"{f.curve_type if f.kinetics_reliable else 'curve not assessable'} "
                         f"{'mass' if f.largest_diameter_mm >= ev.SMALL_FOCUS_MM else 'focus'} of "
-                        f"{f.largest_diameter_mm:.0f} mm at LPS ({', '.join(f'{v:.0f}' for v in f.centre_lps)}) mm."))
+                        f"{f.largest_diameter_mm:.0f} mm at {at(f.centre_lps)}."))
     if remote:
         out.append(Note("remote-finding", f"{len(remote)} suspicious enhancing finding(s) more than "
                         f"{SITE_BAND_MM:g} mm from the ablation zone: assess on their own (BI-RADS)."))
     if registration_poor:
-        where = ("the ablation zone was found in the follow-up itself; check that it is the treated "
+        found = ("the ablation zone was found in the follow-up itself; check that it is the treated "
                  "site" if zone_found else "the ablation zone could not be found either")
         out.append(Note("review-registration", "Check the mapped tumour position on the images: "
-                        f"automatic registration to the baseline was poor ({where})."))
+                        f"automatic registration to the baseline was poor ({found})."))
     if birads.category is Category.INCOMPLETE:
         out.append(Note("radiologist-review", "BI-RADS 0: the imaging could not be assessed automatically; "
                         "the radiologist reads the study."))

@@ -23,7 +23,7 @@ from followup.pipelines.enhancement import ser_band
 from followup.pipelines.probability import SITE_BAND_MM
 from followup.pipelines.segmentation.model import Focus, Rim as RimResult, Zone
 from followup.procedure import ProcedureRecord
-from followup.reporting.build_reading import breast_row, lexicon_row, locate
+from followup.reporting.build_reading import breast_row, lexicon_row, locate, nme_row
 from followup.reporting.comparison import comparison
 from followup.reporting.longitudinal_report import longitudinal_summary
 from followup.reporting.model import (
@@ -99,7 +99,8 @@ def findings(a: Assessment, margin_mm: float) -> Findings | None:
         ablation_zone=zone_summary(seg.zone, margin_mm, a.zone_found, a.breast), rim=rim_summary(seg.rim),
         suspicious_foci=tuple(r for r in rows if r.suspicious),
         other_enhancement=tuple(r for r in rows if not r.suspicious),
-        motion_correction=tuple(MotionStep(**al.to_json()) for al in a.roi.alignments) if a.roi else ())
+        motion_correction=tuple(MotionStep(**al.to_json()) for al in a.roi.alignments) if a.roi else (),
+        non_mass_enhancement=tuple(nme_row(m, a.breast) for m in sorted(seg.nme, key=lambda m: not m.suspicious)))
 
 
 def registration(a: Assessment, record: ProcedureRecord) -> Registration | None:

@@ -11,7 +11,8 @@ import numpy as np
 from followup.pipelines.breast_location import BreastLocation
 from followup.pipelines.breast_read import BreastRead
 from followup.pipelines.segmentation.lexicon import Lexicon
-from followup.reporting.model_reading import BreastRow, BreastTissueRow, LexiconRow, LocationRow
+from followup.pipelines.segmentation.model import NonMassEnhancement
+from followup.reporting.model_reading import BreastRow, BreastTissueRow, LexiconRow, LocationRow, NmeRow
 from followup.reporting.rounding import rounded, rounded_list
 
 
@@ -56,4 +57,24 @@ def breast_row(b: BreastRead | None) -> BreastRow | None:
         ("; ".join(b.tissue.reasons) or None), marked_bpe=bool(b.marked_bpe))
 
 
-__all__ = ["breast_row", "lexicon_row", "locate", "location_row"]
+
+
+def nme_row(m: NonMassEnhancement, breast: BreastRead | None) -> NmeRow:
+    delayed = m.curve_type if m.kinetics_reliable else "not assessable"
+    phrase = (f"{m.distribution.value.capitalize()} {m.internal.value} non-mass enhancement, "
+              f"{m.extent_mm:.0f} mm; initial {m.initial_phase}, delayed {delayed}")
+    return NmeRow(
+        distribution=cast(Any, m.distribution.value), internal_enhancement=cast(Any, m.internal.value),
+        extent_mm=rounded(m.extent_mm, 1), width_mm=rounded(m.width_mm, 1),
+        start_lps_mm=cast(Any, tuple(rounded_list(m.start_lps, 1))),
+        end_lps_mm=cast(Any, tuple(rounded_list(m.end_lps, 1))),
+        center_lps_mm=cast(Any, tuple(rounded_list(m.centre_lps, 1))),
+        distance_to_zone_edge_mm=rounded(m.distance_to_zone_edge_mm, 1),
+        initial_enhancement_pct=rounded(m.initial_pe, 1), initial_phase=m.initial_phase, delayed_phase=delayed,
+        delayed_change_pct=rounded(m.delayed_change_pct, 1),
+        look_alike=None if m.mimic is None else m.mimic.value, suspicious=bool(m.suspicious), why=tuple(m.reasons),
+        location=locate(breast, m.centre_lps), start_location=locate(breast, m.start_lps),
+        end_location=locate(breast, m.end_lps), phrase=phrase)
+
+
+__all__ = ["breast_row", "lexicon_row", "locate", "location_row", "nme_row"]

@@ -121,3 +121,33 @@ INITIAL_PHASE_VALUES = {"slow": private("FU066", "Slow"), "medium": private("FU0
 TECHNIQUE = codes.DCM.ProcedureDescription
 COMPARISON = codes.DCM.ComparisonToPreviousStudies
 NOT_ASSESSED = private("FU090", "Not assessed by this analysis")
+
+# Where a finding lies (breast_location): the clock face as the finding site's topographical
+# modifier (SNOMED CT "n o'clock position", "subareolar region", "central region of breast"), the
+# distance from the nipple (DCM 121242) and the depth (DCM 111020: anterior, middle, posterior third).
+CLOCK_POSITION = {h: getattr(codes.SCT, f"_{h}OClockPosition") for h in range(1, 13)}
+SUBAREOLAR = codes.SCT.SubareolarRegion
+CENTRAL = codes.SCT.CentralRegionOfBreast
+DISTANCE_FROM_NIPPLE = codes.DCM.DistanceFromNipple
+DEPTH = codes.DCM.Depth
+DEPTH_VALUES = {"anterior": private("FU070", "Anterior third"), "middle": private("FU071", "Middle third"),
+                "posterior": private("FU072", "Posterior third")}
+# Breast composition (DCM 111006, SNOMED CT values) and background parenchymal enhancement
+# (private: no standard code) of the treated breast.
+COMPOSITION = codes.DCM.BreastComposition
+COMPOSITION_VALUES = {"a": codes.SCT.AlmostEntirelyFatBreastComposition,
+                      "b": codes.SCT.ScatteredFibroglandularDensities, "c": codes.SCT.HeterogeneouslyDense,
+                      "d": codes.SCT.ExtremelyDense}
+BPE = private("FU073", "Background parenchymal enhancement (BI-RADS MRI)")
+BPE_VALUES = {"minimal": codes.SCT.Minimal, "mild": codes.SCT.Mild, "moderate": codes.SCT.Moderate,
+              "marked": private("FU074", "Marked")}
+# Non-mass enhancement (segmentation/nme): the finding, its distribution and internal pattern.
+NON_MASS_ENHANCEMENT = private("FU075", "Non-mass enhancement at the ablation site")
+NME_DISTRIBUTION = private("FU076", "Non-mass enhancement distribution (BI-RADS MRI)")
+NME_DISTRIBUTION_VALUES = {"focal": codes.SCT.Focal, "linear": codes.DCM.Linear, "segmental": codes.SCT.Segmental,
+                           "regional": codes.SCT.Regional}
+NME_INTERNAL = private("FU077", "Non-mass enhancement internal pattern (BI-RADS MRI)")
+NME_INTERNAL_VALUES = {"homogeneous": codes.DCM.Homogeneous, "heterogeneous": private("FU061", "Heterogeneous"),
+                       "clumped": private("FU078", "Clumped"), "clustered-ring": private("FU079", "Clustered ring")}
+EXTENT = private("FU080", "Extent (longest)")
+LOCATION_CLOCKFACE = codes.DCM.ClockfaceOrRegion

@@ -58,6 +58,13 @@ def _foci_text(foci: tuple[FocusRow, ...]) -> str:
     return f"{len(foci)} suspicious foci at the ablation site (largest {largest:.0f} mm)"
 
 
+def _nme_text(findings: Findings) -> str:
+    """"; <distribution> <internal> non-mass enhancement of <n> mm at the ablation site" per
+    suspicious one (nothing without)."""
+    return "".join(f"; {m.distribution} {m.internal_enhancement} non-mass enhancement of {m.extent_mm:.0f} mm "
+                   "at the ablation site" for m in findings.non_mass_enhancement if m.suspicious)
+
+
 def _zone_text(findings: Findings, margin_mm: float) -> str:
     z = findings.ablation_zone
     text = f"ablation zone of {z.volume_ml:.1f} ml ({' x '.join(f'{a:.0f}' for a in z.axes_mm)} mm), "
@@ -123,7 +130,8 @@ def comparison(status: str, reason: str | None, procedure: ProcedureRecord, base
         if longitudinal is not None and priors:
             body = _with_priors(longitudinal)
         else:
-            body = f"{_zone_text(findings, procedure.margin_mm)}; {_foci_text(findings.suspicious_foci)}"
+            body = (f"{_zone_text(findings, procedure.margin_mm)}; {_foci_text(findings.suspicious_foci)}"
+                    + _nme_text(findings))
         sentence = f"{head}: {body}."
     return Comparison(sentence=sentence,
                       baseline_study_date=baseline.study_date if baseline is not None else None,

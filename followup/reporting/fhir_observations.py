@@ -18,6 +18,7 @@ from followup.reporting.fhir_elements import (
     quantity,
 )
 from followup.reporting.fhir_lexicon import lexicon_components
+from followup.reporting.fhir_reading import breast_spec, location_components, nme_spec
 from followup.reporting.finding_text import lexicon_text
 from followup.reporting.model import Findings, FocusRow, Note, Report
 
@@ -133,7 +134,7 @@ def _focus_observation(b: BundleEntries, ctx: ObservationContext, n: int, x: Foc
     if x.curve_type in CURVE:
         comps.insert(3, {"code": concept("curve-type", "Enhancement curve type"),
                          "valueCodeableConcept": concept(x.curve_type, CURVE[x.curve_type])})
-    comps += lexicon_components(x.lexicon)
+    comps += lexicon_components(x.lexicon) + location_components(x.location)
     center = ", ".join(f"{v:.0f}" for v in x.center_lps_mm)
     return _observation(
         b, ctx, f"Observation/focus-{n}",
@@ -154,6 +155,11 @@ def observations(b: BundleEntries, ctx: ObservationContext, r: Report) -> list[s
         results += _zone_observations(b, ctx, r.findings)
         results += [_focus_observation(b, ctx, n, x)
                     for n, x in enumerate(r.findings.suspicious_foci, start=1)]
+        specs = [nme_spec(k, x) for k, x in enumerate(
+            [m for m in r.findings.non_mass_enhancement if m.suspicious], start=1)]
+        breast = breast_spec(r)
+        results += [_observation(b, ctx, kind, code, **values)
+                    for kind, code, values in [*specs, *([breast] if breast else [])]]
     results += _time_point_observations(b, ctx, r)
     return results
 

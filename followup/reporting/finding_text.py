@@ -4,6 +4,7 @@ lexicon description, and what was left out of it."""
 from __future__ import annotations
 
 from followup.reporting.model import FocusRow, Report
+from followup.reporting.model_reading import NmeRow
 
 COMPOSITION_WORDS = {"a": "almost entirely fat", "b": "scattered fibroglandular tissue",
                      "c": "heterogeneous fibroglandular tissue", "d": "extreme fibroglandular tissue"}
@@ -47,4 +48,32 @@ def breast_rows(r: Report) -> list[tuple[str, str]]:
     return [("Breast composition", comp), ("Background parenchymal enhancement", bpe)]
 
 
-__all__ = ["COMPOSITION_WORDS", "breast_rows", "lexicon_text", "location_text"]
+
+
+def nme_location_text(m: NmeRow) -> str:
+    """From its end at the zone to its far end, e.g. "right breast, from 10 o'clock, 49 mm from the
+    nipple, middle third, to subareolar, 18 mm from the nipple, anterior third"."""
+    if m.start_location is None or m.end_location is None:
+        return f"LPS ({', '.join(f'{v:.0f}' for v in m.center_lps_mm)}) mm (nipple not found)"
+    start, end = m.start_location.text, m.end_location.text
+    side = f"{m.start_location.laterality} breast, "
+    return f"{side}from {start.removeprefix(side)} to {end.removeprefix(side)}"
+
+
+def nme_rows(r: Report) -> list[tuple[str, ...]]:
+    """The non-mass enhancement table's rows: description, location, extent, to the zone's edge,
+    judgement and why (header first)."""
+    if r.findings is None or not r.findings.non_mass_enhancement:
+        return []
+    rows: list[tuple[str, ...]] = [("#", "description (BI-RADS lexicon)", "location", "extent", "to zone edge",
+                                    "judged", "why")]
+    for n, m in enumerate(r.findings.non_mass_enhancement, start=1):
+        where = nme_location_text(m)
+        judged = "suspicious" if m.suspicious else (
+            f"benign look-alike: {m.look_alike.replace('-', ' ')}" if m.look_alike else "not suspicious")
+        rows.append((str(n), m.phrase, where, f"{m.extent_mm:.0f} x {m.width_mm:.0f} mm",
+                     f"{m.distance_to_zone_edge_mm:+.1f} mm", judged, "; ".join(m.why)))
+    return rows
+
+
+__all__ = ["COMPOSITION_WORDS", "breast_rows", "lexicon_text", "location_text", "nme_location_text", "nme_rows"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from followup.reporting.finding_text import breast_rows, lexicon_text, location_text
+from followup.reporting.finding_text import breast_rows, lexicon_text, location_text, nme_rows
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import Report
 from followup.reporting.report_text import (
@@ -136,6 +136,12 @@ def _findings(r: Report) -> str:
         html += "</table>"
     else:
         html += "<p><b>No suspicious focus</b> in or at the edge of the ablation zone.</p>"
+    nme = nme_rows(r)
+    if nme:
+        html += ("<p><b>Non-mass enhancement</b> at or extending from the ablation site</p><table><tr>"
+                 + "".join(f"<th>{_e(h)}</th>" for h in nme[0]) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in nme[1:])
+                 + "</table>")
     other = f.other_enhancement
     if other:
         html += (f"<p class=\"sub\">{len(other)} other enhancing region(s) near the zone were judged not "

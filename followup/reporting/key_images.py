@@ -181,19 +181,21 @@ def mip_key_image(a: Assessment, pre: Volume, post: Volume, laterality: str,
     marks = [Mark(_point(seg.zone.centre_lps), "zone", MarkKind.ZONE)]
     marks += [Mark(_point(f.centre_lps), str(n), MarkKind.FOCUS, f.largest_diameter_mm / 2)
               for n, f in enumerate(_suspicious(a), start=1)]
+    marks += [Mark(_point(m.centre_lps), f"NME {k}", MarkKind.FOCUS, max(m.extent_mm / 2, 4.0))
+              for k, m in enumerate(_suspicious_nme(a), start=1)]
     if nipple_lps is not None:
         marks.append(Mark(_point(nipple_lps), "N", MarkKind.NIPPLE))
     view = mip_view(pre.data, post.data, pre.affine, laterality, marks, seg.zone.mask, roi.grid.affine,
                     study_laterality)
     caption = (f"Maximum-intensity projection of the first subtraction (1st post-contrast minus "
                f"pre-contrast), {view.picture.plane}, {view.side}: green: ablation zone, red rings: "
-               "suspicious foci (numbered as in the findings)")
+               "suspicious foci and non-mass enhancement (numbered as in the findings)")
     return caption + (", N: nipple" if nipple_lps is not None else ""), mip_png(view)
 
 
 def finding_images(a: Assessment, location: LocationText | None = None) -> list[tuple[str, bytes]]:
-    """A zoomed view of the ablation zone, then of each suspicious focus (the zone dashed beside
-    it), on the first subtraction; ``location`` gives each caption its clock face when known."""
+    """A zoomed view of the ablation zone, then of each suspicious focus and non-mass enhancement
+    (the zone dashed beside it), on the first subtraction; ``location`` gives each caption its clock face when known."""
     roi, seg = a.roi, a.segmentation
     if roi is None or seg is None:
         return []
@@ -209,7 +211,17 @@ def finding_images(a: Assessment, location: LocationText | None = None) -> list[
         view = zoom_view(pre, post, aff, f.centre_lps, f.mask, half, f"Focus {n}", FOCUS_COLOUR, z.mask)
         out.append((finding_caption(f"Focus {n}", f"{f.largest_diameter_mm:.0f} mm", where(f.centre_lps)),
                     zoom_png(view)))
+    for k, m in enumerate(_suspicious_nme(a), start=1):
+        half = float(np.clip(m.extent_mm / 2 + 10.0, 15.0, 40.0))
+        view = zoom_view(pre, post, aff, m.centre_lps, m.mask, half, f"NME {k}", FOCUS_COLOUR, z.mask)
+        out.append((finding_caption(f"Non-mass enhancement {k}", f"{m.extent_mm:.0f} mm", where(m.centre_lps)),
+                    zoom_png(view)))
     return out
+
+
+def _suspicious_nme(a: Assessment) -> list:
+    """The suspicious non-mass enhancement, in the report's order."""
+    return [m for m in (a.segmentation.nme if a.segmentation else ()) if m.suspicious]
 
 
 def curves_image(a: Assessment, times_s: list[float]) -> bytes | None:

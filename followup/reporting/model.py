@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from followup.procedure import ProcedureRecord
 from followup.reporting.model_base import FiniteOrNone, Point, plain
-from followup.reporting.model_reading import BreastRow, LexiconRow, LocationRow
+from followup.reporting.model_reading import BreastRow, LexiconRow, LocationRow, NmeRow
 
 
 class _Model(BaseModel):
@@ -115,6 +115,8 @@ class Findings(_Model):
     suspicious_foci: tuple[FocusRow, ...]
     other_enhancement: tuple[FocusRow, ...]
     motion_correction: tuple[MotionStep, ...]
+    # non-mass enhancement at or extending from the site (suspicious first, then look-alikes)
+    non_mass_enhancement: tuple[NmeRow, ...] = ()
 
 
 # --- the number, and what to do -------------------------------------------------------------------

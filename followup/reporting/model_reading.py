@@ -71,3 +71,29 @@ class BreastRow(_Model):
     tissue: tuple[BreastTissueRow, ...]
     tissue_problem: str | None
     marked_bpe: bool
+
+
+class NmeRow(_Model):
+    """Non-mass enhancement at or extending from the ablation site (ACR BI-RADS MRI lexicon):
+    distribution and internal pattern, extent, kinetics, location (its centre), whether it is
+    suspicious or a recognised benign look-alike, and why."""
+
+    distribution: Literal["focal", "linear", "segmental", "regional"]
+    internal_enhancement: Literal["homogeneous", "heterogeneous", "clumped", "clustered-ring"]
+    extent_mm: float
+    width_mm: float
+    start_lps_mm: tuple[float, float, float]  # the end nearer the zone
+    end_lps_mm: tuple[float, float, float]
+    center_lps_mm: tuple[float, float, float]
+    distance_to_zone_edge_mm: float
+    initial_enhancement_pct: float
+    initial_phase: str
+    delayed_phase: str  # persistent | plateau | washout | not assessable
+    delayed_change_pct: float
+    look_alike: str | None  # probe-track | thick-rim | background-enhancement; null: none recognised
+    suspicious: bool
+    why: tuple[str, ...]
+    location: LocationRow | None = None  # of its centre
+    start_location: LocationRow | None = None  # of its end nearer the zone
+    end_location: LocationRow | None = None
+    phrase: str = ""  # e.g. "Segmental clumped non-mass enhancement, 24 mm; initial fast, delayed plateau"

@@ -14,7 +14,7 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
-from followup.reporting.finding_text import breast_rows, lexicon_text, location_text
+from followup.reporting.finding_text import breast_rows, lexicon_text, location_text, nme_rows
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import FocusRow, Report
 from followup.reporting.pdf_style import (
@@ -165,6 +165,15 @@ def _foci_table(foci: tuple[FocusRow, ...], st: Styles) -> Table:
     return t
 
 
+def _nme_table(rows: list[tuple[str, ...]], st: Styles) -> Table:
+    data = [[Paragraph(esc(h), st.small_b) for h in rows[0]]]
+    data += [[Paragraph(esc(c), st.small) for c in row] for row in rows[1:]]
+    widths = [6, 44, 36, 18, 16, 26, 48]
+    t = Table(data, colWidths=[w * FRAME_W / sum(widths) for w in widths], hAlign="LEFT", repeatRows=1)
+    t.setStyle(grid_style(header_row=True))
+    return t
+
+
 def findings(r: Report, st: Styles) -> list:
     f = r.findings
     if not f:
@@ -179,6 +188,10 @@ def findings(r: Report, st: Styles) -> list:
     else:
         out.append(Spacer(1, 4))
         out.append(Paragraph("<b>No suspicious focus</b> in or at the edge of the ablation zone.", st.body))
+    nme = nme_rows(r)
+    if nme:
+        out += [Spacer(1, 6), Paragraph("<b>Non-mass enhancement</b> at or extending from the ablation site", st.body),
+                Spacer(1, 3), _nme_table(nme, st)]
     other = f.other_enhancement
     if other:
         out.append(Spacer(1, 3))

@@ -93,6 +93,10 @@ def segment_specs(a: Assessment, tumour_radius_mm: float, margin_mm: float) -> l
     for n, f in enumerate([f for f in seg.foci if f.suspicious], start=1):
         specs.append(SegmentSpec(3 + n, f"Suspicious focus {n}", codes.MORPHOLOGICALLY_ALTERED,
                                  codes.SUSPICIOUS_FOCUS, f.mask))
+    first = len(specs) + 1  # then each suspicious non-mass enhancement, as the report lists them
+    for k, m in enumerate([m for m in seg.nme if m.suspicious]):
+        specs.append(SegmentSpec(first + k, f"Non-mass enhancement {k + 1}", codes.MORPHOLOGICALLY_ALTERED,
+                                 codes.NON_MASS_ENHANCEMENT, m.mask))
     return specs
 
 

@@ -51,9 +51,11 @@ from followup.pipelines.assess import ALGORITHM_NAME, ALGORITHM_VERSION
 from followup.reporting import codes
 from followup.reporting.equipment import stamp_product
 from followup.reporting.model import Report
+from followup.reporting.model_reading import LocationRow
 from followup.reporting.report_text import disease_words, supersedes_text, technique_text
 from followup.reporting.seg import tracking_uid
 from followup.reporting.sr_lexicon import lexicon_evaluations
+from followup.reporting.sr_location import breast_evaluations, location_evaluations, location_measurements, site
 from followup.reporting.sr_outlines import Outline
 from followup.reporting.uids import derived_uid
 
@@ -110,12 +112,14 @@ def _tracking_uid(seg: Dataset | None, study_uid: str, number: int, label: str) 
 
 
 def _volumetric(seg, study_uid, number, label, finding_type, laterality, measurements, evaluations,
-                outline: Outline | None) -> list:
+                outline: Outline | None, location: LocationRow | None = None) -> list:
     """The finding's TID 1411 group (its SEG segment) and its outline's TID 1410 group, both under
-    the segment's Tracking UID."""
+    the segment's Tracking UID; ``location``: its clock face, distance from the nipple and depth."""
     uid = _tracking_uid(seg, study_uid, number, label)
+    measurements = [*measurements, *location_measurements(location)]
+    evaluations = [*(evaluations or []), *location_evaluations(location)]
     common = dict(tracking_identifier=TrackingIdentifier(uid=uid, identifier=label), finding_type=finding_type,
-                  finding_category=codes.MORPHOLOGICALLY_ALTERED, finding_sites=_site(laterality),
+                  finding_category=codes.MORPHOLOGICALLY_ALTERED, finding_sites=site(laterality, location),
                   measurements=measurements, qualitative_evaluations=evaluations or None,
                   algorithm_id=algorithm_identification_sr())
     ref = _segment_ref(seg, number)
@@ -165,7 +169,7 @@ def birads_evaluations(report: Report) -> list[QualitativeEvaluation]:
 def coded_results(report: Report) -> list[QualitativeEvaluation]:
     """The qualitative results, coded: the analysis status and the BI-RADS category."""
     status = QualitativeEvaluation(codes.ANALYSIS_STATUS, codes.STATUS_VALUES[report.status])
-    return [status, *birads_evaluations(report)]
+    return [status, *birads_evaluations(report), *breast_evaluations(report)]
 
 
 def segment_volumes_ml(seg: Dataset | None) -> dict[int, float]:
@@ -228,7 +232,7 @@ def measurement_groups(report: Report, seg: Dataset | None, outlines: dict[str, 
         [_m(codes.VOLUME, z.volume_ml, codes.UNIT_ML), _m(codes.LONG_AXIS, z.axes_mm[0], codes.UNIT_MM),
          _m(codes.SMALLEST_MARGIN, z.smallest_margin_mm, codes.UNIT_MM)],
         [QualitativeEvaluation(codes.COVERS_TARGET, codes.YES if z.covers_tumour_plus_margin else codes.NO)],
-        outlines.get("zone"))
+        outlines.get("zone"), z.location)
     rim = report.findings.rim
     groups += _volumetric(
         seg, study_uid, 2, "Enhancing rim", codes.ENHANCING_RIM, lat,
@@ -248,7 +252,20 @@ def measurement_groups(report: Report, seg: Dataset | None, outlines: dict[str, 
             ms.append(_m(codes.SER, f.ser, codes.UNIT_RATIO))
         groups += _volumetric(seg, study_uid, 3 + n, f"Suspicious focus {n}", codes.SUSPICIOUS_FOCUS,
                               lat, ms, _curve(f.curve_type) + lexicon_evaluations(f.lexicon),
-                              outlines.get(f"focus-{n}"))
+                              outlines.get(f"focus-{n}"), f.location)
+    first = 4 + len(report.findings.suspicious_foci)
+    for k, x in enumerate([m for m in report.findings.non_mass_enhancement if m.suspicious]):
+        # read at its centre (a POINT) when no SEG segment gives the group its image
+        ms = [_m(codes.EXTENT, x.extent_mm, codes.UNIT_MM, None if seg is not None else outlines.get(f"nme-{k + 1}")),
+              _m(codes.INITIAL_ENHANCEMENT, x.initial_enhancement_pct, codes.UNIT_PERCENT),
+              _m(codes.DISTANCE_TO_EDGE, x.distance_to_zone_edge_mm, codes.UNIT_MM)]
+        if first + k in seg_ml:
+            ms.insert(0, _m(codes.VOLUME, seg_ml[first + k], codes.UNIT_ML))
+        evals = [QualitativeEvaluation(codes.NME_DISTRIBUTION, codes.NME_DISTRIBUTION_VALUES[x.distribution]),
+                 QualitativeEvaluation(codes.NME_INTERNAL, codes.NME_INTERNAL_VALUES[x.internal_enhancement]),
+                 *_curve(x.delayed_phase)]
+        groups += _volumetric(seg, study_uid, first + k, f"Non-mass enhancement {k + 1}",
+                              codes.NON_MASS_ENHANCEMENT, lat, ms, evals, None, x.location)
     return groups
 
 

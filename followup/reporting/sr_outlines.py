@@ -133,7 +133,7 @@ def point(study: DCEStudy, centre: Sequence[float]) -> Outline | None:
 def report_outlines(report, study: DCEStudy) -> dict[str, Outline]:
     """The outlines of a finished report's findings on its follow-up (``report``: a
     :class:`~followup.reporting.model.Report`): keys ``assessment`` (the mapped tumour centre),
-    ``zone``, ``rim``, ``focus-<n>``; none for a deferred or failed analysis."""
+    ``zone``, ``rim``, ``focus-<n>``, ``nme-<k>`` (its centre); none for a deferred or failed analysis."""
     f = report.findings
     if report.status != "complete" or f is None or not study.phases:
         return {}
@@ -148,6 +148,8 @@ def report_outlines(report, study: DCEStudy) -> dict[str, Outline]:
         out["assessment"] = point(study, reg.tumour_center_followup_lps_mm)
     for n, x in enumerate(f.suspicious_foci, start=1):
         out[f"focus-{n}"] = circle_ring(study, x.center_lps_mm, x.largest_diameter_mm)
+    for k, m in enumerate([m for m in f.non_mass_enhancement if m.suspicious], start=1):
+        out[f"nme-{k}"] = point(study, m.center_lps_mm)
     return {k: v for k, v in out.items() if v is not None}
 
 
