@@ -11,10 +11,8 @@ import pytest
 from followup.pipelines.enhancement import enhancement_maps
 from followup.pipelines.segmentation.driver import segment
 from followup.pipelines.segmentation.model import NmeDistribution, NmeInternal, NmeMimic, Segmentation
+from tests.unit.pipelines.zone_phantom import ROT, ZonePhantom
 
-SEMI_AXES = np.array([15.0, 12.0, 10.0])
-TURN = np.deg2rad(30.0)
-ROT = np.array([[np.cos(TURN), -np.sin(TURN), 0.0], [np.sin(TURN), np.cos(TURN), 0.0], [0.0, 0.0, 1.0]])
 RIM = (100.0, 135.0, 165.0, 185.0)  # slow (35 %), persistent
 DUCT = (100.0, 175.0, 178.0, 176.0)  # medium (75 %), plateau: the duct between its clumps
 CLUMP = (100.0, 240.0, 238.0, 232.0)  # fast (140 %), plateau: the clumps along it
@@ -23,27 +21,13 @@ PATCH = (100.0, 160.0, 175.0, 185.0)  # medium (60 %), persistent: background en
 DUCT_MM = 20.0
 
 
-class Phantom:
+class Phantom(ZonePhantom):
+    """The zone phantom (zone_phantom.py) on a 96 x 80 x 64 grid of 1 mm voxels."""
+
     def __init__(self) -> None:
-        self.shape = (96, 80, 64)
-        self.affine = np.eye(4)
-        self.affine[:3, 3] = (-40.0, -30.0, 20.0)
-        ijk = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in self.shape], indexing="ij"), -1)
-        self.lps = ijk + self.affine[:3, 3]
-        self.centre = np.array([40.0, 40.0, 30.0]) + self.affine[:3, 3]
-        local = (self.lps - self.centre) @ ROT
-        rho = np.linalg.norm(local / SEMI_AXES, axis=-1)
-        dist = np.linalg.norm(local, axis=-1)
-        self.zone = rho <= 1.0
-        self.beyond = dist - dist / np.maximum(rho, 1e-9)
-
-    def rim(self, thickness_mm: float) -> np.ndarray:
-        return ~self.zone & (self.beyond <= thickness_mm)
-
-    def surface(self, direction: np.ndarray) -> np.ndarray:
-        """The zone's surface point along a unit direction from its centre."""
-        local = ROT.T @ direction
-        return self.centre + direction / np.linalg.norm(local / SEMI_AXES)
+        affine = np.eye(4)
+        affine[:3, 3] = (-40.0, -30.0, 20.0)
+        super().__init__((96, 80, 64), affine, (40.0, 40.0, 30.0))
 
     def segment_dist(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance to the segment a-b, position along it 0..1) of every voxel."""

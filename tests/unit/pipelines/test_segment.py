@@ -23,9 +23,8 @@ from followup.pipelines.segmentation.model import Segmentation
 from followup.pipelines.segmentation.rays import N_RAYS, fibonacci_sphere
 from followup.pipelines.segmentation.rim import segment_rim
 from followup.pipelines.segmentation.zone import segment_zone, zone_distances
+from tests.unit.pipelines.zone_phantom import ROT, SEMI_AXES, ZonePhantom
 
-SEMI_AXES = np.array([15.0, 12.0, 10.0])
-TURN_DEG = 30.0
 TUMOUR_RADIUS = 4.0  # the mapped tumour: smallest margin = shortest semi-axis - this = 6 mm
 S0 = 100.0
 RIM_CURVE = (100.0, 135.0, 165.0, 185.0)  # PE 35 % (slow), +37 % later (persistent)
@@ -33,32 +32,8 @@ WASHOUT = (100.0, 250.0, 230.0, 200.0)  # PE 150 % (fast), -20 % later (washout)
 PLATEAU = (100.0, 230.0, 232.0, 228.0)  # PE 130 % (fast), -0.9 % later (plateau)
 
 
-def _rotation_z(deg: float) -> np.ndarray:
-    t = np.deg2rad(deg)
-    return np.array([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
-
-
-ROT = _rotation_z(TURN_DEG)  # columns: the zone's axes in LPS
-
-
-class Phantom:
-    """Voxel grid (shape, affine) with the zone's centre and each voxel's LPS position."""
-
-    def __init__(self, shape: tuple[int, int, int], affine: np.ndarray, centre_ijk) -> None:
-        self.shape = shape
-        self.affine = affine
-        ijk = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in shape], indexing="ij"), -1)
-        self.lps = ijk @ affine[:3, :3].T + affine[:3, 3]
-        self.centre = affine[:3, :3] @ np.asarray(centre_ijk, float) + affine[:3, 3]
-        local = (self.lps - self.centre) @ ROT
-        rho = np.linalg.norm(local / SEMI_AXES, axis=-1)
-        dist = np.linalg.norm(local, axis=-1)
-        self.zone = rho <= 1.0
-        # distance beyond the zone's surface along the ray from its centre
-        self.beyond = dist - dist / np.maximum(rho, 1e-9)
-
-    def rim(self, thickness_mm: float) -> np.ndarray:
-        return ~self.zone & (self.beyond <= thickness_mm)
+class Phantom(ZonePhantom):
+    """The zone phantom (zone_phantom.py) with the helpers these tests use."""
 
     def snap(self, lps: np.ndarray) -> np.ndarray:
         """The voxel centre nearest to an LPS point (spheres centred there are symmetric)."""
