@@ -59,7 +59,7 @@ def _numpy_assessment() -> Assessment:
         Status.COMPLETE, None, i64(40), registration=reg, tumour_center_followup=np.array([1.0, 2.0, 3.0], np.float32),
         roi=SimpleNamespace(alignments=[SimpleNamespace(to_json=lambda: {
             "phase": i64(1), "shift_mm": f32(0.7), "realigned": yes})]),
-        segmentation=SimpleNamespace(zone=zone, rim=rim, foci=[focus]), probability=probability,
+        segmentation=SimpleNamespace(zone=zone, rim=rim, foci=[focus], nme=()), probability=probability,
         birads=categorise("complete", 0.74, imaging_used=True, suspicious_at_site=True, benign_appearance=False,
                           confidence_normal=True),
         caveats=(Note("mri-npv", "text"),), recommendations=(Note("peripheral-biopsy", "text"),))
