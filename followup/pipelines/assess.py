@@ -245,6 +245,11 @@ def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
                            registration_poor=a.registration_poor, zone_found=a.zone_found,
                            trend_reason=trend_reason, nme=a.segmentation.nme, where=_where(a))
     a = replace(a, birads=birads, recommendations=tuple(recs))
+    if a.probability is not None and a.probability.counted_nme is not None:
+        note = Note("nme-ratio-assumed", "The non-mass enhancement's weight in the probability is an assumption "
+                    "(no published figure after cryoablation: it is counted as a positive MRI read with a mass's "
+                    "ratio and its curve's): the probability is uncertain, the category and biopsy advice are not.")
+        a = replace(a, caveats=(*(c for c in a.caveats if c.code != note.code), note))
     if a.breast is not None and a.breast.marked_bpe and a.probability is not None:
         # ACR BI-RADS: marked background enhancement can hide a finding or mimic one
         note = Note("marked-bpe", "Background parenchymal enhancement of the treated breast is marked: "

@@ -38,6 +38,13 @@ def test_report_json_carries_the_nme_its_location_and_the_breast(dcis):
     assert r["birads"]["category"] in ("4A", "4B", "4C", "5")
     codes = {x["code"] for x in r["recommendations"]}
     assert {"peripheral-biopsy", "targeted-biopsy"} <= codes
+    # one finding counted once: the NME or the mass in it, never both; an NME counted says that its
+    # weight is an assumption (caveat and driver)
+    finding = [d for d in r["drivers"] if d["name"].startswith("MRI: ")]
+    assert len(finding) == 1
+    counted_nme = "non-mass" in finding[0]["name"]
+    assert ("nme-ratio-assumed" in {c["code"] for c in r["caveats"]}) == counted_nme
+    assert finding[0]["assumption"]
     nme = [m for m in r["findings"]["non_mass_enhancement"] if m["suspicious"]]
     assert len(nme) == 1
     m, t = nme[0], truth["nme"][0]
