@@ -42,12 +42,6 @@ ZONE_SIGNAL_DEVIATION = 0.35  # relative pre-contrast deviation from the zone co
 SIGNAL_EDGE_BACK_MM = 3.0
 SIGNAL_BEYOND_MM = (3.0, 8.0)
 RIM_BEHIND_STEP_MM = 3.0
-# With the earlier exam's zone as a bound (zone_prior.py), an enhancing rise counts as the zone's
-# rim up to this factor times the bound's radius (volume x 3.4: a zone growing with a rim when
-# disease recurs, x 1.6-2.4 in our generator's series, stays visible); beyond it, it is tissue
-# the ray reached through fat (an independent simulator's rimless zones read x 3-13 their earlier
-# volume). A modelling choice.
-RIM_BEYOND_PRIOR_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -113,11 +107,7 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     raw = np.minimum(stop_mm, edge_mm)
     capped = np.zeros(len(dirs), dtype=bool)
     if radius_cap_mm is not None:
-        # a rim ends the ray within a grown zone's reach (the zone may grow, with a rim, when disease
-        # recurs); a rise farther out is other tissue (gland enhancing beyond the fat a rimless
-        # ray ran through), and the earlier zone bounds that ray too
-        grown = radius_cap_mm * RIM_BEYOND_PRIOR_FACTOR
-        capped = np.isfinite(radius_cap_mm) & (raw > radius_cap_mm) & ~(rim & (edge_mm <= stop_mm) & (edge_mm <= grown))
+        capped = np.isfinite(radius_cap_mm) & (raw > radius_cap_mm) & ~(rim & (edge_mm <= stop_mm))
         raw = np.where(capped, radius_cap_mm, raw)
         ran_out = ran_out & ~capped
     return Rays(circular_median(raw, dirs, k_median), ran_out, capped)
