@@ -23,7 +23,7 @@
 | FOLLOWUP_DICOMWEB_TOKEN | DICOMweb: bearer token (``Authorization: Bearer``), instead of basic | (none: no authentication) |
 | FOLLOWUP_DICOMWEB_CA | DICOMweb over https: CA bundle (PEM) the server's certificate must chain to | (none: the system CAs) |
 | FOLLOWUP_VIEWER_URL | the web page's "Open in viewer" link: a URL template holding ``{study_uid}``, e.g. ``http://localhost:8042/ohif/viewer?StudyInstanceUIDs={study_uid}`` | (none: no link) |
-| FOLLOWUP_RECONCILE_SECONDS | serve-dicom re-sends work a broker restart lost or a dead worker left (expired lease), this often (0: never) | 15 |
+| FOLLOWUP_RECONCILE_SECONDS | serve-dicom re-sends work a broker restart lost or a dead worker left (expired lease), this often (0: never) | 5 |
 | FOLLOWUP_RECONCILE_OLDER_THAN | ... for work queued/running longer than this (s), no longer in Redis | 300 |
 | FOLLOWUP_ANALYSIS_LEASE | a running analysis whose heartbeat is older than this (s) may be taken over by another worker | min(60, visibility timeout / 2) |
 | FOLLOWUP_VISIBILITY_TIMEOUT | Redis gives a dead worker's task to another after this (s); > longest analysis | 3600 |
@@ -85,8 +85,10 @@ DEFAULT_DIMSE_TIMEOUT_S = 30.0
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # > the longest analysis
 DEFAULT_MAX_MEMORY_PER_CHILD_KB = 4 * 1024 * 1024
 # A dead worker's analysis is taken over by the first sweep after its lease expired: lease (60 s) +
-# this + the analysis itself after a whole-worker SIGKILL (docs/operations/recovery.md).
-DEFAULT_RECONCILE_SECONDS = 15.0
+# this + the analysis itself after a whole-worker SIGKILL (docs/operations/recovery.md). 5 s (was
+# 15 s): the analysis grew with issue 24 (breast read, NME, more key images) and the SR must still be
+# at the PACS within 2 minutes of the kill under load; a sweep is one indexed registry query.
+DEFAULT_RECONCILE_SECONDS = 5.0
 DEFAULT_RECONCILE_OLDER_THAN_S = 300.0
 DEFAULT_API_MAX_BODY_BYTES = 1024 * 1024  # a procedure record is a few KiB, a search a few bytes
 DEFAULT_API_AUTH_FAILURES = 10

@@ -12,7 +12,7 @@ at once (or, when the broker holds none, a new one is sent), and the atomic clai
 that no task tried when it was due are re-sent the same way.
 
 ``followup serve-dicom`` runs the sweep by itself every ``Settings.reconcile_seconds``
-(FOLLOWUP_RECONCILE_SECONDS, default 15; 0 turns it off) for work older than
+(FOLLOWUP_RECONCILE_SECONDS, default 5; 0 turns it off) for work older than
 ``Settings.reconcile_older_than_s`` (FOLLOWUP_RECONCILE_OLDER_THAN, default 300);
 ``followup reconcile`` runs it once by hand. The work goes through a ``WorkQueue``, which also
 says which tasks still have a message in the broker.

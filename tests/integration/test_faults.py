@@ -511,7 +511,7 @@ def test_reconcile_cli_reports_a_broker_it_cannot_reach(tmp_path):
 
 # --- 6. a whole worker killed, with the default settings -----------------------------------------------
 # Nothing shortened but the listener's quiet period: lease 60 s (FOLLOWUP_ANALYSIS_LEASE, heartbeat
-# every 15 s), visibility timeout 3600 s, sweep every 15 s (FOLLOWUP_RECONCILE_SECONDS), age 300 s.
+# every 15 s), visibility timeout 3600 s, sweep every 5 s (FOLLOWUP_RECONCILE_SECONDS), age 300 s.
 DEFAULTS: dict[str, str] = {}
 RECOVERY_LIMIT_S = 120
 
@@ -570,7 +570,7 @@ def assert_analysed_once(svc: Service, fu: str, analysis) -> None:
 def test_whole_worker_killed_default_settings_sr_at_pacs_within_2_minutes(tmp_path, synth_pair):
     """Default settings, the whole worker SIGKILLed mid-analysis, a new worker started at once:
     the sweep finds the lease expired (<= 60 s), puts the dead worker's message back in its queue
-    (<= 15 s later), the new worker re-runs the analysis: the SR is at the PACS within 2 minutes of
+    (<= 5 s later), the new worker re-runs the analysis: the SR is at the PACS within 2 minutes of
     the kill, not after the hour of the visibility timeout."""
     pair = synth_pair("residual", 1, "per-phase")
     with default_service(tmp_path, pair) as svc:
