@@ -227,14 +227,10 @@ def report_images(a: Assessment, inputs: Inputs) -> list[tuple[str, bytes]]:
     phases = inputs.followup.phases
     breast = a.breast
     nipple = breast.nipple.position_lps if breast is not None and breast.nipple.found else None
-
-    def where(point: np.ndarray) -> str | None:
-        loc = breast.locate(point) if breast is not None else None
-        return None if loc is None else loc.text
-
     mip = key_images.mip_key_image(a, phases[0].volume, phases[1].volume, inputs.record.laterality,
                                    inputs.followup.laterality, nipple) if len(phases) > 1 else None
-    out += ([mip] if mip is not None else []) + key_images.finding_images(a, where)
+    out += ([mip] if mip is not None else []) + key_images.finding_images(
+        a, breast.location_text if breast is not None else None)
     # --- end of the radiologist's key images
     baseline = inputs.baseline
     if baseline is not None and len(baseline.phases) > 1:

@@ -46,6 +46,12 @@ class BreastRead:
         wall = self.chest_wall.y_lps if self.chest_wall is not None and self.chest_wall.found else None
         return locate(np.asarray(point_lps, float), self.nipple.position_lps, self.laterality, wall)
 
+    def location_text(self, point_lps: np.ndarray) -> str | None:
+        """A point's location in words, e.g. "left breast, 2 o'clock, 45 mm from the nipple,
+        middle third"; None without the nipple."""
+        loc = self.locate(point_lps)
+        return None if loc is None else loc.text
+
     @property
     def marked_bpe(self) -> bool:
         """The treated breast's background enhancement is marked: a finding is harder to see."""

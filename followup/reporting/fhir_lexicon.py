@@ -9,6 +9,7 @@ from highdicom.sr import CodedConcept
 from followup.reporting import codes
 from followup.reporting.fhir_elements import CODE_SYSTEM, DICOM_DCM, SNOMED
 from followup.reporting.model_reading import LexiconRow
+from followup.reporting.reading_codes import lexicon_pairs
 
 SYSTEMS = {"SCT": SNOMED, "DCM": DICOM_DCM, codes.PRIVATE_SCHEME: CODE_SYSTEM}
 
@@ -20,18 +21,7 @@ def coded(c: CodedConcept) -> dict:
 
 
 def lexicon_components(x: LexiconRow | None) -> list[dict]:
-    if x is None:
-        return []
-    pairs = [(codes.FINDING_TYPE, codes.FINDING_TYPE_VALUES[x.finding])]
-    if x.shape:
-        pairs.append((codes.SHAPE, codes.SHAPE_VALUES[x.shape]))
-    if x.margin:
-        pairs.append((codes.MARGIN, codes.MARGIN_VALUES[x.margin]))
-    if x.internal_enhancement:
-        pairs.append((codes.INTERNAL_ENHANCEMENT, codes.INTERNAL_ENHANCEMENT_VALUES[x.internal_enhancement]))
-    if x.initial_phase in codes.INITIAL_PHASE_VALUES:
-        pairs.append((codes.INITIAL_PHASE, codes.INITIAL_PHASE_VALUES[x.initial_phase]))
-    return [{"code": coded(name), "valueCodeableConcept": coded(value)} for name, value in pairs]
+    return [{"code": coded(name), "valueCodeableConcept": coded(value)} for name, value in lexicon_pairs(x)]
 
 
 __all__ = ["coded", "lexicon_components"]

@@ -12,6 +12,7 @@ from followup.reporting.fhir_lexicon import coded
 from followup.reporting.finding_text import COMPOSITION_WORDS, nme_location_text
 from followup.reporting.model import Report
 from followup.reporting.model_reading import LocationRow, NmeRow
+from followup.reporting.reading_codes import clock_code, depth_pairs
 
 Spec = tuple[str, dict, dict]  # (the entry's kind, the Observation's code, its other elements)
 
@@ -19,25 +20,17 @@ Spec = tuple[str, dict, dict]  # (the entry's kind, the Observation's code, its 
 def location_components(loc: LocationRow | None) -> list[dict]:
     if loc is None:
         return []
-    out: list[dict] = []
-    if loc.clock_hour is not None:
-        where = coded(codes.CLOCK_POSITION[loc.clock_hour])
-    else:
-        where = coded(codes.SUBAREOLAR if loc.clock_face == "subareolar" else codes.CENTRAL)
-    out.append({"code": coded(codes.LOCATION_CLOCKFACE), "valueCodeableConcept": where})
-    out.append({"code": coded(codes.DISTANCE_FROM_NIPPLE),
-                "valueQuantity": quantity(round(float(loc.distance_from_nipple_mm), 0), "mm", "mm")})
-    if loc.depth in codes.DEPTH_VALUES:
-        out.append({"code": coded(codes.DEPTH), "valueCodeableConcept": coded(codes.DEPTH_VALUES[loc.depth])})
-    return out
+    return [{"code": coded(codes.LOCATION_CLOCKFACE), "valueCodeableConcept": coded(clock_code(loc))},
+            {"code": coded(codes.DISTANCE_FROM_NIPPLE),
+             "valueQuantity": quantity(round(float(loc.distance_from_nipple_mm), 0), "mm", "mm")},
+            *({"code": coded(name), "valueCodeableConcept": coded(value)} for name, value in depth_pairs(loc))]
 
 
 def breast_spec(r: Report) -> Spec | None:
     """The treated breast's composition (value) and background enhancement (component)."""
-    treated = [t for t in (r.breast.tissue if r.breast else ()) if t.treated]
-    if not treated:
+    t = r.breast.treated if r.breast is not None else None
+    if t is None:
         return None
-    t = treated[0]
     return ("Observation/breast-composition", coded(codes.COMPOSITION), {
         "valueCodeableConcept": coded(codes.COMPOSITION_VALUES[t.composition]),
         "component": [{"code": coded(codes.BPE), "valueCodeableConcept": coded(codes.BPE_VALUES[t.bpe])}],

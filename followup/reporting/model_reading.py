@@ -72,6 +72,11 @@ class BreastRow(_Model):
     tissue_problem: str | None
     marked_bpe: bool
 
+    @property
+    def treated(self) -> BreastTissueRow | None:
+        """The treated breast's composition and BPE (None: not read)."""
+        return next((t for t in self.tissue if t.treated), None)
+
 
 class NmeRow(_Model):
     """Non-mass enhancement at or extending from the ablation site (ACR BI-RADS MRI lexicon):

@@ -11,18 +11,13 @@ from highdicom.sr import FindingSite, Measurement, QualitativeEvaluation
 from followup.reporting import codes
 from followup.reporting.model import Report
 from followup.reporting.model_reading import LocationRow
+from followup.reporting.reading_codes import clock_code, depth_pairs
 
 
 def site(laterality: str, loc: LocationRow | None) -> list[FindingSite]:
     """The breast on its side, with the clock face (or subareolar / central) when located."""
-    modifier = None
-    if loc is not None:
-        if loc.clock_hour is not None:
-            modifier = codes.CLOCK_POSITION[loc.clock_hour]
-        else:
-            modifier = codes.SUBAREOLAR if loc.clock_face == "subareolar" else codes.CENTRAL
     return [FindingSite(anatomic_location=codes.BREAST, laterality=codes.LATERALITY[laterality],
-                        topographical_modifier=modifier)]
+                        topographical_modifier=None if loc is None else clock_code(loc))]
 
 
 def location_measurements(loc: LocationRow | None) -> list[Measurement]:
@@ -33,19 +28,14 @@ def location_measurements(loc: LocationRow | None) -> list[Measurement]:
 
 
 def location_evaluations(loc: LocationRow | None) -> list[QualitativeEvaluation]:
-    if loc is None or loc.depth not in codes.DEPTH_VALUES:
-        return []
-    return [QualitativeEvaluation(codes.DEPTH, codes.DEPTH_VALUES[loc.depth])]
+    return [QualitativeEvaluation(name, value) for name, value in depth_pairs(loc)]
 
 
 def breast_evaluations(report: Report) -> list[QualitativeEvaluation]:
     """The treated breast's composition and background parenchymal enhancement (none unread)."""
-    if report.breast is None:
+    t = report.breast.treated if report.breast is not None else None
+    if t is None:
         return []
-    treated = [t for t in report.breast.tissue if t.treated]
-    if not treated:
-        return []
-    t = treated[0]
     return [QualitativeEvaluation(codes.COMPOSITION, codes.COMPOSITION_VALUES[t.composition]),
             QualitativeEvaluation(codes.BPE, codes.BPE_VALUES[t.bpe])]
 
