@@ -135,14 +135,15 @@ def run_directly(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecord,
            baseline_problem: str | None = None, run_stage: StageRunner = run_directly, *,
-           days: int | None = None) -> Assessment:
+           days: int | None = None, read_breast: bool = True) -> Assessment:
     """Assess one follow-up. ``baseline`` None (with ``baseline_problem``) gives a failed analysis.
 
     ``days``: what :func:`check_inputs` returned, when the caller ran it already (the job does,
     before it reads the baseline); None runs it here. Each step goes through
     ``run_stage(name, function, *args)`` (default: just call it), so the caller can time the
     stages (registration, motion, enhancement, segmentation, scoring) without this function
-    knowing about clocks."""
+    knowing about clocks. ``read_breast`` False: no nipple, location, composition or BPE (an earlier
+    follow-up read only to be compared: its zone and foci are what is used)."""
     if days is None:
         days = check_inputs(followup, record)
     if days < ev.MIN_DAYS_AFTER_PROCEDURE:
@@ -184,8 +185,8 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
                     search.centre_lps if search.found else None)
     imaging = imaging_evidence(reg, seg, search)
     probability = run_stage("scoring", residual_probability, record, imaging, days)
-    breast = run_stage("breast", read_followup_breast, followup, record.laterality,
-                       maps.s0_ceiling is None, seg.zone.centre_lps, float(np.max(seg.zone.axes_mm)) / 2.0)
+    breast = run_stage("breast", read_followup_breast, followup, record.laterality, maps.s0_ceiling is None,
+                       seg.zone.centre_lps, float(np.max(seg.zone.axes_mm)) / 2.0) if read_breast else None
     a = Assessment(
         Status.COMPLETE, None, days, probability=probability, registration=reg,
         tumour_center_followup=centre_f, roi=roi, maps=maps, segmentation=seg, zone_search=search,
@@ -261,14 +262,7 @@ def concluded(a: Assessment, record: ProcedureRecord, imaging: ImagingEvidence,
 
 def _where(a: Assessment) -> Callable[[np.ndarray], str | None] | None:
     """A point's clock face and distance from the nipple (None: the nipple was not found)."""
-    breast = a.breast
-    if breast is None or not breast.nipple.found:
-        return None
-
-    def where(point: np.ndarray) -> str | None:
-        loc = breast.locate(point)
-        return None if loc is None else loc.text
-    return where
+    return a.breast.location_text if a.breast is not None and a.breast.nipple.found else None
 
 
 def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: RegistrationResult,

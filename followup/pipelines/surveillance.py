@@ -84,7 +84,7 @@ def _prior_assessment(prior: DCEStudy, baseline: DCEStudy | None, record: Proced
     if known is not None and prior.study_uid in known:
         return known[prior.study_uid]
     try:
-        a = assess(baseline, prior, record, run_stage=run_stage)
+        a = assess(baseline, prior, record, run_stage=run_stage, read_breast=False)  # compared, not reported
     except Exception as exc:  # noqa: BLE001  (a prior that cannot be read must not fail the current one)
         log.warning("earlier follow-up %s not assessed (%s)", prior.study_uid, type(exc).__name__)
         a = Assessment(Status.FAILED, f"not assessed ({type(exc).__name__})", None)

@@ -124,7 +124,8 @@ def signal_step_mm(s0_ray: np.ndarray, stop: np.ndarray, core: float) -> np.ndar
     idx = np.arange(n)[None, :]
     a, b = (int(round(mm / RAY_STEP_MM)) for mm in SIGNAL_BEYOND_MM)
     beyond = (idx >= (stop + a)[:, None]) & (idx <= (stop + b)[:, None])
-    tissue = np.array([np.median(r[m]) if m.any() else r[-1] for r, m in zip(s0_ray, beyond, strict=True)])
+    seen = np.asarray(beyond.any(axis=1))  # a ray whose stop lies at its end has no samples beyond: its last one
+    tissue = np.where(seen, np.nanmedian(np.where(beyond | ~seen[:, None], s0_ray, np.nan), axis=1), s0_ray[:, -1])
     half = 0.5 * (core + tissue)
     sign = np.where(tissue >= core, 1.0, -1.0)
     start = np.maximum(stop - int(round(SIGNAL_EDGE_BACK_MM / RAY_STEP_MM)), 1)
