@@ -15,6 +15,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pydicom
+import pydicom.errors
+
 from followup.config import child_environment
 
 FOLLOWUP = str(Path(sys.executable).with_name("followup"))
@@ -102,6 +105,23 @@ def storescp(tmp: Path, ae_title: str = "PACS"):
                  tmp / "storescp.log", env):
         wait_port(port)
         yield port, out
+
+
+def pacs_received(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
+    """(file, header) of each object storescp has written whole into ``folder``.
+
+    storescp writes an object under its final name while it receives it: a poll can meet a file
+    that is still short. Such a file is skipped here and read at the next poll; a test's final
+    checks read the files themselves, after the analysis and its deliveries ended."""
+    out: list[tuple[Path, pydicom.Dataset]] = []
+    for f in sorted(folder.rglob("*")):
+        if not f.is_file():
+            continue
+        try:
+            out.append((f, pydicom.dcmread(f, stop_before_pixels=True)))
+        except (pydicom.errors.InvalidDicomError, EOFError, OSError):
+            continue
+    return out
 
 
 def storescu(folder: Path, port: int, calling: str = "PACS", called: str = "FOLLOWUP") -> subprocess.CompletedProcess:

@@ -150,7 +150,8 @@ def test_compressed_study_through_listener_and_worker(pairs, tmp_path):
 
     from followup.testing.service_harness import (
         FOLLOWUP,
-        process,
+        pacs_received,
+    process,
         redis_server,
         storescp,
         wait_for,
@@ -177,11 +178,9 @@ def test_compressed_study_through_listener_and_worker(pairs, tmp_path):
             _storescu(port, packed / "followup", "-xs")
 
             def sr_arrived():
-                for f in received.rglob("*"):
-                    if f.is_file():
-                        ds = pydicom.dcmread(f, stop_before_pixels=True)
-                        if ds.SOPClassUID == U.Comprehensive3DSRStorage and ds.StudyInstanceUID == fu_uid:
-                            return f
+                for f, ds in pacs_received(received):
+                    if ds.SOPClassUID == U.Comprehensive3DSRStorage and ds.StudyInstanceUID == fu_uid:
+                        return f
                 return None
 
             try:

@@ -30,7 +30,7 @@ from pydicom.uid import generate_uid
 
 from followup.procedure import load_procedure
 from followup.service.registry import Instance, Registry, utcnow
-from followup.testing.service_harness import FOLLOWUP, free_port, require, storescp, wait_for, wait_port
+from followup.testing.service_harness import FOLLOWUP, free_port, pacs_received, require, storescp, wait_for, wait_port
 from workers.tasks import broker_messages
 
 pytestmark = pytest.mark.slow
@@ -223,14 +223,16 @@ class Service:
                 print(f"--- {name}\n{self.log(name)[-6000:]}")
             raise
 
-    def pacs_objects(self, study_uid: str) -> Counter:
-        """SOP class name -> number of distinct objects of the study the PACS holds."""
-        seen = {}
-        for f in self.pacs_dir.rglob("*"):
-            if f.is_file():
-                ds = pydicom.dcmread(f, stop_before_pixels=True)
-                if ds.StudyInstanceUID == study_uid:
-                    seen[str(ds.SOPInstanceUID)] = ds.SOPClassUID.name
+    def pacs_objects(self, study_uid: str, *, while_receiving: bool = False) -> Counter:
+        """SOP class name -> number of distinct objects of the study the PACS holds.
+
+        ``while_receiving``: polled while storescp may still be writing a file, which is then
+        not counted yet; otherwise every file must parse."""
+        if while_receiving:
+            headers = [ds for _, ds in pacs_received(self.pacs_dir)]
+        else:
+            headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in self.pacs_dir.rglob("*") if f.is_file()]
+        seen = {str(ds.SOPInstanceUID): ds.SOPClassUID.name for ds in headers if ds.StudyInstanceUID == study_uid}
         return Counter(seen.values())
 
     def pacs_overwrites(self) -> int:
@@ -577,7 +579,8 @@ def test_whole_worker_killed_default_settings_sr_at_pacs_within_2_minutes(tmp_pa
         fu, analysis, killed_at = kill_worker_mid_analysis(svc, pair)
         svc.start_worker()
         ready_s = time.monotonic() - killed_at
-        wait_for(lambda: svc.pacs_objects(fu)[SR] >= 1, RECOVERY_LIMIT_S + 60, "the SR at the PACS", 0.25)
+        wait_for(lambda: svc.pacs_objects(fu, while_receiving=True)[SR] >= 1, RECOVERY_LIMIT_S + 60,
+                 "the SR at the PACS", 0.25)
         recovery_s = time.monotonic() - killed_at
         a = svc.registry.analysis(analysis.id)
         print(f"\nwhole worker SIGKILLed, default settings: SR at the PACS {recovery_s:.1f} s after the kill "
@@ -604,7 +607,7 @@ def test_whole_worker_killed_no_worker_for_5_minutes_completes_once_then(tmp_pat
             ("analyze", True)]
         assert svc.registry.analysis(analysis.id).status == "running"
         svc.start_worker()
-        wait_for(lambda: svc.pacs_objects(fu)[SR] >= 1, 180, "the SR at the PACS", 0.25)
+        wait_for(lambda: svc.pacs_objects(fu, while_receiving=True)[SR] >= 1, 180, "the SR at the PACS", 0.25)
         print(f"\nno worker for 5 minutes: taken over {taken_s:.1f} s after the kill; SR at the PACS "
               f"{time.monotonic() - killed_at:.1f} s after the kill")
         assert_analysed_once(svc, fu, analysis)

@@ -18,6 +18,7 @@ import pytest
 from followup.testing.service_harness import (
     FOLLOWUP,
     free_port,
+    pacs_received,
     process,
     redis_server,
     service_env,
@@ -45,11 +46,9 @@ def _split(pair: Path, into: Path) -> tuple[Path, Path]:
 def _received(folder: Path, study_uid: str) -> dict[str, list[pydicom.Dataset]]:
     """What the PACS holds of the study, by SOP class name."""
     out: dict[str, list[pydicom.Dataset]] = {}
-    for f in folder.rglob("*"):
-        if f.is_file():
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-            if ds.StudyInstanceUID == study_uid:
-                out.setdefault(ds.SOPClassUID.name, []).append(ds)
+    for _, ds in pacs_received(folder):
+        if ds.StudyInstanceUID == study_uid:
+            out.setdefault(ds.SOPClassUID.name, []).append(ds)
     return out
 
 

@@ -33,6 +33,7 @@ from followup.synth.cohort import CohortCase, make_cohort, sending_lanes
 from followup.testing.service_harness import (
     FOLLOWUP,
     free_port,
+    pacs_received,
     process,
     redis_server,
     require,
@@ -97,11 +98,9 @@ def dataset_bytes(path: Path) -> bytes:
 def received_results(folder: Path) -> list[tuple[str, str, str]]:
     """(study UID, kind, SOP Instance UID) of every object the PACS received."""
     out = []
-    for f in folder.rglob("*"):
-        if f.is_file():
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-            out.append((str(ds.StudyInstanceUID), RESULT_CLASSES.get(ds.SOPClassUID, "other"),
-                        str(ds.SOPInstanceUID)))
+    for _, ds in pacs_received(folder):
+        out.append((str(ds.StudyInstanceUID), RESULT_CLASSES.get(ds.SOPClassUID, "other"),
+                    str(ds.SOPInstanceUID)))
     return out
 
 

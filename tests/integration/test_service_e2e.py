@@ -15,6 +15,7 @@ import pytest
 from followup.testing.service_harness import (
     FOLLOWUP,
     free_port,
+    pacs_received,
     process,
     redis_server,
     storescp,
@@ -60,11 +61,9 @@ def test_pacs_to_listener_to_worker_to_pacs(tmp_path, synth_pair):
             assert sent.returncode == 0, sent.stderr
 
             def sr_arrived():
-                for f in received.rglob("*"):
-                    if f.is_file():
-                        ds = pydicom.dcmread(f, stop_before_pixels=True)
-                        if ds.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage and ds.StudyInstanceUID == fu_uid:
-                            return f
+                for f, ds in pacs_received(received):
+                    if ds.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage and ds.StudyInstanceUID == fu_uid:
+                        return f
                 return None
 
             try:
@@ -75,9 +74,8 @@ def test_pacs_to_listener_to_worker_to_pacs(tmp_path, synth_pair):
                 raise
             detail = wait_for(lambda: (d := _get(api_port, f"/studies/{fu_uid}", token))
                               and d["state"] == "complete" and d, 60, "the API to show the analysis complete")
-            classes = wait_for(lambda: sorted({pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID.name
-                                               for f in received.rglob("*") if f.is_file()}) if len(
-                [f for f in received.rglob("*") if f.is_file()]) >= 3 else None, 60, "SR, SEG and PDF at PACS")
+            classes = wait_for(lambda: sorted({ds.SOPClassUID.name for _, ds in got})
+                               if len(got := pacs_received(received)) >= 3 else None, 60, "SR, SEG and PDF at PACS")
             # Batch reanalysis from the CLI: progress until done, a new revision, the first kept.
             re = subprocess.run([FOLLOWUP, "reanalyze", "--all", "--reason", "algorithm change"], env=env,
                                 capture_output=True, text=True, timeout=300)
