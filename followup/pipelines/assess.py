@@ -35,6 +35,7 @@ from followup.pipelines.conclusion import (
     record_caveats,
 )
 from followup.pipelines.enhancement import EnhancementMaps, enhancement_maps, unsuppressed_fat_ceiling
+from followup.pipelines.enhancement_before import EnhancementBefore, enhancement_before
 from followup.pipelines.motion import AlignedRoi, realign_phases
 from followup.pipelines.probability import (
     NOT_ASSESSABLE,
@@ -180,9 +181,10 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
     if search.found and np.linalg.norm(search.centre_lps - centre_f) > RECENTRE_ROI_MM:
         roi = run_stage("motion", realign_phases, volumes, search.centre_lps, ROI_HALF_MM)
         maps = run_stage("enhancement", _maps, roi)
+    before = run_stage("enhancement", _before, baseline, roi, reg, record) if good else None
     seg = run_stage("segmentation", segment, roi.phases, maps, roi.grid.affine, centre_f,
                     record.lesion.diameter_mm / 2.0, record.margin_mm,
-                    search.centre_lps if search.found else None)
+                    search.centre_lps if search.found else None, None, before)
     imaging = imaging_evidence(reg, seg, search)
     probability = run_stage("scoring", residual_probability, record, imaging, days)
     breast = run_stage("breast", read_followup_breast, followup, record.laterality, maps.s0_ceiling is None,
@@ -193,7 +195,7 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
         caveats=tuple(always_caveats() + record_caveats(record)
                       + _analysis_caveats(record, followup, reg, seg, search)),
         contraindications=contraindications(record),
-        warnings=tuple(followup.warnings) + tuple(baseline.warnings), breast=breast)
+        warnings=tuple(followup.warnings) + tuple(baseline.warnings), breast=breast, enhancement_before=before)
     return concluded(a, record, imaging)
 
 
@@ -205,7 +207,7 @@ def resegmented(a: Assessment, record: ProcedureRecord, followup: DCEStudy, radi
     assert a.tumour_center_followup is not None and a.zone_search is not None
     seg = segment(a.roi.phases, a.maps, a.roi.grid.affine, a.tumour_center_followup,
                   record.lesion.diameter_mm / 2.0, record.margin_mm,
-                  a.zone_search.centre_lps if a.zone_search.found else None, radius_cap)
+                  a.zone_search.centre_lps if a.zone_search.found else None, radius_cap, a.enhancement_before)
     imaging = imaging_evidence(a.registration, seg, a.zone_search)
     probability = residual_probability(record, imaging, a.days_since_procedure)
     caveats = always_caveats() + record_caveats(record) + _analysis_caveats(record, followup, a.registration,
@@ -281,6 +283,21 @@ def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: Registra
                               + "; ".join(reg.reasons) + ") and the ablation zone was not found "
                               "reliably in the follow-up: the imaging findings are not used and the "
                               "interval spans every imaging outcome."))
+    before = [f for f in seg.foci if f.present_before and f.distance_to_zone_edge_mm <= SITE_BAND_MM]
+    if before:
+        n = len(before)
+        out.append(Note("present-before", f"{n} enhancing region{'s' if n > 1 else ''} at the site "
+                        f"{'were' if n > 1 else 'was'} already enhancing at the same place on the pre-procedure "
+                        "MRI, outside the treated volume, without washout: read as background parenchymal "
+                        "enhancement, not counted as suspicious. This assumes the pre-procedure MRI showed no "
+                        "other lesion there (the indication is unifocal disease); background enhancement "
+                        "varies with the menstrual cycle and hormonal treatment."))
+    fat = [f for f in seg.foci if f.fat_centre and f.distance_to_zone_edge_mm <= SITE_BAND_MM]
+    if fat:
+        out.append(Note("fat-centre", f"{len(fat)} enhancing ring{'s' if len(fat) > 1 else ''} at the site "
+                        f"surround{'' if len(fat) > 1 else 's'} a non-enhancing centre with fat's signal before "
+                        "contrast (fat not suppressed): fat necrosis, a fat-containing mass, read as benign "
+                        "whatever its curve. Compare with a non-fat-suppressed T1 series if in doubt."))
     if not search.found:
         out.append(Note("zone-not-found", "The ablation zone was not found in the follow-up "
                               f"itself ({search.reason}): it was outlined around the mapped tumour."))
@@ -319,6 +336,17 @@ def _maps(roi: AlignedRoi) -> EnhancementMaps:
         return maps
     # without fat suppression the 95th percentile is fat's: the floor is a share of the tissue's
     return enhancement_maps(roi.phases, S0_FLOOR_FRACTION * ceiling, ceiling)
+
+
+def _before(baseline: DCEStudy, roi: AlignedRoi, reg: RegistrationResult,
+            record: ProcedureRecord) -> EnhancementBefore | None:
+    """The baseline's initial enhancement on the analysis grid (None: the baseline has no
+    post-contrast phase)."""
+    if len(baseline.phases) < 2:
+        return None
+    return enhancement_before(baseline.phases[0].volume, baseline.phases[1].volume, roi.grid.shape,
+                              roi.grid.affine, reg.local_matrix, np.asarray(record.lesion.center_lps_mm, float),
+                              record.lesion.diameter_mm / 2.0, record.margin_mm)
 
 
 def _inside_box(roi: AlignedRoi, point: np.ndarray) -> list[np.ndarray]:

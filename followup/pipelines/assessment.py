@@ -20,6 +20,7 @@ from followup.dicom.study import DCEStudy
 from followup.pipelines.birads import BiradsAssessment
 from followup.pipelines.breast_read import BreastRead
 from followup.pipelines.enhancement import EnhancementMaps
+from followup.pipelines.enhancement_before import EnhancementBefore
 from followup.pipelines.longitudinal import Longitudinal, TimePointMeasure
 from followup.pipelines.motion import AlignedRoi
 from followup.pipelines.probability import ProbabilityResult
@@ -88,6 +89,8 @@ class Assessment:
     warnings: tuple[str, ...] = ()
     # the nipple, chest wall, composition and BPE of the follow-up (issue 24); None: not read
     breast: BreastRead | None = None
+    # the baseline's enhancement on the analysis grid (None: registration not good or one baseline phase)
+    enhancement_before: EnhancementBefore | None = None
 
     @property
     def zone_found(self) -> bool:

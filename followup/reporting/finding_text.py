@@ -50,6 +50,23 @@ def breast_rows(r: Report) -> list[tuple[str, str]]:
 
 
 
+def other_enhancement_text(other: tuple[FocusRow, ...]) -> str:
+    """One sentence on the enhancing regions near the zone not judged suspicious ("" when none),
+    naming those already enhancing on the pre-procedure MRI and the rings around fat."""
+    if not other:
+        return ""
+    before = sum(1 for x in other if x.present_before)
+    text = (f"{len(other)} other enhancing region(s) near the zone were judged not suspicious (not nodular, "
+            "or slow persistent kinetics")
+    if before:
+        text += (f"; {before} of them already enhancing at the same place on the pre-procedure MRI: "
+                 "background parenchymal enhancement")
+    fat = sum(1 for x in other if x.fat_centre)
+    if fat:
+        text += f"; {fat} of them a ring around fat: fat necrosis"
+    return text + "); listed in report.json."
+
+
 def nme_location_text(m: NmeRow) -> str:
     """From its end at the zone to its far end, e.g. "right breast, from 10 o'clock, 49 mm from the
     nipple, middle third, to subareolar, 18 mm from the nipple, anterior third"."""

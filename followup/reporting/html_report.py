@@ -12,7 +12,13 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from followup.reporting.finding_text import breast_rows, lexicon_text, location_text, nme_rows
+from followup.reporting.finding_text import (
+    breast_rows,
+    lexicon_text,
+    location_text,
+    nme_rows,
+    other_enhancement_text,
+)
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import Report
 from followup.reporting.report_text import (
@@ -142,10 +148,8 @@ def _findings(r: Report) -> str:
                  + "".join(f"<th>{_e(h)}</th>" for h in nme[0]) + "</tr>"
                  + "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in nme[1:])
                  + "</table>")
-    other = f.other_enhancement
-    if other:
-        html += (f"<p class=\"sub\">{len(other)} other enhancing region(s) near the zone were judged not "
-                 "suspicious (not nodular, or slow persistent kinetics); listed in report.json.</p>")
+    if f.other_enhancement:
+        html += f"<p class=\"sub\">{_e(other_enhancement_text(f.other_enhancement))}</p>"
     return html
 
 

@@ -101,6 +101,10 @@ class FocusRow(_Model):
     why: tuple[str, ...]
     lexicon: LexiconRow | None = None  # ACR BI-RADS MRI descriptors
     location: LocationRow | None = None  # clock face, distance from the nipple (null: nipple not found)
+    # enhancing at the same place on the pre-procedure MRI, outside the treated volume: background
+    present_before: bool = False
+    # a ring around a centre with fat's signal (fat not suppressed): fat necrosis, benign
+    fat_centre: bool = False
 
 
 class MotionStep(_Model):

@@ -14,7 +14,13 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
-from followup.reporting.finding_text import breast_rows, lexicon_text, location_text, nme_rows
+from followup.reporting.finding_text import (
+    breast_rows,
+    lexicon_text,
+    location_text,
+    nme_rows,
+    other_enhancement_text,
+)
 from followup.reporting.longitudinal_report import comparison_rows, trend_text
 from followup.reporting.model import FocusRow, Report
 from followup.reporting.pdf_style import (
@@ -192,11 +198,9 @@ def findings(r: Report, st: Styles) -> list:
     if nme:
         out += [Spacer(1, 6), Paragraph("<b>Non-mass enhancement</b> at or extending from the ablation site", st.body),
                 Spacer(1, 3), _nme_table(nme, st)]
-    other = f.other_enhancement
-    if other:
+    if f.other_enhancement:
         out.append(Spacer(1, 3))
-        out.append(Paragraph(f"{len(other)} other enhancing region(s) near the zone were judged not suspicious "
-                             "(not nodular, or slow persistent kinetics); listed in report.json.", st.sub))
+        out.append(Paragraph(esc(other_enhancement_text(f.other_enhancement)), st.sub))
     return out
 
 

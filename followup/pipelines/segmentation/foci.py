@@ -8,6 +8,9 @@ import numpy as np
 from scipy import ndimage
 
 from followup.pipelines.enhancement import EnhancementMaps, unsuppressed_fat_ceiling
+from followup.pipelines.enhancement_before import EnhancementBefore
+from followup.pipelines.segmentation.before import judge_against_before
+from followup.pipelines.segmentation.fat_centre import judge_fat_centres
 from followup.pipelines.segmentation.focus import FOCUS_MIN_PE, MASS_MIN_DIAMETER_MM, mass_reach_mm, measure_focus
 from followup.pipelines.segmentation.grid import bbox, voxel_lps
 from followup.pipelines.segmentation.lobes import MASS_CORE_MARGIN_MM, mass_core, split_lobes
@@ -75,7 +78,8 @@ def tissue_floor(s0: np.ndarray, pe_peak: np.ndarray, valid: np.ndarray,
 
 def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray, zone: Zone,
               rim: Rim, tumour_centre_lps: np.ndarray,
-              distances: tuple[np.ndarray, np.ndarray] | None = None) -> list[Focus]:
+              distances: tuple[np.ndarray, np.ndarray] | None = None,
+              before: EnhancementBefore | None = None) -> list[Focus]:
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     if distances is None:
@@ -126,6 +130,9 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
         for lobe in lobes:
             if lobe.sum() * voxel_mm3 >= FOCUS_MIN_VOLUME_MM3:
                 foci.append(measure_focus(len(foci) + 1, lobe, phases, maps, affine, lps, signed, rim))
+    if before is not None:  # compared with the pre-procedure MRI (segmentation.before)
+        foci = judge_against_before(foci, before, phases, maps, affine, lps, signed, rim, min_voxels)
+    foci = judge_fat_centres(foci, s0, maps, zone.mask, voxel_mm3)  # fat necrosis (segmentation.fat_centre)
     foci.sort(key=lambda f: (not f.suspicious, -f.peak_pe))
     return foci
 

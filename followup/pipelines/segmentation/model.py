@@ -58,6 +58,10 @@ class Focus:
     reasons: list[str] = field(default_factory=list)
     kinetics_reliable: bool = True  # False: the curve dips and recovers (phases misaligned)
     lexicon: Lexicon | None = None  # ACR BI-RADS MRI descriptors (segmentation.lexicon)
+    # enhancing at the same place on the pre-procedure MRI (segmentation.before): background, not new
+    present_before: bool = False
+    # a ring around a centre with fat's signal, fat not suppressed (segmentation.fat_centre): fat necrosis
+    fat_centre: bool = False
 
 
 class NmeDistribution(StrEnum):
