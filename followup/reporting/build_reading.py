@@ -74,7 +74,7 @@ def nme_row(m: NonMassEnhancement, breast: BreastRead | None) -> NmeRow:
         delayed_change_pct=rounded(m.delayed_change_pct, 1),
         look_alike=None if m.mimic is None else m.mimic.value, suspicious=bool(m.suspicious), why=tuple(m.reasons),
         location=locate(breast, m.centre_lps), start_location=locate(breast, m.start_lps),
-        end_location=locate(breast, m.end_lps), phrase=phrase)
+        end_location=locate(breast, m.end_lps), phrase=phrase, present_before=bool(m.present_before))
 
 
 __all__ = ["breast_row", "lexicon_row", "locate", "location_row", "nme_row"]

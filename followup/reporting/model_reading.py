@@ -102,3 +102,5 @@ class NmeRow(_Model):
     start_location: LocationRow | None = None  # of its end nearer the zone
     end_location: LocationRow | None = None
     phrase: str = ""  # e.g. "Segmental clumped non-mass enhancement, 24 mm; initial fast, delayed plateau"
+    # focal or regional and enhancing at the same place on the pre-procedure MRI: background
+    present_before: bool = False

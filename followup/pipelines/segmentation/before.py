@@ -8,6 +8,11 @@ suspicious whatever came before, ACR BI-RADS MRI 2013). Its part that is new (en
 before) is measured again as a focus of its own: a residual nodule grown into enhancing gland
 stays suspicious on its own voxels. Nothing here makes a focus suspicious that was not.
 
+Non-mass enhancement is judged so only where its distribution is focal or regional: a linear or
+segmental (ductal) one stays suspicious whatever came before, since in-situ disease along a duct
+is the usual cause of failure after cryoablation and may have been there, unrecognised, before
+the procedure (clinical-evidence.md; Sabel 2004, Pfleiderer 2005, Poplack 2015).
+
 On our generator's tuning seeds (61000-61019, 61100-61115; docs/analysis/index.md, "Enhancement
 before the procedure"), the residual nodules' own voxels enhanced 0-25 % (median) on the baseline
 against 65-190 % now, and the glandular blobs called masses at the edge 30-90 % on the baseline
@@ -24,7 +29,7 @@ from scipy import ndimage
 from followup.pipelines.enhancement import EnhancementMaps
 from followup.pipelines.enhancement_before import EnhancementBefore
 from followup.pipelines.segmentation.focus import measure_focus
-from followup.pipelines.segmentation.model import Focus, Rim
+from followup.pipelines.segmentation.model import Focus, NmeDistribution, NmeMimic, NonMassEnhancement, Rim
 
 # A voxel enhanced before when its baseline initial enhancement was at least this share of
 # today's (assumption: the baseline's first post-contrast phase may come earlier or later than the
@@ -91,3 +96,24 @@ def _suspicious_new_part(f: Focus, old: np.ndarray, phases: list[np.ndarray], ma
         if part.suspicious:
             return part
     return None
+
+
+def nme_against_before(nme: tuple[NonMassEnhancement, ...], before: EnhancementBefore,
+                       maps: EnhancementMaps) -> tuple[NonMassEnhancement, ...]:
+    """``nme`` with each suspicious focal or regional one that mostly enhanced before (outside the
+    treated volume) and does not wash out recognised as background enhancement (suspicious first)."""
+    old = enhanced_before(before, maps)
+    out = []
+    for m in nme:
+        ductal = m.distribution in (NmeDistribution.LINEAR, NmeDistribution.SEGMENTAL)
+        washout = m.kinetics_reliable and m.curve_type == "washout"
+        share = float(old[m.mask].mean()) if m.suspicious and not ductal and not washout else 0.0
+        if share < PRESENT_BEFORE_MIN_SHARE:
+            out.append(m)
+            continue
+        was = float(np.nanmedian(before.pe[m.mask]))
+        out.append(replace(m, suspicious=False, mimic=NmeMimic.BACKGROUND, present_before=True, reasons=(
+            *m.reasons, f"present before the procedure: {100 * share:.0f}% of it enhanced at the same place on the "
+            f"pre-procedure MRI ({was:.0f}% then, {m.initial_pe:.0f}% now), {m.distribution} and not washing out: "
+            "background parenchymal enhancement")))
+    return tuple(sorted(out, key=lambda m: (not m.suspicious, -m.extent_mm)))

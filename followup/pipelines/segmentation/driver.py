@@ -6,6 +6,7 @@ import numpy as np
 
 from followup.pipelines.enhancement import EnhancementMaps
 from followup.pipelines.enhancement_before import EnhancementBefore
+from followup.pipelines.segmentation.before import nme_against_before
 from followup.pipelines.segmentation.foci import FOCUS_REACH_MM, find_foci
 from followup.pipelines.segmentation.model import Segmentation
 from followup.pipelines.segmentation.nme import NME_REACH_MM, find_nme
@@ -30,4 +31,6 @@ def segment(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray,
     rim = segment_rim(phases, maps, affine, zone, origin, distances)
     foci = find_foci(phases, maps, affine, zone, rim, origin, distances, before)
     nme = find_nme(phases, maps, affine, zone, rim, foci, distances)
+    if before is not None:
+        nme = nme_against_before(nme, before, maps)
     return Segmentation(zone, rim, foci, nme)

@@ -116,6 +116,8 @@ class NonMassEnhancement:
     suspicious: bool
     reasons: tuple[str, ...] = ()
     focus_labels: tuple[int, ...] = ()  # foci sharing its voxels: one finding, counted once
+    # focal or regional, enhancing at the same place on the pre-procedure MRI (segmentation.before)
+    present_before: bool = False
 
 
 @dataclass(frozen=True)

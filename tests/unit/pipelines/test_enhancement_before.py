@@ -188,3 +188,52 @@ def test_a_ring_around_soft_tissue_or_with_fat_suppressed_stays_suspicious(iso, 
     seg, shell = _ring_case(iso, centre_signal, fat_suppressed)
     f = _hit(seg, shell)
     assert f.suspicious and not f.fat_centre
+
+
+# ----------------------------------------------------------------------------- non-mass enhancement
+
+
+def _nme(distribution, curve: str = "persistent", suspicious: bool = True):
+    from followup.pipelines.segmentation.model import NmeInternal, NonMassEnhancement
+
+    mask = np.zeros((20, 20, 20), bool)
+    mask[5:15, 5:15, 8:12] = True
+    z = np.zeros(3)
+    return NonMassEnhancement(1, mask, distribution, NmeInternal.CLUSTERED_RING, 30.0, 20.0, z, z, z, 400.0, 1.0,
+                              70.0, "medium", 12.0, curve, True, None, suspicious, ("clustered-ring",))
+
+
+@pytest.mark.parametrize("distribution, curve, background", [
+    ("regional", "persistent", True), ("focal", "plateau", True),
+    ("segmental", "persistent", False), ("linear", "persistent", False), ("regional", "washout", False)])
+def test_only_focal_or_regional_nme_without_washout_is_background_when_there_before(distribution, curve, background):
+    from followup.pipelines.enhancement import enhancement_maps
+    from followup.pipelines.segmentation.before import nme_against_before
+    from followup.pipelines.segmentation.model import NmeDistribution, NmeMimic
+
+    m = _nme(NmeDistribution(distribution), curve)
+    s0 = np.full(m.mask.shape, 100.0, np.float32)
+    maps = enhancement_maps([s0, np.where(m.mask, 170.0, 100.0).astype(np.float32)], 10.0)
+    before = EnhancementBefore(np.where(m.mask, 60.0, 0.0).astype(np.float32), np.zeros(m.mask.shape, bool))
+    (got,) = nme_against_before((m,), before, maps)
+    assert got.suspicious is not background and got.present_before is background
+    if background:
+        assert got.mimic is NmeMimic.BACKGROUND and "present before the procedure" in got.reasons[-1]
+    # inside the treated volume nothing is background
+    treated = EnhancementBefore(before.pe, np.ones(m.mask.shape, bool))
+    assert nme_against_before((m,), treated, maps)[0].suspicious
+
+
+def test_a_ductal_nme_that_enhanced_before_stays_suspicious_in_the_segmentation():
+    """The clumped duct of test_nme.py, with the baseline enhancing all along it: still suspicious."""
+    from tests.unit.pipelines.test_nme import CLUMP, DUCT, RIM, Phantom, _duct
+
+    ph = Phantom()
+    duct, clumps, _, _ = _duct(ph, ROT[:, 0])
+    phases = ph.phases((ph.rim(2.0), RIM), (duct, DUCT), (clumps, CLUMP))
+    from followup.pipelines.enhancement import enhancement_maps
+
+    before = EnhancementBefore(np.where(duct | clumps, 120.0, 0.0).astype(np.float32), np.zeros(ph.shape, bool))
+    seg = segment(phases, enhancement_maps(phases, 10.0), ph.affine, ph.centre, 4.0, 5.0, before=before)
+    found = [m for m in seg.nme if (m.mask & (duct | clumps)).any()]
+    assert len(found) == 1 and found[0].suspicious and not found[0].present_before
