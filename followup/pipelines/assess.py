@@ -283,9 +283,9 @@ def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: Registra
                               + "; ".join(reg.reasons) + ") and the ablation zone was not found "
                               "reliably in the follow-up: the imaging findings are not used and the "
                               "interval spans every imaging outcome."))
-    before = [x for x in (*seg.foci, *seg.nme) if x.present_before and x.distance_to_zone_edge_mm <= SITE_BAND_MM]
-    if before:
-        n = len(before)
+    n = sum(1 for f in seg.foci if f.present_before and f.distance_to_zone_edge_mm <= SITE_BAND_MM) \
+        + sum(1 for m in seg.nme if m.present_before and m.distance_to_zone_edge_mm <= SITE_BAND_MM)
+    if n:
         out.append(Note("present-before", f"{n} enhancing region{'s' if n > 1 else ''} at the site "
                         f"{'were' if n > 1 else 'was'} already enhancing at the same place on the pre-procedure "
                         "MRI, outside the treated volume, without washout (non-mass enhancement: focal or regional "
