@@ -295,7 +295,7 @@ def _analysis_caveats(record: ProcedureRecord, followup: DCEStudy, reg: Registra
                         "varies with the menstrual cycle and hormonal treatment."))
     fat = [f for f in seg.foci if f.fat_centre and f.distance_to_zone_edge_mm <= SITE_BAND_MM]
     if fat:
-        out.append(Note("fat-centre", f"{len(fat)} enhancing ring{'s' if len(fat) > 1 else ''} at the site "
+        out.append(Note("fat-center", f"{len(fat)} enhancing ring{'s' if len(fat) > 1 else ''} at the site "
                         f"surround{'' if len(fat) > 1 else 's'} a non-enhancing centre with fat's signal before "
                         "contrast (fat not suppressed): fat necrosis, a fat-containing mass, read as benign "
                         "whatever its curve. Compare with a non-fat-suppressed T1 series if in doubt."))

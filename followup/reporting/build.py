@@ -68,7 +68,7 @@ def focus_row(f: Focus, breast: BreastRead | None = None) -> FocusRow:
         distance_to_zone_edge_mm=rounded(f.distance_to_zone_edge_mm, 1),
         at_ablation_site=f.distance_to_zone_edge_mm <= SITE_BAND_MM, suspicious=f.suspicious,
         why=tuple(f.reasons), lexicon=lexicon_row(f.lexicon), location=locate(breast, f.centre_lps),
-        present_before=bool(f.present_before), fat_centre=bool(f.fat_centre))
+        present_before=bool(f.present_before), fat_center=bool(f.fat_centre))
 
 
 def zone_summary(z: Zone, margin_mm: float, found_in_followup: bool = True,

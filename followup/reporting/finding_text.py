@@ -61,7 +61,7 @@ def other_enhancement_text(other: tuple[FocusRow, ...]) -> str:
     if before:
         text += (f"; {before} of them already enhancing at the same place on the pre-procedure MRI: "
                  "background parenchymal enhancement")
-    fat = sum(1 for x in other if x.fat_centre)
+    fat = sum(1 for x in other if x.fat_center)
     if fat:
         text += f"; {fat} of them a ring around fat: fat necrosis"
     return text + "); listed in report.json."

@@ -104,7 +104,7 @@ class FocusRow(_Model):
     # enhancing at the same place on the pre-procedure MRI, outside the treated volume: background
     present_before: bool = False
     # a ring around a centre with fat's signal (fat not suppressed): fat necrosis, benign
-    fat_centre: bool = False
+    fat_center: bool = False
 
 
 class MotionStep(_Model):

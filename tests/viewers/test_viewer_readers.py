@@ -128,7 +128,11 @@ def _check_ohif(got: dict, out: Path, report: Report) -> dict[str, dict]:
     pm = seg_ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     voxel_ml = float(pm.PixelSpacing[0]) * float(pm.PixelSpacing[1]) * float(pm.SpacingBetweenSlices) / 1000
     for name in [n for n in _findings(report) if n.startswith("Suspicious")] + ["Ablation zone"]:
-        assert _label(by_name[name], "Volume") == f"{segments[name]['voxels'] * voxel_ml:.2f} ml", name
+        # the SR's value was rounded once before it was written and the label rounds it again: equal
+        # to the voxels' volume within those roundings (15.975 ml read "15.98 ml" against 15.97499)
+        label = _label(by_name[name], "Volume")
+        assert label.endswith(" ml"), label
+        assert abs(float(label[:-3]) - segments[name]["voxels"] * voxel_ml) <= 0.0051, (name, label)
     assert str(sr_ds.StudyInstanceUID) == str(seg_ds.StudyInstanceUID)
     return by_name
 

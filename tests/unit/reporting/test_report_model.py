@@ -38,7 +38,8 @@ def _numpy_assessment() -> Assessment:
         centre_lps=np.array([1.26, 2.0, 3.0], np.float32), volume_mm3=f32(100.04), largest_diameter_mm=f32(8.0),
         thickness_mm=np.float64(4.0), peak_pe=f32(210.0), initial_pe=f32(150.0), initial_phase=np.str_("fast"),
         ser=f32("nan"), delayed_change_pct=f32(-12.0), curve_type="washout",
-        distance_to_zone_edge_mm=f32(2.5), suspicious=yes, reasons=[np.str_("nodular")], present_before=np.bool_(False),
+        distance_to_zone_edge_mm=f32(2.5), suspicious=yes, reasons=[np.str_("nodular")],
+        present_before=np.bool_(False), fat_centre=np.bool_(False),
         kinetics_reliable=yes, lexicon=Lexicon(FindingType.MASS, MassShape.OVAL, None, None, "fast", "washout",
                                                ("margin: 2.0 voxels across",), {"solidity": f32(0.93)}))
     zone = SimpleNamespace(centre_lps=np.array([1.0, 2.0, 3.0]), volume_ml=f32(11.3),
