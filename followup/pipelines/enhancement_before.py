@@ -31,6 +31,9 @@ TREATED_SHELL_MM = 3.0
 # The pre-contrast signal below which no ratio is taken: the same share of the box's 95th
 # percentile as the follow-up's maps (followup.pipelines.assess.S0_FLOOR_FRACTION).
 S0_FLOOR_FRACTION = 0.25
+# A follow-up voxel is imaged by the baseline when it maps within the baseline's voxel centres, or
+# this little beyond them (what a resampled volume of ones read above 0.99 did before).
+FOV_SLACK_VOXELS = 0.01
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,19 @@ def enhancement_before(pre: Volume, post: Volume, shape: tuple[int, int, int], a
     ``TREATED_SHELL_MM``) of the tumour's centre on the baseline."""
     s0 = resample(pre, shape, affine, followup_to_baseline)
     s1 = resample(post, shape, affine, followup_to_baseline)
-    inside = resample(Volume(np.ones(pre.shape, np.float32), pre.affine), shape, affine, followup_to_baseline) > 0.99
+    ijk = np.indices(shape).reshape(3, -1).T.astype(float)
+    lps = ijk @ affine[:3, :3].T + affine[:3, 3]
+    in_baseline = lps @ followup_to_baseline[:3, :3].T + followup_to_baseline[:3, 3]
+    # imaged by the baseline: within its voxel centres (linear interpolation reads no padding there)
+    base_ijk = in_baseline @ np.linalg.inv(pre.affine)[:3, :3].T + np.linalg.inv(pre.affine)[:3, 3]
+    inside = np.all((base_ijk >= -FOV_SLACK_VOXELS) & (base_ijk <= np.asarray(pre.shape) - 1 + FOV_SLACK_VOXELS),
+                    axis=1).reshape(shape)
     floor = S0_FLOOR_FRACTION * float(np.percentile(s0[inside], 95)) if inside.any() else 1.0
     maps = enhancement_maps([s0, s1], floor)
     ceiling = unsuppressed_fat_ceiling(s0, maps.pe_peak, maps.valid & inside)
     if ceiling is not None:
         maps = enhancement_maps([s0, s1], S0_FLOOR_FRACTION * ceiling, ceiling)
     pe = np.where(inside & maps.valid, maps.pe, np.nan).astype(np.float32)
-    ijk = np.indices(shape).reshape(3, -1).T.astype(float)
-    lps = ijk @ affine[:3, :3].T + affine[:3, 3]
-    in_baseline = lps @ followup_to_baseline[:3, :3].T + followup_to_baseline[:3, 3]
     d = np.linalg.norm(in_baseline - np.asarray(tumour_centre_baseline_lps, float), axis=1)
     treated = (d <= tumour_radius_mm + margin_mm + TREATED_SHELL_MM).reshape(shape)
     return EnhancementBefore(pe, treated)

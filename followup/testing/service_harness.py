@@ -107,12 +107,13 @@ def storescp(tmp: Path, ae_title: str = "PACS"):
         yield port, out
 
 
-def pacs_received(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
-    """(file, header) of each object storescp has written whole into ``folder``.
+def pacs_received(folder: Path, *, while_receiving: bool = True) -> list[tuple[Path, pydicom.Dataset]]:
+    """(file, header) of each object storescp has written into ``folder``.
 
-    storescp writes an object under its final name while it receives it: a poll can meet a file
-    that is still short. Such a file is skipped here and read at the next poll; a test's final
-    checks read the files themselves, after the analysis and its deliveries ended."""
+    storescp writes an object under its final name while it receives it: a poll
+    (``while_receiving``) can meet a file that is still short, which is skipped here and read at
+    the next poll. A test's final checks, after the analysis and its deliveries ended, pass
+    ``while_receiving=False``: every file must then parse."""
     out: list[tuple[Path, pydicom.Dataset]] = []
     for f in sorted(folder.rglob("*")):
         if not f.is_file():
@@ -120,7 +121,8 @@ def pacs_received(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
         try:
             out.append((f, pydicom.dcmread(f, stop_before_pixels=True)))
         except (pydicom.errors.InvalidDicomError, EOFError, OSError):
-            continue
+            if not while_receiving:
+                raise
     return out
 
 

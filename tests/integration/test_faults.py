@@ -228,11 +228,9 @@ class Service:
 
         ``while_receiving``: polled while storescp may still be writing a file, which is then
         not counted yet; otherwise every file must parse."""
-        if while_receiving:
-            headers = [ds for _, ds in pacs_received(self.pacs_dir)]
-        else:
-            headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in self.pacs_dir.rglob("*") if f.is_file()]
-        seen = {str(ds.SOPInstanceUID): ds.SOPClassUID.name for ds in headers if ds.StudyInstanceUID == study_uid}
+        seen = {str(ds.SOPInstanceUID): ds.SOPClassUID.name
+                for _, ds in pacs_received(self.pacs_dir, while_receiving=while_receiving)
+                if ds.StudyInstanceUID == study_uid}
         return Counter(seen.values())
 
     def pacs_overwrites(self) -> int:

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from followup.pipelines.enhancement import FAT_MAX_PE, EnhancementMaps
+from followup.pipelines.segmentation.grid import bbox
 from followup.pipelines.segmentation.model import Focus
 
 # The centre: enclosed voxels (3D, or within a slice along any axis: a ring open at its poles)
@@ -50,13 +51,21 @@ FAT_CENTRE_OVER_RING = 1.5
 
 
 def enclosed_centre(mask: np.ndarray) -> np.ndarray:
-    """Voxels enclosed by ``mask`` (in 3D, or within a slice along any axis) and not in it."""
-    filled = ndimage.binary_fill_holes(mask)
+    """Voxels enclosed by ``mask`` (in 3D, or within a slice along any axis) and not in it. Worked
+    on the mask's box widened by one voxel (an enclosed voxel lies inside it, and the widened
+    border is background joined to the outside, as on the whole grid)."""
+    out = np.zeros(mask.shape, dtype=bool)
+    if not mask.any():
+        return out
+    box = bbox(mask, np.ones(mask.ndim))
+    m = mask[box]
+    filled = ndimage.binary_fill_holes(m)
     for axis in range(3):
-        moved = np.moveaxis(mask, axis, 0)
+        moved = np.moveaxis(m, axis, 0)
         per_slice = np.stack([ndimage.binary_fill_holes(s) for s in moved])
         filled |= np.moveaxis(per_slice, 0, axis)
-    return filled & ~mask
+    out[box] = filled & ~m
+    return out
 
 
 def _ring_centre(mask: np.ndarray, maps: EnhancementMaps) -> np.ndarray | None:
