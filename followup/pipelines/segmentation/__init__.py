@@ -30,6 +30,7 @@ Modules, one job each (a module imports only those above it in this list):
 * :mod:`.rim`: :func:`~.rim.segment_rim`, the rim's thickness and kinetics;
 * :mod:`.lobes`: a focus's lobes, its mass core and its thickness at half its peak (fine grid);
 * :mod:`.focus`: one focus measured and judged (nodular, suspicious);
+* :mod:`.standout`: the cores of a region that stand out of the background enhancement it holds;
 * :mod:`.foci`: :func:`~.foci.find_foci`, the tissue floor and the splitting of regions;
 * :mod:`.nme`: :func:`~.nme.find_nme`, non-mass enhancement at or extending from the site, described
   with the BI-RADS lexicon and checked against its benign look-alikes;

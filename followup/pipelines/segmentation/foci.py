@@ -15,6 +15,7 @@ from followup.pipelines.segmentation.focus import FOCUS_MIN_PE, MASS_MIN_DIAMETE
 from followup.pipelines.segmentation.grid import bbox, voxel_lps
 from followup.pipelines.segmentation.lobes import MASS_CORE_MARGIN_MM, mass_core, split_lobes
 from followup.pipelines.segmentation.model import Focus, Rim, Zone
+from followup.pipelines.segmentation.standout import split_standout
 from followup.pipelines.segmentation.zone import zone_distances
 
 # I-SPY / UCSF FTV conventions (clinical-evidence.md): background mask S0 >= 0.60 x the 95th
@@ -105,10 +106,13 @@ def find_foci(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarra
     # the top of a 5 mm nodule seen through coarse voxels is one voxel above its dip
     seed_voxels = 1 if voxel_mm3 > COARSE_VOXEL_MM3 else min_voxels
     at_site = np.unique(labels[band & candidate])  # every candidate voxel has a label > 0
-    regions = [part for lab in at_site
+    # split at separate maxima, then what stands out of the background enhancement it touches
+    # (segmentation.standout: a nodule embedded in enhancing gland)
+    regions = [sub for lab in at_site
                if (labels == lab).sum() >= min_voxels
                for part in split_at_maxima(labels == lab, pe_s, spacing, seed_voxels)
-               if (part & band).any()]
+               for sub in split_standout(part, pe_s, min_voxels, FOCUS_MIN_PE)
+               if (sub & band).any()]
     for region in regions:
         if region.sum() * voxel_mm3 < FOCUS_MIN_VOLUME_MM3:
             continue

@@ -49,6 +49,7 @@ from followup.pipelines.segmentation.model import (
     Zone,
 )
 from followup.pipelines.segmentation.rays import voxel_along
+from followup.pipelines.segmentation.standout import split_standout
 from followup.pipelines.segmentation.zone import zone_distances
 
 # Enhancement counted: medium or fast initial enhancement (as the foci, clinical-evidence.md), on the
@@ -142,9 +143,13 @@ def find_nme(phases: list[np.ndarray], maps: EnhancementMaps, affine: np.ndarray
             masses |= f.mask
     patches = _patches_away(enhancing, signed, pe_s, voxel_mm3)
     background = _background(enhancing, tissue, signed, pe_s)
+    # a group is read as what stands out of the background enhancement it touches (a clumped duct
+    # in enhancing gland: segmentation.standout) and the rest; each part must reach the site's band
+    min_voxels = max(1, int(np.ceil(NME_MIN_VOLUME_MM3 / voxel_mm3)))
+    groups = [part for lab in keep for part in split_standout(labels == lab, pe_s, min_voxels, NME_MIN_PE)
+              if float(signed[part].min()) <= SITE_BAND_MM]
     out: list[NonMassEnhancement] = []
-    for lab in keep:
-        core = labels == lab
+    for core in groups:
         region = _through_rim(core, enhancing & (signed > -NME_INSIDE_MM) & (signed <= shell), lps, spacing, shell)
         nme = describe_nme(len(out) + 1, region, phases, maps, affine, lps, signed, pe_s, shell, patches, foci,
                            background)

@@ -145,3 +145,28 @@ def test_nme_within_background_enhancement_is_a_benign_look_alike(ph):
     assert len(at_site) == 1
     assert at_site[0].mimic is NmeMimic.BACKGROUND and not at_site[0].suspicious
     assert "of the tissue away from the site enhances alike" in at_site[0].reasons[0]
+
+
+def test_a_clumped_duct_in_enhancing_gland_stands_out_of_it(ph):
+    """A duct whose clumps enhance far above the gland it runs through (segmentation.standout):
+    without the standout rule the duct and the gland are one group (here a slab-shaped focus, left
+    to the foci, and no NME at all); with it, the duct is suspicious NME of its own."""
+    u = ROT[:, 0]
+    duct, clumps, _, _ = _duct(ph, u)
+    local = (ph.lps - (ph.surface(u) + u * 12.0)) @ ROT
+    gland = (np.abs(local[..., 0]) <= 9.0) & (np.abs(local[..., 1]) <= 12.0) & (np.abs(local[..., 2]) <= 4.0) \
+        & ~ph.zone & (ph.beyond > 4.0)
+    far = [np.linalg.norm((ph.lps - ph.centre - np.array(off)) / np.array([9.0, 8.0, 4.0]), axis=-1) <= 1.0
+           for off in ((0, 30, 20), (0, -30, -20), (25, 30, -20))]
+    bright_duct = (100.0, 280.0, 278.0, 270.0)  # 180 %, plateau: about three times the gland's 60 %
+    seg = ph.segment((ph.rim(2.0), RIM), (gland, PATCH), *[(f, PATCH) for f in far],
+                     (duct | clumps, bright_duct))
+    found = [m for m in seg.nme if m.suspicious and (m.mask & (duct | clumps)).any()]
+    assert len(found) == 1, [(m.distribution, m.mimic, m.reasons) for m in seg.nme]
+    m = found[0]
+    assert m.distribution is NmeDistribution.LINEAR
+    assert abs(m.extent_mm - DUCT_MM) <= 4.0, m.extent_mm
+    assert not (m.mask & gland & ~(duct | clumps)).sum() > 0.2 * m.mask.sum()  # the duct, not the gland
+    # the gland itself is still background enhancement, not a finding
+    assert not any(x.suspicious for x in seg.nme if (x.mask & gland & ~(duct | clumps)).sum() > 100)
+
