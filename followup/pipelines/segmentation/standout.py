@@ -16,7 +16,7 @@ at half-way between ``bg`` and its own peak (the full width at half maximum over
 a lesion's extent is measured against its surroundings; brightest first, a voxel to one core); the
 rest of the region, less a one-voxel shell around the cores (their partial-volume edge), is left as
 it was (background). The ratio is
-a modelling choice (tuning seeds 61000-61019, 62000-62007, 97200-97259: gland and BPE patches peak
+a modelling choice (tuning seeds 62000-62007 and 97215: gland and BPE patches peak
 at 1.1-1.6 x the median of the region they belong to; the nodules and ducts that stood out, 2.4-2.9
 x), not a published figure: enhancement no brighter than the gland around it stays hidden in it, as
 it does for a reader (the caveat on marked BPE says so).
@@ -29,8 +29,8 @@ from scipy import ndimage
 
 STANDOUT_MIN_RATIO = 2.0
 STANDOUT_LEVEL = 0.5  # the cut, as a fraction of the way from the background's level to the peak
-# Only a region at least this many times its cores' volume is cut (a nodule with a little gland
-# around it is one focus; measure_focus and the lobes handle it).
+# A region is cut only when at least this share of it is background (not cores): a nodule with a
+# little gland around it stays one focus, which measure_focus and the lobes handle.
 STANDOUT_MIN_BACKGROUND_SHARE = 0.5
 
 
