@@ -22,7 +22,7 @@ import numpy as np
 
 from followup.pipelines.enhancement import enhancement_maps, unsuppressed_fat_ceiling
 from followup.pipelines.roi import resample
-from followup.volume import Volume
+from followup.volume import Volume, apply_affine
 
 # Around the treated volume (the tumour's sphere and its target margin), this much more: the
 # registration's error on converged alignments, < 2 mm (docs/analysis/index.md), and about one
@@ -55,11 +55,9 @@ def enhancement_before(pre: Volume, post: Volume, shape: tuple[int, int, int], a
     ``TREATED_SHELL_MM``) of the tumour's centre on the baseline."""
     s0 = resample(pre, shape, affine, followup_to_baseline)
     s1 = resample(post, shape, affine, followup_to_baseline)
-    ijk = np.indices(shape).reshape(3, -1).T.astype(float)
-    lps = ijk @ affine[:3, :3].T + affine[:3, 3]
-    in_baseline = lps @ followup_to_baseline[:3, :3].T + followup_to_baseline[:3, 3]
+    in_baseline = apply_affine(followup_to_baseline, apply_affine(affine, np.indices(shape).reshape(3, -1).T))
     # imaged by the baseline: within its voxel centres (linear interpolation reads no padding there)
-    base_ijk = in_baseline @ np.linalg.inv(pre.affine)[:3, :3].T + np.linalg.inv(pre.affine)[:3, 3]
+    base_ijk = pre.world_to_voxel(in_baseline)
     inside = np.all((base_ijk >= -FOV_SLACK_VOXELS) & (base_ijk <= np.asarray(pre.shape) - 1 + FOV_SLACK_VOXELS),
                     axis=1).reshape(shape)
     floor = S0_FLOOR_FRACTION * float(np.percentile(s0[inside], 95)) if inside.any() else 1.0

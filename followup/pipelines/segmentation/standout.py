@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from followup.pipelines.segmentation.grid import bbox
+
 STANDOUT_MIN_RATIO = 2.0
 STANDOUT_LEVEL = 0.5  # the cut, as a fraction of the way from the background's level to the peak
 # A region is cut only when at least this share of it is background (not cores): a nodule with a
@@ -39,9 +41,21 @@ def standout_cores(region: np.ndarray, pe: np.ndarray, min_voxels: int, floor_pe
     at least ``min_voxels``; empty when none does, or when the cores are most of the region.
     ``pe``: the smoothed enhancement map; ``floor_pe``: the lowest level the cut may take (the
     foci's threshold)."""
-    vals = pe[region]
-    if vals.size == 0:
+    if not region.any():
         return []
+    box = bbox(region, np.ones(region.ndim))  # every core lies in the region's box
+    cores = _cores(region[box], pe[box], min_voxels, floor_pe)
+    out = []
+    for c in cores:
+        full = np.zeros(region.shape, dtype=bool)
+        full[box] = c
+        out.append(full)
+    return out
+
+
+def _cores(region: np.ndarray, pe: np.ndarray, min_voxels: int, floor_pe: float) -> list[np.ndarray]:
+    """:func:`standout_cores` on the region's box."""
+    vals = pe[region]
     bg, peak = float(np.median(vals)), float(vals.max())
     if bg <= 0 or peak < STANDOUT_MIN_RATIO * bg:
         return []
