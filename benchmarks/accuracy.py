@@ -13,8 +13,10 @@ Tables:
     likelihood ratio among the report's drivers), tumour-centre error median / p95 (mapped baseline
     tumour centre against the truth in the follow-up), residual nodules >= 5 mm found as a
     suspicious focus within 5 mm of their centre, suspicious foci in studies without residual, AUC
-    of the MRI likelihood ratio (residual vs none; 1 where imaging was not used), and how well the
-    registration's ``poor`` label tells failed (> 4 mm) from converged (< 2 mm) registrations;
+    of the MRI likelihood ratio (residual vs none; 1 where imaging was not used), the ablation
+    zone's volume against the truth's (``ablation_zone`` or, independent simulator, ``zone``), and
+    how well the registration's ``poor`` label tells failed (> 4 mm) from converged (< 2 mm)
+    registrations;
 (b) stress: tumour-centre error median / p95 and imaging evidence used by displacement band
     (translation norm 0-10, 10-20, 20-30 mm; largest per-axis rotation 0-8, 8-15 deg), by layout
     pair and by tumour size, beside SimpleITK's and elastix's registration of the same pre-contrast
@@ -265,7 +267,9 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
            "nodules": [{"diameter_mm": n["diameter_mm"], "found": False, "gap_mm": gap, **nodule_kind(n)}
                        for n, gap in zip(truth["nodules"], nodule_gaps(truth["nodules"]), strict=True)],
            **study_kind(truth), "nme": [], "nme_reported": 0,
-           "foci": 0, "seconds": None, "peers": {}, "quality_arm": []}
+           "foci": 0, "seconds": None, "peers": {}, "quality_arm": [],
+           "zone_truth_ml": (truth.get("ablation_zone") or truth.get("zone") or {}).get("volume_ml"),
+           "zone_ml": None}
     t0 = time.perf_counter()
     try:
         out = run_job(pair / "followup", pair / "baseline", load_procedure(pair / "procedure.json"),
@@ -279,6 +283,9 @@ def run_case(workdir: Path, scenario: str, seed: int, size: str, variation: str,
         row["seconds"] = time.perf_counter() - t0
     row["status"], row["p"], row["reason"] = r["status"], r["residual_probability"], r["reason"]
     row.update(nme_row(truth, out.assessment))
+    seg = out.assessment.segmentation if out.assessment is not None else None
+    if seg is not None:
+        row["zone_ml"] = seg.zone.volume_ml
     mri = [d for d in r["drivers"] if d["name"].lower().startswith("mri")]
     row["imaging"] = bool(mri)
     row["lr"] = float(np.prod([d["odds_factor"] for d in mri])) if mri else 1.0
@@ -477,6 +484,17 @@ def _stats(errs: list[float]) -> str:
     return f"{fmt(med)} / {fmt(p95)}"
 
 
+def zone_volume_errors(rows: list[dict]) -> str:
+    """The measured zone's volume against the truth's: median of the absolute relative error, its
+    signed median and 90th percentile, over the rows with both (``-`` when none)."""
+    rel = np.array([r["zone_ml"] / r["zone_truth_ml"] - 1.0 for r in rows
+                    if r.get("zone_ml") is not None and r.get("zone_truth_ml")])
+    if rel.size == 0:
+        return "-"
+    return (f"{np.median(np.abs(rel)):.1%} ({np.median(rel):+.1%}; {np.percentile(np.abs(rel), 90):.1%}) "
+            f"(n={rel.size})")
+
+
 def accuracy_table(rows: list[dict]) -> list[str]:
     done = [r for r in rows if r["status"] == "complete"]
     analysable = [r for r in rows if r["status"] != "deferred"]
@@ -508,6 +526,7 @@ def accuracy_table(rows: list[dict]) -> list[str]:
         f"{sum(n['diameter_mm'] < 5 for n in nods)} | |",
         f"| studies without residual with a suspicious focus | {len(foci_neg)} / {len(neg)} | 0 |",
         f"| AUC of the MRI likelihood ratio (residual vs none) | {auc(pos, neg):.3f} | >= 0.95 |",
+        f"| ablation-zone volume error, median of absolute (signed median; p90) | {zone_volume_errors(done)} | |",
         f"| `poor` on a converged registration (< 2 mm): false alarms | "
         f"{sum(r['quality'] == 'poor' for r in conv)} / {len(conv)} | 0 |",
         f"| `good` on a failed registration (> 4 mm): misses | "
