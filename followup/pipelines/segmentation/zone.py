@@ -11,7 +11,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from followup.pipelines.enhancement import EnhancementMaps
-from followup.pipelines.segmentation.edge import ZONE_SMOOTH_VOXELS, curvature_shift_mm, rim_edge
+from followup.pipelines.segmentation.edge import (
+    ZONE_FAINT_RIM_PEAK_MM,
+    ZONE_SMOOTH_VOXELS,
+    curvature_shift_mm,
+    rim_edge,
+)
 from followup.pipelines.segmentation.grid import bbox, sample, voxel_lps
 from followup.pipelines.segmentation.model import Zone
 from followup.pipelines.segmentation.rays import (
@@ -59,6 +64,9 @@ RIM_SURFACE_MIN_CLEAN = 0.1
 RIM_SURFACE_NEIGHBOURS = 31
 RIM_SURFACE_MIN_SHARE = 0.5
 RIM_SURFACE_TOL_MM = 3.0
+# ... and the rim past a step must look like one (:func:`_rim_like`): clear, or a faint layer whose
+# enhancement falls back to half its height within this far beyond its peak.
+RIM_FALL_MM = 4.0
 RIM_SURFACE_TOL_SHARE = 0.25
 
 
@@ -116,7 +124,11 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     # step onto a rim, RIM_BEHIND_STEP_MM or less before the rim's edge, is left to that edge, as is
     # every step inside a rim that lies on the zone's rim surface: the cavity's own content)
     clean = rim & (stop_mm >= edge_mm - RIM_BEHIND_STEP_MM)  # a rim reached with no step before it
-    within_rim = on_rim_surface(edge_mm, rim, dirs, clean)
+    within_rim = on_rim_surface(edge_mm, rim, dirs, clean) & _rim_like(pe_ray, edge, n_core)
+    if radius_cap_mm is not None:
+        # the zone involutes: a rim beyond the earlier exam's zone, reached past a step, is not this
+        # zone's (gland beyond a cavity whose rim has faded); the step stays the edge there
+        within_rim &= ~(np.isfinite(radius_cap_mm) & (edge_mm > radius_cap_mm))
     by_signal = ((stop_mm < edge_mm) & ~(rim & (edge_mm - stop_mm <= RIM_BEHIND_STEP_MM)) & ~within_rim
                  & ~ran_out & persist[rows, at] & ~enhancing[rows, at])
     stop_mm = np.where(within_rim & ~enhancing[rows, at], np.maximum(stop_mm, edge_mm), stop_mm)
@@ -133,6 +145,27 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
         raw = np.where(capped, radius_cap_mm, raw)
         ran_out = ran_out & ~capped
     return Rays(circular_median(raw, dirs, k_median), ran_out, capped)
+
+
+def _rim_like(pe_ray: np.ndarray, edge: np.ndarray, n_core: int) -> np.ndarray:
+    """Per ray: whether the enhancement at its rim's edge (``edge``, ray samples) is a rim: a clear
+    one (its peak within ``ZONE_FAINT_RIM_PEAK_MM`` at ``ZONE_ENHANCEMENT_STOP_PE`` or more), or a
+    faint layer that falls back below half its height over the core's level within
+    ``RIM_FALL_MM`` beyond its peak. A faint plateau of enhancement past a step (12-30 % held on)
+    is as often background enhancement in the fat beyond a cavity whose rim has faded."""
+    n = pe_ray.shape[1]
+    idx = np.arange(n)[None, :]
+    core = pe_ray[:, :n_core]
+    level = float(np.median(core[np.isfinite(core)])) if np.isfinite(core).any() else 0.0
+    pe = np.where(np.isfinite(pe_ray), pe_ray, -np.inf)
+    e0 = np.nan_to_num(edge, posinf=n)[:, None]
+    near = (idx >= e0) & (idx <= e0 + ZONE_FAINT_RIM_PEAK_MM / RAY_STEP_MM)
+    crest = np.argmax(np.where(near, pe, -np.inf), axis=1)
+    peak = pe[np.arange(len(pe)), crest]
+    half = level + 0.5 * (peak - level)
+    after = (idx > crest[:, None]) & (idx <= crest[:, None] + RIM_FALL_MM / RAY_STEP_MM)
+    falls = (after & (pe < half[:, None]) & np.isfinite(pe_ray)).any(axis=1)
+    return np.isfinite(edge) & ((peak >= ZONE_ENHANCEMENT_STOP_PE) | falls)
 
 
 def on_rim_surface(edge_mm: np.ndarray, rim: np.ndarray, dirs: np.ndarray, clean: np.ndarray) -> np.ndarray:

@@ -260,6 +260,19 @@ def test_gland_beyond_a_rimless_side_is_not_the_zone_edge(iso):
     assert np.percentile(np.abs(err[~rimless_side]), 95) < 1.5
 
 
+
+def test_a_faint_plateau_past_a_rimless_step_is_not_a_rim(iso):
+    """No rim: the dark cavity (S0 40) steps to fat, and 6-20 mm beyond, the fat enhances faintly
+    and evenly (15 %, background enhancement). That faint plateau is no rim (it never falls back):
+    the rays end at the step, not 6 mm out (a rimless zone measured +44-65 % otherwise)."""
+    faint_fat = (FAT, FAT * 1.15, FAT * 1.18, FAT * 1.2)
+    plateau = ~iso.zone & (iso.beyond > 6.0) & (iso.beyond <= 20.0)
+    phases = iso.phases((iso.zone, (40.0,) * 4), (plateau, faint_fat), base=FAT)
+    zone = _zone(iso, phases)
+    err = zone.ray_radius_mm - _true_ray_radius()
+    assert abs(np.median(err)) < 1.0 and np.percentile(np.abs(err), 95) < 1.5
+
+
 # ----------------------------------------------------------------------------- rim
 
 
