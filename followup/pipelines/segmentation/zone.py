@@ -64,10 +64,10 @@ RIM_SURFACE_MIN_CLEAN = 0.1
 RIM_SURFACE_NEIGHBOURS = 31
 RIM_SURFACE_MIN_SHARE = 0.5
 RIM_SURFACE_TOL_MM = 3.0
+RIM_SURFACE_TOL_SHARE = 0.25
 # ... and the rim past a step must look like one (:func:`_rim_like`): clear, or a faint layer whose
 # enhancement falls back to half its height within this far beyond its peak.
 RIM_FALL_MM = 4.0
-RIM_SURFACE_TOL_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     ``k_median`` nearest rays. Also, per ray, whether it ran to the search limit (no edge found).
     With ``sub_smooth`` (the smoothed subtraction image, peak post-contrast minus pre-contrast
     signal) the rim's edge is placed on it, thin rims corrected for the blur (:func:`rim_edge`).
+    A step of the signal before a rim on the zone's rim surface (:func:`on_rim_surface`) that
+    looks like a rim (:func:`_rim_like`) is the cavity's content: that ray ends at the rim.
     ``radius_cap_mm`` (per ray; the earlier exam's zone carried forward,
     :mod:`followup.pipelines.zone_prior`): a ray that no rim ends ends there at the latest, and
     does not count as run out."""
