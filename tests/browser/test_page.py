@@ -198,6 +198,9 @@ def test_keyboard_only(page, site):
     wait_js(page, "document.activeElement.id === 'q'")
     page.keyboard.type("synthetic")
     page.keyboard.press("Enter")
+    # the list answering this query is shown before tabbing into it (a list replaced under the
+    # focus took the focused link with it: the Enter on it went nowhere, once under load)
+    wait_js(page, "document.querySelector('[data-query=\"synthetic\"] a') !== null")
     tab_to("(document.activeElement.getAttribute('href') || '').startsWith('#/patient/')")
     page.keyboard.press("Enter")
     page.wait_for_selector("article.study")

@@ -2,7 +2,7 @@
 (function () {
   var KEY = "followup.apiToken", me = null;
   var $ = function (id) { return document.getElementById(id); };
-  var routeSeq = 0, lastQuery = "", images = new Map(), searchTimer = null;
+  var routeSeq = 0, lastQuery = "", images = new Map(), searchTimer = null, searchSeq = 0;
 
   function token() { return sessionStorage.getItem(KEY) || ""; }
   function say(text, ok) { $("msg").textContent = text || ""; $("msg").className = ok ? "ok" : ""; }
@@ -149,7 +149,10 @@
     clearTimeout(searchTimer);
     // the same query already shown: leave the list (and the reader's focus in it) alone
     if (results.firstChild && results.getAttribute("data-query") === q) { return Promise.resolve(); }
+    var mine = ++searchSeq;
     return getJSON("patients/search", { method: "POST", body: { q: q, limit: 200 } }).then(function (rows) {
+      // an older search answering late (one started while typing) never replaces a newer one's list
+      if (mine !== searchSeq) { return; }
       results.setAttribute("data-query", q);
       count.textContent = rows.length + (rows.length === 1 ? " patient" : " patients") + (q ? " matching “" + q + "”" : "") + ".";
       results.replaceChildren(table(["Name", "Patient ID", "Birth date", "Studies", "Last study", "Latest probability",
