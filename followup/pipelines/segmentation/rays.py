@@ -19,10 +19,15 @@ def fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], 1)
 
 
+def nearest_rays(dirs: np.ndarray, k: int) -> np.ndarray:
+    """Per ray, the indices of its ``k`` nearest rays (itself first), one row each."""
+    _, idx = cKDTree(dirs).query(dirs, k=min(k, len(dirs)))
+    return np.asarray(idx).reshape(len(dirs), -1)
+
+
 def circular_median(values: np.ndarray, dirs: np.ndarray, k: int = 15) -> np.ndarray:
     """Median of each ray's value with its k nearest neighbouring rays (removes stray rays)."""
-    _, idx = cKDTree(dirs).query(dirs, k=k)
-    return np.median(values[idx], axis=1)
+    return np.median(values[nearest_rays(dirs, k)], axis=1)
 
 
 def first_true(flags: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from followup.pipelines.segmentation.rays import (
     fibonacci_sphere,
     first_true,
     held,
+    nearest_rays,
     voxel_along,
 )
 
@@ -133,7 +134,7 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
         within_rim &= ~(np.isfinite(radius_cap_mm) & (edge_mm > radius_cap_mm))
     by_signal = ((stop_mm < edge_mm) & ~(rim & (edge_mm - stop_mm <= RIM_BEHIND_STEP_MM)) & ~within_rim
                  & ~ran_out & persist[rows, at] & ~enhancing[rows, at])
-    stop_mm = np.where(within_rim & ~enhancing[rows, at], np.maximum(stop_mm, edge_mm), stop_mm)
+    stop_mm = np.where(within_rim, edge_mm, stop_mm)  # such a ray ends at its rim
     if by_signal.any():
         step = signal_step_mm(s0_ray[by_signal], stop[by_signal], core)
         if voxel is not None:
@@ -174,19 +175,18 @@ def on_rim_surface(edge_mm: np.ndarray, rim: np.ndarray, dirs: np.ndarray, clean
     """Per ray: whether it has a rim (``rim``) at about the distance its neighbours have theirs and
     not far beyond the rims reached with no signal step before them (``clean``; ``RIM_SURFACE_*``):
     the zone's rim surface, inside which everything is the zone."""
-    k = min(RIM_SURFACE_NEIGHBOURS, len(dirs))
-    _, idx = cKDTree(dirs).query(dirs, k=k)
-    idx = np.asarray(idx).reshape(len(dirs), -1)
+    if not rim.any():
+        return rim.copy()
+    idx = nearest_rays(dirs, RIM_SURFACE_NEIGHBOURS)
     with_rim = rim[idx]
     share = with_rim.mean(axis=1)
-    vals = np.where(with_rim, edge_mm[idx], np.nan)
-    med = np.full(len(dirs), np.nan)
+    med = np.zeros(len(dirs))  # the neighbours' median rim distance (0 where none has a rim)
     ok = with_rim.any(axis=1)
-    med[ok] = np.nanmedian(vals[ok], axis=1)
-    tol = np.maximum(RIM_SURFACE_TOL_MM, RIM_SURFACE_TOL_SHARE * np.nan_to_num(med))
+    med[ok] = np.nanmedian(np.where(with_rim, edge_mm[idx], np.nan)[ok], axis=1)
+    tol = np.maximum(RIM_SURFACE_TOL_MM, RIM_SURFACE_TOL_SHARE * med)
     reference = clean if clean.mean() >= RIM_SURFACE_MIN_CLEAN else rim
-    compact = edge_mm <= RIM_SURFACE_MAX_OVER_MEDIAN * float(np.median(edge_mm[reference])) if reference.any() else rim
-    return rim & compact & (share >= RIM_SURFACE_MIN_SHARE) & ok & (np.abs(edge_mm - np.nan_to_num(med)) <= tol)
+    compact = edge_mm <= RIM_SURFACE_MAX_OVER_MEDIAN * float(np.median(edge_mm[reference]))
+    return rim & compact & (share >= RIM_SURFACE_MIN_SHARE) & (np.abs(edge_mm - med) <= tol)
 
 
 def signal_step_mm(s0_ray: np.ndarray, stop: np.ndarray, core: float) -> np.ndarray:
