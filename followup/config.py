@@ -86,8 +86,9 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # > the longest analysis
 DEFAULT_MAX_MEMORY_PER_CHILD_KB = 4 * 1024 * 1024
 # A dead worker's analysis is taken over by the first sweep after its lease expired: lease (60 s) +
 # this + the analysis itself after a whole-worker SIGKILL (docs/operations/recovery.md). 5 s (was
-# 15 s): the analysis grew with issue 24 (breast read, NME, more key images) and the SR must still be
-# at the PACS within 2 minutes of the kill under load; a sweep is one indexed registry query.
+# 15 s): the analysis grew with issue 24 (breast read, NME, more key images) and the SR must be at
+# the PACS about 1 1/2 minutes after the kill (one lease, one sweep, the re-run); a sweep is one
+# indexed registry query.
 DEFAULT_RECONCILE_SECONDS = 5.0
 DEFAULT_RECONCILE_OLDER_THAN_S = 300.0
 DEFAULT_API_MAX_BODY_BYTES = 1024 * 1024  # a procedure record is a few KiB, a search a few bytes
