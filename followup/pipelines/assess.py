@@ -199,10 +199,12 @@ def assess(baseline: DCEStudy | None, followup: DCEStudy, record: ProcedureRecor
     return concluded(a, record, imaging)
 
 
-def resegmented(a: Assessment, record: ProcedureRecord, followup: DCEStudy, radius_cap: RadiusCap) -> Assessment:
+def resegmented(a: Assessment, record: ProcedureRecord, followup: DCEStudy, radius_cap: RadiusCap,
+                registered: bool = True) -> Assessment:
     """``a`` (complete) with its zone, rim and foci found again with ``radius_cap`` (the earlier
-    exam's zone carried forward: :mod:`followup.pipelines.zone_prior`), and the probability,
-    caveats, category and recommendations that follow from them."""
+    exam's zone carried forward: :mod:`followup.pipelines.zone_prior`; ``registered``: through the
+    registration between them, else its size alone), and the probability, caveats, category and
+    recommendations that follow from them."""
     assert a.roi is not None and a.maps is not None and a.registration is not None
     assert a.tumour_center_followup is not None and a.zone_search is not None
     seg = segment(a.roi.phases, a.maps, a.roi.grid.affine, a.tumour_center_followup,
@@ -213,10 +215,13 @@ def resegmented(a: Assessment, record: ProcedureRecord, followup: DCEStudy, radi
     caveats = always_caveats() + record_caveats(record) + _analysis_caveats(record, followup, a.registration,
                                                                             seg, a.zone_search)
     if seg.zone.edge_from_prior_share > 0:
+        source = ("the earlier follow-up's zone" if registered else
+                  "the earlier follow-up's longest zone radius (that follow-up could not be registered with "
+                  "this one)")
         caveats.append(Note("zone-edge-from-prior", f"In {100 * seg.zone.edge_from_prior_share:.0f}% of "
                             "directions no rim or signal change showed the ablation zone's edge: there it "
-                            "was taken from the earlier follow-up's zone (the zone involutes), so the "
-                            "volume there is an upper bound."))
+                            f"was taken from {source} (the zone involutes), so the volume there is an "
+                            "upper bound."))
     return concluded(replace(a, segmentation=seg, probability=probability, caveats=tuple(caveats)),
                      record, imaging)
 

@@ -17,9 +17,11 @@ The trend, in order of precedence:
 
 * ``new-enhancement``: a suspicious focus at the ablation site that the previous follow-up did not
   show within ``FOCUS_MATCH_MM`` (mapped through the registration of the two follow-ups), or one
-  that grew by >= ``GROWN_MIN_FRACTION`` and >= ``GROWN_MIN_MM`` in largest diameter;
+  that grew by >= ``GROWN_MIN_FRACTION`` and >= ``GROWN_MIN_MM`` in largest diameter; where the
+  previous follow-up could not be registered, against the latest earlier one that could;
 * ``growing``: the zone's volume grew by >= ``GROWING_VOLUME_RATIO`` against the previous
-  follow-up, or the rim thickened by >= ``RIM_THICKENING_MM``;
+  follow-up (a volume that is mostly an earlier zone's bound, ``VOLUME_BOUND_SHARE``, is an upper
+  bound and never shows growth), or the rim thickened by >= ``RIM_THICKENING_MM``;
 * ``involuting``: the zone's volume fell to <= ``INVOLUTING_VOLUME_RATIO`` of the previous one;
 * ``stable``: otherwise.
 """
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +41,12 @@ from followup.evidence import LR_INVOLUTING, OddsFactor
 # below RECIST 1.1's 20 % diameter increase for progression, which is x 1.73 in volume).
 GROWING_VOLUME_RATIO = 1.3
 INVOLUTING_VOLUME_RATIO = 0.9
+# A zone whose edge is an earlier exam's bound (zone_prior: no rim or signal step showed it) in at
+# least this share of directions has a volume that is an upper bound, not a measurement: it says
+# the zone is no larger, never that it grew (independent series 99600: a bound whose orientation
+# was unknown, the earlier zone's longest radius, let a zone measured at 5.7 x its true volume read
+# as 1.9 x the one before). A modelling choice.
+VOLUME_BOUND_SHARE = 0.5
 # Rim thickening that counts as growth (assumption: twice the benign rim's 1-2.5 mm spread).
 RIM_THICKENING_MM = 2.0
 # Two findings of consecutive exams are the same when their centres, mapped into one space, lie
@@ -111,6 +119,8 @@ class TimePointMeasure:
     registration_quality: str | None = None  # of its registration to the current follow-up
     chain_discrepancy_mm: float | None = None
     reason: str | None = None  # why nothing was measured
+    # share of directions whose zone edge is an earlier exam's bound (no rim or step showed it)
+    zone_edge_from_prior_share: float = 0.0
 
     @property
     def measured(self) -> bool:
@@ -147,7 +157,12 @@ class Change:
     rim_thickness_change_mm: float | None
     new_foci: tuple[FocusChange, ...]
     grown_foci: tuple[FocusChange, ...]
-    foci_compared: bool  # False: the two could not be put in one space (no focus called new)
+    foci_compared: bool  # False: no earlier follow-up could be put in one space with it (no focus called new)
+    # The follow-up the foci were compared with: the previous one, or, where that one could not be
+    # registered, the latest earlier one that could (None: not compared).
+    foci_previous_study_uid: str | None = None
+    foci_previous_date: dt.date | None = None
+    volume_bounded: bool = False  # the current volume is an earlier exam's bound (VOLUME_BOUND_SHARE)
 
 
 @dataclass(frozen=True)
@@ -213,7 +228,19 @@ def compare(previous: TimePointMeasure, current: TimePointMeasure) -> Change:
                     f.largest_diameter_mm - m.largest_diameter_mm >= GROWN_MIN_MM:
                 grown.append(FocusChange(f.centre_lps, f.largest_diameter_mm, m.largest_diameter_mm,
                                          f.curve_type))
-    return Change(previous.study_uid, previous.date, ratio, rim, tuple(new), tuple(grown), comparable)
+    return Change(previous.study_uid, previous.date, ratio, rim, tuple(new), tuple(grown), comparable,
+                  previous.study_uid if comparable else None, previous.date if comparable else None,
+                  current.zone_edge_from_prior_share >= VOLUME_BOUND_SHARE)
+
+
+def with_foci_against(change: Change, earlier: TimePointMeasure, current: TimePointMeasure) -> Change:
+    """``change`` (against the previous follow-up, which could not be registered to ``current``)
+    with its foci compared with ``earlier`` instead: a reader compares with the latest prior that
+    can be compared, and a nodule new since then is new (a registered exam before the one that
+    could not be registered; its volume and rim stay against the previous one)."""
+    against = compare(earlier, current)
+    return replace(change, new_foci=against.new_foci, grown_foci=against.grown_foci, foci_compared=True,
+                   foci_previous_study_uid=earlier.study_uid, foci_previous_date=earlier.date)
 
 
 def classify(change: Change | None) -> tuple[str | None, str]:
@@ -225,9 +252,13 @@ def classify(change: Change | None) -> tuple[str | None, str]:
         parts = [f"new {f.curve_type} focus of {f.largest_diameter_mm:.0f} mm" for f in change.new_foci]
         parts += [f"{f.curve_type} focus grown from {f.previous_diameter_mm:.0f} to "
                   f"{f.largest_diameter_mm:.0f} mm" for f in change.grown_foci]
-        return "new-enhancement", f"against the follow-up of {when}: " + "; ".join(parts) + " at the ablation site"
+        against = when
+        if change.foci_previous_study_uid not in (None, change.previous_study_uid):
+            against = (f"{change.foci_previous_date.isoformat() if change.foci_previous_date else 'an earlier one'}"
+                       f" (that of {when} could not be registered)")
+        return "new-enhancement", f"against the follow-up of {against}: " + "; ".join(parts) + " at the ablation site"
     r = change.volume_ratio
-    if r is not None and r >= GROWING_VOLUME_RATIO:
+    if r is not None and r >= GROWING_VOLUME_RATIO and not change.volume_bounded:
         return "growing", (f"the ablation zone grew to {r:.2f} x its volume of {when} "
                            f"(>= {GROWING_VOLUME_RATIO:g}; involution is expected)")
     if change.rim_thickness_change_mm is not None and change.rim_thickness_change_mm >= RIM_THICKENING_MM:
@@ -237,6 +268,9 @@ def classify(change: Change | None) -> tuple[str | None, str]:
     if r is not None and r <= INVOLUTING_VOLUME_RATIO:
         return "involuting", f"the ablation zone shrank to {r:.2f} x its volume of {when}, no new enhancement{tail}"
     shown = "unknown" if r is None else f"{r:.2f} x"
+    if change.volume_bounded:
+        shown += (" (an upper bound: in most directions no rim or signal change showed the zone's edge, "
+                  "which an earlier zone bounds)")
     return "stable", f"the ablation zone's volume is {shown} that of {when}, no new enhancement{tail}"
 
 
@@ -246,8 +280,13 @@ def summarise(points: Sequence[TimePointMeasure]) -> Longitudinal:
     ordered = sorted(points, key=lambda p: (p.current, p.date or dt.date.min))
     changes: list[Change | None] = []
     last: TimePointMeasure | None = None
-    for p in ordered:
-        changes.append(compare(last, p) if (last is not None and p.measured) else None)
+    for i, p in enumerate(ordered):
+        change = compare(last, p) if (last is not None and p.measured) else None
+        if change is not None and not change.foci_compared:
+            registered = [q for q in ordered[:i] if q.measured and q.mapping != "none" and q is not last]
+            if registered and p.mapping != "none":
+                change = with_foci_against(change, registered[-1], p)
+        changes.append(change)
         if p.measured:
             last = p
     trend, reason = classify(changes[-1] if changes else None)
@@ -266,6 +305,23 @@ def likelihood_factor(lon: Longitudinal) -> tuple[str, OddsFactor] | None:
     return None
 
 
-__all__ = ["CHAIN_TOLERANCE_MM", "LR_NEW_ENHANCEMENT", "LR_ZONE_GROWING", "RAISING", "TRENDS", "Change",
-           "FocusChange", "FocusMeasure", "Longitudinal", "TimePointMeasure", "chain_discrepancy_mm",
-           "classify", "compare", "likelihood_factor", "map_points", "summarise"]
+__all__ = [
+    "CHAIN_TOLERANCE_MM",
+    "LR_NEW_ENHANCEMENT",
+    "LR_ZONE_GROWING",
+    "RAISING",
+    "TRENDS",
+    "VOLUME_BOUND_SHARE",
+    "Change",
+    "FocusChange",
+    "FocusMeasure",
+    "Longitudinal",
+    "TimePointMeasure",
+    "chain_discrepancy_mm",
+    "classify",
+    "compare",
+    "likelihood_factor",
+    "map_points",
+    "summarise",
+    "with_foci_against",
+]

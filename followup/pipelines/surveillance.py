@@ -51,7 +51,7 @@ from followup.pipelines.longitudinal import (
 from followup.pipelines.probability import History, residual_probability, site_findings
 from followup.pipelines.registration.driver import register
 from followup.pipelines.registration.result import RegistrationResult
-from followup.pipelines.zone_prior import radius_cap
+from followup.pipelines.zone_prior import radius_cap, unregistered_cap
 from followup.procedure import ProcedureRecord
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def measure(a: Assessment, study: DCEStudy, days: int | None, to_current: np.nda
         rim_initial_enhancement_pct=float(seg.rim.initial_pe),
         rim_delayed_change_pct=float(seg.rim.delayed_change_pct), foci=foci, mapping=mapping,
         registration_quality=None if registration is None else registration.quality,
-        chain_discrepancy_mm=chain_mm)
+        chain_discrepancy_mm=chain_mm, zone_edge_from_prior_share=float(seg.zone.edge_from_prior_share))
 
 
 def _prior_assessment(prior: DCEStudy, baseline: DCEStudy | None, record: ProcedureRecord,
@@ -160,16 +160,24 @@ def assess_with_priors(baseline: DCEStudy | None, followup: DCEStudy, priors: Se
 def _with_zone_prior(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
                      reads: Sequence[PriorRead], run_stage: StageRunner) -> Assessment:
     """``a`` with its zone found again bounded by the latest earlier zone that maps into it
-    (:mod:`followup.pipelines.zone_prior`: where no rim ends a ray); ``a`` itself when none does
-    or when no ray needed it."""
-    for r in reversed(reads):
+    (:mod:`followup.pipelines.zone_prior`: where no rim ends a ray), or, where none could be
+    registered, by the latest one's size (:func:`followup.pipelines.zone_prior.unregistered_cap`);
+    ``a`` itself when no earlier zone was measured.
+    The zone found with the cap is kept even where no ray ended at the cap: the cap also decides
+    which rims past a step are the zone's (:func:`followup.pipelines.segmentation.zone.cast_zone_rays`)."""
+    measured = [r for r in reads if r.assessment.segmentation is not None and r.assessment.roi is not None
+                and not r.assessment.segmentation.zone.leaked]
+    for r in reversed(measured):
         pa, seg = r.assessment, r.assessment.segmentation
-        if r.current_to_prior is None or seg is None or pa.roi is None or seg.zone.leaked:
+        if r.current_to_prior is None or seg is None or pa.roi is None:
             continue
         cap = radius_cap(seg.zone.mask, pa.roi.grid.affine, r.current_to_prior)
-        new = run_stage("segmentation", resegmented, a, record, followup, cap)
-        assert new.segmentation is not None
-        return new if new.segmentation.zone.edge_from_prior_share > 0 else a
+        return run_stage("segmentation", resegmented, a, record, followup, cap)
+    if measured:  # none registered: the latest one's size still bounds the zone
+        seg = measured[-1].assessment.segmentation
+        assert seg is not None
+        return run_stage("segmentation", resegmented, a, record, followup, unregistered_cap(seg.zone.ray_radius_mm),
+                         False)
     return a
 
 

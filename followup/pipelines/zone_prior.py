@@ -6,8 +6,9 @@ of the tissue around it (a cavity holding fat, in fat), it finds none and runs o
 measured far too large (an independent simulator's surveillance series: 108-408 % in 4 of 12).
 The zone involutes after cryoablation (clinical-evidence.md, "Involution": monotone shrinkage), so
 the previous exam's zone, mapped into the current one by the registration between them, bounds
-each ray that no rim ends: it ends there at the latest (plus ``PRIOR_SLACK_MM``). Rays that a rim
-ends are left alone, so a zone that grows with an enhancing rim (recurrence) still reads as grown.
+each ray that no rim ends: it ends there at the latest (plus ``PRIOR_SLACK_MM``). A ray that a rim
+ends may pass it by up to ``PRIOR_GROWTH_SHARE`` of it (``segmentation.zone``), so a zone that grows
+with an enhancing rim (recurrence) still reads as grown; a rim farther out is not the zone's.
 
 Pure: the prior zone's mask and grid, the current -> prior mapping, the rays in; radii out.
 """
@@ -56,4 +57,17 @@ def radius_cap(prior_mask: np.ndarray, prior_affine: np.ndarray, current_to_prio
     return cap
 
 
-__all__ = ["PRIOR_SLACK_MM", "prior_radius_along", "radius_cap"]
+def unregistered_cap(prior_ray_radius_mm: np.ndarray) -> RadiusCap:
+    """The cap where the earlier exam could not be registered to the current one (its zone's
+    orientation and place in the current exam unknown): every ray ends within the earlier zone's
+    longest radius from its own centre (plus ``PRIOR_SLACK_MM``), the sphere that holds that zone
+    however it lies. Weaker than :func:`radius_cap`, but a zone 16 x its true volume (fat in fat,
+    no rim, independent series 99600 at 12 months) cannot pass for one that grew."""
+    bound = float(np.max(prior_ray_radius_mm)) + PRIOR_SLACK_MM
+
+    def cap(origin_lps: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+        return np.full(len(dirs), bound)
+    return cap
+
+
+__all__ = ["PRIOR_SLACK_MM", "prior_radius_along", "radius_cap", "unregistered_cap"]

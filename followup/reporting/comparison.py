@@ -91,6 +91,10 @@ def _changes(current: TimePoint) -> str:
     if not c.foci_compared:
         return (f"{_n_foci(now) if now else 'no suspicious enhancement'} at the ablation site, not compared with "
                 f"{when} (the two studies could not be registered)")
+    note = ""
+    if c.foci_compared_with_study_instance_uid not in (None, c.previous_study_instance_uid):
+        note = f" (the follow-up of {when} could not be registered with this one)"
+        when = _date(c.foci_compared_with_study_date)
     parts = [f"new {f.largest_diameter_mm:.0f} mm {f.curve_type} focus at the ablation site since {when}"
              for f in c.new_foci]
     parts += [f"{f.curve_type} focus grown from {f.previous_diameter_mm:.0f} to {f.largest_diameter_mm:.0f} mm "
@@ -98,7 +102,7 @@ def _changes(current: TimePoint) -> str:
     kept = len(current.suspicious_foci) - len(c.new_foci) - len(c.grown_foci)
     if kept > 0:
         parts.append(f"{_n_foci(kept)} unchanged since {when}")
-    return "; ".join(parts) if parts else f"no new or growing enhancement at the ablation site since {when}"
+    return ("; ".join(parts) if parts else f"no new or growing enhancement at the ablation site since {when}") + note
 
 
 def _with_priors(lon: Longitudinal) -> str:

@@ -35,7 +35,9 @@ def _change(c: Change | None) -> ChangeVsPrevious | None:
         volume_ratio=rounded_or_none(c.volume_ratio, 3),
         rim_thickness_change_mm=rounded_or_none(c.rim_thickness_change_mm, 1),
         new_foci=tuple(_focus_change(f) for f in c.new_foci),
-        grown_foci=tuple(_focus_change(f) for f in c.grown_foci), foci_compared=c.foci_compared)
+        grown_foci=tuple(_focus_change(f) for f in c.grown_foci), foci_compared=c.foci_compared,
+        foci_compared_with_study_instance_uid=c.foci_previous_study_uid,
+        foci_compared_with_study_date=c.foci_previous_date.isoformat() if c.foci_previous_date else None)
 
 
 def time_point(m: TimePointMeasure, change: Change | None) -> TimePoint:
@@ -94,6 +96,8 @@ def comparison_rows(lon: Longitudinal) -> tuple[tuple[str, ...], list[tuple[str,
             + [f"{f.previous_diameter_mm:.0f} -> {f.largest_diameter_mm:.0f} mm" for f in c.grown_foci]) or "none"
         if c is not None and not c.foci_compared:
             changed = "not compared (not registered)"
+        elif c is not None and c.foci_compared_with_study_instance_uid not in (None, c.previous_study_instance_uid):
+            changed += f" (against {c.foci_compared_with_study_date or 'an earlier follow-up'})"
         rows.append((when, months, f"{t.zone_volume_ml:.1f} ml", ratio, rim, foci, changed))
     return header, rows
 

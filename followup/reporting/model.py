@@ -244,7 +244,11 @@ class ChangeVsPrevious(_Model):
     rim_thickness_change_mm: float | None
     new_foci: tuple[FocusChange, ...]
     grown_foci: tuple[FocusChange, ...]
-    foci_compared: bool  # false: the two could not be put in one space (no focus called new)
+    foci_compared: bool  # false: no earlier follow-up could be put in one space with it (no focus called new)
+    # the follow-up the foci were compared with: the previous one, or where that one could not be
+    # registered the latest earlier one that could (null: not compared)
+    foci_compared_with_study_instance_uid: str | None = None
+    foci_compared_with_study_date: str | None = None
 
 
 class TimePointRegistration(_Model):

@@ -66,6 +66,16 @@ RIM_SURFACE_NEIGHBOURS = 31
 RIM_SURFACE_MIN_SHARE = 0.5
 RIM_SURFACE_TOL_MM = 3.0
 RIM_SURFACE_TOL_SHARE = 0.25
+# The zone involutes (clinical-evidence.md, "Involution"). With the earlier exam's zone as a cap
+# (``radius_cap_mm``), a ray that a rim ends may still pass the cap: the zone can grow with an
+# enhancing rim (a recurrence, drawn by our generator as volume x 1.6-2.4 against the previous
+# exam, its radius x 1.17-1.34), and the earlier zone may have been measured small. Not by more
+# than PRIOR_GROWTH_SHARE of the cap (PRIOR_GROWTH_MM at least): a "rim" beyond that is enhancing
+# tissue past a cavity whose own rim has faded (gland, background enhancement), and the ray ends at
+# the cap (independent series 99609 m24: 9 % of the rays ran to gland 5-30 mm beyond the earlier
+# zone, the zone measured 4.2 x its true volume). Modelling choices.
+PRIOR_GROWTH_MM = 3.0
+PRIOR_GROWTH_SHARE = 0.4
 # ... and the rim past a step must look like one (:func:`_rim_like`): clear, or a faint layer whose
 # enhancement falls back to half its height within this far beyond its peak.
 RIM_FALL_MM = 4.0
@@ -94,8 +104,9 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     A step of the signal before a rim on the zone's rim surface (:func:`on_rim_surface`) that
     looks like a rim (:func:`_rim_like`) is the cavity's content: that ray ends at the rim.
     ``radius_cap_mm`` (per ray; the earlier exam's zone carried forward,
-    :mod:`followup.pipelines.zone_prior`): a ray that no rim ends ends there at the latest, and
-    does not count as run out."""
+    :mod:`followup.pipelines.zone_prior`): a ray that no rim ends ends there at the latest, as
+    does one whose rim lies beyond the cap by more than ``PRIOR_GROWTH_*`` (not this zone's rim);
+    a capped ray does not count as run out."""
     radii = np.arange(0.0, MAX_ZONE_RADIUS_MM + RAY_STEP_MM, RAY_STEP_MM)
     pts = origin_lps[None, None, :] + dirs[:, None, :] * radii[None, :, None]
     pe_ray = sample(pe_smooth, affine, pts, cval=np.inf)
@@ -144,7 +155,10 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     raw = np.minimum(stop_mm, edge_mm)
     capped = np.zeros(len(dirs), dtype=bool)
     if radius_cap_mm is not None:
-        capped = np.isfinite(radius_cap_mm) & (raw > radius_cap_mm) & ~(rim & (edge_mm <= stop_mm))
+        bounded = np.isfinite(radius_cap_mm)
+        growth = np.maximum(PRIOR_GROWTH_MM, PRIOR_GROWTH_SHARE * np.where(bounded, radius_cap_mm, 0.0))
+        rim_ended = rim & (edge_mm <= stop_mm) & ~(bounded & (edge_mm > radius_cap_mm + growth))
+        capped = bounded & (raw > radius_cap_mm) & ~rim_ended
         raw = np.where(capped, radius_cap_mm, raw)
         ran_out = ran_out & ~capped
     return Rays(circular_median(raw, dirs, k_median), ran_out, capped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -69,6 +70,39 @@ def test_unregistered_prior_compares_volumes_but_calls_no_focus_new():
     lon = lg.summarise([prev, _point(365, 25.0, current=True, foci=[_focus(0.0, 8.0)])])
     assert not lon.current_change.foci_compared and lon.current_change.new_foci == ()
     assert lon.trend == "involuting" and "not compared" in lon.reason
+
+
+def test_foci_are_compared_with_the_latest_registered_follow_up_when_the_previous_was_not():
+    """m06 registered, m12 not: a nodule at m24 that m06 did not show is new (against m06), and
+    the reason says which follow-up it was compared with; one m06 showed is not new."""
+    m06, m12 = _point(180, 30.0, foci=[_focus(40.0, 7.0)]), _point(365, 28.0, mapping="none")
+    lon = lg.summarise([m06, m12, _point(730, 25.0, current=True, foci=[_focus(0.0, 9.0), _focus(41.0, 7.5)])])
+    ch = lon.current_change
+    assert ch.previous_study_uid == m12.study_uid and ch.volume_ratio == pytest.approx(25.0 / 28.0)
+    assert ch.foci_compared and ch.foci_previous_study_uid == m06.study_uid
+    assert [f.largest_diameter_mm for f in ch.new_foci] == [9.0] and ch.grown_foci == ()
+    assert lon.trend == "new-enhancement"
+    assert f"against the follow-up of {m06.date.isoformat()} (that of {m12.date.isoformat()} could not be " \
+           "registered)" in lon.reason
+    # with the previous one registered, it is the one compared with
+    lon = lg.summarise([m06, _point(365, 28.0), _point(730, 25.0, current=True, foci=[_focus(0.0, 9.0)])])
+    assert lon.current_change.foci_previous_study_uid == "1.2.365"
+    # no registered follow-up before it: not compared, as before
+    lon = lg.summarise([_point(180, 30.0, mapping="none"), _point(365, 28.0, mapping="none"),
+                        _point(730, 25.0, current=True, foci=[_focus(0.0, 9.0)])])
+    assert not lon.current_change.foci_compared and lon.current_change.foci_previous_study_uid is None
+
+
+def test_a_volume_that_is_mostly_an_earlier_zones_bound_never_shows_growth():
+    bounded = replace(_point(365, 45.0, current=True), zone_edge_from_prior_share=lg.VOLUME_BOUND_SHARE)
+    lon = lg.summarise([_point(180, 30.0), bounded])
+    assert lon.current_change.volume_bounded and lon.current_change.volume_ratio == pytest.approx(1.5)
+    assert lon.trend == "stable" and "an upper bound" in lon.reason
+    # measured in most directions, the same growth is growth
+    measured = replace(bounded, zone_edge_from_prior_share=lg.VOLUME_BOUND_SHARE - 0.1)
+    assert lg.summarise([_point(180, 30.0), measured]).trend == "growing"
+    # an upper bound that shrank did shrink
+    assert lg.summarise([_point(180, 30.0), replace(bounded, zone_volume_ml=20.0)]).trend == "involuting"
 
 
 def test_unmeasured_time_points_are_skipped_in_the_chain_of_changes():

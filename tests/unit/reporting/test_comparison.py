@@ -113,6 +113,18 @@ def test_with_priors_new_grown_and_unchanged_foci():
         "washout focus grown from 5 to 9 mm since 2024-07-01; 1 suspicious focus unchanged since 2024-07-01.")
 
 
+def test_foci_compared_with_an_earlier_follow_up_when_the_previous_could_not_be_registered():
+    change = _change("2025-01-10", 0.9, new=(9,)).model_copy(update={
+        "foci_compared_with_study_instance_uid": "2024-07-01", "foci_compared_with_study_date": "2024-07-01"})
+    lon = Longitudinal(time_points=(
+        _point("2024-07-01", 6.0), _point("2025-01-10", 5.0),
+        _point("2025-07-09", 4.5, current=True, foci=(9,), change=change)),
+        trend="new-enhancement", trend_reason="new focus")
+    c = comparison("complete", None, RECORD, _study("2024-01-02"), _findings(_focus(9)), lon)
+    assert c.sentence.endswith("new 9 mm washout focus at the ablation site since 2024-07-01 (the follow-up of "
+                               "2025-01-10 could not be registered with this one).")
+
+
 def test_unregistered_prior_and_incomplete_analysis():
     lon = Longitudinal(time_points=(
         _point("2024-07-01", 5.0), _point("2025-07-09", 5.2, current=True, foci=(7,),
