@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from followup.procedure import parse_procedure
 from followup.reporting.comparison import comparison
+from followup.reporting.longitudinal_report import comparison_rows
 from followup.reporting.model import (
     AblationZone,
     ChangeVsPrevious,
@@ -123,6 +124,8 @@ def test_foci_compared_with_an_earlier_follow_up_when_the_previous_could_not_be_
     c = comparison("complete", None, RECORD, _study("2024-01-02"), _findings(_focus(9)), lon)
     assert c.sentence.endswith("new 9 mm washout focus at the ablation site since 2024-07-01 (the follow-up of "
                                "2025-01-10 could not be registered with this one).")
+    _header, rows = comparison_rows(lon)  # the HTML and PDF table
+    assert rows[-1][-1] == "new 9 mm (against 2024-07-01)"
 
 
 def test_unregistered_prior_and_incomplete_analysis():
