@@ -41,9 +41,11 @@ from followup.evidence import LR_INVOLUTING, OddsFactor
 # below RECIST 1.1's 20 % diameter increase for progression, which is x 1.73 in volume).
 GROWING_VOLUME_RATIO = 1.3
 INVOLUTING_VOLUME_RATIO = 0.9
-# A zone whose edge is an earlier exam's bound (zone_prior: no rim or signal step showed it) in at
-# least this share of directions has a volume that is an upper bound, not a measurement: it says
-# the zone is no larger, never that it grew (independent series 99600: a bound whose orientation
+# A zone whose edge is an earlier exam's bound (zone_prior: no rim or signal step showed it, up to
+# the bound or beyond) in at least this share of directions has a volume that is an upper bound,
+# not a measurement: it says the zone is no larger, never that it grew (where a rim was seen beyond
+# the bound the zone may have grown that far: those directions do not count, so a zone that grew
+# with its rim, our generator's series 95001 at 24 months, still reads as grown) (independent series 99600: a bound whose orientation
 # was unknown, the earlier zone's longest radius, let a zone measured at 5.7 x its true volume read
 # as 1.9 x the one before). A modelling choice.
 VOLUME_BOUND_SHARE = 0.5

@@ -23,7 +23,8 @@ class Zone:
     covers_margin: bool
     leaked: bool  # rays that ran to the search limit: the zone's edge was not found there
     ray_origin_lps: np.ndarray | None = None  # where the rays start (None: the tumour centre)
-    # share of directions whose edge is the earlier exam's zone carried forward (no rim there)
+    # share of directions whose edge is the earlier exam's zone carried forward, no rim or signal
+    # change seen up to it or beyond (there the volume is an upper bound)
     edge_from_prior_share: float = 0.0
 
 

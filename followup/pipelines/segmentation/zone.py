@@ -84,11 +84,14 @@ RIM_FALL_MM = 4.0
 @dataclass(frozen=True)
 class Rays:
     """The zone's rays: the radius along each (median with its nearest rays), whether it ran to the
-    search limit without an edge, and whether the earlier exam's zone ended it (its cap)."""
+    search limit without an edge, whether the earlier exam's zone ended it (its cap), and of those
+    whether a rim was seen beyond the cap (too far out to be this zone's): there the cap is no
+    upper bound of the zone, which may have grown to that rim."""
 
     radii: np.ndarray
     ran_out: np.ndarray
     capped: np.ndarray
+    rim_beyond_cap: np.ndarray | None = None
 
 
 def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndarray,
@@ -154,14 +157,16 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
         stop_mm[by_signal] = np.minimum(step, edge_mm[by_signal])
     raw = np.minimum(stop_mm, edge_mm)
     capped = np.zeros(len(dirs), dtype=bool)
+    rim_beyond = np.zeros(len(dirs), dtype=bool)
     if radius_cap_mm is not None:
         bounded = np.isfinite(radius_cap_mm)
         growth = np.maximum(PRIOR_GROWTH_MM, PRIOR_GROWTH_SHARE * np.where(bounded, radius_cap_mm, 0.0))
         rim_ended = rim & (edge_mm <= stop_mm) & ~(bounded & (edge_mm > radius_cap_mm + growth))
         capped = bounded & (raw > radius_cap_mm) & ~rim_ended
+        rim_beyond = capped & rim & (edge_mm <= stop_mm)
         raw = np.where(capped, radius_cap_mm, raw)
         ran_out = ran_out & ~capped
-    return Rays(circular_median(raw, dirs, k_median), ran_out, capped)
+    return Rays(circular_median(raw, dirs, k_median), ran_out, capped, rim_beyond)
 
 
 def _rim_like(pe_ray: np.ndarray, edge: np.ndarray, n_core: int) -> np.ndarray:
@@ -277,7 +282,10 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
     rays = cast_zone_rays(s0_smooth, pe_smooth, affine, origin, dirs, sub_smooth=sub_smooth, radius_cap_mm=cap)
     ray_r = rays.radii
     leaked = bool(np.mean(rays.ran_out) > 0.1)
-    from_prior = float(np.mean(rays.capped))  # directions whose edge is the earlier exam's
+    # directions whose edge is the earlier exam's, no edge seen up to it (not those with a rim
+    # beyond it: the zone may reach that far, so the cap bounds nothing there)
+    beyond = rays.rim_beyond_cap if rays.rim_beyond_cap is not None else np.zeros(len(dirs), dtype=bool)
+    from_prior = float(np.mean(rays.capped & ~beyond))
     # Zone mask: voxels closer to the origin than the radius along their own direction (only
     # voxels within the longest ray can be, so only they are looked up).
     lps = voxel_lps(s0.shape, affine)

@@ -83,7 +83,10 @@ def test_a_rim_far_beyond_the_earlier_zone_is_not_the_zones() -> None:
     of the cap it would still be (the test above)."""
     capped = _rim_shell(24.0, 10.0)
     assert np.median(capped.ray_radius_mm) == pytest.approx(10.0 + PRIOR_SLACK_MM, abs=1.0)
-    assert capped.edge_from_prior_share > 0.95 and not capped.leaked
+    assert not capped.leaked
+    # a rim was seen beyond the bound: the zone may have grown that far, so its volume is no
+    # upper bound there (a growth it shows still counts, longitudinal.VOLUME_BOUND_SHARE)
+    assert capped.edge_from_prior_share < 0.05
     beyond = 10.0 + PRIOR_SLACK_MM
     assert beyond + max(PRIOR_GROWTH_MM, PRIOR_GROWTH_SHARE * beyond) < 24.0  # the case the rule is for
 
