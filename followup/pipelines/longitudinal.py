@@ -45,9 +45,9 @@ INVOLUTING_VOLUME_RATIO = 0.9
 # the bound or beyond) in at least this share of directions has a volume that is an upper bound,
 # not a measurement: it says the zone is no larger, never that it grew (where a rim was seen beyond
 # the bound the zone may have grown that far: those directions do not count, so a zone that grew
-# with its rim, our generator's series 95001 at 24 months, still reads as grown) (independent series 99600: a bound whose orientation
-# was unknown, the earlier zone's longest radius, let a zone measured at 5.7 x its true volume read
-# as 1.9 x the one before). A modelling choice.
+# with its rim, our generator's series 95001 at 24 months, still reads as grown). Independent
+# series 99600: a bound whose orientation was unknown, the earlier zone's longest radius, let a zone
+# measured at 5.7 x its true volume read as 1.9 x the one before. A modelling choice.
 VOLUME_BOUND_SHARE = 0.5
 # Rim thickening that counts as growth (assumption: twice the benign rim's 1-2.5 mm spread).
 RIM_THICKENING_MM = 2.0
