@@ -163,7 +163,7 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
         growth = np.maximum(PRIOR_GROWTH_MM, PRIOR_GROWTH_SHARE * np.where(bounded, radius_cap_mm, 0.0))
         rim_ended = rim & (edge_mm <= stop_mm) & ~(bounded & (edge_mm > radius_cap_mm + growth))
         capped = bounded & (raw > radius_cap_mm) & ~rim_ended
-        rim_beyond = capped & rim & (edge_mm <= stop_mm)
+        rim_beyond = capped & rim  # a rim past the cap, with or without a signal step before it
         raw = np.where(capped, radius_cap_mm, raw)
         ran_out = ran_out & ~capped
     return Rays(circular_median(raw, dirs, k_median), ran_out, capped, rim_beyond)
