@@ -166,6 +166,11 @@ class Change:
     foci_previous_date: dt.date | None = None
     volume_bounded: bool = False  # the current volume is an earlier exam's bound (VOLUME_BOUND_SHARE)
 
+    @property
+    def foci_against_earlier(self) -> bool:
+        """The foci were compared with an earlier follow-up than the previous one."""
+        return self.foci_previous_study_uid not in (None, self.previous_study_uid)
+
 
 @dataclass(frozen=True)
 class Longitudinal:
@@ -255,7 +260,7 @@ def classify(change: Change | None) -> tuple[str | None, str]:
         parts += [f"{f.curve_type} focus grown from {f.previous_diameter_mm:.0f} to "
                   f"{f.largest_diameter_mm:.0f} mm" for f in change.grown_foci]
         against = when
-        if change.foci_previous_study_uid not in (None, change.previous_study_uid):
+        if change.foci_against_earlier:
             against = (f"{change.foci_previous_date.isoformat() if change.foci_previous_date else 'an earlier one'}"
                        f" (that of {when} could not be registered)")
         return "new-enhancement", f"against the follow-up of {against}: " + "; ".join(parts) + " at the ablation site"
@@ -285,7 +290,8 @@ def summarise(points: Sequence[TimePointMeasure]) -> Longitudinal:
     for i, p in enumerate(ordered):
         change = compare(last, p) if (last is not None and p.measured) else None
         if change is not None and not change.foci_compared:
-            registered = [q for q in ordered[:i] if q.measured and q.mapping != "none" and q is not last]
+            # (the previous one is not among them: it is the one that could not be registered)
+            registered = [q for q in ordered[:i] if q.measured and q.mapping != "none"]
             if registered and p.mapping != "none":
                 change = with_foci_against(change, registered[-1], p)
         changes.append(change)

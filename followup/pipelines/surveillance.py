@@ -168,11 +168,11 @@ def _with_zone_prior(a: Assessment, record: ProcedureRecord, followup: DCEStudy,
     measured = [r for r in reads if r.assessment.segmentation is not None and r.assessment.roi is not None
                 and not r.assessment.segmentation.zone.leaked]
     for r in reversed(measured):
-        pa, seg = r.assessment, r.assessment.segmentation
-        if r.current_to_prior is None or seg is None or pa.roi is None:
-            continue
-        cap = radius_cap(seg.zone.mask, pa.roi.grid.affine, r.current_to_prior)
-        return run_stage("segmentation", resegmented, a, record, followup, cap)
+        if r.current_to_prior is not None:
+            seg, roi = r.assessment.segmentation, r.assessment.roi
+            assert seg is not None and roi is not None
+            cap = radius_cap(seg.zone.mask, roi.grid.affine, r.current_to_prior)
+            return run_stage("segmentation", resegmented, a, record, followup, cap)
     if measured:  # none registered: the latest one's size still bounds the zone
         seg = measured[-1].assessment.segmentation
         assert seg is not None

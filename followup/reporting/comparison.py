@@ -92,7 +92,7 @@ def _changes(current: TimePoint) -> str:
         return (f"{_n_foci(now) if now else 'no suspicious enhancement'} at the ablation site, not compared with "
                 f"{when} (the two studies could not be registered)")
     note = ""
-    if c.foci_compared_with_study_instance_uid not in (None, c.previous_study_instance_uid):
+    if c.foci_compared_with_earlier:
         note = f" (the follow-up of {when} could not be registered with this one)"
         when = _date(c.foci_compared_with_study_date)
     parts = [f"new {f.largest_diameter_mm:.0f} mm {f.curve_type} focus at the ablation site since {when}"

@@ -91,7 +91,7 @@ class Rays:
     radii: np.ndarray
     ran_out: np.ndarray
     capped: np.ndarray
-    rim_beyond_cap: np.ndarray | None = None
+    rim_beyond_cap: np.ndarray
 
 
 def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndarray,
@@ -142,10 +142,11 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     # every step inside a rim that lies on the zone's rim surface: the cavity's own content)
     clean = rim & (stop_mm >= edge_mm - RIM_BEHIND_STEP_MM)  # a rim reached with no step before it
     within_rim = on_rim_surface(edge_mm, rim, dirs, clean) & _rim_like(pe_ray, edge, n_core)
+    bounded = np.zeros(len(dirs), dtype=bool) if radius_cap_mm is None else np.isfinite(radius_cap_mm)
     if radius_cap_mm is not None:
         # the zone involutes: a rim beyond the earlier exam's zone, reached past a step, is not this
         # zone's (gland beyond a cavity whose rim has faded); the step stays the edge there
-        within_rim &= ~(np.isfinite(radius_cap_mm) & (edge_mm > radius_cap_mm))
+        within_rim &= ~(bounded & (edge_mm > radius_cap_mm))
     by_signal = ((stop_mm < edge_mm) & ~(rim & (edge_mm - stop_mm <= RIM_BEHIND_STEP_MM)) & ~within_rim
                  & ~ran_out & persist[rows, at] & ~enhancing[rows, at])
     stop_mm = np.where(within_rim, edge_mm, stop_mm)  # such a ray ends at its rim
@@ -159,7 +160,6 @@ def cast_zone_rays(s0_smooth: np.ndarray, pe_smooth: np.ndarray, affine: np.ndar
     capped = np.zeros(len(dirs), dtype=bool)
     rim_beyond = np.zeros(len(dirs), dtype=bool)
     if radius_cap_mm is not None:
-        bounded = np.isfinite(radius_cap_mm)
         growth = np.maximum(PRIOR_GROWTH_MM, PRIOR_GROWTH_SHARE * np.where(bounded, radius_cap_mm, 0.0))
         rim_ended = rim & (edge_mm <= stop_mm) & ~(bounded & (edge_mm > radius_cap_mm + growth))
         capped = bounded & (raw > radius_cap_mm) & ~rim_ended
@@ -284,8 +284,7 @@ def segment_zone(s0: np.ndarray, maps: EnhancementMaps, affine: np.ndarray,
     leaked = bool(np.mean(rays.ran_out) > 0.1)
     # directions whose edge is the earlier exam's, no edge seen up to it (not those with a rim
     # beyond it: the zone may reach that far, so the cap bounds nothing there)
-    beyond = rays.rim_beyond_cap if rays.rim_beyond_cap is not None else np.zeros(len(dirs), dtype=bool)
-    from_prior = float(np.mean(rays.capped & ~beyond))
+    from_prior = float(np.mean(rays.capped & ~rays.rim_beyond_cap))
     # Zone mask: voxels closer to the origin than the radius along their own direction (only
     # voxels within the longest ray can be, so only they are looked up).
     lps = voxel_lps(s0.shape, affine)
