@@ -15,7 +15,15 @@ With them: "Compared with the pre-procedure MRI of 2024-01-02 and the follow-ups
 from __future__ import annotations
 
 from followup.procedure import ProcedureRecord
-from followup.reporting.model import Comparison, Findings, FocusRow, Longitudinal, StudySummary, TimePoint
+from followup.reporting.model import (
+    ChangeVsPrevious,
+    Comparison,
+    Findings,
+    FocusRow,
+    Longitudinal,
+    StudySummary,
+    TimePoint,
+)
 
 TREND_WORDS = {"involuting": "involuting", "stable": "stable", "growing": "growing",
                "new-enhancement": "with new or growing enhancement"}
@@ -80,6 +88,12 @@ def _volumes(priors: list[TimePoint]) -> str:
                      else f"not measured on {_date(t.study_date)} ({t.status})" for t in priors)
 
 
+def foci_compared_with_earlier(c: ChangeVsPrevious) -> bool:
+    """Whether the foci were compared with an earlier follow-up than the previous one (that one
+    could not be registered with the current one)."""
+    return c.foci_compared_with_study_instance_uid not in (None, c.previous_study_instance_uid)
+
+
 def _changes(current: TimePoint) -> str:
     """New, grown and persisting suspicious foci against the previous measured follow-up."""
     c = current.change_vs_previous
@@ -92,7 +106,7 @@ def _changes(current: TimePoint) -> str:
         return (f"{_n_foci(now) if now else 'no suspicious enhancement'} at the ablation site, not compared with "
                 f"{when} (the two studies could not be registered)")
     note = ""
-    if c.foci_compared_with_earlier:
+    if foci_compared_with_earlier(c):
         note = f" (the follow-up of {when} could not be registered with this one)"
         when = _date(c.foci_compared_with_study_date)
     parts = [f"new {f.largest_diameter_mm:.0f} mm {f.curve_type} focus at the ablation site since {when}"

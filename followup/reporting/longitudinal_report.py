@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from followup.pipelines.assess import Assessment
 from followup.pipelines.longitudinal import Change, FocusChange as FocusChangeResult, TimePointMeasure
+from followup.reporting.comparison import foci_compared_with_earlier
 from followup.reporting.model import (
     ChangeVsPrevious,
     FocusChange,
@@ -96,7 +97,7 @@ def comparison_rows(lon: Longitudinal) -> tuple[tuple[str, ...], list[tuple[str,
             + [f"{f.previous_diameter_mm:.0f} -> {f.largest_diameter_mm:.0f} mm" for f in c.grown_foci]) or "none"
         if c is not None and not c.foci_compared:
             changed = "not compared (not registered)"
-        elif c is not None and c.foci_compared_with_earlier:
+        elif c is not None and foci_compared_with_earlier(c):
             changed += f" (against {c.foci_compared_with_study_date or 'an earlier follow-up'})"
         rows.append((when, months, f"{t.zone_volume_ml:.1f} ml", ratio, rim, foci, changed))
     return header, rows

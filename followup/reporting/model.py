@@ -250,11 +250,6 @@ class ChangeVsPrevious(_Model):
     foci_compared_with_study_instance_uid: str | None = None
     foci_compared_with_study_date: str | None = None
 
-    @property
-    def foci_compared_with_earlier(self) -> bool:
-        """The foci were compared with an earlier follow-up than the previous one."""
-        return self.foci_compared_with_study_instance_uid not in (None, self.previous_study_instance_uid)
-
 
 class TimePointRegistration(_Model):
     """How a time point's findings reach the current follow-up: ``self`` (the current one),
